@@ -1,0 +1,20 @@
+//! Switchboard's model: tenants, API keys, MCP servers and their auth configs, agents and their
+//! attachments — with the rules that govern them — plus the secret envelope.
+//!
+//! The model modules do no IO. Persistence lives in [`store`], which implements the model's
+//! operations on sea-orm for SQLite and Postgres; nothing in the model imports it.
+
+pub mod agent;
+pub mod api_key;
+pub mod crypto;
+pub mod error;
+pub mod ids;
+pub mod mcp_server;
+pub mod page;
+pub mod slug;
+pub mod store;
+pub mod tenant;
+pub mod validate;
+
+pub use error::{DomainError, FieldError};
+pub use ids::{AgentId, ApiKeyId, AuditEventId, McpServerId, TenantId};

@@ -1,0 +1,198 @@
+//! Agents and their attachments to MCP servers.
+
+use chrono::Utc;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait};
+use serde_json::json;
+
+use super::audit::{self, AuditEntry};
+use super::entities::{agent_mcp_servers, agents, mcp_servers};
+use super::{TenantStore, json_err, map_err};
+use crate::agent::{Agent, AgentSpec, Attachment};
+use crate::page::{Page, PageRequest};
+use crate::tenant::Actor;
+use crate::{AgentId, DomainError, McpServerId};
+
+fn agent(m: agents::Model) -> Agent {
+    Agent { id: m.id.into(), tenant_id: m.tenant_id.into(), name: m.name, description: m.description, created_at: m.created_at, updated_at: m.updated_at }
+}
+
+fn attachment(link: agent_mcp_servers::Model, server: &mcp_servers::Model) -> Result<Attachment, DomainError> {
+    let config: serde_json::Value = serde_json::from_str(&server.config).map_err(json_err("server config"))?;
+    Ok(Attachment {
+        agent_id: link.agent_id.into(),
+        mcp_server_id: link.mcp_server_id.into(),
+        server_name: server.name.clone(),
+        server_slug: server.slug.clone(),
+        endpoint: config.get("endpoint").and_then(|e| e.as_str()).unwrap_or_default().to_owned(),
+        tools: link.tools.as_deref().map(serde_json::from_str).transpose().map_err(json_err("attachment tools"))?,
+        created_at: link.created_at,
+        updated_at: link.updated_at,
+    })
+}
+
+impl TenantStore<'_> {
+    pub async fn create_agent(&self, actor: &Actor, spec: AgentSpec) -> Result<Agent, DomainError> {
+        let txn = self.store.db.begin().await.map_err(map_err)?;
+        let now = Utc::now();
+        let model = agents::ActiveModel {
+            id: Set(AgentId::new().0),
+            tenant_id: Set(self.tenant_id.0),
+            name: Set(spec.name),
+            description: Set(spec.description),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await
+        .map_err(map_err)?;
+        let a = agent(model);
+        audit::record(&txn, self.agent_entry(actor, "agent.created", &a)).await?;
+        txn.commit().await.map_err(map_err)?;
+        Ok(a)
+    }
+
+    pub async fn list_agents(&self, page: PageRequest) -> Result<Page<Agent>, DomainError> {
+        let mut q = agents::Entity::find().filter(agents::Column::TenantId.eq(self.tenant_id.0)).order_by_asc(agents::Column::Id).limit(page.limit + 1);
+        if let Some(after) = page.after {
+            q = q.filter(agents::Column::Id.gt(after));
+        }
+        let rows = q.all(&self.store.db).await.map_err(map_err)?;
+        Ok(Page::from_overfetch(rows.into_iter().map(agent).collect(), page.limit, |a| a.id.0))
+    }
+
+    async fn find_agent(&self, db: &impl ConnectionTrait, id: AgentId) -> Result<agents::Model, DomainError> {
+        agents::Entity::find_by_id(id.0)
+            .filter(agents::Column::TenantId.eq(self.tenant_id.0))
+            .one(db)
+            .await
+            .map_err(map_err)?
+            .ok_or_else(|| DomainError::not_found("agent", id))
+    }
+
+    pub async fn get_agent(&self, id: AgentId) -> Result<Agent, DomainError> {
+        self.find_agent(&self.store.db, id).await.map(agent)
+    }
+
+    pub async fn update_agent(&self, actor: &Actor, id: AgentId, spec: AgentSpec) -> Result<Agent, DomainError> {
+        let txn = self.store.db.begin().await.map_err(map_err)?;
+        let mut active: agents::ActiveModel = self.find_agent(&txn, id).await?.into();
+        active.name = Set(spec.name);
+        active.description = Set(spec.description);
+        active.updated_at = Set(Utc::now());
+        let a = agent(active.update(&txn).await.map_err(map_err)?);
+        audit::record(&txn, self.agent_entry(actor, "agent.updated", &a)).await?;
+        txn.commit().await.map_err(map_err)?;
+        Ok(a)
+    }
+
+    /// Deletes the agent; its attachments go with it.
+    pub async fn delete_agent(&self, actor: &Actor, id: AgentId) -> Result<(), DomainError> {
+        let txn = self.store.db.begin().await.map_err(map_err)?;
+        let a = agent(self.find_agent(&txn, id).await?);
+        agents::Entity::delete_by_id(id.0).exec(&txn).await.map_err(map_err)?;
+        audit::record(&txn, self.agent_entry(actor, "agent.deleted", &a)).await?;
+        txn.commit().await.map_err(map_err)
+    }
+
+    /// The servers attached to an agent, in server-id order.
+    pub async fn list_attachments(&self, agent_id: AgentId, page: PageRequest) -> Result<Page<Attachment>, DomainError> {
+        self.find_agent(&self.store.db, agent_id).await?;
+        let mut q = agent_mcp_servers::Entity::find()
+            .filter(agent_mcp_servers::Column::TenantId.eq(self.tenant_id.0))
+            .filter(agent_mcp_servers::Column::AgentId.eq(agent_id.0))
+            .order_by_asc(agent_mcp_servers::Column::McpServerId)
+            .limit(page.limit + 1);
+        if let Some(after) = page.after {
+            q = q.filter(agent_mcp_servers::Column::McpServerId.gt(after));
+        }
+        let links = q.all(&self.store.db).await.map_err(map_err)?;
+        let ids: Vec<_> = links.iter().map(|l| l.mcp_server_id).collect();
+        let servers = mcp_servers::Entity::find()
+            .filter(mcp_servers::Column::TenantId.eq(self.tenant_id.0))
+            .filter(mcp_servers::Column::Id.is_in(ids))
+            .all(&self.store.db)
+            .await
+            .map_err(map_err)?;
+        let mut out = Vec::with_capacity(links.len());
+        for link in links {
+            if let Some(server) = servers.iter().find(|s| s.id == link.mcp_server_id) {
+                out.push(attachment(link, server)?);
+            }
+        }
+        Ok(Page::from_overfetch(out, page.limit, |a| a.mcp_server_id.0))
+    }
+
+    /// Attaches a server to an agent, or replaces the tool allow-list of an existing attachment.
+    /// Returns the attachment and whether it is new.
+    pub async fn attach(&self, actor: &Actor, agent_id: AgentId, server_id: McpServerId, tools: Option<Vec<String>>) -> Result<(Attachment, bool), DomainError> {
+        let txn = self.store.db.begin().await.map_err(map_err)?;
+        self.find_agent(&txn, agent_id).await?;
+        let server = self.find_server(&txn, server_id).await?;
+        let tools_json = tools.as_ref().map(serde_json::to_string).transpose().map_err(json_err("attachment tools"))?;
+        let existing = agent_mcp_servers::Entity::find_by_id((agent_id.0, server_id.0)).one(&txn).await.map_err(map_err)?;
+        let now = Utc::now();
+        let (link, created) = match existing {
+            Some(link) => {
+                let mut active: agent_mcp_servers::ActiveModel = link.into();
+                active.tools = Set(tools_json);
+                active.updated_at = Set(now);
+                (active.update(&txn).await.map_err(map_err)?, false)
+            }
+            None => {
+                let link = agent_mcp_servers::ActiveModel {
+                    tenant_id: Set(self.tenant_id.0),
+                    agent_id: Set(agent_id.0),
+                    mcp_server_id: Set(server_id.0),
+                    tools: Set(tools_json),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                }
+                .insert(&txn)
+                .await
+                .map_err(map_err)?;
+                (link, true)
+            }
+        };
+        audit::record(&txn, AuditEntry {
+            tenant: Some(self.tenant_id),
+            actor,
+            action: if created { "agent.mcp_server_attached" } else { "agent.mcp_server_tools_updated" },
+            target_type: "agent",
+            target_id: Some(agent_id.to_string()),
+            data: json!({"mcp_server_id": server_id, "tools": tools}),
+        })
+        .await?;
+        let a = attachment(link, &server)?;
+        txn.commit().await.map_err(map_err)?;
+        Ok((a, created))
+    }
+
+    pub async fn detach(&self, actor: &Actor, agent_id: AgentId, server_id: McpServerId) -> Result<(), DomainError> {
+        let txn = self.store.db.begin().await.map_err(map_err)?;
+        self.find_agent(&txn, agent_id).await?;
+        let deleted = agent_mcp_servers::Entity::delete_many()
+            .filter(agent_mcp_servers::Column::TenantId.eq(self.tenant_id.0))
+            .filter(agent_mcp_servers::Column::AgentId.eq(agent_id.0))
+            .filter(agent_mcp_servers::Column::McpServerId.eq(server_id.0))
+            .exec(&txn)
+            .await
+            .map_err(map_err)?;
+        if deleted.rows_affected == 0 {
+            return Err(DomainError::NotFound { kind: "attachment", id: format!("{agent_id}/{server_id}") });
+        }
+        audit::record(&txn, AuditEntry {
+            tenant: Some(self.tenant_id),
+            actor,
+            action: "agent.mcp_server_detached",
+            target_type: "agent",
+            target_id: Some(agent_id.to_string()),
+            data: json!({"mcp_server_id": server_id}),
+        })
+        .await?;
+        txn.commit().await.map_err(map_err)
+    }
+
+    fn agent_entry<'a>(&self, actor: &'a Actor, action: &'static str, a: &Agent) -> AuditEntry<'a> {
+        AuditEntry { tenant: Some(self.tenant_id), actor, action, target_type: "agent", target_id: Some(a.id.to_string()), data: json!({"name": a.name}) }
+    }
+}

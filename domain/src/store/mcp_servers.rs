@@ -1,0 +1,181 @@
+//! MCP servers: public config as JSON, secrets sealed with AAD bound to (tenant, row).
+
+use chrono::Utc;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait};
+use serde_json::json;
+
+use super::audit::{self, AuditEntry};
+use super::entities::mcp_servers;
+use super::{TenantStore, is_unique_violation, json_err, map_err};
+use crate::crypto::SealContext;
+use crate::mcp_server::{AuthSecrets, McpServer, McpServerSpec};
+use crate::page::{Page, PageRequest};
+use crate::tenant::Actor;
+use crate::{DomainError, McpServerId, slug};
+
+const TABLE: &str = "mcp_servers";
+const SECRETS: &str = "secrets";
+
+fn model_to_server(m: mcp_servers::Model) -> Result<McpServer, DomainError> {
+    Ok(McpServer {
+        id: m.id.into(),
+        tenant_id: m.tenant_id.into(),
+        name: m.name,
+        slug: m.slug,
+        description: m.description,
+        config: serde_json::from_str(&m.config).map_err(json_err("server config"))?,
+        secret_hints: serde_json::from_str(&m.secret_hints).map_err(json_err("secret hints"))?,
+        discovery_result: m.discovery_result.as_deref().map(serde_json::from_str).transpose().map_err(json_err("discovery result"))?,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    })
+}
+
+impl TenantStore<'_> {
+    fn seal_ctx(&self, id: McpServerId) -> SealContext<'static> {
+        SealContext { tenant: self.tenant_id, table: TABLE, column: SECRETS, row: id.0 }
+    }
+
+    fn seal(&self, id: McpServerId, secrets: &AuthSecrets) -> Result<Option<Vec<u8>>, DomainError> {
+        if secrets.is_empty() {
+            return Ok(None);
+        }
+        self.store.envelope.seal(&self.seal_ctx(id), &secrets.to_sealable_json()).map(Some).map_err(|e| DomainError::Internal(e.to_string()))
+    }
+
+    /// Creates a server. Without an explicit slug one is derived from the name and numbered
+    /// (`linear-2`) when taken; an explicit slug that is taken is a conflict.
+    pub async fn create_mcp_server(&self, actor: &Actor, spec: McpServerSpec) -> Result<McpServer, DomainError> {
+        let explicit = spec.slug.is_some();
+        let base = spec.slug.clone().or_else(|| slug::derive(&spec.name)).ok_or_else(|| DomainError::invalid("slug", "required", "slug is required"))?;
+        let txn = self.store.db.begin().await.map_err(map_err)?;
+        let slug = if explicit { base } else { self.free_slug(&txn, &base).await? };
+        let id = McpServerId::new();
+        let secrets = spec.apply_secrets(&AuthSecrets::default());
+        let now = Utc::now();
+        let model = mcp_servers::ActiveModel {
+            id: Set(id.0),
+            tenant_id: Set(self.tenant_id.0),
+            name: Set(spec.name),
+            slug: Set(slug.clone()),
+            description: Set(spec.description),
+            config: Set(serde_json::to_string(&spec.config).map_err(json_err("server config"))?),
+            secrets: Set(self.seal(id, &secrets)?),
+            secret_hints: Set(serde_json::to_string(&secrets.hints()).map_err(json_err("secret hints"))?),
+            discovery_result: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await
+        .map_err(|e| slug_conflict(e, &slug))?;
+        let server = model_to_server(model)?;
+        audit::record(&txn, self.entry(actor, "mcp_server.created", &server)).await?;
+        txn.commit().await.map_err(map_err)?;
+        Ok(server)
+    }
+
+    async fn free_slug(&self, db: &impl ConnectionTrait, base: &str) -> Result<String, DomainError> {
+        let taken: Vec<String> = mcp_servers::Entity::find()
+            .select_only()
+            .column(mcp_servers::Column::Slug)
+            .filter(mcp_servers::Column::TenantId.eq(self.tenant_id.0))
+            .filter(mcp_servers::Column::Slug.starts_with(base))
+            .into_tuple()
+            .all(db)
+            .await
+            .map_err(map_err)?;
+        (1..=1000).map(|n| slug::numbered(base, n)).find(|c| !taken.contains(c)).ok_or_else(|| DomainError::Conflict {
+            code: "slug_taken",
+            message: format!("no free slug near `{base}`; pass one"),
+        })
+    }
+
+    pub async fn list_mcp_servers(&self, page: PageRequest) -> Result<Page<McpServer>, DomainError> {
+        let mut q = mcp_servers::Entity::find()
+            .filter(mcp_servers::Column::TenantId.eq(self.tenant_id.0))
+            .order_by_asc(mcp_servers::Column::Id)
+            .limit(page.limit + 1);
+        if let Some(after) = page.after {
+            q = q.filter(mcp_servers::Column::Id.gt(after));
+        }
+        let rows = q.all(&self.store.db).await.map_err(map_err)?;
+        let servers = rows.into_iter().map(model_to_server).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(servers, page.limit, |s| s.id.0))
+    }
+
+    pub(super) async fn find_server(&self, db: &impl ConnectionTrait, id: McpServerId) -> Result<mcp_servers::Model, DomainError> {
+        mcp_servers::Entity::find_by_id(id.0)
+            .filter(mcp_servers::Column::TenantId.eq(self.tenant_id.0))
+            .one(db)
+            .await
+            .map_err(map_err)?
+            .ok_or_else(|| DomainError::not_found("mcp server", id))
+    }
+
+    pub async fn get_mcp_server(&self, id: McpServerId) -> Result<McpServer, DomainError> {
+        model_to_server(self.find_server(&self.store.db, id).await?)
+    }
+
+    /// The server's secrets in plaintext, for the code that sends them upstream.
+    pub async fn mcp_server_secrets(&self, id: McpServerId) -> Result<AuthSecrets, DomainError> {
+        let model = self.find_server(&self.store.db, id).await?;
+        self.open(id, model.secrets.as_deref())
+    }
+
+    fn open(&self, id: McpServerId, sealed: Option<&[u8]>) -> Result<AuthSecrets, DomainError> {
+        let Some(sealed) = sealed else { return Ok(AuthSecrets::default()) };
+        let plain = self.store.envelope.open(&self.seal_ctx(id), sealed).map_err(|e| DomainError::Internal(format!("mcp server {id} secrets: {e}")))?;
+        AuthSecrets::from_sealed_json(&plain)
+    }
+
+    /// Replaces the server with a validated spec (the caller merged a PATCH into the stored one).
+    pub async fn update_mcp_server(&self, actor: &Actor, id: McpServerId, spec: McpServerSpec) -> Result<McpServer, DomainError> {
+        let txn = self.store.db.begin().await.map_err(map_err)?;
+        let current = self.find_server(&txn, id).await?;
+        let secrets = spec.apply_secrets(&self.open(id, current.secrets.as_deref())?);
+        let slug = spec.slug.clone().unwrap_or_else(|| current.slug.clone());
+        let mut active: mcp_servers::ActiveModel = current.into();
+        active.name = Set(spec.name);
+        active.slug = Set(slug.clone());
+        active.description = Set(spec.description);
+        active.config = Set(serde_json::to_string(&spec.config).map_err(json_err("server config"))?);
+        active.secrets = Set(self.seal(id, &secrets)?);
+        active.secret_hints = Set(serde_json::to_string(&secrets.hints()).map_err(json_err("secret hints"))?);
+        active.updated_at = Set(Utc::now());
+        let model = active.update(&txn).await.map_err(|e| slug_conflict(e, &slug))?;
+        let server = model_to_server(model)?;
+        audit::record(&txn, self.entry(actor, "mcp_server.updated", &server)).await?;
+        txn.commit().await.map_err(map_err)?;
+        Ok(server)
+    }
+
+    /// Deletes the server; its attachments go with it.
+    pub async fn delete_mcp_server(&self, actor: &Actor, id: McpServerId) -> Result<(), DomainError> {
+        let txn = self.store.db.begin().await.map_err(map_err)?;
+        let server = model_to_server(self.find_server(&txn, id).await?)?;
+        mcp_servers::Entity::delete_by_id(id.0).exec(&txn).await.map_err(map_err)?;
+        audit::record(&txn, self.entry(actor, "mcp_server.deleted", &server)).await?;
+        txn.commit().await.map_err(map_err)
+    }
+
+    fn entry<'a>(&self, actor: &'a Actor, action: &'static str, s: &McpServer) -> AuditEntry<'a> {
+        AuditEntry {
+            tenant: Some(self.tenant_id),
+            actor,
+            action,
+            target_type: "mcp_server",
+            target_id: Some(s.id.to_string()),
+            data: json!({"name": s.name, "slug": s.slug, "endpoint": s.config.endpoint, "auth_type": s.config.auth.kind}),
+        }
+    }
+}
+
+fn slug_conflict(e: sea_orm::DbErr, slug: &str) -> DomainError {
+    if is_unique_violation(&e) {
+        DomainError::Conflict { code: "slug_taken", message: format!("an mcp server with slug `{slug}` already exists") }
+    } else {
+        map_err(e)
+    }
+}
+

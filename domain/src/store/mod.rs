@@ -1,0 +1,156 @@
+//! Persistence: the sea-orm store behind every model operation, for SQLite and Postgres alike.
+//!
+//! Tenant data is reachable only through [`Store::tenant`], which returns a [`TenantStore`] bound to
+//! one tenant: every query it issues filters on that tenant, so another tenant's id is simply not
+//! found. Admin operations (tenants and their keys) live on [`Store`] itself.
+//!
+//! Database errors are mapped to [`DomainError`] here, at the edge; nothing above sees `DbErr`.
+
+mod agents;
+mod audit;
+pub mod entities;
+mod idempotency;
+mod mcp_servers;
+mod tenants;
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, SqlErr, Statement};
+
+pub use idempotency::{Begin, IdempotencyKey};
+
+use crate::crypto::Envelope;
+use crate::{DomainError, TenantId};
+
+/// Which database a URL points at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Postgres for `postgres://`/`postgresql://` URLs, SQLite for `sqlite:` ones.
+    pub fn from_url(url: &str) -> Result<Self, DomainError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else {
+            Err(DomainError::invalid("database_url", "invalid", "the database URL must start with sqlite: or postgres://"))
+        }
+    }
+}
+
+/// Pool settings; the defaults suit one `serve` process.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    /// Postgres only: statements running longer are cancelled by the server.
+    pub statement_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { max_connections: 16, acquire_timeout: Duration::from_secs(5), statement_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// The store: a connection pool and the envelope that seals secrets.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+    envelope: Envelope,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `url`. SQLite runs in WAL mode with a busy timeout so that readers never wait
+    /// for the writer; Postgres gets a statement timeout.
+    pub async fn connect(url: &str, envelope: Envelope, options: &StoreOptions) -> Result<Self, DomainError> {
+        let backend = Backend::from_url(url)?;
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.max_connections(options.max_connections)
+            .min_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_timeout(options.acquire_timeout)
+            .sqlx_logging(false);
+        if backend == Backend::Sqlite {
+            // One writer at a time is SQLite's nature; more connections only add lock contention.
+            opts.max_connections(options.max_connections.min(8));
+        }
+        let db = Database::connect(opts).await.map_err(map_err)?;
+        match backend {
+            Backend::Sqlite => {
+                for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=ON"] {
+                    db.execute(Statement::from_string(DbBackend::Sqlite, pragma)).await.map_err(map_err)?;
+                }
+            }
+            Backend::Postgres => {
+                let ms = options.statement_timeout.as_millis();
+                db.execute(Statement::from_string(DbBackend::Postgres, format!("SET statement_timeout = {ms}"))).await.map_err(map_err)?;
+            }
+        }
+        Ok(Self { db, envelope, backend })
+    }
+
+    #[must_use]
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    #[must_use]
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+
+    /// The operations on one tenant's data.
+    #[must_use]
+    pub fn tenant(&self, tenant_id: TenantId) -> TenantStore<'_> {
+        TenantStore { store: self, tenant_id }
+    }
+
+    /// A cheap round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<(), DomainError> {
+        self.db.ping().await.map_err(map_err)
+    }
+}
+
+/// One tenant's view of the store.
+#[derive(Clone, Copy, Debug)]
+pub struct TenantStore<'a> {
+    store: &'a Store,
+    tenant_id: TenantId,
+}
+
+impl TenantStore<'_> {
+    #[must_use]
+    pub fn tenant_id(&self) -> TenantId {
+        self.tenant_id
+    }
+}
+
+/// Maps a database error to the domain's, keeping SQL text out of anything a client sees.
+pub(crate) fn map_err(err: DbErr) -> DomainError {
+    if let Some(SqlErr::UniqueConstraintViolation(_)) = err.sql_err() {
+        return DomainError::Conflict { code: "conflict", message: "a resource with these values already exists".into() };
+    }
+    match &err {
+        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => DomainError::Unavailable("the database is unreachable".into()),
+        _ => DomainError::Internal(format!("database error: {err}")),
+    }
+}
+
+pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+pub(crate) fn json_err(what: &str) -> impl FnOnce(serde_json::Error) -> DomainError + '_ {
+    move |e| DomainError::Internal(format!("stored {what} is not valid JSON: {e}"))
+}

@@ -1,0 +1,17 @@
+//! The schema, as one migration set that runs unchanged on SQLite and Postgres.
+//!
+//! Portable by construction: ids are UUIDs, JSON is stored as text, secrets as bytes, times as
+//! timestamps with time zone; nothing here names a dialect.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m0001_foundation;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_foundation::Migration)]
+    }
+}
