@@ -1,1 +1,317 @@
-fn main(){}
+//! The `switchboard` binary.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use switchboard_api::config::{Settings, load_master_key};
+use switchboard_api::telemetry::{self, LogFormat};
+use switchboard_api::{app, bootstrap, state::AppState};
+use switchboard_domain::crypto::Secret;
+use switchboard_domain::store::{Store, StoreOptions};
+use switchboard_domain::tenant::{Actor, TenantSpec};
+
+/// Switchboard: the control plane that connects AI agents to remote MCP servers.
+#[derive(Parser, Debug)]
+#[command(name = "switchboard", version)]
+struct Cli {
+    /// Log line format.
+    #[arg(long, global = true, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the HTTP API (and, by default, run the worker in the same process).
+    Serve(ServeArgs),
+    /// Run the background worker on its own (for the production shape: API and workers apart).
+    Worker(StoreArgs),
+    /// Apply pending database migrations, then exit.
+    Migrate(StoreArgs),
+    /// Print the OpenAPI document (or write it to a file).
+    Openapi {
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Administer tenants and API keys from the command line (e.g. the first tenant of a fresh install).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct StoreArgs {
+    /// Database URL: sqlite://… (embedded) or postgres://….
+    #[arg(long, env = "SWITCHBOARD_DATABASE_URL", default_value = "sqlite://./data/switchboard.db?mode=rwc", global = true)]
+    database_url: String,
+    /// Directory for the SQLite file, the generated master key and the bootstrap key.
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = "./data", global = true)]
+    data_dir: PathBuf,
+    /// Base64 32-byte key-encryption key; a 0600 key file in the data directory when unset.
+    #[arg(long, env = "SWITCHBOARD_MASTER_KEY", hide_env_values = true, global = true)]
+    master_key: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Base URL of this deployment as browsers and providers reach it.
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_URL", default_value = "http://localhost:8080")]
+    public_url: String,
+    /// Redis URL; in-process state when unset.
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Prefix of every Redis key (share one Redis between deployments).
+    #[arg(long, env = "SWITCHBOARD_REDIS_PREFIX", default_value = "switchboard")]
+    redis_prefix: String,
+    /// Platform admin bearer token for /v1/admin/*; the admin API is disabled when unset.
+    #[arg(long, env = "SWITCHBOARD_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Let outbound calls and http:// URLs reach loopback and private addresses (development and tests only).
+    #[arg(long, env = "SWITCHBOARD_ALLOW_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set)]
+    allow_private_networks: bool,
+    /// Run the worker inside this process.
+    #[arg(long, env = "SWITCHBOARD_RUN_WORKER", default_value_t = true, action = clap::ArgAction::Set)]
+    run_worker: bool,
+    /// Do not apply migrations on start.
+    #[arg(long)]
+    no_migrate: bool,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "SWITCHBOARD_HTTP_WORKERS")]
+    http_workers: Option<usize>,
+    /// Database pool size.
+    #[arg(long, env = "SWITCHBOARD_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    database_max_connections: u32,
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminCommand {
+    /// Tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Tenant API keys.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TenantCommand {
+    /// Create a tenant and print its first API key (shown once).
+    Create {
+        /// Display name.
+        name: String,
+        /// Slug; derived from the name when omitted.
+        #[arg(long)]
+        slug: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tenants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ApiKeyCommand {
+    /// Create an API key for a tenant and print it (shown once).
+    Create {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// A label for the key.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // Before any TLS client exists (the OTLP exporter's included).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _telemetry = match telemetry::init(cli.log_format) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot set up logging: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn open(args: &StoreArgs, max_connections: u32) -> anyhow::Result<Store> {
+    let envelope = load_master_key(args.master_key.as_deref(), &args.data_dir)?;
+    bootstrap::open_store(&args.database_url, envelope, &StoreOptions { max_connections, ..StoreOptions::default() }).await
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => serve(args).await,
+        Command::Worker(args) => {
+            let store = open(&args, 4).await?;
+            switchboard_worker::Worker::new(store).run(shutdown_signal()).await;
+            Ok(())
+        }
+        Command::Migrate(args) => {
+            let store = open(&args, 1).await?;
+            bootstrap::migrate(&store).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Openapi { output } => {
+            let text = switchboard_api::openapi::spec_json();
+            match output {
+                Some(path) => std::fs::write(&path, text).with_context(|| format!("writing {}", path.display())),
+                None => {
+                    print!("{text}");
+                    Ok(())
+                }
+            }
+        }
+        Command::Admin { command, store } => admin(command, &open(&store, 2).await?).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let store = open(&args.store, args.database_max_connections).await?;
+    if args.no_migrate {
+        tracing::info!("skipping migrations (--no-migrate)");
+    } else {
+        bootstrap::migrate(&store).await?;
+    }
+    bootstrap::default_tenant(&store, &args.store.data_dir).await?;
+    let settings = Settings {
+        database_url: args.store.database_url.clone(),
+        redis_url: args.redis_url.clone(),
+        listen: args.listen,
+        public_url: args.public_url.trim_end_matches('/').to_owned(),
+        admin_token: args.admin_token.filter(|t| !t.is_empty()).map(Secret::new),
+        allow_private_networks: args.allow_private_networks,
+        data_dir: args.store.data_dir.clone(),
+        redis_prefix: args.redis_prefix.clone(),
+    };
+    let redis = settings.redis_url.as_deref().map(|url| switchboard_api::redis::RedisHandle::new(url, &settings.redis_prefix)).transpose()?;
+    let listener = std::net::TcpListener::bind(settings.listen).with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let workers = args.http_workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
+    let state = AppState::new(store.clone(), settings, redis);
+    let server = app::serve(state, listener, workers)?;
+    tracing::info!(%addr, docs = %format!("http://{addr}/docs"), "switchboard listening");
+    let worker = args.run_worker.then(|| {
+        let handle = server.handle();
+        tokio::spawn(switchboard_worker::Worker::new(store).run(async move {
+            // The worker stops with the server.
+            let _ = handle;
+            shutdown_signal().await;
+        }))
+    });
+    server.await.context("the HTTP server failed")?;
+    if let Some(w) = worker {
+        w.abort();
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn admin(command: AdminCommand, store: &Store) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::Tenant { command: TenantCommand::Create { name, slug, json } } => {
+            let spec = switchboard_domain::tenant::validate_create(&serde_json::json!({"name": name, "slug": slug}))?;
+            let _ = TenantSpec { name: String::new(), slug: None };
+            let (tenant, key) = store.create_tenant(&Actor::Admin, spec).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"id": tenant.id, "name": tenant.name, "slug": tenant.slug, "created_at": tenant.created_at,
+                        "api_key": key.plaintext.expose(), "api_key_id": key.key.id, "api_key_prefix": key.key.prefix})
+                );
+            } else {
+                println!("tenant   {} ({})\nid       {}\napi key  {}\n\nThe API key is shown once; store it now.", tenant.name, tenant.slug, tenant.id, key.plaintext.expose());
+            }
+        }
+        AdminCommand::Tenant { command: TenantCommand::List { json } } => {
+            let mut cursor: Option<String> = None;
+            let mut all = Vec::new();
+            loop {
+                let page = store.list_tenants(switchboard_domain::page::PageRequest::parse(Some("100"), cursor.as_deref())?).await?;
+                all.extend(page.data);
+                match page.next_cursor {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            if json {
+                let rows: Vec<_> = all.iter().map(|t| serde_json::json!({"id": t.id, "name": t.name, "slug": t.slug, "created_at": t.created_at})).collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for t in &all {
+                    println!("{}  {:<24} {}", t.id, t.slug, t.name);
+                }
+            }
+        }
+        AdminCommand::ApiKey { command: ApiKeyCommand::Create { tenant, name, json } } => {
+            let key = store.create_api_key(&Actor::Admin, tenant.into(), name).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"id": key.key.id, "tenant_id": key.key.tenant_id, "name": key.key.name, "prefix": key.key.prefix,
+                        "api_key": key.plaintext.expose(), "created_at": key.key.created_at})
+                );
+            } else {
+                println!("api key  {}\nid       {}\n\nThe API key is shown once; store it now.", key.plaintext.expose(), key.key.id);
+            }
+        }
+    }
+    Ok(())
+}

@@ -17,8 +17,13 @@ pub struct PageRequest {
 
 impl PageRequest {
     /// Checks `limit` (1..=100, default 20) and decodes `cursor`.
-    pub fn parse(limit: Option<u64>, cursor: Option<&str>) -> Result<Self, DomainError> {
-        let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self, DomainError> {
+        let limit = match limit.filter(|l| !l.is_empty()) {
+            None => DEFAULT_LIMIT,
+            Some(raw) => raw.parse::<u64>().map_err(|_| {
+                DomainError::invalid("limit", "invalid", format!("limit must be a whole number between 1 and {MAX_LIMIT}, got `{raw}`"))
+            })?,
+        };
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(DomainError::invalid(
                 "limit",

@@ -1,0 +1,143 @@
+//! Credentials → contexts. Handlers learn who is calling only through these extractors:
+//! [`TenantContext`] from a tenant API key, [`AdminContext`] from the platform admin token.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use subtle::ConstantTimeEq as _;
+use switchboard_domain::crypto::sha256;
+use switchboard_domain::tenant::Actor;
+use switchboard_domain::{ApiKeyId, TenantId, api_key};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// How long a verified key is trusted without asking the database again. A key deleted through
+/// this process stops working at once; through another process, within this time.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
+const KEY_CACHE_MAX: usize = 10_000;
+
+/// A caller authenticated with a tenant API key.
+#[derive(Clone, Copy, Debug)]
+pub struct TenantContext {
+    pub tenant_id: TenantId,
+    pub api_key_id: ApiKeyId,
+}
+
+impl TenantContext {
+    #[must_use]
+    pub fn actor(&self) -> Actor {
+        Actor::ApiKey(self.api_key_id)
+    }
+}
+
+/// A caller authenticated with `SWITCHBOARD_ADMIN_TOKEN`.
+#[derive(Clone, Copy, Debug)]
+pub struct AdminContext;
+
+/// Verified keys by digest. Only successes are cached, so garbage cannot fill it.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    entries: Mutex<HashMap<[u8; 32], (TenantContext, Instant)>>,
+}
+
+impl KeyCache {
+    fn get(&self, digest: &[u8; 32]) -> Option<TenantContext> {
+        let entries = self.entries.lock().ok()?;
+        entries.get(digest).filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL).map(|(ctx, _)| *ctx)
+    }
+
+    fn put(&self, digest: [u8; 32], ctx: TenantContext) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= KEY_CACHE_MAX {
+                entries.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
+                if entries.len() >= KEY_CACHE_MAX {
+                    entries.clear();
+                }
+            }
+            entries.insert(digest, (ctx, Instant::now()));
+        }
+    }
+
+    /// Forgets a deleted key.
+    pub fn evict(&self, key_id: ApiKeyId) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|_, (ctx, _)| ctx.api_key_id != key_id);
+        }
+    }
+}
+
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>().cloned().ok_or_else(|| switchboard_domain::DomainError::Internal("app state missing".into()).into())
+}
+
+fn is_admin_token(state: &AppState, presented: &str) -> bool {
+    state.settings.admin_token.as_ref().is_some_and(|t| bool::from(sha256(t.expose().as_bytes()).ct_eq(&sha256(presented.as_bytes()))))
+}
+
+impl FromRequest for TenantContext {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = state(req);
+        let presented = bearer(req).map(str::to_owned);
+        Box::pin(async move {
+            let state = state?;
+            let presented = presented.ok_or(ApiError::Unauthorized("this route needs a tenant API key"))?;
+            let Some((_, digest)) = api_key::parse(&presented) else {
+                if is_admin_token(&state, &presented) {
+                    return Err(ApiError::WrongCredential {
+                        detail: "the admin token cannot call tenant routes",
+                        hint: "use a tenant API key (sb_…); create one with POST /v1/admin/tenants/{id}/api-keys",
+                    });
+                }
+                return Err(ApiError::Unauthorized("the API key is not valid"));
+            };
+            if let Some(ctx) = state.keys.get(&digest) {
+                return Ok(ctx);
+            }
+            let key = state.store.authenticate_api_key(&presented).await?.ok_or(ApiError::Unauthorized("the API key is not valid"))?;
+            let ctx = TenantContext { tenant_id: key.tenant_id, api_key_id: key.id };
+            state.keys.put(digest, ctx);
+            tracing::Span::current().record("tenant.id", tracing::field::display(ctx.tenant_id));
+            Ok(ctx)
+        })
+    }
+}
+
+impl FromRequest for AdminContext {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready((|| {
+            let state = state(req)?;
+            if state.settings.admin_token.is_none() {
+                return Err(ApiError::AdminDisabled);
+            }
+            let presented = bearer(req).ok_or(ApiError::Unauthorized("this route needs the platform admin token"))?;
+            if is_admin_token(&state, presented) {
+                return Ok(Self);
+            }
+            if api_key::parse(presented).is_some() {
+                return Err(ApiError::WrongCredential {
+                    detail: "a tenant API key cannot call admin routes",
+                    hint: "use the platform admin token (SWITCHBOARD_ADMIN_TOKEN)",
+                });
+            }
+            Err(ApiError::Unauthorized("the admin token is not valid"))
+        })())
+    }
+}

@@ -1,0 +1,138 @@
+//! The API's one error type and its RFC 9457 `application/problem+json` rendering.
+//!
+//! Every failure a client can see goes through [`ApiError`]: one `match` maps it to a status, a
+//! stable `code` and a title. 5xx bodies carry no internals; the cause is logged once, here.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use switchboard_domain::{DomainError, FieldError};
+
+/// The problem document (RFC 9457) every error response carries.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// `urn:switchboard:problem:<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: &'static str,
+    pub status: u16,
+    /// What went wrong, in words.
+    pub detail: String,
+    /// Stable snake_case error code; see the README's error table.
+    pub code: &'static str,
+    /// How to fix it, when there is something to say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// One entry per invalid field (validation errors only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// No credential, or one that is not valid.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// A valid credential for the wrong plane (a tenant key on an admin route, or the reverse).
+    #[error("{detail}")]
+    WrongCredential { detail: &'static str, hint: &'static str },
+    #[error("the admin API is disabled")]
+    AdminDisabled,
+    /// The body, path or query could not be read at all (not JSON, wrong content type, too big).
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String, hint: Option<String> },
+    #[error("this Idempotency-Key was already used with a different request")]
+    IdempotencyMismatch,
+    #[error("a request with this Idempotency-Key is still being processed")]
+    IdempotencyInProgress,
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use DomainError as D;
+        match self {
+            Self::Domain(D::NotFound { .. }) => (StatusCode::NOT_FOUND, "not_found", "Not Found"),
+            Self::Domain(D::Conflict { code, .. }) => (StatusCode::CONFLICT, code, "Conflict"),
+            Self::Domain(D::Invalid(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "Validation Failed"),
+            Self::Domain(D::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service Unavailable"),
+            Self::Domain(D::Internal(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal Server Error"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Self::WrongCredential { .. } => (StatusCode::FORBIDDEN, "wrong_credential", "Forbidden"),
+            Self::AdminDisabled => (StatusCode::FORBIDDEN, "admin_api_disabled", "Forbidden"),
+            Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code, "Bad Request"),
+            Self::IdempotencyMismatch => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", "Idempotency Key Reused"),
+            Self::IdempotencyInProgress => (StatusCode::CONFLICT, "idempotency_key_in_progress", "Conflict"),
+        }
+    }
+
+    /// The problem document for this error.
+    #[must_use]
+    pub fn problem(&self) -> Problem {
+        let (status, code, title) = self.parts();
+        let (detail, hint, errors) = match self {
+            Self::Domain(DomainError::Invalid(errors)) => {
+                let detail = if errors.len() == 1 {
+                    errors[0].message.clone()
+                } else {
+                    format!("{} fields are invalid: {}", errors.len(), errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>().join(", "))
+                };
+                let hint = if errors.len() == 1 { errors[0].hint.clone() } else { None };
+                (detail, hint, errors.clone())
+            }
+            // Never echo internals: the cause is in the log, under the request id.
+            Self::Domain(DomainError::Internal(_)) => ("something went wrong on our side; the request id in X-Request-Id finds it in the logs".into(), None, vec![]),
+            Self::Domain(DomainError::Unavailable(_)) => ("a dependency is unavailable; retry shortly".into(), Some("retry with backoff; the request had no effect".into()), vec![]),
+            Self::Unauthorized(_) => (self.to_string(), Some("send `Authorization: Bearer <key>`".into()), vec![]),
+            Self::WrongCredential { hint, .. } => (self.to_string(), Some((*hint).into()), vec![]),
+            Self::AdminDisabled => (
+                "the admin API is disabled on this deployment".into(),
+                Some("set SWITCHBOARD_ADMIN_TOKEN, or use `switchboard admin` on the server".into()),
+                vec![],
+            ),
+            Self::BadRequest { detail, hint, .. } => (detail.clone(), hint.clone(), vec![]),
+            Self::IdempotencyMismatch => (self.to_string(), Some("use a new Idempotency-Key for a different request".into()), vec![]),
+            Self::IdempotencyInProgress => (self.to_string(), Some("retry after the first request finishes".into()), vec![]),
+            Self::Domain(_) => (self.to_string(), None, vec![]),
+        };
+        Problem { kind: format!("urn:switchboard:problem:{code}"), title, status: status.as_u16(), detail, code, hint, errors }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let problem = self.problem();
+        if problem.status >= 500 {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut res = HttpResponse::build(self.status_code());
+        res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")));
+        if matches!(self, Self::Unauthorized(_)) {
+            res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"switchboard\"")));
+        }
+        res.body(serde_json::to_vec(&problem).unwrap_or_default())
+    }
+}
+
+/// Renders actix's JSON body rejections as problems naming what failed.
+pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as J;
+    let (code, detail, hint) = match &err {
+        J::ContentType => ("unsupported_media_type", "the body must be JSON".to_owned(), Some("send `Content-Type: application/json`".to_owned())),
+        J::OverflowKnownLength { limit, .. } | J::Overflow { limit } => ("body_too_large", format!("the body is larger than {limit} bytes"), None),
+        J::Deserialize(e) => ("invalid_json", format!("the body is not valid JSON: {e}"), None),
+        other => ("invalid_body", format!("the body could not be read: {other}"), None),
+    };
+    ApiError::BadRequest { code, detail, hint }.into()
+}
+
+/// Renders query-string rejections as problems.
+pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    ApiError::BadRequest { code: "invalid_query", detail: format!("the query string is invalid: {err}"), hint: None }.into()
+}

@@ -1,0 +1,67 @@
+//! The one middleware around every request: request id, tracing span, access log, metrics.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage as _, web};
+use tracing::Instrument as _;
+
+use crate::metrics::RequestLabels;
+use crate::state::AppState;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request's id, as stored in its extensions.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// Accepts a caller's `X-Request-Id` when it is short and plain, else makes one.
+fn request_id(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
+}
+
+pub async fn observe(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let id = request_id(&req);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().to_string();
+    // The path only: query strings can carry cursors and, one day, codes that must not be logged.
+    let path = req.path().to_owned();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let span = tracing::info_span!("http.request", request.id = %id, http.method = %method, http.route = tracing::field::Empty, http.status = tracing::field::Empty, tenant.id = tracing::field::Empty);
+    let result = next.call(req).instrument(span.clone()).await;
+    let mut res = match result {
+        Ok(res) => res,
+        Err(err) => {
+            // Errors that escaped the handlers become responses here, so they get an id and a metric too.
+            let res = err.error_response();
+            return Err(actix_web::error::InternalError::from_response(err, res).into());
+        }
+    };
+    let status = res.status().as_u16();
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID, v);
+    }
+    let elapsed = started.elapsed();
+    span.record("http.route", route.as_str());
+    span.record("http.status", status);
+    let _enter = span.enter();
+    let ms = elapsed.as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::warn!(%path, status, ms, "request failed");
+    } else {
+        tracing::info!(%path, status, ms, "request");
+    }
+    if let Some(state) = state {
+        state.metrics.observe(RequestLabels { method, route, status }, elapsed.as_secs_f64());
+    }
+    Ok(res)
+}

@@ -1,0 +1,82 @@
+//! The OpenAPI document: collected from the route registrations by `utoipa_actix_web`, with the
+//! security schemes and the shared problem responses added here once.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as Spec, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Switchboard",
+        description = "Control plane connecting AI agents to remote MCP servers. Errors are RFC 9457 problem documents (`application/problem+json`) with a stable `code`.",
+        license(name = "Apache-2.0")
+    ),
+    components(schemas(crate::error::Problem)),
+    tags(
+        (name = "mcp-servers", description = "The registry of MCP servers"),
+        (name = "agents", description = "Agents and the MCP servers attached to them"),
+        (name = "admin", description = "Tenants and API keys (platform admin token)"),
+        (name = "ops", description = "Health, readiness, metrics")
+    ),
+    modifiers(&Security)
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, spec: &mut Spec) {
+        let components = spec.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("A tenant API key, `sb_…`")).build()),
+        );
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("SWITCHBOARD_ADMIN_TOKEN")).build()),
+        );
+    }
+}
+
+/// Adds the problem responses every operation can return, so no handler has to list them. Runs
+/// after the paths were collected from the route registrations.
+pub fn add_problem_responses(spec: &mut Spec) {
+    {
+        let problem = || {
+            ResponseBuilder::new()
+                .description("A problem document (RFC 9457)")
+                .content("application/problem+json", ContentBuilder::new().schema(Some(utoipa::openapi::Ref::from_schema_name("Problem"))).build())
+                .build()
+        };
+        for item in spec.paths.paths.values_mut() {
+            let ops = [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
+            for op in ops.into_iter().flatten() {
+                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                let mut add = |code: &str| {
+                    op.responses.responses.entry(code.to_owned()).or_insert_with(|| RefOr::T(problem()));
+                };
+                if secured {
+                    add("401");
+                    add("403");
+                    add("404");
+                }
+                add("4XX");
+                add("5XX");
+            }
+        }
+    }
+}
+
+/// The document as the running server serves it.
+#[must_use]
+pub fn spec() -> Spec {
+    crate::app::with_routes(actix_web::App::new()).1
+}
+
+/// The document as committed in `openapi/openapi.json`.
+pub fn spec_json() -> String {
+    let mut text = spec().to_pretty_json().unwrap_or_default();
+    text.push('\n');
+    text
+}

@@ -1,0 +1,199 @@
+//! `/v1/agents`: agents and their attachments to MCP servers (tenant API key).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use switchboard_domain::agent::{self, Agent, Attachment};
+use switchboard_domain::{AgentId, McpServerId};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use super::idempotency::{self, Created};
+use super::{ListQuery, optional_json, parse_id};
+use crate::auth::TenantContext;
+use crate::error::{ApiError, Problem};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(create_agent)
+        .service(list_agents)
+        .service(get_agent)
+        .service(update_agent)
+        .service(delete_agent)
+        .service(list_agent_mcp_servers)
+        .service(attach_mcp_server)
+        .service(detach_mcp_server);
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AgentResponse {
+    pub id: uuid::Uuid,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Agent> for AgentResponse {
+    fn from(a: Agent) -> Self {
+        Self { id: a.id.0, name: a.name, description: a.description, created_at: a.created_at, updated_at: a.updated_at }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AgentList {
+    pub data: Vec<AgentResponse>,
+    pub next_cursor: Option<String>,
+}
+
+/// An MCP server attached to an agent.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AttachmentResponse {
+    pub agent_id: uuid::Uuid,
+    pub mcp_server_id: uuid::Uuid,
+    pub name: String,
+    pub slug: String,
+    pub endpoint: String,
+    /// The tools the agent may use; null means every tool the server offers.
+    pub tools: Option<Vec<String>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Attachment> for AttachmentResponse {
+    fn from(a: Attachment) -> Self {
+        Self {
+            agent_id: a.agent_id.0,
+            mcp_server_id: a.mcp_server_id.0,
+            name: a.server_name,
+            slug: a.server_slug,
+            endpoint: a.endpoint,
+            tools: a.tools,
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AttachmentList {
+    pub data: Vec<AttachmentResponse>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "documents the request body; the domain validates the JSON itself")]
+pub struct AgentRequest {
+    /// Display name, e.g. "support-bot".
+    name: String,
+    description: Option<String>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "documents the request body; the domain validates the JSON itself")]
+pub struct AttachRequest {
+    /// Allow-list of tool names; omit (or send no body) to allow every tool, `[]` to allow none.
+    tools: Option<Vec<String>>,
+}
+
+/// Create an agent.
+#[utoipa::path(
+    tag = "agents",
+    request_body = AgentRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a retried request")),
+    responses((status = 201, body = AgentResponse), (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
+#[post("")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn create_agent(state: web::Data<AppState>, tenant: TenantContext, req: HttpRequest, body: web::Json<serde_json::Value>) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let scope = format!("tenant:{}:create_agent", tenant.tenant_id);
+    idempotency::run(&state, &req, tenant.tenant_id, &scope, &body, || async {
+        let spec = agent::validate_create(&body)?;
+        let agent = state.store.tenant(tenant.tenant_id).create_agent(&tenant.actor(), spec).await?;
+        let location = format!("/v1/agents/{}", agent.id);
+        Ok(Created { status: StatusCode::CREATED, body: serde_json::to_value(AgentResponse::from(agent)).unwrap_or_default(), location: Some(location) })
+    })
+    .await
+}
+
+/// List agents, oldest first.
+#[utoipa::path(tag = "agents", params(ListQuery), responses((status = 200, body = AgentList)), security(("api_key" = [])))]
+#[get("")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn list_agents(state: web::Data<AppState>, tenant: TenantContext, query: web::Query<ListQuery>) -> Result<web::Json<AgentList>, ApiError> {
+    let page = state.store.tenant(tenant.tenant_id).list_agents(query.page()?).await?;
+    Ok(web::Json(AgentList { data: page.data.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
+}
+
+/// Get an agent.
+#[utoipa::path(tag = "agents", params(("id" = uuid::Uuid, Path)), responses((status = 200, body = AgentResponse)), security(("api_key" = [])))]
+#[get("/{id}")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn get_agent(state: web::Data<AppState>, tenant: TenantContext, id: web::Path<String>) -> Result<web::Json<AgentResponse>, ApiError> {
+    let id: AgentId = parse_id("agent", &id)?;
+    Ok(web::Json(state.store.tenant(tenant.tenant_id).get_agent(id).await?.into()))
+}
+
+/// Update an agent (JSON merge patch).
+#[utoipa::path(tag = "agents", params(("id" = uuid::Uuid, Path)), request_body = AgentRequest, responses((status = 200, body = AgentResponse)), security(("api_key" = [])))]
+#[patch("/{id}")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn update_agent(state: web::Data<AppState>, tenant: TenantContext, id: web::Path<String>, body: web::Json<serde_json::Value>) -> Result<web::Json<AgentResponse>, ApiError> {
+    let id: AgentId = parse_id("agent", &id)?;
+    let store = state.store.tenant(tenant.tenant_id);
+    let spec = agent::validate_patch(&store.get_agent(id).await?, &body)?;
+    Ok(web::Json(store.update_agent(&tenant.actor(), id, spec).await?.into()))
+}
+
+/// Delete an agent and its attachments.
+#[utoipa::path(tag = "agents", params(("id" = uuid::Uuid, Path)), responses((status = 204)), security(("api_key" = [])))]
+#[delete("/{id}")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn delete_agent(state: web::Data<AppState>, tenant: TenantContext, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id: AgentId = parse_id("agent", &id)?;
+    state.store.tenant(tenant.tenant_id).delete_agent(&tenant.actor(), id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// List the MCP servers attached to an agent.
+#[utoipa::path(tag = "agents", params(("id" = uuid::Uuid, Path), ListQuery), responses((status = 200, body = AttachmentList)), security(("api_key" = [])))]
+#[get("/{id}/mcp-servers")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn list_agent_mcp_servers(state: web::Data<AppState>, tenant: TenantContext, id: web::Path<String>, query: web::Query<ListQuery>) -> Result<web::Json<AttachmentList>, ApiError> {
+    let id: AgentId = parse_id("agent", &id)?;
+    let page = state.store.tenant(tenant.tenant_id).list_attachments(id, query.page()?).await?;
+    Ok(web::Json(AttachmentList { data: page.data.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
+}
+
+/// Attach an MCP server to an agent, or replace its tool allow-list.
+#[utoipa::path(
+    tag = "agents",
+    params(("id" = uuid::Uuid, Path), ("server_id" = uuid::Uuid, Path)),
+    request_body(content = Option<AttachRequest>, description = "Optional: a tool allow-list"),
+    responses((status = 201, body = AttachmentResponse, description = "attached"), (status = 200, body = AttachmentResponse, description = "already attached; tools replaced")),
+    security(("api_key" = []))
+)]
+#[put("/{id}/mcp-servers/{server_id}")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn attach_mcp_server(state: web::Data<AppState>, tenant: TenantContext, path: web::Path<(String, String)>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let agent_id: AgentId = parse_id("agent", &path.0)?;
+    let server_id: McpServerId = parse_id("mcp server", &path.1)?;
+    let tools = agent::validate_attach(optional_json(&body)?.as_ref())?;
+    let (attachment, created) = state.store.tenant(tenant.tenant_id).attach(&tenant.actor(), agent_id, server_id, tools).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(HttpResponse::build(status).json(AttachmentResponse::from(attachment)))
+}
+
+/// Detach an MCP server from an agent.
+#[utoipa::path(tag = "agents", params(("id" = uuid::Uuid, Path), ("server_id" = uuid::Uuid, Path)), responses((status = 204)), security(("api_key" = [])))]
+#[delete("/{id}/mcp-servers/{server_id}")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn detach_mcp_server(state: web::Data<AppState>, tenant: TenantContext, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+    let agent_id: AgentId = parse_id("agent", &path.0)?;
+    let server_id: McpServerId = parse_id("mcp server", &path.1)?;
+    state.store.tenant(tenant.tenant_id).detach(&tenant.actor(), agent_id, server_id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,231 @@
+//! `/v1/mcp-servers`: the registry of MCP servers (tenant API key).
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use switchboard_domain::mcp_server::{self, AuthType, McpServer};
+use switchboard_domain::McpServerId;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use super::idempotency::{self, Created};
+use super::{ListQuery, SecretView, parse_id};
+use crate::auth::TenantContext;
+use crate::error::{ApiError, Problem};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(create_mcp_server).service(list_mcp_servers).service(get_mcp_server).service(update_mcp_server).service(delete_mcp_server);
+}
+
+/// A registered MCP server. Secrets are never shown: only whether they are set.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct McpServerResponse {
+    pub id: uuid::Uuid,
+    pub name: String,
+    pub slug: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub config: McpServerConfigResponse,
+    /// What discovery learned about the server; null until it has been probed.
+    #[schema(value_type = Option<Object>)]
+    pub discovery_result: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct McpServerConfigResponse {
+    pub endpoint: String,
+    pub headers: BTreeMap<String, String>,
+    pub auth: AuthConfigResponse,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuthConfigResponse {
+    #[serde(rename = "type")]
+    pub kind: AuthType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<SecretView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_token: Option<SecretView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub register_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+}
+
+impl From<McpServer> for McpServerResponse {
+    fn from(s: McpServer) -> Self {
+        let auth = s.config.auth;
+        Self {
+            id: s.id.0,
+            name: s.name,
+            slug: s.slug,
+            description: s.description,
+            config: McpServerConfigResponse {
+                endpoint: s.config.endpoint,
+                headers: s.config.headers,
+                auth: AuthConfigResponse {
+                    kind: auth.kind,
+                    client_id: auth.client_id,
+                    client_secret: SecretView::from_hint(s.secret_hints.client_secret.as_ref()),
+                    auth_token: SecretView::from_hint(s.secret_hints.auth_token.as_ref()),
+                    auth_url: auth.auth_url,
+                    token_url: auth.token_url,
+                    register_url: auth.register_url,
+                    scopes: auth.scopes,
+                    resource: auth.resource,
+                },
+            },
+            discovery_result: s.discovery_result,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct McpServerList {
+    pub data: Vec<McpServerResponse>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The body of a create. Documentation only: bodies are validated field by field by the domain,
+/// which reports every bad field at once.
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "documents the request body; the domain validates the JSON itself")]
+pub struct CreateMcpServerRequest {
+    /// Display name, e.g. "Linear".
+    name: String,
+    /// Unique per tenant; derived from the name when omitted (`linear`, then `linear-2`).
+    slug: Option<String>,
+    description: Option<String>,
+    config: McpServerConfigRequest,
+}
+
+/// A PATCH is a JSON merge patch (RFC 7396) of the create body. Omitted secrets are kept;
+/// `null` clears a field; changing `config.auth.type` replaces `config.auth` whole.
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "documents the request body; the domain validates the JSON itself")]
+pub struct UpdateMcpServerRequest {
+    name: Option<String>,
+    slug: Option<String>,
+    description: Option<String>,
+    config: Option<McpServerConfigRequest>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "documents the request body; the domain validates the JSON itself")]
+pub struct McpServerConfigRequest {
+    /// The MCP server's Streamable HTTP URL: absolute https, no userinfo, no fragment.
+    #[schema(example = "https://mcp.linear.app/mcp")]
+    endpoint: String,
+    /// Extra, non-secret headers sent with every request.
+    headers: Option<BTreeMap<String, String>>,
+    auth: AuthConfigRequest,
+}
+
+/// Which fields apply depends on `type`: `token` needs `auth_token`; `oauth_client_credentials`
+/// needs `client_id` and `client_secret`; the authorization-code types take the optional OAuth
+/// fields (discovery fills the rest) and, for confidential clients, `client_secret` with `client_id`.
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "documents the request body; the domain validates the JSON itself")]
+pub struct AuthConfigRequest {
+    #[schema(rename = "type")]
+    kind: AuthType,
+    /// Write-only.
+    auth_token: Option<String>,
+    client_id: Option<String>,
+    /// Write-only.
+    client_secret: Option<String>,
+    auth_url: Option<String>,
+    token_url: Option<String>,
+    register_url: Option<String>,
+    scopes: Option<Vec<String>>,
+    /// RFC 8707 resource indicator; usually the endpoint.
+    resource: Option<String>,
+}
+
+fn location(id: McpServerId) -> String {
+    format!("/v1/mcp-servers/{id}")
+}
+
+/// Register an MCP server.
+#[utoipa::path(
+    tag = "mcp-servers",
+    request_body = CreateMcpServerRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a retried request")),
+    responses((status = 201, body = McpServerResponse), (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
+#[post("")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn create_mcp_server(state: web::Data<AppState>, tenant: TenantContext, req: HttpRequest, body: web::Json<serde_json::Value>) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let scope = format!("tenant:{}:create_mcp_server", tenant.tenant_id);
+    idempotency::run(&state, &req, tenant.tenant_id, &scope, &body, || async {
+        let spec = mcp_server::validate_create(state.settings.policy(), &body)?;
+        let server = state.store.tenant(tenant.tenant_id).create_mcp_server(&tenant.actor(), spec).await?;
+        let location = location(server.id);
+        Ok(Created { status: StatusCode::CREATED, body: serde_json::to_value(McpServerResponse::from(server)).unwrap_or_default(), location: Some(location) })
+    })
+    .await
+}
+
+/// List MCP servers, oldest first.
+#[utoipa::path(tag = "mcp-servers", params(ListQuery), responses((status = 200, body = McpServerList)), security(("api_key" = [])))]
+#[get("")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn list_mcp_servers(state: web::Data<AppState>, tenant: TenantContext, query: web::Query<ListQuery>) -> Result<web::Json<McpServerList>, ApiError> {
+    let page = state.store.tenant(tenant.tenant_id).list_mcp_servers(query.page()?).await?;
+    Ok(web::Json(McpServerList { data: page.data.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
+}
+
+/// Get an MCP server.
+#[utoipa::path(tag = "mcp-servers", params(("id" = uuid::Uuid, Path)), responses((status = 200, body = McpServerResponse)), security(("api_key" = [])))]
+#[get("/{id}")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn get_mcp_server(state: web::Data<AppState>, tenant: TenantContext, id: web::Path<String>) -> Result<web::Json<McpServerResponse>, ApiError> {
+    let id: McpServerId = parse_id("mcp server", &id)?;
+    Ok(web::Json(state.store.tenant(tenant.tenant_id).get_mcp_server(id).await?.into()))
+}
+
+/// Update an MCP server (JSON merge patch; omitted secrets are kept).
+#[utoipa::path(
+    tag = "mcp-servers",
+    params(("id" = uuid::Uuid, Path)),
+    request_body = UpdateMcpServerRequest,
+    responses((status = 200, body = McpServerResponse), (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
+#[patch("/{id}")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn update_mcp_server(state: web::Data<AppState>, tenant: TenantContext, id: web::Path<String>, body: web::Json<serde_json::Value>) -> Result<web::Json<McpServerResponse>, ApiError> {
+    let id: McpServerId = parse_id("mcp server", &id)?;
+    let store = state.store.tenant(tenant.tenant_id);
+    let current = store.get_mcp_server(id).await?;
+    let spec = mcp_server::validate_patch(state.settings.policy(), &current, &body)?;
+    Ok(web::Json(store.update_mcp_server(&tenant.actor(), id, spec).await?.into()))
+}
+
+/// Delete an MCP server and its attachments.
+#[utoipa::path(tag = "mcp-servers", params(("id" = uuid::Uuid, Path)), responses((status = 204)), security(("api_key" = [])))]
+#[delete("/{id}")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn delete_mcp_server(state: web::Data<AppState>, tenant: TenantContext, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id: McpServerId = parse_id("mcp server", &id)?;
+    state.store.tenant(tenant.tenant_id).delete_mcp_server(&tenant.actor(), id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,71 @@
+//! HTTP routes, one module per resource. Handlers extract, authorize, call the domain and map the
+//! response; nothing else. Every handler is utoipa-annotated and registered through
+//! `utoipa_actix_web`, so the OpenAPI document is collected from the registrations themselves.
+
+pub mod admin;
+pub mod agents;
+pub mod idempotency;
+pub mod mcp_servers;
+pub mod ops;
+
+use actix_web::web;
+use serde::{Deserialize, Serialize};
+use switchboard_domain::DomainError;
+use switchboard_domain::page::PageRequest;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::error::ApiError;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    ops::configure(cfg);
+    cfg.service(utoipa_actix_web::scope("/v1/admin").configure(admin::configure));
+    cfg.service(utoipa_actix_web::scope("/v1/mcp-servers").configure(mcp_servers::configure));
+    cfg.service(utoipa_actix_web::scope("/v1/agents").configure(agents::configure));
+}
+
+/// `?limit=&cursor=` of every list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Page size, 1–100 (default 20).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl ListQuery {
+    pub fn page(&self) -> Result<PageRequest, ApiError> {
+        Ok(PageRequest::parse(self.limit.as_deref(), self.cursor.as_deref())?)
+    }
+}
+
+/// Parses an id from the path; what does not parse cannot exist, so it is a 404.
+pub fn parse_id<T: From<uuid::Uuid>>(kind: &'static str, raw: &str) -> Result<T, ApiError> {
+    uuid::Uuid::parse_str(raw).map(T::from).map_err(|_| DomainError::not_found(kind, raw).into())
+}
+
+/// Reads an optional JSON body: empty means `None`.
+pub fn optional_json(body: &web::Bytes) -> Result<Option<serde_json::Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(body)
+        .map(Some)
+        .map_err(|e| ApiError::BadRequest { code: "invalid_json", detail: format!("the body is not valid JSON: {e}"), hint: None })
+}
+
+/// `{"set": true, "last4": "…"}`: how a secret is shown.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SecretView {
+    pub set: bool,
+    /// The last four characters; absent for secrets shorter than 12 characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last4: Option<String>,
+}
+
+impl SecretView {
+    pub fn from_hint(hint: Option<&String>) -> Option<Self> {
+        hint.map(|h| Self { set: true, last4: (!h.is_empty()).then(|| h.clone()) })
+    }
+}
