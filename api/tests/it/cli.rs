@@ -1,0 +1,103 @@
+//! The `switchboard` binary itself: help, admin commands, the first start of an embedded install.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+
+fn run(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SWITCHBOARD_DATABASE_URL")
+        .env_remove("SWITCHBOARD_MASTER_KEY")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run switchboard")
+}
+
+#[test]
+fn every_subcommand_explains_itself() {
+    let dir = tempfile::tempdir().expect("dir");
+    for args in [&["--help"][..], &["serve", "--help"], &["worker", "--help"], &["migrate", "--help"], &["openapi", "--help"], &["admin", "--help"], &["admin", "tenant", "create", "--help"], &["admin", "api-key", "create", "--help"]] {
+        let out = run(dir.path(), args);
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Usage"), "{args:?}: {text}");
+    }
+    let top = String::from_utf8_lossy(&run(dir.path(), &["--help"]).stdout).into_owned();
+    for word in ["serve", "worker", "migrate", "openapi", "admin"] {
+        assert!(top.contains(word), "{top}");
+    }
+}
+
+#[test]
+fn admin_commands_create_tenants_and_keys() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = run(dir.path(), &["migrate"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(dir.path(), &["admin", "tenant", "create", "Acme", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tenant: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(tenant["slug"], "acme");
+    assert!(tenant["api_key"].as_str().is_some_and(|k| k.starts_with("sb_")));
+    let id = tenant["id"].as_str().expect("id");
+    let out = run(dir.path(), &["admin", "api-key", "create", "--tenant", id, "--name", "ci", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(key["tenant_id"], id);
+    assert_ne!(key["api_key"], tenant["api_key"]);
+    let out = run(dir.path(), &["admin", "api-key", "create", "--tenant", &uuid::Uuid::now_v7().to_string()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    let out = run(dir.path(), &["admin", "tenant", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn first_start_creates_a_default_tenant_and_a_private_key_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let started = Instant::now();
+    let child = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir.path())
+        .env_remove("SWITCHBOARD_DATABASE_URL")
+        .env_remove("SWITCHBOARD_MASTER_KEY")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ready = loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read as _, Write as _};
+            let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut buf = String::new();
+            let _ = s.read_to_string(&mut buf);
+            if buf.starts_with("HTTP/1.1 200") {
+                break started.elapsed();
+            }
+        }
+        assert!(Instant::now() < deadline, "serve did not become ready");
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    let key_file = dir.path().join("data/bootstrap-api-key");
+    let key = std::fs::read_to_string(&key_file).expect("bootstrap key written");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&key_file).expect("meta").permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(dir.path().join("data/master.key")).expect("meta").permissions().mode() & 0o777, 0o600);
+    }
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let out = child.wait_with_output().expect("wait");
+    let logs = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<_> = logs.lines().filter(|l| l.contains("bootstrap-api-key")).collect();
+    assert_eq!(lines.len(), 1, "one log line names the key file: {logs}");
+    assert!(!logs.contains(key.trim()), "the key itself is not logged");
+    assert!(key.trim().starts_with("sb_"));
+    eprintln!("ready after {ready:?} (debug build)");
+}

@@ -1,0 +1,14 @@
+//! Integration tests: each boots the real app on a random port and drives it over HTTP. The same
+//! suite runs on SQLite and, with `SWITCHBOARD_TEST_DATABASE_URL` / `SWITCHBOARD_TEST_REDIS_URL`
+//! set, on Postgres and Redis.
+
+mod admin;
+mod agents;
+mod cli;
+mod helpers;
+mod idempotency;
+mod mcp_servers;
+mod migrations;
+mod ops;
+mod secrets;
+mod tenancy;
