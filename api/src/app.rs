@@ -21,7 +21,8 @@ pub fn with_routes<T>(app: App<T>) -> (App<T>, utoipa::openapi::OpenApi)
 where
     T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
 {
-    let (app, mut spec) = app.into_utoipa_app().openapi(ApiDoc::openapi()).configure(crate::routes::configure).split_for_parts();
+    let (app, mut spec) =
+        app.into_utoipa_app().openapi(ApiDoc::openapi()).configure(crate::routes::configure).split_for_parts();
     add_problem_responses(&mut spec);
     (app, spec)
 }
@@ -29,21 +30,33 @@ where
 /// The application with its state, middleware, routes and docs.
 pub fn build(
     state: web::Data<AppState>,
-) -> App<impl ServiceFactory<ServiceRequest, Config = (), Response = ServiceResponse<impl MessageBody>, Error = actix_web::Error, InitError = ()>> {
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
     let app = App::new()
         .app_data(state)
         .app_data(web::JsonConfig::default().limit(JSON_LIMIT).error_handler(error::json_error))
         .app_data(web::QueryConfig::default().error_handler(error::query_error))
         .app_data(web::PayloadConfig::default().limit(JSON_LIMIT));
     let (app, spec) = with_routes(app);
-    app.route("/docs", web::get().to(|| async { HttpResponse::PermanentRedirect().insert_header(("location", "/docs/")).finish() }))
-        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", spec))
-        .default_service(web::to(not_found))
-        .wrap(from_fn(crate::middleware::observe))
+    app.route(
+        "/docs",
+        web::get().to(|| async { HttpResponse::PermanentRedirect().insert_header(("location", "/docs/")).finish() }),
+    )
+    .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", spec))
+    .default_service(web::to(not_found))
+    .wrap(from_fn(crate::middleware::observe))
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, error::ApiError> {
-    Err(switchboard_domain::DomainError::NotFound { kind: "route", id: format!("{} {}", req.method(), req.path()) }.into())
+    Err(switchboard_domain::DomainError::NotFound { kind: "route", id: format!("{} {}", req.method(), req.path()) }
+        .into())
 }
 
 /// Starts serving on an already bound listener (bind first, so callers know the port).

@@ -79,11 +79,17 @@ fn bearer(req: &HttpRequest) -> Option<&str> {
 }
 
 fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
-    req.app_data::<web::Data<AppState>>().cloned().ok_or_else(|| switchboard_domain::DomainError::Internal("app state missing".into()).into())
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| switchboard_domain::DomainError::Internal("app state missing".into()).into())
 }
 
 fn is_admin_token(state: &AppState, presented: &str) -> bool {
-    state.settings.admin_token.as_ref().is_some_and(|t| bool::from(sha256(t.expose().as_bytes()).ct_eq(&sha256(presented.as_bytes()))))
+    state
+        .settings
+        .admin_token
+        .as_ref()
+        .is_some_and(|t| bool::from(sha256(t.expose().as_bytes()).ct_eq(&sha256(presented.as_bytes()))))
 }
 
 impl FromRequest for TenantContext {
@@ -108,7 +114,11 @@ impl FromRequest for TenantContext {
             if let Some(ctx) = state.keys.get(&digest) {
                 return Ok(ctx);
             }
-            let key = state.store.authenticate_api_key(&presented).await?.ok_or(ApiError::Unauthorized("the API key is not valid"))?;
+            let key = state
+                .store
+                .authenticate_api_key(&presented)
+                .await?
+                .ok_or(ApiError::Unauthorized("the API key is not valid"))?;
             let ctx = TenantContext { tenant_id: key.tenant_id, api_key_id: key.id };
             state.keys.put(digest, ctx);
             tracing::Span::current().record("tenant.id", tracing::field::display(ctx.tenant_id));

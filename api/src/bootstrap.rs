@@ -14,10 +14,10 @@ pub const BOOTSTRAP_KEY_FILE: &str = "bootstrap-api-key";
 
 /// Connects to the database; creates the SQLite file's directory first.
 pub async fn open_store(database_url: &str, envelope: Envelope, options: &StoreOptions) -> anyhow::Result<Store> {
-    if Backend::from_url(database_url)? == Backend::Sqlite {
-        if let Some(dir) = sqlite_dir(database_url) {
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
+    if Backend::from_url(database_url)? == Backend::Sqlite
+        && let Some(dir) = sqlite_dir(database_url)
+    {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     Store::connect(database_url, envelope, options).await.map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))
 }
@@ -33,7 +33,8 @@ fn sqlite_dir(url: &str) -> Option<std::path::PathBuf> {
 
 /// Applies every pending migration.
 pub async fn migrate(store: &Store) -> anyhow::Result<()> {
-    let pending = Migrator::get_pending_migrations(store.connection()).await.context("reading the migration state")?.len();
+    let pending =
+        Migrator::get_pending_migrations(store.connection()).await.context("reading the migration state")?.len();
     Migrator::up(store.connection(), None).await.context("applying migrations")?;
     if pending > 0 {
         tracing::info!(applied = pending, "database migrated");
@@ -48,7 +49,9 @@ pub async fn default_tenant(store: &Store, data_dir: &Path) -> anyhow::Result<()
         return Ok(());
     }
     let path = data_dir.join(BOOTSTRAP_KEY_FILE);
-    let (tenant, key) = store.create_tenant(&Actor::System, TenantSpec { name: "default".into(), slug: Some("default".into()) }).await?;
+    let (tenant, key) = store
+        .create_tenant(&Actor::System, TenantSpec { name: "default".into(), slug: Some("default".into()) })
+        .await?;
     let _ = std::fs::remove_file(&path);
     crate::config::write_private(&path, format!("{}\n", key.plaintext.expose()).as_bytes())?;
     tracing::info!(tenant.id = %tenant.id, key_file = %path.display(), "created tenant `default`; its API key is in {}", path.display());

@@ -63,7 +63,9 @@ impl ApiError {
             Self::WrongCredential { .. } => (StatusCode::FORBIDDEN, "wrong_credential", "Forbidden"),
             Self::AdminDisabled => (StatusCode::FORBIDDEN, "admin_api_disabled", "Forbidden"),
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code, "Bad Request"),
-            Self::IdempotencyMismatch => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", "Idempotency Key Reused"),
+            Self::IdempotencyMismatch => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", "Idempotency Key Reused")
+            }
             Self::IdempotencyInProgress => (StatusCode::CONFLICT, "idempotency_key_in_progress", "Conflict"),
         }
     }
@@ -77,14 +79,26 @@ impl ApiError {
                 let detail = if errors.len() == 1 {
                     errors[0].message.clone()
                 } else {
-                    format!("{} fields are invalid: {}", errors.len(), errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>().join(", "))
+                    format!(
+                        "{} fields are invalid: {}",
+                        errors.len(),
+                        errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>().join(", ")
+                    )
                 };
                 let hint = if errors.len() == 1 { errors[0].hint.clone() } else { None };
                 (detail, hint, errors.clone())
             }
             // Never echo internals: the cause is in the log, under the request id.
-            Self::Domain(DomainError::Internal(_)) => ("something went wrong on our side; the request id in X-Request-Id finds it in the logs".into(), None, vec![]),
-            Self::Domain(DomainError::Unavailable(_)) => ("a dependency is unavailable; retry shortly".into(), Some("retry with backoff; the request had no effect".into()), vec![]),
+            Self::Domain(DomainError::Internal(_)) => (
+                "something went wrong on our side; the request id in X-Request-Id finds it in the logs".into(),
+                None,
+                vec![],
+            ),
+            Self::Domain(DomainError::Unavailable(_)) => (
+                "a dependency is unavailable; retry shortly".into(),
+                Some("retry with backoff; the request had no effect".into()),
+                vec![],
+            ),
             Self::Unauthorized(_) => (self.to_string(), Some("send `Authorization: Bearer <key>`".into()), vec![]),
             Self::WrongCredential { hint, .. } => (self.to_string(), Some((*hint).into()), vec![]),
             Self::AdminDisabled => (
@@ -93,11 +107,23 @@ impl ApiError {
                 vec![],
             ),
             Self::BadRequest { detail, hint, .. } => (detail.clone(), hint.clone(), vec![]),
-            Self::IdempotencyMismatch => (self.to_string(), Some("use a new Idempotency-Key for a different request".into()), vec![]),
-            Self::IdempotencyInProgress => (self.to_string(), Some("retry after the first request finishes".into()), vec![]),
+            Self::IdempotencyMismatch => {
+                (self.to_string(), Some("use a new Idempotency-Key for a different request".into()), vec![])
+            }
+            Self::IdempotencyInProgress => {
+                (self.to_string(), Some("retry after the first request finishes".into()), vec![])
+            }
             Self::Domain(_) => (self.to_string(), None, vec![]),
         };
-        Problem { kind: format!("urn:switchboard:problem:{code}"), title, status: status.as_u16(), detail, code, hint, errors }
+        Problem {
+            kind: format!("urn:switchboard:problem:{code}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            code,
+            hint,
+            errors,
+        }
     }
 }
 
@@ -124,8 +150,14 @@ impl ResponseError for ApiError {
 pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
     use actix_web::error::JsonPayloadError as J;
     let (code, detail, hint) = match &err {
-        J::ContentType => ("unsupported_media_type", "the body must be JSON".to_owned(), Some("send `Content-Type: application/json`".to_owned())),
-        J::OverflowKnownLength { limit, .. } | J::Overflow { limit } => ("body_too_large", format!("the body is larger than {limit} bytes"), None),
+        J::ContentType => (
+            "unsupported_media_type",
+            "the body must be JSON".to_owned(),
+            Some("send `Content-Type: application/json`".to_owned()),
+        ),
+        J::OverflowKnownLength { limit, .. } | J::Overflow { limit } => {
+            ("body_too_large", format!("the body is larger than {limit} bytes"), None)
+        }
         J::Deserialize(e) => ("invalid_json", format!("the body is not valid JSON: {e}"), None),
         other => ("invalid_body", format!("the body could not be read: {other}"), None),
     };
@@ -134,5 +166,6 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::Htt
 
 /// Renders query-string rejections as problems.
 pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
-    ApiError::BadRequest { code: "invalid_query", detail: format!("the query string is invalid: {err}"), hint: None }.into()
+    ApiError::BadRequest { code: "invalid_query", detail: format!("the query string is invalid: {err}"), hint: None }
+        .into()
 }

@@ -48,7 +48,12 @@ enum Command {
 #[derive(Args, Debug, Clone)]
 struct StoreArgs {
     /// Database URL: sqlite://… (embedded) or postgres://….
-    #[arg(long, env = "SWITCHBOARD_DATABASE_URL", default_value = "sqlite://./data/switchboard.db?mode=rwc", global = true)]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_DATABASE_URL",
+        default_value = "sqlite://./data/switchboard.db?mode=rwc",
+        global = true
+    )]
     database_url: String,
     /// Directory for the SQLite file, the generated master key and the bootstrap key.
     #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = "./data", global = true)]
@@ -173,7 +178,8 @@ fn main() -> std::process::ExitCode {
 
 async fn open(args: &StoreArgs, max_connections: u32) -> anyhow::Result<Store> {
     let envelope = load_master_key(args.master_key.as_deref(), &args.data_dir)?;
-    bootstrap::open_store(&args.database_url, envelope, &StoreOptions { max_connections, ..StoreOptions::default() }).await
+    bootstrap::open_store(&args.database_url, envelope, &StoreOptions { max_connections, ..StoreOptions::default() })
+        .await
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
@@ -222,10 +228,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         data_dir: args.store.data_dir.clone(),
         redis_prefix: args.redis_prefix.clone(),
     };
-    let redis = settings.redis_url.as_deref().map(|url| switchboard_api::redis::RedisHandle::new(url, &settings.redis_prefix)).transpose()?;
-    let listener = std::net::TcpListener::bind(settings.listen).with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let redis = settings
+        .redis_url
+        .as_deref()
+        .map(|url| switchboard_api::redis::RedisHandle::new(url, &settings.redis_prefix))
+        .transpose()?;
+    let listener = std::net::TcpListener::bind(settings.listen)
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
-    let workers = args.http_workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
+    let workers =
+        args.http_workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
     let state = AppState::new(store.clone(), settings, redis);
     let server = app::serve(state, listener, workers)?;
     tracing::info!(%addr, docs = %format!("http://{addr}/docs"), "switchboard listening");
@@ -277,14 +289,22 @@ async fn admin(command: AdminCommand, store: &Store) -> anyhow::Result<()> {
                         "api_key": key.plaintext.expose(), "api_key_id": key.key.id, "api_key_prefix": key.key.prefix})
                 );
             } else {
-                println!("tenant   {} ({})\nid       {}\napi key  {}\n\nThe API key is shown once; store it now.", tenant.name, tenant.slug, tenant.id, key.plaintext.expose());
+                println!(
+                    "tenant   {} ({})\nid       {}\napi key  {}\n\nThe API key is shown once; store it now.",
+                    tenant.name,
+                    tenant.slug,
+                    tenant.id,
+                    key.plaintext.expose()
+                );
             }
         }
         AdminCommand::Tenant { command: TenantCommand::List { json } } => {
             let mut cursor: Option<String> = None;
             let mut all = Vec::new();
             loop {
-                let page = store.list_tenants(switchboard_domain::page::PageRequest::parse(Some("100"), cursor.as_deref())?).await?;
+                let page = store
+                    .list_tenants(switchboard_domain::page::PageRequest::parse(Some("100"), cursor.as_deref())?)
+                    .await?;
                 all.extend(page.data);
                 match page.next_cursor {
                     Some(c) => cursor = Some(c),
@@ -292,7 +312,12 @@ async fn admin(command: AdminCommand, store: &Store) -> anyhow::Result<()> {
                 }
             }
             if json {
-                let rows: Vec<_> = all.iter().map(|t| serde_json::json!({"id": t.id, "name": t.name, "slug": t.slug, "created_at": t.created_at})).collect();
+                let rows: Vec<_> = all
+                    .iter()
+                    .map(
+                        |t| serde_json::json!({"id": t.id, "name": t.name, "slug": t.slug, "created_at": t.created_at}),
+                    )
+                    .collect();
                 println!("{}", serde_json::Value::Array(rows));
             } else {
                 for t in &all {
@@ -309,7 +334,11 @@ async fn admin(command: AdminCommand, store: &Store) -> anyhow::Result<()> {
                         "api_key": key.plaintext.expose(), "created_at": key.key.created_at})
                 );
             } else {
-                println!("api key  {}\nid       {}\n\nThe API key is shown once; store it now.", key.plaintext.expose(), key.key.id);
+                println!(
+                    "api key  {}\nid       {}\n\nThe API key is shown once; store it now.",
+                    key.plaintext.expose(),
+                    key.key.id
+                );
             }
         }
     }

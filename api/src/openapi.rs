@@ -30,11 +30,15 @@ impl Modify for Security {
         let components = spec.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "api_key",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("A tenant API key, `sb_…`")).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("A tenant API key, `sb_…`")).build(),
+            ),
         );
         components.add_security_scheme(
             "admin_token",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("SWITCHBOARD_ADMIN_TOKEN")).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("SWITCHBOARD_ADMIN_TOKEN")).build(),
+            ),
         );
     }
 }
@@ -46,7 +50,10 @@ pub fn add_problem_responses(spec: &mut Spec) {
         let problem = || {
             ResponseBuilder::new()
                 .description("A problem document (RFC 9457)")
-                .content("application/problem+json", ContentBuilder::new().schema(Some(utoipa::openapi::Ref::from_schema_name("Problem"))).build())
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new().schema(Some(utoipa::openapi::Ref::from_schema_name("Problem"))).build(),
+                )
                 .build()
         };
         for item in spec.paths.paths.values_mut() {

@@ -26,7 +26,8 @@ impl std::fmt::Debug for RedisHandle {
 
 impl RedisHandle {
     pub fn new(url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("SWITCHBOARD_REDIS_URL is invalid: {}", redis_kind(&e)))?;
+        let client = redis::Client::open(url)
+            .map_err(|e| anyhow::anyhow!("SWITCHBOARD_REDIS_URL is invalid: {}", redis_kind(&e)))?;
         Ok(Self { client, manager: std::sync::Arc::new(OnceCell::new()), prefix: prefix.to_owned() })
     }
 
@@ -44,10 +45,13 @@ impl RedisHandle {
                     .set_connection_timeout(CONNECT_TIMEOUT)
                     .set_response_timeout(RESPONSE_TIMEOUT)
                     .set_number_of_retries(1);
-                tokio::time::timeout(CONNECT_TIMEOUT * 2, ConnectionManager::new_with_config(self.client.clone(), config))
-                    .await
-                    .map_err(|_| anyhow::anyhow!("connecting to redis timed out"))?
-                    .map_err(|e| anyhow::anyhow!("connecting to redis failed: {}", redis_kind(&e)))
+                tokio::time::timeout(
+                    CONNECT_TIMEOUT * 2,
+                    ConnectionManager::new_with_config(self.client.clone(), config),
+                )
+                .await
+                .map_err(|_| anyhow::anyhow!("connecting to redis timed out"))?
+                .map_err(|e| anyhow::anyhow!("connecting to redis failed: {}", redis_kind(&e)))
             })
             .await?;
         Ok(manager.clone())

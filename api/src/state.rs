@@ -21,6 +21,12 @@ pub struct AppState {
 impl AppState {
     #[must_use]
     pub fn new(store: Store, settings: Settings, redis: Option<RedisHandle>) -> Self {
-        Self { store, settings: Arc::new(settings), metrics: Arc::new(Metrics::new()), redis, keys: Arc::new(KeyCache::default()) }
+        Self {
+            store,
+            settings: Arc::new(settings),
+            metrics: Arc::new(Metrics::new()),
+            redis,
+            keys: Arc::new(KeyCache::default()),
+        }
     }
 }

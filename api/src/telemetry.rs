@@ -32,7 +32,13 @@ pub fn init(format: LogFormat) -> anyhow::Result<Telemetry> {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer().with_target(false).with_filter(filter()).boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false).with_filter(filter()).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_filter(filter())
+            .boxed(),
     };
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|e| !e.is_empty());
     let provider = match endpoint {
@@ -44,7 +50,9 @@ pub fn init(format: LogFormat) -> anyhow::Result<Telemetry> {
             Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
         }
     };
-    let otel = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("switchboard")).with_filter(filter()));
+    let otel = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("switchboard")).with_filter(filter()));
     tracing_subscriber::registry().with(fmt).with(otel).try_init()?;
     Ok(Telemetry { provider })
 }

@@ -51,7 +51,11 @@ pub fn validate_patch(current: &Agent, patch: &Value) -> Result<AgentSpec, Domai
         merged.insert("description".into(), Value::String(d.clone()));
     }
     for (k, v) in patch {
-        if v.is_null() { merged.remove(k) } else { merged.insert(k.clone(), v.clone()) };
+        if v.is_null() {
+            merged.remove(k)
+        } else {
+            merged.insert(k.clone(), v.clone())
+        };
     }
     validate_map(&Value::Object(merged))
 }
@@ -93,7 +97,11 @@ pub fn validate_attach(body: Option<&Value>) -> Result<Option<Vec<String>>, Doma
                             out.push(t.to_owned());
                         }
                     }
-                    _ => errs.push(FieldError::new(format!("tools[{i}]"), "invalid", "each tool must be a tool name of 1-128 characters")),
+                    _ => errs.push(FieldError::new(
+                        format!("tools[{i}]"),
+                        "invalid",
+                        "each tool must be a tool name of 1-128 characters",
+                    )),
                 }
             }
             if out.len() > MAX_TOOLS {
@@ -102,8 +110,14 @@ pub fn validate_attach(body: Option<&Value>) -> Result<Option<Vec<String>>, Doma
             Some(out)
         }
         Some(other) => {
-            errs.push(FieldError::new("tools", "invalid_type", format!("tools must be an array of tool names, got {}", validate::type_name(other)))
-                .with_hint("leave tools out to allow every tool; send [] to allow none"));
+            errs.push(
+                FieldError::new(
+                    "tools",
+                    "invalid_type",
+                    format!("tools must be an array of tool names, got {}", validate::type_name(other)),
+                )
+                .with_hint("leave tools out to allow every tool; send [] to allow none"),
+            );
             None
         }
     };

@@ -67,7 +67,13 @@ pub struct SealContext<'a> {
 impl SealContext<'_> {
     fn aad(&self) -> Vec<u8> {
         let mut aad = Vec::with_capacity(96);
-        for part in [AAD_DOMAIN.as_bytes(), self.tenant.0.as_bytes(), self.table.as_bytes(), self.column.as_bytes(), self.row.as_bytes()] {
+        for part in [
+            AAD_DOMAIN.as_bytes(),
+            self.tenant.0.as_bytes(),
+            self.table.as_bytes(),
+            self.column.as_bytes(),
+            self.row.as_bytes(),
+        ] {
             // Length-prefixed, so ("ab","c") and ("a","bc") differ.
             aad.extend_from_slice(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
             aad.extend_from_slice(part);
@@ -121,9 +127,8 @@ impl Envelope {
 
     /// Builds an envelope from the base64 form used by `SWITCHBOARD_MASTER_KEY` and the key file.
     pub fn from_base64(text: &str) -> Result<Self, CryptoError> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(text.trim())
-            .map_err(|_| CryptoError::BadKeyEncoding)?;
+        let bytes =
+            base64::engine::general_purpose::STANDARD.decode(text.trim()).map_err(|_| CryptoError::BadKeyEncoding)?;
         Self::from_bytes(&bytes)
     }
 

@@ -76,8 +76,17 @@ impl AuthType {
     }
 }
 
-const ALL_AUTH_FIELDS: &[&str] =
-    &["type", "auth_token", "client_id", "client_secret", "auth_url", "token_url", "register_url", "scopes", "resource"];
+const ALL_AUTH_FIELDS: &[&str] = &[
+    "type",
+    "auth_token",
+    "client_id",
+    "client_secret",
+    "auth_url",
+    "token_url",
+    "register_url",
+    "scopes",
+    "resource",
+];
 
 /// The public (non-secret) part of `config.auth`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,7 +152,8 @@ impl AuthSecrets {
 
     /// Reads what [`Self::to_sealable_json`] wrote.
     pub fn from_sealed_json(bytes: &[u8]) -> Result<Self, DomainError> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|_| DomainError::Internal("sealed secrets are not JSON".into()))?;
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|_| DomainError::Internal("sealed secrets are not JSON".into()))?;
         let get = |k: &str| value.get(k).and_then(Value::as_str).map(|s| Secret::new(s.to_owned()));
         Ok(Self { auth_token: get("auth_token"), client_secret: get("client_secret") })
     }
@@ -256,10 +266,8 @@ pub fn validate_patch(policy: Policy, current: &McpServer, patch: &Value) -> Res
         .and_then(|a| a.get("type"))
         .and_then(Value::as_str)
         .is_some_and(|t| t != current.config.auth.kind.as_str());
-    if type_changes {
-        if let Some(auth) = merged.get_mut("config").and_then(Value::as_object_mut) {
-            auth.remove("auth");
-        }
+    if type_changes && let Some(config) = merged.get_mut("config").and_then(Value::as_object_mut) {
+        config.remove("auth");
     }
     merge_patch(&mut merged, patch);
     let stored = if type_changes {
@@ -272,7 +280,11 @@ pub fn validate_patch(policy: Policy, current: &McpServer, patch: &Value) -> Res
     };
     // A `null` secret in the patch clears it; the merge removed the key, so read the raw patch.
     let cleared = |key: &str| {
-        patch.get("config").and_then(|c| c.get("auth")).and_then(|a| a.as_object()).is_some_and(|a| a.get(key) == Some(&Value::Null))
+        patch
+            .get("config")
+            .and_then(|c| c.get("auth"))
+            .and_then(|a| a.as_object())
+            .is_some_and(|a| a.get(key) == Some(&Value::Null))
     };
     let stored = StoredSecrets {
         auth_token: stored.auth_token && !cleared("auth_token"),
@@ -316,7 +328,12 @@ fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-fn validate_spec(policy: Policy, body: &Value, stored: StoredSecrets, current_slug: Option<&str>) -> Result<McpServerSpec, DomainError> {
+fn validate_spec(
+    policy: Policy,
+    body: &Value,
+    stored: StoredSecrets,
+    current_slug: Option<&str>,
+) -> Result<McpServerSpec, DomainError> {
     let mut errs = Errors::default();
     let Some(map) = validate::object(&mut errs, "", body) else {
         return Err(DomainError::Invalid(errs.0));
@@ -349,41 +366,55 @@ fn validate_spec(policy: Policy, body: &Value, stored: StoredSecrets, current_sl
             }
         },
         None => {
-            if current_slug.is_none() {
-                if let Some(n) = &name {
-                    if slug::derive(n).is_none() {
-                        errs.push(FieldError::new("slug", "required", "slug is required: no slug can be derived from this name")
-                            .with_hint("pass a slug of lowercase letters, digits and dashes"));
-                    }
-                }
+            if current_slug.is_none()
+                && let Some(n) = &name
+                && slug::derive(n).is_none()
+            {
+                errs.push(
+                    FieldError::new("slug", "required", "slug is required: no slug can be derived from this name")
+                        .with_hint("pass a slug of lowercase letters, digits and dashes"),
+                );
             }
             None
         }
     };
-    let config = match map.get("config") {
-        None | Some(Value::Null) => {
-            errs.push(FieldError::new("config", "required", "config is required")
-                .with_hint("send `{\"config\": {\"endpoint\": \"https://…/mcp\", \"auth\": {\"type\": \"none\"}}}`"));
-            None
-        }
-        Some(v) => validate_config(&mut errs, policy, v, stored),
-    };
+    let config =
+        match map.get("config") {
+            None | Some(Value::Null) => {
+                errs.push(FieldError::new("config", "required", "config is required").with_hint(
+                    "send `{\"config\": {\"endpoint\": \"https://…/mcp\", \"auth\": {\"type\": \"none\"}}}`",
+                ));
+                None
+            }
+            Some(v) => validate_config(&mut errs, policy, v, stored),
+        };
     let (Some((config, auth_token, client_secret)), Some(name), true) = (config, name, errs.0.is_empty()) else {
         return Err(DomainError::Invalid(errs.0));
     };
     Ok(McpServerSpec { name, slug, description, config, auth_token, client_secret })
 }
 
-fn validate_config(errs: &mut Errors, policy: Policy, value: &Value, stored: StoredSecrets) -> Option<(McpServerConfig, SecretChange, SecretChange)> {
+fn validate_config(
+    errs: &mut Errors,
+    policy: Policy,
+    value: &Value,
+    stored: StoredSecrets,
+) -> Option<(McpServerConfig, SecretChange, SecretChange)> {
     let map = validate::object(errs, "config", value)?;
-    reject_unknown(errs, map, "config", &["endpoint", "headers", "auth"], &[
-        ("server_url", "use config.endpoint"),
-        ("url", "use config.endpoint"),
-        ("type", "the auth type goes in config.auth.type"),
-        ("auth_token", "secrets go in config.auth: `{\"auth\": {\"type\": \"token\", \"auth_token\": \"…\"}}`"),
-        ("client_id", "OAuth client fields go in config.auth"),
-        ("client_secret", "OAuth client fields go in config.auth"),
-    ]);
+    reject_unknown(
+        errs,
+        map,
+        "config",
+        &["endpoint", "headers", "auth"],
+        &[
+            ("server_url", "use config.endpoint"),
+            ("url", "use config.endpoint"),
+            ("type", "the auth type goes in config.auth.type"),
+            ("auth_token", "secrets go in config.auth: `{\"auth\": {\"type\": \"token\", \"auth_token\": \"…\"}}`"),
+            ("client_id", "OAuth client fields go in config.auth"),
+            ("client_secret", "OAuth client fields go in config.auth"),
+        ],
+    );
     let endpoint = match opt_string(errs, map, "config", "endpoint", 4096) {
         Some(raw) => match validate::url(policy, "config.endpoint", &raw) {
             Ok(u) => Some(u.to_string()),
@@ -394,8 +425,10 @@ fn validate_config(errs: &mut Errors, policy: Policy, value: &Value, stored: Sto
         },
         None => {
             if !map.contains_key("endpoint") {
-                errs.push(FieldError::new("config.endpoint", "required", "config.endpoint is required")
-                    .with_hint("the MCP server's Streamable HTTP URL, e.g. https://mcp.example.com/mcp"));
+                errs.push(
+                    FieldError::new("config.endpoint", "required", "config.endpoint is required")
+                        .with_hint("the MCP server's Streamable HTTP URL, e.g. https://mcp.example.com/mcp"),
+                );
             }
             None
         }
@@ -403,20 +436,35 @@ fn validate_config(errs: &mut Errors, policy: Policy, value: &Value, stored: Sto
     let headers = validate_headers(errs, map.get("headers"));
     let auth = match map.get("auth") {
         None | Some(Value::Null) => {
-            errs.push(FieldError::new("config.auth", "required", "config.auth is required")
-                .with_hint(format!("send `{{\"type\": \"none\"}}` for a server without auth; types: {}", AuthType::ALL.join(", "))));
+            errs.push(FieldError::new("config.auth", "required", "config.auth is required").with_hint(format!(
+                "send `{{\"type\": \"none\"}}` for a server without auth; types: {}",
+                AuthType::ALL.join(", ")
+            )));
             None
         }
         Some(v) => validate_auth(errs, policy, v, stored),
     };
     match (endpoint, headers, auth) {
-        (Some(endpoint), Some(headers), Some((auth, t, s))) => Some((McpServerConfig { endpoint, headers, auth }, t, s)),
+        (Some(endpoint), Some(headers), Some((auth, t, s))) => {
+            Some((McpServerConfig { endpoint, headers, auth }, t, s))
+        }
         _ => None,
     }
 }
 
 fn validate_headers(errs: &mut Errors, value: Option<&Value>) -> Option<BTreeMap<String, String>> {
-    const FORBIDDEN: &[&str] = &["authorization", "host", "content-length", "content-type", "accept", "connection", "transfer-encoding", "mcp-session-id", "mcp-protocol-version", "cookie"];
+    const FORBIDDEN: &[&str] = &[
+        "authorization",
+        "host",
+        "content-length",
+        "content-type",
+        "accept",
+        "connection",
+        "transfer-encoding",
+        "mcp-session-id",
+        "mcp-protocol-version",
+        "cookie",
+    ];
     let mut out = BTreeMap::new();
     let map = match value {
         None | Some(Value::Null) => return Some(out),
@@ -428,7 +476,9 @@ fn validate_headers(errs: &mut Errors, value: Option<&Value>) -> Option<BTreeMap
     }
     for (name, v) in map {
         let field = format!("config.headers.{name}");
-        let token = !name.is_empty() && name.len() <= 128 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let token = !name.is_empty()
+            && name.len() <= 128
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         if !token {
             errs.push(FieldError::new(field, "invalid", format!("`{name}` is not a valid HTTP header name")));
             continue;
@@ -439,33 +489,48 @@ fn validate_headers(errs: &mut Errors, value: Option<&Value>) -> Option<BTreeMap
             } else {
                 "Switchboard sets this header itself"
             };
-            errs.push(FieldError::new(field, "not_allowed", format!("header `{name}` cannot be set here")).with_hint(hint));
+            errs.push(
+                FieldError::new(field, "not_allowed", format!("header `{name}` cannot be set here")).with_hint(hint),
+            );
             continue;
         }
         match v {
             Value::String(s) if s.len() <= 4096 && s.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) => {
                 out.insert(name.clone(), s.clone());
             }
-            _ => errs.push(FieldError::new(field, "invalid", format!("header `{name}` must be a string of visible ASCII characters"))),
+            _ => errs.push(FieldError::new(
+                field,
+                "invalid",
+                format!("header `{name}` must be a string of visible ASCII characters"),
+            )),
         }
     }
     (errs.0.len() == before).then_some(out)
 }
 
-fn validate_auth(errs: &mut Errors, policy: Policy, value: &Value, stored: StoredSecrets) -> Option<(AuthConfig, SecretChange, SecretChange)> {
+fn validate_auth(
+    errs: &mut Errors,
+    policy: Policy,
+    value: &Value,
+    stored: StoredSecrets,
+) -> Option<(AuthConfig, SecretChange, SecretChange)> {
     let map = validate::object(errs, "config.auth", value)?;
     let kind = match map.get("type") {
         Some(Value::String(t)) => match AuthType::parse(t) {
             Some(k) => k,
             None => {
-                errs.push(FieldError::new("config.auth.type", "invalid", format!("`{t}` is not an auth type"))
-                    .with_hint(format!("use one of: {}", AuthType::ALL.join(", "))));
+                errs.push(
+                    FieldError::new("config.auth.type", "invalid", format!("`{t}` is not an auth type"))
+                        .with_hint(format!("use one of: {}", AuthType::ALL.join(", "))),
+                );
                 return None;
             }
         },
         _ => {
-            errs.push(FieldError::new("config.auth.type", "required", "config.auth.type is required")
-                .with_hint(format!("use one of: {}", AuthType::ALL.join(", "))));
+            errs.push(
+                FieldError::new("config.auth.type", "required", "config.auth.type is required")
+                    .with_hint(format!("use one of: {}", AuthType::ALL.join(", "))),
+            );
             return None;
         }
     };
@@ -474,15 +539,29 @@ fn validate_auth(errs: &mut Errors, policy: Policy, value: &Value, stored: Store
     for key in map.keys().filter(|k| k.as_str() != "type") {
         let field = format!("config.auth.{key}");
         if !ALL_AUTH_FIELDS.contains(&key.as_str()) {
-            errs.push(FieldError::new(field.clone(), "unknown_field", format!("{field} is not an auth field"))
-                .with_hint(format!("fields for `{}`: {}", kind.as_str(), allowed.join(", "))));
+            errs.push(
+                FieldError::new(field.clone(), "unknown_field", format!("{field} is not an auth field"))
+                    .with_hint(format!("fields for `{}`: {}", kind.as_str(), allowed.join(", "))),
+            );
         } else if !allowed.contains(&key.as_str()) && !map[key].is_null() {
-            errs.push(FieldError::new(field.clone(), "not_allowed", format!("{field} is not used by auth type `{}`", kind.as_str()))
-                .with_hint(if allowed.is_empty() { "remove it".to_owned() } else { format!("fields for `{}`: {}", kind.as_str(), allowed.join(", ")) }));
+            errs.push(
+                FieldError::new(
+                    field.clone(),
+                    "not_allowed",
+                    format!("{field} is not used by auth type `{}`", kind.as_str()),
+                )
+                .with_hint(if allowed.is_empty() {
+                    "remove it".to_owned()
+                } else {
+                    format!("fields for `{}`: {}", kind.as_str(), allowed.join(", "))
+                }),
+            );
         }
     }
     let p = "config.auth";
-    let get = |errs: &mut Errors, key: &str, max: usize| if allowed.contains(&key) { opt_string(errs, map, p, key, max) } else { None };
+    let get = |errs: &mut Errors, key: &str, max: usize| {
+        if allowed.contains(&key) { opt_string(errs, map, p, key, max) } else { None }
+    };
     let url_field = |errs: &mut Errors, key: &str| {
         let raw = get(errs, key, 2048)?;
         match validate::url(policy, &path(p, key), &raw) {
@@ -509,28 +588,55 @@ fn validate_auth(errs: &mut Errors, policy: Policy, value: &Value, stored: Store
     let auth_token = secret_change(errs, map, "auth_token", allowed);
     let client_secret = secret_change(errs, map, "client_secret", allowed);
 
-    let has = |c: &SecretChange, stored: bool| matches!(c, SecretChange::Set(_)) || (stored && *c == SecretChange::Keep);
+    let has =
+        |c: &SecretChange, stored: bool| matches!(c, SecretChange::Set(_)) || (stored && *c == SecretChange::Keep);
     match kind {
         AuthType::Token if !has(&auth_token, stored.auth_token) => {
-            errs.push(FieldError::new("config.auth.auth_token", "required", "config.auth.auth_token is required for auth type `token`")
-                .with_hint("the bearer token Switchboard sends to the server; it is encrypted at rest and never shown again"));
+            errs.push(
+                FieldError::new(
+                    "config.auth.auth_token",
+                    "required",
+                    "config.auth.auth_token is required for auth type `token`",
+                )
+                .with_hint(
+                    "the bearer token Switchboard sends to the server; it is encrypted at rest and never shown again",
+                ),
+            );
         }
         AuthType::OauthClientCredentials => {
             if client_id.is_none() {
-                errs.push(FieldError::new("config.auth.client_id", "required", "config.auth.client_id is required for auth type `oauth_client_credentials`"));
+                errs.push(FieldError::new(
+                    "config.auth.client_id",
+                    "required",
+                    "config.auth.client_id is required for auth type `oauth_client_credentials`",
+                ));
             }
             if !has(&client_secret, stored.client_secret) {
-                errs.push(FieldError::new("config.auth.client_secret", "required", "config.auth.client_secret is required for auth type `oauth_client_credentials`"));
+                errs.push(FieldError::new(
+                    "config.auth.client_secret",
+                    "required",
+                    "config.auth.client_secret is required for auth type `oauth_client_credentials`",
+                ));
             }
         }
         AuthType::OauthAuthorizationCodeConfidentialPkce => {
             let secret = has(&client_secret, stored.client_secret);
             if client_id.is_some() && !secret {
-                errs.push(FieldError::new("config.auth.client_secret", "required", "config.auth.client_secret is required when client_id is given for a confidential client")
-                    .with_hint("or leave out client_id too and Switchboard registers a client for you"));
+                errs.push(
+                    FieldError::new(
+                        "config.auth.client_secret",
+                        "required",
+                        "config.auth.client_secret is required when client_id is given for a confidential client",
+                    )
+                    .with_hint("or leave out client_id too and Switchboard registers a client for you"),
+                );
             }
             if client_id.is_none() && matches!(client_secret, SecretChange::Set(_)) {
-                errs.push(FieldError::new("config.auth.client_id", "required", "config.auth.client_id is required when client_secret is given"));
+                errs.push(FieldError::new(
+                    "config.auth.client_id",
+                    "required",
+                    "config.auth.client_id is required when client_secret is given",
+                ));
             }
         }
         _ => {}
@@ -538,7 +644,11 @@ fn validate_auth(errs: &mut Errors, policy: Policy, value: &Value, stored: Store
     if errs.0.len() != before {
         return None;
     }
-    Some((AuthConfig { kind, client_id, auth_url, token_url, register_url, scopes, resource }, auth_token, client_secret))
+    Some((
+        AuthConfig { kind, client_id, auth_url, token_url, register_url, scopes, resource },
+        auth_token,
+        client_secret,
+    ))
 }
 
 fn validate_scopes(errs: &mut Errors, value: Option<&Value>) -> Option<Vec<String>> {
@@ -547,11 +657,18 @@ fn validate_scopes(errs: &mut Errors, value: Option<&Value>) -> Option<Vec<Strin
         None | Some(Value::Null) => return None,
         Some(Value::Array(items)) => items,
         Some(Value::String(_)) => {
-            errs.push(FieldError::new(field, "invalid_type", "config.auth.scopes must be an array of strings").with_hint("send `[\"read\", \"write\"]`, not a space-separated string"));
+            errs.push(
+                FieldError::new(field, "invalid_type", "config.auth.scopes must be an array of strings")
+                    .with_hint("send `[\"read\", \"write\"]`, not a space-separated string"),
+            );
             return None;
         }
         Some(other) => {
-            errs.push(FieldError::new(field, "invalid_type", format!("config.auth.scopes must be an array of strings, got {}", validate::type_name(other))));
+            errs.push(FieldError::new(
+                field,
+                "invalid_type",
+                format!("config.auth.scopes must be an array of strings, got {}", validate::type_name(other)),
+            ));
             return None;
         }
     };
@@ -559,12 +676,20 @@ fn validate_scopes(errs: &mut Errors, value: Option<&Value>) -> Option<Vec<Strin
     for (i, item) in items.iter().enumerate() {
         // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
         match item.as_str() {
-            Some(s) if !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)) => {
+            Some(s)
+                if !s.is_empty()
+                    && s.len() <= 256
+                    && s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)) =>
+            {
                 if !out.iter().any(|o| o == s) {
                     out.push(s.to_owned());
                 }
             }
-            _ => errs.push(FieldError::new(format!("{field}[{i}]"), "invalid", "each scope must be a non-empty string without spaces, quotes or backslashes (RFC 6749 §3.3)")),
+            _ => errs.push(FieldError::new(
+                format!("{field}[{i}]"),
+                "invalid",
+                "each scope must be a non-empty string without spaces, quotes or backslashes (RFC 6749 §3.3)",
+            )),
         }
     }
     if out.len() > 100 {
@@ -583,7 +708,11 @@ fn secret_change(errs: &mut Errors, map: &Map<String, Value>, key: &str, allowed
         // The masked form a GET returned, sent back unchanged by a console: keep the stored value.
         Some(Value::Object(o)) if o.contains_key("set") => SecretChange::Keep,
         Some(_) => {
-            errs.push(FieldError::new(format!("config.auth.{key}"), "invalid", format!("config.auth.{key} must be a non-empty string")));
+            errs.push(FieldError::new(
+                format!("config.auth.{key}"),
+                "invalid",
+                format!("config.auth.{key} must be a non-empty string"),
+            ));
             SecretChange::Keep
         }
     }

@@ -21,7 +21,11 @@ impl PageRequest {
         let limit = match limit.filter(|l| !l.is_empty()) {
             None => DEFAULT_LIMIT,
             Some(raw) => raw.parse::<u64>().map_err(|_| {
-                DomainError::invalid("limit", "invalid", format!("limit must be a whole number between 1 and {MAX_LIMIT}, got `{raw}`"))
+                DomainError::invalid(
+                    "limit",
+                    "invalid",
+                    format!("limit must be a whole number between 1 and {MAX_LIMIT}, got `{raw}`"),
+                )
             })?,
         };
         if !(1..=MAX_LIMIT).contains(&limit) {
@@ -34,7 +38,11 @@ impl PageRequest {
         let after = match cursor.filter(|c| !c.is_empty()) {
             None => None,
             Some(c) => Some(Uuid::parse_str(c).map_err(|_| {
-                DomainError::invalid("cursor", "invalid", "cursor is not one this API returned; pass the `next_cursor` of the previous page")
+                DomainError::invalid(
+                    "cursor",
+                    "invalid",
+                    "cursor is not one this API returned; pass the `next_cursor` of the previous page",
+                )
             })?),
         };
         Ok(Self { limit, after })

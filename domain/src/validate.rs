@@ -75,24 +75,41 @@ pub fn opt_string(errs: &mut Errors, map: &Map<String, Value>, parent: &str, key
         Some(Value::String(s)) => {
             let s = s.trim();
             if s.is_empty() {
-                errs.push(FieldError::new(field, "invalid", format!("{} must not be empty", path(parent, key))).with_hint("omit the field instead of sending an empty string"));
+                errs.push(
+                    FieldError::new(field, "invalid", format!("{} must not be empty", path(parent, key)))
+                        .with_hint("omit the field instead of sending an empty string"),
+                );
                 None
             } else if s.chars().count() > max {
-                errs.push(FieldError::new(field, "too_long", format!("{} is longer than {max} characters", path(parent, key))));
+                errs.push(FieldError::new(
+                    field,
+                    "too_long",
+                    format!("{} is longer than {max} characters", path(parent, key)),
+                ));
                 None
             } else {
                 Some(s.to_owned())
             }
         }
         Some(other) => {
-            errs.push(FieldError::new(field.clone(), "invalid_type", format!("{field} must be a string, got {}", type_name(other))));
+            errs.push(FieldError::new(
+                field.clone(),
+                "invalid_type",
+                format!("{field} must be a string, got {}", type_name(other)),
+            ));
             None
         }
     }
 }
 
 /// Reports every key of `map` that is not in `allowed`, with a hint for the known mistakes.
-pub fn reject_unknown(errs: &mut Errors, map: &Map<String, Value>, parent: &str, allowed: &[&str], hints: &[(&str, &str)]) {
+pub fn reject_unknown(
+    errs: &mut Errors,
+    map: &Map<String, Value>,
+    parent: &str,
+    allowed: &[&str],
+    hints: &[(&str, &str)],
+) {
     for key in map.keys() {
         if allowed.contains(&key.as_str()) {
             continue;
@@ -168,7 +185,16 @@ mod tests {
         assert!(url(dev, "e", "http://[::1]:3000/mcp").is_ok());
         assert!(url(dev, "e", "http://localhost:3000/mcp").is_ok());
         assert_eq!(url(dev, "e", "http://example.com/mcp").err().map(|e| e.code), Some("insecure_url"));
-        for bad in ["mcp.example.com", "/mcp", "ftp://example.com/", "https://user:pw@example.com/", "https://example.com/#x", "https://example.com/#", "javascript:alert(1)", "file:///etc/passwd"] {
+        for bad in [
+            "mcp.example.com",
+            "/mcp",
+            "ftp://example.com/",
+            "https://user:pw@example.com/",
+            "https://example.com/#x",
+            "https://example.com/#",
+            "javascript:alert(1)",
+            "file:///etc/passwd",
+        ] {
             assert!(url(dev, "e", bad).is_err(), "{bad}");
         }
     }

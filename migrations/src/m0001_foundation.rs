@@ -106,7 +106,10 @@ fn time<T: IntoIden>(col: T) -> ColumnDef {
     ColumnDef::new(col).timestamp_with_time_zone().not_null().to_owned()
 }
 
-fn cascade(from: (impl IntoIden + 'static, impl IntoIden + 'static), to: (impl IntoIden + 'static, impl IntoIden + 'static)) -> ForeignKeyCreateStatement {
+fn cascade(
+    from: (impl IntoIden + 'static, impl IntoIden + 'static),
+    to: (impl IntoIden + 'static, impl IntoIden + 'static),
+) -> ForeignKeyCreateStatement {
     ForeignKey::create().from(from.0, from.1).to(to.0, to.1).on_delete(ForeignKeyAction::Cascade).to_owned()
 }
 
@@ -137,8 +140,10 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(Index::create().name("api_keys_prefix").table(ApiKeys::Table).col(ApiKeys::Prefix).to_owned()).await?;
-        m.create_index(Index::create().name("api_keys_tenant").table(ApiKeys::Table).col(ApiKeys::TenantId).to_owned()).await?;
+        m.create_index(Index::create().name("api_keys_prefix").table(ApiKeys::Table).col(ApiKeys::Prefix).to_owned())
+            .await?;
+        m.create_index(Index::create().name("api_keys_tenant").table(ApiKeys::Table).col(ApiKeys::TenantId).to_owned())
+            .await?;
 
         m.create_table(
             Table::create()
@@ -159,11 +164,24 @@ impl MigrationTrait for Migration {
         )
         .await?;
         m.create_index(
-            Index::create().name("mcp_servers_tenant_slug").table(McpServers::Table).col(McpServers::TenantId).col(McpServers::Slug).unique().to_owned(),
+            Index::create()
+                .name("mcp_servers_tenant_slug")
+                .table(McpServers::Table)
+                .col(McpServers::TenantId)
+                .col(McpServers::Slug)
+                .unique()
+                .to_owned(),
         )
         .await?;
-        m.create_index(Index::create().name("mcp_servers_tenant_id").table(McpServers::Table).col(McpServers::TenantId).col(McpServers::Id).to_owned())
-            .await?;
+        m.create_index(
+            Index::create()
+                .name("mcp_servers_tenant_id")
+                .table(McpServers::Table)
+                .col(McpServers::TenantId)
+                .col(McpServers::Id)
+                .to_owned(),
+        )
+        .await?;
 
         m.create_table(
             Table::create()
@@ -178,7 +196,15 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(Index::create().name("agents_tenant_id").table(Agents::Table).col(Agents::TenantId).col(Agents::Id).to_owned()).await?;
+        m.create_index(
+            Index::create()
+                .name("agents_tenant_id")
+                .table(Agents::Table)
+                .col(Agents::TenantId)
+                .col(Agents::Id)
+                .to_owned(),
+        )
+        .await?;
 
         m.create_table(
             Table::create()
@@ -190,14 +216,27 @@ impl MigrationTrait for Migration {
                 .col(time(AgentMcpServers::CreatedAt))
                 .col(time(AgentMcpServers::UpdatedAt))
                 .primary_key(Index::create().col(AgentMcpServers::AgentId).col(AgentMcpServers::McpServerId))
-                .foreign_key(&mut cascade((AgentMcpServers::Table, AgentMcpServers::TenantId), (Tenants::Table, Tenants::Id)))
-                .foreign_key(&mut cascade((AgentMcpServers::Table, AgentMcpServers::AgentId), (Agents::Table, Agents::Id)))
-                .foreign_key(&mut cascade((AgentMcpServers::Table, AgentMcpServers::McpServerId), (McpServers::Table, McpServers::Id)))
+                .foreign_key(&mut cascade(
+                    (AgentMcpServers::Table, AgentMcpServers::TenantId),
+                    (Tenants::Table, Tenants::Id),
+                ))
+                .foreign_key(&mut cascade(
+                    (AgentMcpServers::Table, AgentMcpServers::AgentId),
+                    (Agents::Table, Agents::Id),
+                ))
+                .foreign_key(&mut cascade(
+                    (AgentMcpServers::Table, AgentMcpServers::McpServerId),
+                    (McpServers::Table, McpServers::Id),
+                ))
                 .to_owned(),
         )
         .await?;
         m.create_index(
-            Index::create().name("agent_mcp_servers_server").table(AgentMcpServers::Table).col(AgentMcpServers::McpServerId).to_owned(),
+            Index::create()
+                .name("agent_mcp_servers_server")
+                .table(AgentMcpServers::Table)
+                .col(AgentMcpServers::McpServerId)
+                .to_owned(),
         )
         .await?;
 
@@ -216,8 +255,15 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(Index::create().name("audit_events_tenant_id").table(AuditEvents::Table).col(AuditEvents::TenantId).col(AuditEvents::Id).to_owned())
-            .await?;
+        m.create_index(
+            Index::create()
+                .name("audit_events_tenant_id")
+                .table(AuditEvents::Table)
+                .col(AuditEvents::TenantId)
+                .col(AuditEvents::Id)
+                .to_owned(),
+        )
+        .await?;
 
         // Keyed by SHA-256 of (scope, key): neither the caller's key nor the response is readable.
         m.create_table(

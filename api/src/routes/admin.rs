@@ -15,7 +15,11 @@ use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(create_tenant).service(list_tenants).service(get_tenant).service(create_api_key).service(delete_api_key);
+    cfg.service(create_tenant)
+        .service(list_tenants)
+        .service(get_tenant)
+        .service(create_api_key)
+        .service(delete_api_key);
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -66,7 +70,14 @@ pub struct CreatedApiKeyResponse {
 
 impl From<CreatedApiKey> for CreatedApiKeyResponse {
     fn from(k: CreatedApiKey) -> Self {
-        Self { id: k.key.id.0, tenant_id: k.key.tenant_id.0, name: k.key.name, prefix: k.key.prefix, api_key: k.plaintext.expose().to_owned(), created_at: k.key.created_at }
+        Self {
+            id: k.key.id.0,
+            tenant_id: k.key.tenant_id.0,
+            name: k.key.name,
+            prefix: k.key.prefix,
+            api_key: k.plaintext.expose().to_owned(),
+            created_at: k.key.created_at,
+        }
     }
 }
 
@@ -95,7 +106,12 @@ pub struct CreateApiKeyRequest {
 )]
 #[post("/tenants")]
 #[tracing::instrument(skip_all)]
-pub async fn create_tenant(state: web::Data<AppState>, _admin: AdminContext, req: HttpRequest, body: web::Json<serde_json::Value>) -> Result<HttpResponse, ApiError> {
+pub async fn create_tenant(
+    state: web::Data<AppState>,
+    _admin: AdminContext,
+    req: HttpRequest,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     idempotency::run(&state, &req, TenantId(uuid::Uuid::nil()), "admin:create_tenant", &body, || async {
         let spec = tenant::validate_create(&body)?;
@@ -109,7 +125,11 @@ pub async fn create_tenant(state: web::Data<AppState>, _admin: AdminContext, req
             api_key_id: key.key.id.0,
             api_key_prefix: key.key.prefix,
         };
-        Ok(Created { status: StatusCode::CREATED, body: serde_json::to_value(res).unwrap_or_default(), location: Some(format!("/v1/admin/tenants/{}", t.id)) })
+        Ok(Created {
+            status: StatusCode::CREATED,
+            body: serde_json::to_value(res).unwrap_or_default(),
+            location: Some(format!("/v1/admin/tenants/{}", t.id)),
+        })
     })
     .await
 }
@@ -118,7 +138,11 @@ pub async fn create_tenant(state: web::Data<AppState>, _admin: AdminContext, req
 #[utoipa::path(tag = "admin", params(ListQuery), responses((status = 200, body = TenantList)), security(("admin_token" = [])))]
 #[get("/tenants")]
 #[tracing::instrument(skip_all)]
-pub async fn list_tenants(state: web::Data<AppState>, _admin: AdminContext, query: web::Query<ListQuery>) -> Result<web::Json<TenantList>, ApiError> {
+pub async fn list_tenants(
+    state: web::Data<AppState>,
+    _admin: AdminContext,
+    query: web::Query<ListQuery>,
+) -> Result<web::Json<TenantList>, ApiError> {
     let page = state.store.list_tenants(query.page()?).await?;
     Ok(web::Json(TenantList { data: page.data.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
 }
@@ -127,7 +151,11 @@ pub async fn list_tenants(state: web::Data<AppState>, _admin: AdminContext, quer
 #[utoipa::path(tag = "admin", params(("id" = uuid::Uuid, Path)), responses((status = 200, body = TenantResponse)), security(("admin_token" = [])))]
 #[get("/tenants/{id}")]
 #[tracing::instrument(skip_all)]
-pub async fn get_tenant(state: web::Data<AppState>, _admin: AdminContext, id: web::Path<String>) -> Result<web::Json<TenantResponse>, ApiError> {
+pub async fn get_tenant(
+    state: web::Data<AppState>,
+    _admin: AdminContext,
+    id: web::Path<String>,
+) -> Result<web::Json<TenantResponse>, ApiError> {
     let id: TenantId = parse_id("tenant", &id)?;
     Ok(web::Json(state.store.get_tenant(id).await?.into()))
 }
@@ -142,7 +170,13 @@ pub async fn get_tenant(state: web::Data<AppState>, _admin: AdminContext, id: we
 )]
 #[post("/tenants/{id}/api-keys")]
 #[tracing::instrument(skip_all)]
-pub async fn create_api_key(state: web::Data<AppState>, _admin: AdminContext, req: HttpRequest, id: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub async fn create_api_key(
+    state: web::Data<AppState>,
+    _admin: AdminContext,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     let tenant_id: TenantId = parse_id("tenant", &id)?;
     let body = optional_json(&body)?;
     let fingerprint = body.clone().unwrap_or_default();
@@ -150,7 +184,11 @@ pub async fn create_api_key(state: web::Data<AppState>, _admin: AdminContext, re
     idempotency::run(&state, &req, TenantId(uuid::Uuid::nil()), &scope, &fingerprint, || async {
         let name = tenant::validate_api_key(body.as_ref())?;
         let key = state.store.create_api_key(&Actor::Admin, tenant_id, name).await?;
-        Ok(Created { status: StatusCode::CREATED, body: serde_json::to_value(CreatedApiKeyResponse::from(key)).unwrap_or_default(), location: None })
+        Ok(Created {
+            status: StatusCode::CREATED,
+            body: serde_json::to_value(CreatedApiKeyResponse::from(key)).unwrap_or_default(),
+            location: None,
+        })
     })
     .await
 }
@@ -159,7 +197,11 @@ pub async fn create_api_key(state: web::Data<AppState>, _admin: AdminContext, re
 #[utoipa::path(tag = "admin", params(("id" = uuid::Uuid, Path), ("key_id" = uuid::Uuid, Path)), responses((status = 204)), security(("admin_token" = [])))]
 #[delete("/tenants/{id}/api-keys/{key_id}")]
 #[tracing::instrument(skip_all)]
-pub async fn delete_api_key(state: web::Data<AppState>, _admin: AdminContext, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+pub async fn delete_api_key(
+    state: web::Data<AppState>,
+    _admin: AdminContext,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
     let tenant_id: TenantId = parse_id("tenant", &path.0)?;
     let key_id: ApiKeyId = parse_id("api key", &path.1)?;
     state.store.delete_api_key(&Actor::Admin, tenant_id, key_id).await?;

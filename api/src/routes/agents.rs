@@ -37,7 +37,13 @@ pub struct AgentResponse {
 
 impl From<Agent> for AgentResponse {
     fn from(a: Agent) -> Self {
-        Self { id: a.id.0, name: a.name, description: a.description, created_at: a.created_at, updated_at: a.updated_at }
+        Self {
+            id: a.id.0,
+            name: a.name,
+            description: a.description,
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+        }
     }
 }
 
@@ -107,14 +113,23 @@ pub struct AttachRequest {
 )]
 #[post("")]
 #[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
-pub async fn create_agent(state: web::Data<AppState>, tenant: TenantContext, req: HttpRequest, body: web::Json<serde_json::Value>) -> Result<HttpResponse, ApiError> {
+pub async fn create_agent(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    req: HttpRequest,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let scope = format!("tenant:{}:create_agent", tenant.tenant_id);
     idempotency::run(&state, &req, tenant.tenant_id, &scope, &body, || async {
         let spec = agent::validate_create(&body)?;
         let agent = state.store.tenant(tenant.tenant_id).create_agent(&tenant.actor(), spec).await?;
         let location = format!("/v1/agents/{}", agent.id);
-        Ok(Created { status: StatusCode::CREATED, body: serde_json::to_value(AgentResponse::from(agent)).unwrap_or_default(), location: Some(location) })
+        Ok(Created {
+            status: StatusCode::CREATED,
+            body: serde_json::to_value(AgentResponse::from(agent)).unwrap_or_default(),
+            location: Some(location),
+        })
     })
     .await
 }
@@ -123,7 +138,11 @@ pub async fn create_agent(state: web::Data<AppState>, tenant: TenantContext, req
 #[utoipa::path(tag = "agents", params(ListQuery), responses((status = 200, body = AgentList)), security(("api_key" = [])))]
 #[get("")]
 #[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
-pub async fn list_agents(state: web::Data<AppState>, tenant: TenantContext, query: web::Query<ListQuery>) -> Result<web::Json<AgentList>, ApiError> {
+pub async fn list_agents(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    query: web::Query<ListQuery>,
+) -> Result<web::Json<AgentList>, ApiError> {
     let page = state.store.tenant(tenant.tenant_id).list_agents(query.page()?).await?;
     Ok(web::Json(AgentList { data: page.data.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
 }
@@ -132,7 +151,11 @@ pub async fn list_agents(state: web::Data<AppState>, tenant: TenantContext, quer
 #[utoipa::path(tag = "agents", params(("id" = uuid::Uuid, Path)), responses((status = 200, body = AgentResponse)), security(("api_key" = [])))]
 #[get("/{id}")]
 #[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
-pub async fn get_agent(state: web::Data<AppState>, tenant: TenantContext, id: web::Path<String>) -> Result<web::Json<AgentResponse>, ApiError> {
+pub async fn get_agent(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    id: web::Path<String>,
+) -> Result<web::Json<AgentResponse>, ApiError> {
     let id: AgentId = parse_id("agent", &id)?;
     Ok(web::Json(state.store.tenant(tenant.tenant_id).get_agent(id).await?.into()))
 }
@@ -141,7 +164,12 @@ pub async fn get_agent(state: web::Data<AppState>, tenant: TenantContext, id: we
 #[utoipa::path(tag = "agents", params(("id" = uuid::Uuid, Path)), request_body = AgentRequest, responses((status = 200, body = AgentResponse)), security(("api_key" = [])))]
 #[patch("/{id}")]
 #[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
-pub async fn update_agent(state: web::Data<AppState>, tenant: TenantContext, id: web::Path<String>, body: web::Json<serde_json::Value>) -> Result<web::Json<AgentResponse>, ApiError> {
+pub async fn update_agent(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    id: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> Result<web::Json<AgentResponse>, ApiError> {
     let id: AgentId = parse_id("agent", &id)?;
     let store = state.store.tenant(tenant.tenant_id);
     let spec = agent::validate_patch(&store.get_agent(id).await?, &body)?;
@@ -152,7 +180,11 @@ pub async fn update_agent(state: web::Data<AppState>, tenant: TenantContext, id:
 #[utoipa::path(tag = "agents", params(("id" = uuid::Uuid, Path)), responses((status = 204)), security(("api_key" = [])))]
 #[delete("/{id}")]
 #[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
-pub async fn delete_agent(state: web::Data<AppState>, tenant: TenantContext, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn delete_agent(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id: AgentId = parse_id("agent", &id)?;
     state.store.tenant(tenant.tenant_id).delete_agent(&tenant.actor(), id).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -162,10 +194,18 @@ pub async fn delete_agent(state: web::Data<AppState>, tenant: TenantContext, id:
 #[utoipa::path(tag = "agents", params(("id" = uuid::Uuid, Path), ListQuery), responses((status = 200, body = AttachmentList)), security(("api_key" = [])))]
 #[get("/{id}/mcp-servers")]
 #[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
-pub async fn list_agent_mcp_servers(state: web::Data<AppState>, tenant: TenantContext, id: web::Path<String>, query: web::Query<ListQuery>) -> Result<web::Json<AttachmentList>, ApiError> {
+pub async fn list_agent_mcp_servers(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    id: web::Path<String>,
+    query: web::Query<ListQuery>,
+) -> Result<web::Json<AttachmentList>, ApiError> {
     let id: AgentId = parse_id("agent", &id)?;
     let page = state.store.tenant(tenant.tenant_id).list_attachments(id, query.page()?).await?;
-    Ok(web::Json(AttachmentList { data: page.data.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
+    Ok(web::Json(AttachmentList {
+        data: page.data.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// Attach an MCP server to an agent, or replace its tool allow-list.
@@ -178,11 +218,17 @@ pub async fn list_agent_mcp_servers(state: web::Data<AppState>, tenant: TenantCo
 )]
 #[put("/{id}/mcp-servers/{server_id}")]
 #[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
-pub async fn attach_mcp_server(state: web::Data<AppState>, tenant: TenantContext, path: web::Path<(String, String)>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub async fn attach_mcp_server(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     let agent_id: AgentId = parse_id("agent", &path.0)?;
     let server_id: McpServerId = parse_id("mcp server", &path.1)?;
     let tools = agent::validate_attach(optional_json(&body)?.as_ref())?;
-    let (attachment, created) = state.store.tenant(tenant.tenant_id).attach(&tenant.actor(), agent_id, server_id, tools).await?;
+    let (attachment, created) =
+        state.store.tenant(tenant.tenant_id).attach(&tenant.actor(), agent_id, server_id, tools).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(HttpResponse::build(status).json(AttachmentResponse::from(attachment)))
 }
@@ -191,7 +237,11 @@ pub async fn attach_mcp_server(state: web::Data<AppState>, tenant: TenantContext
 #[utoipa::path(tag = "agents", params(("id" = uuid::Uuid, Path), ("server_id" = uuid::Uuid, Path)), responses((status = 204)), security(("api_key" = [])))]
 #[delete("/{id}/mcp-servers/{server_id}")]
 #[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
-pub async fn detach_mcp_server(state: web::Data<AppState>, tenant: TenantContext, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+pub async fn detach_mcp_server(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
     let agent_id: AgentId = parse_id("agent", &path.0)?;
     let server_id: McpServerId = parse_id("mcp server", &path.1)?;
     state.store.tenant(tenant.tenant_id).detach(&tenant.actor(), agent_id, server_id).await?;

@@ -34,7 +34,14 @@ fn respond(status: StatusCode, body: Vec<u8>, location: Option<&str>, replayed: 
 }
 
 /// Runs `work` at most once per idempotency key in `scope` (`tenant` owns the record).
-pub async fn run<F, Fut>(state: &AppState, req: &HttpRequest, tenant: TenantId, scope: &str, body: &serde_json::Value, work: F) -> Result<HttpResponse, ApiError>
+pub async fn run<F, Fut>(
+    state: &AppState,
+    req: &HttpRequest,
+    tenant: TenantId,
+    scope: &str,
+    body: &serde_json::Value,
+    work: F,
+) -> Result<HttpResponse, ApiError>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Created, ApiError>>,

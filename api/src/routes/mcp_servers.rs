@@ -6,8 +6,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use switchboard_domain::mcp_server::{self, AuthType, McpServer};
 use switchboard_domain::McpServerId;
+use switchboard_domain::mcp_server::{self, AuthType, McpServer};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::idempotency::{self, Created};
@@ -17,7 +17,11 @@ use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(create_mcp_server).service(list_mcp_servers).service(get_mcp_server).service(update_mcp_server).service(delete_mcp_server);
+    cfg.service(create_mcp_server)
+        .service(list_mcp_servers)
+        .service(get_mcp_server)
+        .service(update_mcp_server)
+        .service(delete_mcp_server);
 }
 
 /// A registered MCP server. Secrets are never shown: only whether they are set.
@@ -172,14 +176,23 @@ fn location(id: McpServerId) -> String {
 )]
 #[post("")]
 #[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
-pub async fn create_mcp_server(state: web::Data<AppState>, tenant: TenantContext, req: HttpRequest, body: web::Json<serde_json::Value>) -> Result<HttpResponse, ApiError> {
+pub async fn create_mcp_server(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    req: HttpRequest,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let scope = format!("tenant:{}:create_mcp_server", tenant.tenant_id);
     idempotency::run(&state, &req, tenant.tenant_id, &scope, &body, || async {
         let spec = mcp_server::validate_create(state.settings.policy(), &body)?;
         let server = state.store.tenant(tenant.tenant_id).create_mcp_server(&tenant.actor(), spec).await?;
         let location = location(server.id);
-        Ok(Created { status: StatusCode::CREATED, body: serde_json::to_value(McpServerResponse::from(server)).unwrap_or_default(), location: Some(location) })
+        Ok(Created {
+            status: StatusCode::CREATED,
+            body: serde_json::to_value(McpServerResponse::from(server)).unwrap_or_default(),
+            location: Some(location),
+        })
     })
     .await
 }
@@ -188,16 +201,27 @@ pub async fn create_mcp_server(state: web::Data<AppState>, tenant: TenantContext
 #[utoipa::path(tag = "mcp-servers", params(ListQuery), responses((status = 200, body = McpServerList)), security(("api_key" = [])))]
 #[get("")]
 #[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
-pub async fn list_mcp_servers(state: web::Data<AppState>, tenant: TenantContext, query: web::Query<ListQuery>) -> Result<web::Json<McpServerList>, ApiError> {
+pub async fn list_mcp_servers(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    query: web::Query<ListQuery>,
+) -> Result<web::Json<McpServerList>, ApiError> {
     let page = state.store.tenant(tenant.tenant_id).list_mcp_servers(query.page()?).await?;
-    Ok(web::Json(McpServerList { data: page.data.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
+    Ok(web::Json(McpServerList {
+        data: page.data.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// Get an MCP server.
 #[utoipa::path(tag = "mcp-servers", params(("id" = uuid::Uuid, Path)), responses((status = 200, body = McpServerResponse)), security(("api_key" = [])))]
 #[get("/{id}")]
 #[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
-pub async fn get_mcp_server(state: web::Data<AppState>, tenant: TenantContext, id: web::Path<String>) -> Result<web::Json<McpServerResponse>, ApiError> {
+pub async fn get_mcp_server(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    id: web::Path<String>,
+) -> Result<web::Json<McpServerResponse>, ApiError> {
     let id: McpServerId = parse_id("mcp server", &id)?;
     Ok(web::Json(state.store.tenant(tenant.tenant_id).get_mcp_server(id).await?.into()))
 }
@@ -212,7 +236,12 @@ pub async fn get_mcp_server(state: web::Data<AppState>, tenant: TenantContext, i
 )]
 #[patch("/{id}")]
 #[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
-pub async fn update_mcp_server(state: web::Data<AppState>, tenant: TenantContext, id: web::Path<String>, body: web::Json<serde_json::Value>) -> Result<web::Json<McpServerResponse>, ApiError> {
+pub async fn update_mcp_server(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    id: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> Result<web::Json<McpServerResponse>, ApiError> {
     let id: McpServerId = parse_id("mcp server", &id)?;
     let store = state.store.tenant(tenant.tenant_id);
     let current = store.get_mcp_server(id).await?;
@@ -224,7 +253,11 @@ pub async fn update_mcp_server(state: web::Data<AppState>, tenant: TenantContext
 #[utoipa::path(tag = "mcp-servers", params(("id" = uuid::Uuid, Path)), responses((status = 204)), security(("api_key" = [])))]
 #[delete("/{id}")]
 #[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
-pub async fn delete_mcp_server(state: web::Data<AppState>, tenant: TenantContext, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn delete_mcp_server(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id: McpServerId = parse_id("mcp server", &id)?;
     state.store.tenant(tenant.tenant_id).delete_mcp_server(&tenant.actor(), id).await?;
     Ok(HttpResponse::NoContent().finish())

@@ -50,9 +50,11 @@ pub fn optional_json(body: &web::Bytes) -> Result<Option<serde_json::Value>, Api
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(body)
-        .map(Some)
-        .map_err(|e| ApiError::BadRequest { code: "invalid_json", detail: format!("the body is not valid JSON: {e}"), hint: None })
+    serde_json::from_slice(body).map(Some).map_err(|e| ApiError::BadRequest {
+        code: "invalid_json",
+        detail: format!("the body is not valid JSON: {e}"),
+        hint: None,
+    })
 }
 
 /// `{"set": true, "last4": "…"}`: how a secret is shown.

@@ -35,20 +35,36 @@ async fn tenants_and_keys_lifecycle() {
     assert_eq!(second["name"], "ci");
     let second_key = second["api_key"].as_str().expect("key").to_owned();
     let first_id = tenant["api_key_id"].as_str().expect("key id");
-    assert_eq!(app.admin(Method::DELETE, &format!("/v1/admin/tenants/{tid}/api-keys/{first_id}"), None).await.status, StatusCode::NO_CONTENT);
-    app.call(Method::GET, "/v1/mcp-servers", Some(&first_key), None).await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(
+        app.admin(Method::DELETE, &format!("/v1/admin/tenants/{tid}/api-keys/{first_id}"), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    app.call(Method::GET, "/v1/mcp-servers", Some(&first_key), None)
+        .await
+        .problem(StatusCode::UNAUTHORIZED, "unauthorized");
     assert_eq!(app.call(Method::GET, "/v1/mcp-servers", Some(&second_key), None).await.status, StatusCode::OK);
-    app.admin(Method::DELETE, &format!("/v1/admin/tenants/{tid}/api-keys/{first_id}"), None).await.problem(StatusCode::NOT_FOUND, "not_found");
+    app.admin(Method::DELETE, &format!("/v1/admin/tenants/{tid}/api-keys/{first_id}"), None)
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
 
     // A key of one tenant cannot be deleted through another tenant's path.
     let second_id = second["id"].as_str().expect("id");
-    app.admin(Method::DELETE, &format!("/v1/admin/tenants/{}/api-keys/{second_id}", app.tenant_id), None).await.problem(StatusCode::NOT_FOUND, "not_found");
+    app.admin(Method::DELETE, &format!("/v1/admin/tenants/{}/api-keys/{second_id}", app.tenant_id), None)
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
 
     // Errors.
-    app.admin(Method::POST, "/v1/admin/tenants", Some(&json!({"name": "Acme Corp", "slug": "acme-corp"}))).await.problem(StatusCode::CONFLICT, "slug_taken");
-    assert_eq!(app.admin(Method::POST, "/v1/admin/tenants", Some(&json!({}))).await.field_errors(), vec![("name".into(), "required".into())]);
+    app.admin(Method::POST, "/v1/admin/tenants", Some(&json!({"name": "Acme Corp", "slug": "acme-corp"})))
+        .await
+        .problem(StatusCode::CONFLICT, "slug_taken");
+    assert_eq!(
+        app.admin(Method::POST, "/v1/admin/tenants", Some(&json!({}))).await.field_errors(),
+        vec![("name".into(), "required".into())]
+    );
     let missing = uuid::Uuid::now_v7();
-    app.admin(Method::POST, &format!("/v1/admin/tenants/{missing}/api-keys"), None).await.problem(StatusCode::NOT_FOUND, "not_found");
+    app.admin(Method::POST, &format!("/v1/admin/tenants/{missing}/api-keys"), None)
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
 }
 
 #[tokio::test]
@@ -60,6 +76,7 @@ async fn admin_api_is_off_without_a_token() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     app.base = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(switchboard_api::app::serve(state, listener, 1).expect("serve"));
-    let body = app.admin(Method::GET, "/v1/admin/tenants", None).await.problem(StatusCode::FORBIDDEN, "admin_api_disabled");
+    let body =
+        app.admin(Method::GET, "/v1/admin/tenants", None).await.problem(StatusCode::FORBIDDEN, "admin_api_disabled");
     assert!(body["hint"].as_str().is_some_and(|h| h.contains("SWITCHBOARD_ADMIN_TOKEN")));
 }

@@ -17,7 +17,10 @@ async fn agent_crud() {
     assert_eq!(res.json()["name"], "support-bot");
     assert!(res.json().get("description").is_none());
 
-    assert_eq!(app.patch(&format!("/v1/agents/{id}"), &json!({"nme": "typo"})).await.field_errors(), vec![("nme".into(), "unknown_field".into())]);
+    assert_eq!(
+        app.patch(&format!("/v1/agents/{id}"), &json!({"nme": "typo"})).await.field_errors(),
+        vec![("nme".into(), "unknown_field".into())]
+    );
     assert_eq!(app.post("/v1/agents", &json!({})).await.field_errors(), vec![("name".into(), "required".into())]);
 
     let second = app.create_agent("b").await;
@@ -45,11 +48,17 @@ async fn attach_list_update_detach() {
     assert!(res.json()["tools"].is_null());
     assert_eq!(res.json()["slug"], "linear");
 
-    let res = app.put(&format!("/v1/agents/{agent}/mcp-servers/{github}"), Some(&json!({"tools": ["search_issues", "get_issue"]}))).await;
+    let res = app
+        .put(
+            &format!("/v1/agents/{agent}/mcp-servers/{github}"),
+            Some(&json!({"tools": ["search_issues", "get_issue"]})),
+        )
+        .await;
     assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
 
     // Attaching again replaces the allow-list.
-    let res = app.put(&format!("/v1/agents/{agent}/mcp-servers/{github}"), Some(&json!({"tools": ["search_issues"]}))).await;
+    let res =
+        app.put(&format!("/v1/agents/{agent}/mcp-servers/{github}"), Some(&json!({"tools": ["search_issues"]}))).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text);
     assert_eq!(res.json()["tools"], json!(["search_issues"]));
 
@@ -61,15 +70,21 @@ async fn attach_list_update_detach() {
     assert_eq!(gh["endpoint"], "https://mcp.example.com/mcp");
 
     assert_eq!(
-        app.put(&format!("/v1/agents/{agent}/mcp-servers/{linear}"), Some(&json!({"tools": "search"}))).await.field_errors(),
+        app.put(&format!("/v1/agents/{agent}/mcp-servers/{linear}"), Some(&json!({"tools": "search"})))
+            .await
+            .field_errors(),
         vec![("tools".into(), "invalid_type".into())]
     );
     assert_eq!(
-        app.put(&format!("/v1/agents/{agent}/mcp-servers/{linear}"), Some(&json!({"tools": ["ok", ""]}))).await.field_errors(),
+        app.put(&format!("/v1/agents/{agent}/mcp-servers/{linear}"), Some(&json!({"tools": ["ok", ""]})))
+            .await
+            .field_errors(),
         vec![("tools[1]".into(), "invalid".into())]
     );
     let missing = uuid::Uuid::now_v7();
-    app.put(&format!("/v1/agents/{agent}/mcp-servers/{missing}"), None).await.problem(StatusCode::NOT_FOUND, "not_found");
+    app.put(&format!("/v1/agents/{agent}/mcp-servers/{missing}"), None)
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
 
     assert_eq!(app.delete(&format!("/v1/agents/{agent}/mcp-servers/{linear}")).await.status, StatusCode::NO_CONTENT);
     app.delete(&format!("/v1/agents/{agent}/mcp-servers/{linear}")).await.problem(StatusCode::NOT_FOUND, "not_found");

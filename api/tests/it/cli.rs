@@ -19,7 +19,16 @@ fn run(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn every_subcommand_explains_itself() {
     let dir = tempfile::tempdir().expect("dir");
-    for args in [&["--help"][..], &["serve", "--help"], &["worker", "--help"], &["migrate", "--help"], &["openapi", "--help"], &["admin", "--help"], &["admin", "tenant", "create", "--help"], &["admin", "api-key", "create", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["worker", "--help"],
+        &["migrate", "--help"],
+        &["openapi", "--help"],
+        &["admin", "--help"],
+        &["admin", "tenant", "create", "--help"],
+        &["admin", "api-key", "create", "--help"],
+    ] {
         let out = run(dir.path(), args);
         assert!(out.status.success(), "{args:?}");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -90,7 +99,10 @@ fn first_start_creates_a_default_tenant_and_a_private_key_file() {
     {
         use std::os::unix::fs::PermissionsExt as _;
         assert_eq!(std::fs::metadata(&key_file).expect("meta").permissions().mode() & 0o777, 0o600);
-        assert_eq!(std::fs::metadata(dir.path().join("data/master.key")).expect("meta").permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("data/master.key")).expect("meta").permissions().mode() & 0o777,
+            0o600
+        );
     }
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let out = child.wait_with_output().expect("wait");

@@ -76,8 +76,13 @@ pub async fn fresh_database() -> (String, Db) {
     match std::env::var("SWITCHBOARD_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
         Some(admin_url) => {
             let name = format!("sb_test_{}", &random_hex()[..16]);
-            let admin = Database::connect(admin_url.as_str()).await.expect("SWITCHBOARD_TEST_DATABASE_URL must reach a Postgres server");
-            admin.execute(Statement::from_string(admin.get_database_backend(), format!("CREATE DATABASE {name}"))).await.expect("create test database");
+            let admin = Database::connect(admin_url.as_str())
+                .await
+                .expect("SWITCHBOARD_TEST_DATABASE_URL must reach a Postgres server");
+            admin
+                .execute(Statement::from_string(admin.get_database_backend(), format!("CREATE DATABASE {name}")))
+                .await
+                .expect("create test database");
             let mut url = url::Url::parse(&admin_url).expect("SWITCHBOARD_TEST_DATABASE_URL is a URL");
             url.set_path(&format!("/{name}"));
             (url.to_string(), Db::Postgres { url: url.to_string() })
@@ -100,9 +105,14 @@ impl TestApp {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let (database_url, db) = fresh_database().await;
         let envelope = Envelope::from_base64(&Envelope::generate_base64().expect("key")).expect("envelope");
-        let store = switchboard_api::bootstrap::open_store(&database_url, envelope, &StoreOptions::default()).await.expect("open store");
+        let store = switchboard_api::bootstrap::open_store(&database_url, envelope, &StoreOptions::default())
+            .await
+            .expect("open store");
         switchboard_api::bootstrap::migrate(&store).await.expect("migrate");
-        let (tenant, key) = store.create_tenant(&Actor::System, TenantSpec { name: format!("test {}", random_hex()), slug: None }).await.expect("tenant");
+        let (tenant, key) = store
+            .create_tenant(&Actor::System, TenantSpec { name: format!("test {}", random_hex()), slug: None })
+            .await
+            .expect("tenant");
         let admin_token = format!("admin-{}", random_hex());
         let data_dir = match &db {
             Db::Sqlite { dir } => dir.path().to_path_buf(),
@@ -113,8 +123,12 @@ impl TestApp {
         settings.admin_token = Some(Secret::new(admin_token.clone()));
         settings.allow_private_networks = options.allow_private_networks;
         settings.redis_prefix = format!("sbtest:{}", random_hex());
-        settings.redis_url = options.redis_url.or_else(|| std::env::var("SWITCHBOARD_TEST_REDIS_URL").ok().filter(|u| !u.is_empty()));
-        let redis = settings.redis_url.as_deref().map(|u| switchboard_api::redis::RedisHandle::new(u, &settings.redis_prefix).expect("redis url"));
+        settings.redis_url =
+            options.redis_url.or_else(|| std::env::var("SWITCHBOARD_TEST_REDIS_URL").ok().filter(|u| !u.is_empty()));
+        let redis = settings
+            .redis_url
+            .as_deref()
+            .map(|u| switchboard_api::redis::RedisHandle::new(u, &settings.redis_prefix).expect("redis url"));
         let state = AppState::new(store, settings, redis);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -137,7 +151,11 @@ impl TestApp {
 
     /// Another tenant in the same deployment: (id, key).
     pub async fn other_tenant(&self) -> (TenantId, String) {
-        let (t, k) = self.store().create_tenant(&Actor::System, TenantSpec { name: format!("other {}", random_hex()), slug: None }).await.expect("tenant");
+        let (t, k) = self
+            .store()
+            .create_tenant(&Actor::System, TenantSpec { name: format!("other {}", random_hex()), slug: None })
+            .await
+            .expect("tenant");
         (t.id, k.plaintext.expose().to_owned())
     }
 
@@ -207,13 +225,22 @@ impl TestApp {
                 let db = Database::connect(url.as_str()).await.expect("connect");
                 let backend = db.get_database_backend();
                 let tables = db
-                    .query_all(Statement::from_string(backend, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"))
+                    .query_all(Statement::from_string(
+                        backend,
+                        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
+                    ))
                     .await
                     .expect("tables");
                 let mut out = String::new();
                 for t in tables {
                     let name: String = t.try_get("", "table_name").expect("name");
-                    let rows = db.query_all(Statement::from_string(backend, format!("SELECT row_to_json(t)::text AS j FROM \"{name}\" t"))).await.expect("rows");
+                    let rows = db
+                        .query_all(Statement::from_string(
+                            backend,
+                            format!("SELECT row_to_json(t)::text AS j FROM \"{name}\" t"),
+                        ))
+                        .await
+                        .expect("rows");
                     for r in rows {
                         out.push_str(&r.try_get::<String>("", "j").expect("json"));
                         out.push('\n');
@@ -266,6 +293,13 @@ impl Response {
     #[track_caller]
     pub fn field_errors(&self) -> Vec<(String, String)> {
         let body = self.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
-        body["errors"].as_array().expect("errors").iter().map(|e| (e["field"].as_str().unwrap_or_default().to_owned(), e["code"].as_str().unwrap_or_default().to_owned())).collect()
+        body["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .map(|e| {
+                (e["field"].as_str().unwrap_or_default().to_owned(), e["code"].as_str().unwrap_or_default().to_owned())
+            })
+            .collect()
     }
 }

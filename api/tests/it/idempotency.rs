@@ -3,8 +3,22 @@ use serde_json::json;
 
 use crate::helpers::TestApp;
 
-async fn post_with_key(app: &TestApp, path: &str, token: &str, key: &str, body: &serde_json::Value) -> crate::helpers::Response {
-    let res = app.client.post(format!("{}{path}", app.base)).bearer_auth(token).header("idempotency-key", key).json(body).send().await.expect("send");
+async fn post_with_key(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    key: &str,
+    body: &serde_json::Value,
+) -> crate::helpers::Response {
+    let res = app
+        .client
+        .post(format!("{}{path}", app.base))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("send");
     let status = res.status();
     let headers = res.headers().clone();
     crate::helpers::Response { status, headers, text: res.text().await.expect("body") }
@@ -13,7 +27,8 @@ async fn post_with_key(app: &TestApp, path: &str, token: &str, key: &str, body: 
 #[tokio::test]
 async fn same_key_same_body_replays_the_first_response() {
     let app = TestApp::spawn().await;
-    let body = json!({"name": "Linear", "config": {"endpoint": "https://mcp.linear.app/mcp", "auth": {"type": "none"}}});
+    let body =
+        json!({"name": "Linear", "config": {"endpoint": "https://mcp.linear.app/mcp", "auth": {"type": "none"}}});
     let first = post_with_key(&app, "/v1/mcp-servers", &app.key, "create-linear-1", &body).await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
     let second = post_with_key(&app, "/v1/mcp-servers", &app.key, "create-linear-1", &body).await;
@@ -45,7 +60,9 @@ async fn same_key_same_body_replays_the_first_response() {
 async fn failed_requests_do_not_burn_the_key() {
     let app = TestApp::spawn().await;
     let bad = json!({"name": "x", "server_url": "https://a.example/mcp"});
-    post_with_key(&app, "/v1/mcp-servers", &app.key, "k-1", &bad).await.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    post_with_key(&app, "/v1/mcp-servers", &app.key, "k-1", &bad)
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     let good = json!({"name": "x", "config": {"endpoint": "https://a.example/mcp", "auth": {"type": "none"}}});
     let res = post_with_key(&app, "/v1/mcp-servers", &app.key, "k-1", &good).await;
     assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);

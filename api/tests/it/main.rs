@@ -2,6 +2,8 @@
 //! suite runs on SQLite and, with `SWITCHBOARD_TEST_DATABASE_URL` / `SWITCHBOARD_TEST_REDIS_URL`
 //! set, on Postgres and Redis.
 
+#![expect(clippy::expect_used, reason = "test helpers fail loudly, naming what they expected")]
+
 mod admin;
 mod agents;
 mod cli;

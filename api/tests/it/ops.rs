@@ -18,16 +18,34 @@ async fn health_readiness_metrics_and_request_ids() {
     assert_eq!(res.json()["checks"]["database"], "ok");
 
     // A caller's request id is echoed; a hostile one is replaced.
-    let res = app.client.get(format!("{}/healthz", app.base)).header("x-request-id", "trace-abc.123").send().await.expect("send");
+    let res = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .header("x-request-id", "trace-abc.123")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(res.headers()["x-request-id"], "trace-abc.123");
-    let res = app.client.get(format!("{}/healthz", app.base)).header("x-request-id", "bad id\twith\"quotes").send().await.expect("send");
+    let res = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .header("x-request-id", "bad id\twith\"quotes")
+        .send()
+        .await
+        .expect("send");
     assert_ne!(res.headers()["x-request-id"], "bad id\twith\"quotes");
 
     app.get("/v1/mcp-servers").await;
     app.get(&format!("/v1/mcp-servers/{}", uuid::Uuid::now_v7())).await;
     let metrics = app.call(Method::GET, "/metrics", None, None).await.text;
-    assert!(metrics.contains(r#"switchboard_http_requests_total{method="GET",route="/v1/mcp-servers",status="200"} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"route="/v1/mcp-servers/{id}",status="404""#), "route patterns, not raw paths: {metrics}");
+    assert!(
+        metrics.contains(r#"switchboard_http_requests_total{method="GET",route="/v1/mcp-servers",status="200"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"route="/v1/mcp-servers/{id}",status="404""#),
+        "route patterns, not raw paths: {metrics}"
+    );
     assert!(metrics.contains("switchboard_http_request_duration_seconds_bucket"), "{metrics}");
 
     // Unknown routes are problem documents too.
@@ -38,11 +56,20 @@ async fn health_readiness_metrics_and_request_ids() {
 async fn openapi_and_offline_docs() {
     let app = TestApp::spawn().await;
     let spec = app.call(Method::GET, "/openapi.json", None, None).await.json();
-    for path in ["/v1/mcp-servers", "/v1/mcp-servers/{id}", "/v1/agents/{id}/mcp-servers/{server_id}", "/v1/admin/tenants", "/healthz"] {
+    for path in [
+        "/v1/mcp-servers",
+        "/v1/mcp-servers/{id}",
+        "/v1/agents/{id}/mcp-servers/{server_id}",
+        "/v1/admin/tenants",
+        "/healthz",
+    ] {
         assert!(spec["paths"].get(path).is_some(), "{path} missing from the spec");
     }
     assert_eq!(spec["paths"]["/v1/mcp-servers"]["post"]["operationId"], "create_mcp_server");
-    assert!(spec["paths"]["/v1/mcp-servers"]["post"]["responses"].get("401").is_some(), "shared problem responses added");
+    assert!(
+        spec["paths"]["/v1/mcp-servers"]["post"]["responses"].get("401").is_some(),
+        "shared problem responses added"
+    );
     let res = app.call(Method::GET, "/docs", None, None).await;
     assert_eq!(res.status, StatusCode::PERMANENT_REDIRECT);
     let page = app.call(Method::GET, "/docs/", None, None).await;
@@ -95,7 +122,11 @@ impl Drop for OwnRedis {
 #[tokio::test]
 async fn a_paused_redis_does_not_hang_requests() {
     let redis = OwnRedis::start();
-    let app = TestApp::spawn_with(Options { redis_url: Some(format!("redis://127.0.0.1:{}", redis.port)), ..Options::default() }).await;
+    let app = TestApp::spawn_with(Options {
+        redis_url: Some(format!("redis://127.0.0.1:{}", redis.port)),
+        ..Options::default()
+    })
+    .await;
     let ready = app.call(Method::GET, "/readyz", None, None).await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
     assert_eq!(ready.json()["checks"]["redis"], "ok");

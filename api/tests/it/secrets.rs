@@ -35,15 +35,34 @@ async fn canary_secrets_never_leak() {
     responses.push(app.patch(&format!("/v1/mcp-servers/{conf_id}"), &json!({"config": masked})).await.text);
     let tenant_store = app.store().tenant(app.tenant_id);
     let conf_uuid = uuid::Uuid::parse_str(&conf_id).expect("uuid").into();
-    assert_eq!(tenant_store.mcp_server_secrets(conf_uuid).await.expect("open").client_secret.map(|s| s.expose().to_owned()), Some(secret.clone()));
-    responses.push(app.patch(&format!("/v1/mcp-servers/{conf_id}"), &json!({"config": {"auth": {"client_secret": rotated}}})).await.text);
-    assert_eq!(tenant_store.mcp_server_secrets(conf_uuid).await.expect("open").client_secret.map(|s| s.expose().to_owned()), Some(rotated.clone()));
+    assert_eq!(
+        tenant_store.mcp_server_secrets(conf_uuid).await.expect("open").client_secret.map(|s| s.expose().to_owned()),
+        Some(secret.clone())
+    );
+    responses.push(
+        app.patch(&format!("/v1/mcp-servers/{conf_id}"), &json!({"config": {"auth": {"client_secret": rotated}}}))
+            .await
+            .text,
+    );
+    assert_eq!(
+        tenant_store.mcp_server_secrets(conf_uuid).await.expect("open").client_secret.map(|s| s.expose().to_owned()),
+        Some(rotated.clone())
+    );
 
     // Failure paths carry the secret too.
-    responses.push(app.post("/v1/mcp-servers", &json!({"name": "Bad", "config": {"endpoint": "nope", "auth": {"type": "token", "auth_token": token}}})).await.text);
+    responses.push(
+        app.post(
+            "/v1/mcp-servers",
+            &json!({"name": "Bad", "config": {"endpoint": "nope", "auth": {"type": "token", "auth_token": token}}}),
+        )
+        .await
+        .text,
+    );
     responses.push(app.post("/v1/mcp-servers", &json!({"name": "Bad", "config": {"endpoint": "https://c.example", "auth": {"type": "none", "auth_token": token}}})).await.text);
 
-    for path in ["/v1/mcp-servers".to_owned(), format!("/v1/mcp-servers/{static_id}"), format!("/v1/mcp-servers/{conf_id}")] {
+    for path in
+        ["/v1/mcp-servers".to_owned(), format!("/v1/mcp-servers/{static_id}"), format!("/v1/mcp-servers/{conf_id}")]
+    {
         let res = app.get(&path).await;
         assert_eq!(res.status, StatusCode::OK);
         responses.push(res.text);

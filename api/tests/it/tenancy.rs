@@ -46,14 +46,21 @@ async fn another_tenants_ids_are_not_found_on_every_route() {
     assert_eq!(theirs["data"][0]["name"], "theirs");
     // And nothing of mine changed.
     assert_eq!(app.get(&format!("/v1/mcp-servers/{server}")).await.json()["name"], "mine");
-    assert_eq!(app.get(&format!("/v1/agents/{agent}/mcp-servers")).await.json()["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        app.get(&format!("/v1/agents/{agent}/mcp-servers")).await.json()["data"].as_array().map(Vec::len),
+        Some(1)
+    );
 }
 
 #[tokio::test]
 async fn planes_keep_their_credentials_apart() {
     let app = TestApp::spawn().await;
     // A tenant key on admin routes.
-    for (m, p) in [(Method::GET, "/v1/admin/tenants".to_owned()), (Method::POST, "/v1/admin/tenants".to_owned()), (Method::POST, format!("/v1/admin/tenants/{}/api-keys", app.tenant_id))] {
+    for (m, p) in [
+        (Method::GET, "/v1/admin/tenants".to_owned()),
+        (Method::POST, "/v1/admin/tenants".to_owned()),
+        (Method::POST, format!("/v1/admin/tenants/{}/api-keys", app.tenant_id)),
+    ] {
         let res = app.call(m, &p, Some(&app.key), Some(&json!({"name": "x"}))).await;
         let body = res.problem(StatusCode::FORBIDDEN, "wrong_credential");
         assert!(body["hint"].as_str().is_some_and(|h| h.contains("SWITCHBOARD_ADMIN_TOKEN")));
@@ -68,6 +75,8 @@ async fn planes_keep_their_credentials_apart() {
         res.problem(StatusCode::UNAUTHORIZED, "unauthorized");
         assert!(res.header("www-authenticate").is_some_and(|h| h.starts_with("Bearer")));
     }
-    app.call(Method::GET, "/v1/admin/tenants", Some("not-the-admin-token"), None).await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    app.call(Method::GET, "/v1/admin/tenants", Some("not-the-admin-token"), None)
+        .await
+        .problem(StatusCode::UNAUTHORIZED, "unauthorized");
     app.call(Method::GET, "/v1/admin/tenants", None, None).await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
 }

@@ -68,14 +68,32 @@ fn reports_missing_and_wrong_auth_fields() {
         (json!({"type": "token"}), ("config.auth.auth_token", "required")),
         (json!({"type": "oauth_client_credentials", "client_secret": "s"}), ("config.auth.client_id", "required")),
         (json!({"type": "oauth_client_credentials", "client_id": "c"}), ("config.auth.client_secret", "required")),
-        (json!({"type": "oauth_authorization_code_confidential_pkce", "client_id": "c"}), ("config.auth.client_secret", "required")),
-        (json!({"type": "oauth_authorization_code_public_pkce", "client_secret": "s"}), ("config.auth.client_secret", "not_allowed")),
+        (
+            json!({"type": "oauth_authorization_code_confidential_pkce", "client_id": "c"}),
+            ("config.auth.client_secret", "required"),
+        ),
+        (
+            json!({"type": "oauth_authorization_code_public_pkce", "client_secret": "s"}),
+            ("config.auth.client_secret", "not_allowed"),
+        ),
         (json!({"type": "none", "auth_token": "t"}), ("config.auth.auth_token", "not_allowed")),
         (json!({"type": "none", "tokn": "t"}), ("config.auth.tokn", "unknown_field")),
-        (json!({"type": "oauth_authorization_code_public_pkce", "scopes": "read write"}), ("config.auth.scopes", "invalid_type")),
-        (json!({"type": "oauth_authorization_code_public_pkce", "scopes": ["ok", "has space"]}), ("config.auth.scopes[1]", "invalid")),
-        (json!({"type": "oauth_authorization_code_public_pkce", "token_url": "http://as.example.com/token"}), ("config.auth.token_url", "insecure_url")),
-        (json!({"type": "oauth_authorization_code_public_pkce", "resource": "https://a.example/mcp#frag"}), ("config.auth.resource", "invalid_url")),
+        (
+            json!({"type": "oauth_authorization_code_public_pkce", "scopes": "read write"}),
+            ("config.auth.scopes", "invalid_type"),
+        ),
+        (
+            json!({"type": "oauth_authorization_code_public_pkce", "scopes": ["ok", "has space"]}),
+            ("config.auth.scopes[1]", "invalid"),
+        ),
+        (
+            json!({"type": "oauth_authorization_code_public_pkce", "token_url": "http://as.example.com/token"}),
+            ("config.auth.token_url", "insecure_url"),
+        ),
+        (
+            json!({"type": "oauth_authorization_code_public_pkce", "resource": "https://a.example/mcp#frag"}),
+            ("config.auth.resource", "invalid_url"),
+        ),
     ];
     for (auth, (field, code)) in cases {
         let body = json!({"name": "x", "config": {"endpoint": "https://a.example/mcp", "auth": auth}});
@@ -92,9 +110,18 @@ fn checks_endpoint_and_headers() {
         (json!({"endpoint": "https://mcp.example.com/#x", "auth": {"type": "none"}}), "config.endpoint"),
         (json!({"endpoint": "http://127.0.0.1/mcp", "auth": {"type": "none"}}), "config.endpoint"),
         (json!({"auth": {"type": "none"}}), "config.endpoint"),
-        (json!({"endpoint": "https://a.example/", "headers": {"Authorization": "Bearer x"}, "auth": {"type": "none"}}), "config.headers.Authorization"),
-        (json!({"endpoint": "https://a.example/", "headers": {"bad name": "x"}, "auth": {"type": "none"}}), "config.headers.bad name"),
-        (json!({"endpoint": "https://a.example/", "headers": {"X-A": "line\nbreak"}, "auth": {"type": "none"}}), "config.headers.X-A"),
+        (
+            json!({"endpoint": "https://a.example/", "headers": {"Authorization": "Bearer x"}, "auth": {"type": "none"}}),
+            "config.headers.Authorization",
+        ),
+        (
+            json!({"endpoint": "https://a.example/", "headers": {"bad name": "x"}, "auth": {"type": "none"}}),
+            "config.headers.bad name",
+        ),
+        (
+            json!({"endpoint": "https://a.example/", "headers": {"X-A": "line\nbreak"}, "auth": {"type": "none"}}),
+            "config.headers.X-A",
+        ),
         (json!({"endpoint": "https://a.example/"}), "config.auth"),
     ];
     for (config, field) in cases {
@@ -102,7 +129,13 @@ fn checks_endpoint_and_headers() {
         assert!(got.iter().any(|(f, _)| f == field), "{config}: expected {field}, got {got:?}");
     }
     let dev = Policy { allow_private_networks: true };
-    assert!(validate_create(dev, &json!({"name": "x", "config": {"endpoint": "http://127.0.0.1:9/mcp", "auth": {"type": "none"}}})).is_ok());
+    assert!(
+        validate_create(
+            dev,
+            &json!({"name": "x", "config": {"endpoint": "http://127.0.0.1:9/mcp", "auth": {"type": "none"}}})
+        )
+        .is_ok()
+    );
 }
 
 #[test]
@@ -112,19 +145,26 @@ fn patch_keeps_omitted_secrets_and_revalidates_the_whole() {
     let server = stored(validate_create(STRICT, &create).expect("valid"));
 
     // Renaming keeps the secret; so does sending back the masked form.
-    for patch in [json!({"name": "CC2"}), json!({"config": {"auth": {"client_secret": {"set": true, "last4": "1234"}}}})] {
+    for patch in
+        [json!({"name": "CC2"}), json!({"config": {"auth": {"client_secret": {"set": true, "last4": "1234"}}}})]
+    {
         let spec = validate_patch(STRICT, &server, &patch).expect("valid patch");
         assert_eq!(spec.client_secret, SecretChange::Keep);
         assert_eq!(spec.config.auth.client_id.as_deref(), Some("c"));
     }
     // Clearing a required secret is refused, as a create without it would be.
-    let got = fields(validate_patch(STRICT, &server, &json!({"config": {"auth": {"client_secret": null}}})).expect_err("required"));
+    let got = fields(
+        validate_patch(STRICT, &server, &json!({"config": {"auth": {"client_secret": null}}})).expect_err("required"),
+    );
     assert_eq!(got, vec![("config.auth.client_secret".into(), "required")]);
     // Changing the type replaces auth whole and drops the old secret.
     let spec = validate_patch(STRICT, &server, &json!({"config": {"auth": {"type": "none"}}})).expect("type change");
     assert_eq!(spec.config.auth.kind, AuthType::None);
-    assert!(spec.apply_secrets(&AuthSecrets { client_secret: Some(Secret::new("x".into())), auth_token: None }).is_empty());
+    assert!(
+        spec.apply_secrets(&AuthSecrets { client_secret: Some(Secret::new("x".into())), auth_token: None }).is_empty()
+    );
     // Bad input in a patch is named like in a create.
-    let got = fields(validate_patch(STRICT, &server, &json!({"server_url": "https://b.example"})).expect_err("unknown"));
+    let got =
+        fields(validate_patch(STRICT, &server, &json!({"server_url": "https://b.example"})).expect_err("unknown"));
     assert_eq!(got, vec![("server_url".into(), "unknown_field")]);
 }

@@ -1,7 +1,10 @@
 //! Agents and their attachments to MCP servers.
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
+};
 use serde_json::json;
 
 use super::audit::{self, AuditEntry};
@@ -13,7 +16,14 @@ use crate::tenant::Actor;
 use crate::{AgentId, DomainError, McpServerId};
 
 fn agent(m: agents::Model) -> Agent {
-    Agent { id: m.id.into(), tenant_id: m.tenant_id.into(), name: m.name, description: m.description, created_at: m.created_at, updated_at: m.updated_at }
+    Agent {
+        id: m.id.into(),
+        tenant_id: m.tenant_id.into(),
+        name: m.name,
+        description: m.description,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    }
 }
 
 fn attachment(link: agent_mcp_servers::Model, server: &mcp_servers::Model) -> Result<Attachment, DomainError> {
@@ -52,7 +62,10 @@ impl TenantStore<'_> {
     }
 
     pub async fn list_agents(&self, page: PageRequest) -> Result<Page<Agent>, DomainError> {
-        let mut q = agents::Entity::find().filter(agents::Column::TenantId.eq(self.tenant_id.0)).order_by_asc(agents::Column::Id).limit(page.limit + 1);
+        let mut q = agents::Entity::find()
+            .filter(agents::Column::TenantId.eq(self.tenant_id.0))
+            .order_by_asc(agents::Column::Id)
+            .limit(page.limit + 1);
         if let Some(after) = page.after {
             q = q.filter(agents::Column::Id.gt(after));
         }
@@ -95,7 +108,11 @@ impl TenantStore<'_> {
     }
 
     /// The servers attached to an agent, in server-id order.
-    pub async fn list_attachments(&self, agent_id: AgentId, page: PageRequest) -> Result<Page<Attachment>, DomainError> {
+    pub async fn list_attachments(
+        &self,
+        agent_id: AgentId,
+        page: PageRequest,
+    ) -> Result<Page<Attachment>, DomainError> {
         self.find_agent(&self.store.db, agent_id).await?;
         let mut q = agent_mcp_servers::Entity::find()
             .filter(agent_mcp_servers::Column::TenantId.eq(self.tenant_id.0))
@@ -124,12 +141,19 @@ impl TenantStore<'_> {
 
     /// Attaches a server to an agent, or replaces the tool allow-list of an existing attachment.
     /// Returns the attachment and whether it is new.
-    pub async fn attach(&self, actor: &Actor, agent_id: AgentId, server_id: McpServerId, tools: Option<Vec<String>>) -> Result<(Attachment, bool), DomainError> {
+    pub async fn attach(
+        &self,
+        actor: &Actor,
+        agent_id: AgentId,
+        server_id: McpServerId,
+        tools: Option<Vec<String>>,
+    ) -> Result<(Attachment, bool), DomainError> {
         let txn = self.store.db.begin().await.map_err(map_err)?;
         self.find_agent(&txn, agent_id).await?;
         let server = self.find_server(&txn, server_id).await?;
         let tools_json = tools.as_ref().map(serde_json::to_string).transpose().map_err(json_err("attachment tools"))?;
-        let existing = agent_mcp_servers::Entity::find_by_id((agent_id.0, server_id.0)).one(&txn).await.map_err(map_err)?;
+        let existing =
+            agent_mcp_servers::Entity::find_by_id((agent_id.0, server_id.0)).one(&txn).await.map_err(map_err)?;
         let now = Utc::now();
         let (link, created) = match existing {
             Some(link) => {
@@ -153,14 +177,17 @@ impl TenantStore<'_> {
                 (link, true)
             }
         };
-        audit::record(&txn, AuditEntry {
-            tenant: Some(self.tenant_id),
-            actor,
-            action: if created { "agent.mcp_server_attached" } else { "agent.mcp_server_tools_updated" },
-            target_type: "agent",
-            target_id: Some(agent_id.to_string()),
-            data: json!({"mcp_server_id": server_id, "tools": tools}),
-        })
+        audit::record(
+            &txn,
+            AuditEntry {
+                tenant: Some(self.tenant_id),
+                actor,
+                action: if created { "agent.mcp_server_attached" } else { "agent.mcp_server_tools_updated" },
+                target_type: "agent",
+                target_id: Some(agent_id.to_string()),
+                data: json!({"mcp_server_id": server_id, "tools": tools}),
+            },
+        )
         .await?;
         let a = attachment(link, &server)?;
         txn.commit().await.map_err(map_err)?;
@@ -180,19 +207,29 @@ impl TenantStore<'_> {
         if deleted.rows_affected == 0 {
             return Err(DomainError::NotFound { kind: "attachment", id: format!("{agent_id}/{server_id}") });
         }
-        audit::record(&txn, AuditEntry {
-            tenant: Some(self.tenant_id),
-            actor,
-            action: "agent.mcp_server_detached",
-            target_type: "agent",
-            target_id: Some(agent_id.to_string()),
-            data: json!({"mcp_server_id": server_id}),
-        })
+        audit::record(
+            &txn,
+            AuditEntry {
+                tenant: Some(self.tenant_id),
+                actor,
+                action: "agent.mcp_server_detached",
+                target_type: "agent",
+                target_id: Some(agent_id.to_string()),
+                data: json!({"mcp_server_id": server_id}),
+            },
+        )
         .await?;
         txn.commit().await.map_err(map_err)
     }
 
     fn agent_entry<'a>(&self, actor: &'a Actor, action: &'static str, a: &Agent) -> AuditEntry<'a> {
-        AuditEntry { tenant: Some(self.tenant_id), actor, action, target_type: "agent", target_id: Some(a.id.to_string()), data: json!({"name": a.name}) }
+        AuditEntry {
+            tenant: Some(self.tenant_id),
+            actor,
+            action,
+            target_type: "agent",
+            target_id: Some(a.id.to_string()),
+            data: json!({"name": a.name}),
+        }
     }
 }

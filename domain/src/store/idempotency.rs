@@ -37,7 +37,12 @@ impl IdempotencyKey {
         // The row id of the AAD: the first 16 bytes of the key hash's bytes.
         let mut row = [0u8; 16];
         row.copy_from_slice(&sha256(self.key_hash.as_bytes())[..16]);
-        SealContext { tenant: self.tenant, table: "idempotency_keys", column: "response", row: uuid::Uuid::from_bytes(row) }
+        SealContext {
+            tenant: self.tenant,
+            table: "idempotency_keys",
+            column: "response",
+            row: uuid::Uuid::from_bytes(row),
+        }
     }
 }
 
@@ -69,7 +74,9 @@ impl Store {
                 Err(e) if is_unique_violation(&e) => {}
                 Err(e) => return Err(map_err(e)),
             }
-            let Some(row) = idempotency_keys::Entity::find_by_id(key.key_hash.clone()).one(&self.db).await.map_err(map_err)? else {
+            let Some(row) =
+                idempotency_keys::Entity::find_by_id(key.key_hash.clone()).one(&self.db).await.map_err(map_err)?
+            else {
                 continue; // released meanwhile: claim again
             };
             if row.created_at < Utc::now() - TTL {
@@ -81,7 +88,10 @@ impl Store {
             }
             return match (row.status, row.response) {
                 (Some(status), Some(sealed)) => {
-                    let body = self.envelope.open(&key.seal_ctx(), &sealed).map_err(|e| DomainError::Internal(e.to_string()))?;
+                    let body = self
+                        .envelope
+                        .open(&key.seal_ctx(), &sealed)
+                        .map_err(|e| DomainError::Internal(e.to_string()))?;
                     Ok(Begin::Replay { status: u16::try_from(status).unwrap_or(500), body })
                 }
                 _ => Ok(Begin::InProgress),

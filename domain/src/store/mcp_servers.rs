@@ -1,7 +1,10 @@
 //! MCP servers: public config as JSON, secrets sealed with AAD bound to (tenant, row).
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
+};
 use serde_json::json;
 
 use super::audit::{self, AuditEntry};
@@ -25,7 +28,12 @@ fn model_to_server(m: mcp_servers::Model) -> Result<McpServer, DomainError> {
         description: m.description,
         config: serde_json::from_str(&m.config).map_err(json_err("server config"))?,
         secret_hints: serde_json::from_str(&m.secret_hints).map_err(json_err("secret hints"))?,
-        discovery_result: m.discovery_result.as_deref().map(serde_json::from_str).transpose().map_err(json_err("discovery result"))?,
+        discovery_result: m
+            .discovery_result
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(json_err("discovery result"))?,
         created_at: m.created_at,
         updated_at: m.updated_at,
     })
@@ -40,14 +48,22 @@ impl TenantStore<'_> {
         if secrets.is_empty() {
             return Ok(None);
         }
-        self.store.envelope.seal(&self.seal_ctx(id), &secrets.to_sealable_json()).map(Some).map_err(|e| DomainError::Internal(e.to_string()))
+        self.store
+            .envelope
+            .seal(&self.seal_ctx(id), &secrets.to_sealable_json())
+            .map(Some)
+            .map_err(|e| DomainError::Internal(e.to_string()))
     }
 
     /// Creates a server. Without an explicit slug one is derived from the name and numbered
     /// (`linear-2`) when taken; an explicit slug that is taken is a conflict.
     pub async fn create_mcp_server(&self, actor: &Actor, spec: McpServerSpec) -> Result<McpServer, DomainError> {
         let explicit = spec.slug.is_some();
-        let base = spec.slug.clone().or_else(|| slug::derive(&spec.name)).ok_or_else(|| DomainError::invalid("slug", "required", "slug is required"))?;
+        let base = spec
+            .slug
+            .clone()
+            .or_else(|| slug::derive(&spec.name))
+            .ok_or_else(|| DomainError::invalid("slug", "required", "slug is required"))?;
         let txn = self.store.db.begin().await.map_err(map_err)?;
         let slug = if explicit { base } else { self.free_slug(&txn, &base).await? };
         let id = McpServerId::new();
@@ -104,7 +120,11 @@ impl TenantStore<'_> {
         Ok(Page::from_overfetch(servers, page.limit, |s| s.id.0))
     }
 
-    pub(super) async fn find_server(&self, db: &impl ConnectionTrait, id: McpServerId) -> Result<mcp_servers::Model, DomainError> {
+    pub(super) async fn find_server(
+        &self,
+        db: &impl ConnectionTrait,
+        id: McpServerId,
+    ) -> Result<mcp_servers::Model, DomainError> {
         mcp_servers::Entity::find_by_id(id.0)
             .filter(mcp_servers::Column::TenantId.eq(self.tenant_id.0))
             .one(db)
@@ -125,12 +145,21 @@ impl TenantStore<'_> {
 
     fn open(&self, id: McpServerId, sealed: Option<&[u8]>) -> Result<AuthSecrets, DomainError> {
         let Some(sealed) = sealed else { return Ok(AuthSecrets::default()) };
-        let plain = self.store.envelope.open(&self.seal_ctx(id), sealed).map_err(|e| DomainError::Internal(format!("mcp server {id} secrets: {e}")))?;
+        let plain = self
+            .store
+            .envelope
+            .open(&self.seal_ctx(id), sealed)
+            .map_err(|e| DomainError::Internal(format!("mcp server {id} secrets: {e}")))?;
         AuthSecrets::from_sealed_json(&plain)
     }
 
     /// Replaces the server with a validated spec (the caller merged a PATCH into the stored one).
-    pub async fn update_mcp_server(&self, actor: &Actor, id: McpServerId, spec: McpServerSpec) -> Result<McpServer, DomainError> {
+    pub async fn update_mcp_server(
+        &self,
+        actor: &Actor,
+        id: McpServerId,
+        spec: McpServerSpec,
+    ) -> Result<McpServer, DomainError> {
         let txn = self.store.db.begin().await.map_err(map_err)?;
         let current = self.find_server(&txn, id).await?;
         let secrets = spec.apply_secrets(&self.open(id, current.secrets.as_deref())?);
@@ -173,9 +202,11 @@ impl TenantStore<'_> {
 
 fn slug_conflict(e: sea_orm::DbErr, slug: &str) -> DomainError {
     if is_unique_violation(&e) {
-        DomainError::Conflict { code: "slug_taken", message: format!("an mcp server with slug `{slug}` already exists") }
+        DomainError::Conflict {
+            code: "slug_taken",
+            message: format!("an mcp server with slug `{slug}` already exists"),
+        }
     } else {
         map_err(e)
     }
 }
-

@@ -37,7 +37,11 @@ impl Backend {
         } else if url.starts_with("sqlite:") {
             Ok(Self::Sqlite)
         } else {
-            Err(DomainError::invalid("database_url", "invalid", "the database URL must start with sqlite: or postgres://"))
+            Err(DomainError::invalid(
+                "database_url",
+                "invalid",
+                "the database URL must start with sqlite: or postgres://",
+            ))
         }
     }
 }
@@ -53,7 +57,11 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { max_connections: 16, acquire_timeout: Duration::from_secs(5), statement_timeout: Duration::from_secs(10) }
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -83,13 +91,20 @@ impl Store {
         let db = Database::connect(opts).await.map_err(map_err)?;
         match backend {
             Backend::Sqlite => {
-                for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=ON"] {
+                for pragma in [
+                    "PRAGMA journal_mode=WAL",
+                    "PRAGMA synchronous=NORMAL",
+                    "PRAGMA busy_timeout=5000",
+                    "PRAGMA foreign_keys=ON",
+                ] {
                     db.execute(Statement::from_string(DbBackend::Sqlite, pragma)).await.map_err(map_err)?;
                 }
             }
             Backend::Postgres => {
                 let ms = options.statement_timeout.as_millis();
-                db.execute(Statement::from_string(DbBackend::Postgres, format!("SET statement_timeout = {ms}"))).await.map_err(map_err)?;
+                db.execute(Statement::from_string(DbBackend::Postgres, format!("SET statement_timeout = {ms}")))
+                    .await
+                    .map_err(map_err)?;
             }
         }
         Ok(Self { db, envelope, backend })
@@ -139,7 +154,10 @@ impl TenantStore<'_> {
 /// Maps a database error to the domain's, keeping SQL text out of anything a client sees.
 pub(crate) fn map_err(err: DbErr) -> DomainError {
     if let Some(SqlErr::UniqueConstraintViolation(_)) = err.sql_err() {
-        return DomainError::Conflict { code: "conflict", message: "a resource with these values already exists".into() };
+        return DomainError::Conflict {
+            code: "conflict",
+            message: "a resource with these values already exists".into(),
+        };
     }
     match &err {
         DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => DomainError::Unavailable("the database is unreachable".into()),

@@ -2,7 +2,8 @@
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
 };
 use serde_json::json;
 
@@ -26,13 +27,19 @@ impl Store {
     /// Creates a tenant and its first API key in one transaction.
     pub async fn create_tenant(&self, actor: &Actor, spec: TenantSpec) -> Result<(Tenant, CreatedApiKey), DomainError> {
         let explicit = spec.slug.is_some();
-        let base = spec.slug.or_else(|| slug::derive(&spec.name)).ok_or_else(|| DomainError::invalid("slug", "required", "slug is required"))?;
+        let base = spec
+            .slug
+            .or_else(|| slug::derive(&spec.name))
+            .ok_or_else(|| DomainError::invalid("slug", "required", "slug is required"))?;
         for n in 1..=20 {
             let candidate = slug::numbered(&base, n);
             match self.insert_tenant(actor, &spec.name, &candidate).await {
                 Err(DomainError::Conflict { .. }) if !explicit => continue,
                 Err(DomainError::Conflict { .. }) => {
-                    return Err(DomainError::Conflict { code: "slug_taken", message: format!("a tenant with slug `{candidate}` already exists") });
+                    return Err(DomainError::Conflict {
+                        code: "slug_taken",
+                        message: format!("a tenant with slug `{candidate}` already exists"),
+                    });
                 }
                 other => return other,
             }
@@ -40,7 +47,12 @@ impl Store {
         Err(DomainError::Conflict { code: "slug_taken", message: format!("no free slug near `{base}`; pass one") })
     }
 
-    async fn insert_tenant(&self, actor: &Actor, name: &str, slug: &str) -> Result<(Tenant, CreatedApiKey), DomainError> {
+    async fn insert_tenant(
+        &self,
+        actor: &Actor,
+        name: &str,
+        slug: &str,
+    ) -> Result<(Tenant, CreatedApiKey), DomainError> {
         let txn = self.db.begin().await.map_err(map_err)?;
         let model = tenants::ActiveModel {
             id: Set(TenantId::new().0),
@@ -50,17 +62,26 @@ impl Store {
         }
         .insert(&txn)
         .await
-        .map_err(|e| if is_unique_violation(&e) { DomainError::Conflict { code: "slug_taken", message: String::new() } } else { map_err(e) })?;
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                DomainError::Conflict { code: "slug_taken", message: String::new() }
+            } else {
+                map_err(e)
+            }
+        })?;
         let t = tenant(model);
         let created = insert_key(&txn, t.id, Some("default".into())).await?;
-        audit::record(&txn, AuditEntry {
-            tenant: Some(t.id),
-            actor,
-            action: "tenant.created",
-            target_type: "tenant",
-            target_id: Some(t.id.to_string()),
-            data: json!({"name": t.name, "slug": t.slug, "api_key_id": created.key.id}),
-        })
+        audit::record(
+            &txn,
+            AuditEntry {
+                tenant: Some(t.id),
+                actor,
+                action: "tenant.created",
+                target_type: "tenant",
+                target_id: Some(t.id.to_string()),
+                data: json!({"name": t.name, "slug": t.slug, "api_key_id": created.key.id}),
+            },
+        )
         .await?;
         txn.commit().await.map_err(map_err)?;
         Ok((t, created))
@@ -76,7 +97,12 @@ impl Store {
     }
 
     pub async fn get_tenant(&self, id: TenantId) -> Result<Tenant, DomainError> {
-        tenants::Entity::find_by_id(id.0).one(&self.db).await.map_err(map_err)?.map(tenant).ok_or_else(|| DomainError::not_found("tenant", id))
+        tenants::Entity::find_by_id(id.0)
+            .one(&self.db)
+            .await
+            .map_err(map_err)?
+            .map(tenant)
+            .ok_or_else(|| DomainError::not_found("tenant", id))
     }
 
     pub async fn count_tenants(&self) -> Result<u64, DomainError> {
@@ -84,20 +110,28 @@ impl Store {
     }
 
     /// Adds an API key to a tenant; the plaintext is returned once and never stored.
-    pub async fn create_api_key(&self, actor: &Actor, tenant_id: TenantId, name: Option<String>) -> Result<CreatedApiKey, DomainError> {
+    pub async fn create_api_key(
+        &self,
+        actor: &Actor,
+        tenant_id: TenantId,
+        name: Option<String>,
+    ) -> Result<CreatedApiKey, DomainError> {
         let txn = self.db.begin().await.map_err(map_err)?;
         if tenants::Entity::find_by_id(tenant_id.0).one(&txn).await.map_err(map_err)?.is_none() {
             return Err(DomainError::not_found("tenant", tenant_id));
         }
         let created = insert_key(&txn, tenant_id, name).await?;
-        audit::record(&txn, AuditEntry {
-            tenant: Some(tenant_id),
-            actor,
-            action: "api_key.created",
-            target_type: "api_key",
-            target_id: Some(created.key.id.to_string()),
-            data: json!({"prefix": created.key.prefix, "name": created.key.name}),
-        })
+        audit::record(
+            &txn,
+            AuditEntry {
+                tenant: Some(tenant_id),
+                actor,
+                action: "api_key.created",
+                target_type: "api_key",
+                target_id: Some(created.key.id.to_string()),
+                data: json!({"prefix": created.key.prefix, "name": created.key.name}),
+            },
+        )
         .await?;
         txn.commit().await.map_err(map_err)?;
         Ok(created)
@@ -105,7 +139,12 @@ impl Store {
 
     /// Deletes a key; requests presenting it fail from now on (other processes: after their
     /// authentication cache expires).
-    pub async fn delete_api_key(&self, actor: &Actor, tenant_id: TenantId, key_id: ApiKeyId) -> Result<ApiKey, DomainError> {
+    pub async fn delete_api_key(
+        &self,
+        actor: &Actor,
+        tenant_id: TenantId,
+        key_id: ApiKeyId,
+    ) -> Result<ApiKey, DomainError> {
         let txn = self.db.begin().await.map_err(map_err)?;
         let found = api_keys::Entity::find_by_id(key_id.0)
             .filter(api_keys::Column::TenantId.eq(tenant_id.0))
@@ -114,14 +153,17 @@ impl Store {
             .map_err(map_err)?
             .ok_or_else(|| DomainError::not_found("api key", key_id))?;
         api_keys::Entity::delete_by_id(key_id.0).exec(&txn).await.map_err(map_err)?;
-        audit::record(&txn, AuditEntry {
-            tenant: Some(tenant_id),
-            actor,
-            action: "api_key.deleted",
-            target_type: "api_key",
-            target_id: Some(key_id.to_string()),
-            data: json!({"prefix": found.prefix}),
-        })
+        audit::record(
+            &txn,
+            AuditEntry {
+                tenant: Some(tenant_id),
+                actor,
+                action: "api_key.deleted",
+                target_type: "api_key",
+                target_id: Some(key_id.to_string()),
+                data: json!({"prefix": found.prefix}),
+            },
+        )
         .await?;
         txn.commit().await.map_err(map_err)?;
         Ok(key(found))
@@ -130,12 +172,20 @@ impl Store {
     /// Finds the key a bearer value names: by its visible prefix, then a constant-time digest match.
     pub async fn authenticate_api_key(&self, presented: &str) -> Result<Option<ApiKey>, DomainError> {
         let Some((prefix, digest)) = api_key::parse(presented) else { return Ok(None) };
-        let rows = api_keys::Entity::find().filter(api_keys::Column::Prefix.eq(prefix)).all(&self.db).await.map_err(map_err)?;
+        let rows = api_keys::Entity::find()
+            .filter(api_keys::Column::Prefix.eq(prefix))
+            .all(&self.db)
+            .await
+            .map_err(map_err)?;
         Ok(rows.into_iter().find(|r| api_key::digests_match(&r.digest, &digest)).map(key))
     }
 }
 
-async fn insert_key(db: &impl sea_orm::ConnectionTrait, tenant_id: TenantId, name: Option<String>) -> Result<CreatedApiKey, DomainError> {
+async fn insert_key(
+    db: &impl sea_orm::ConnectionTrait,
+    tenant_id: TenantId,
+    name: Option<String>,
+) -> Result<CreatedApiKey, DomainError> {
     let generated = api_key::generate().map_err(|e| DomainError::Internal(e.to_string()))?;
     let model = api_keys::ActiveModel {
         id: Set(ApiKeyId::new().0),
