@@ -9,7 +9,12 @@ use switchboard_api::telemetry::{self, LogFormat};
 use switchboard_api::{app, bootstrap, state::AppState};
 use switchboard_domain::crypto::Secret;
 use switchboard_domain::store::{Store, StoreOptions};
-use switchboard_domain::tenant::{Actor, TenantSpec};
+use switchboard_domain::tenant::Actor;
+
+// Request handling allocates many small strings across threads; mimalloc keeps that off glibc's
+// arena locks (measured in BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Switchboard: the control plane that connects AI agents to remote MCP servers.
 #[derive(Parser, Debug)]
@@ -280,7 +285,6 @@ async fn admin(command: AdminCommand, store: &Store) -> anyhow::Result<()> {
     match command {
         AdminCommand::Tenant { command: TenantCommand::Create { name, slug, json } } => {
             let spec = switchboard_domain::tenant::validate_create(&serde_json::json!({"name": name, "slug": slug}))?;
-            let _ = TenantSpec { name: String::new(), slug: None };
             let (tenant, key) = store.create_tenant(&Actor::Admin, spec).await?;
             if json {
                 println!(

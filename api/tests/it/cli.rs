@@ -113,3 +113,103 @@ fn first_start_creates_a_default_tenant_and_a_private_key_file() {
     assert!(key.trim().starts_with("sb_"));
     eprintln!("ready after {ready:?} (debug build)");
 }
+
+/// A loopback stand-in for an OpenTelemetry collector: records the request line and content type of
+/// every request and answers 200.
+fn fake_collector() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let record = record.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut stream = stream;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut length = 0usize;
+                    let mut content_type = String::new();
+                    loop {
+                        let mut h = String::new();
+                        reader.read_line(&mut h).expect("header");
+                        let h = h.trim_end().to_owned();
+                        if h.is_empty() {
+                            break;
+                        }
+                        let lower = h.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        if let Some(v) = lower.strip_prefix("content-type:") {
+                            content_type = v.trim().to_owned();
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    reader.read_exact(&mut body).expect("body");
+                    record.lock().expect("lock").push(format!("{} {content_type} {}", line.trim_end(), body.len()));
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn json_logs_and_otlp_traces() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (collector, seen) = fake_collector();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let child = Command::new(BIN)
+        .args(["--log-format", "json", "serve", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir.path())
+        .env_remove("SWITCHBOARD_DATABASE_URL")
+        .env("RUST_LOG", "info")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{collector}"))
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read as _, Write as _};
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut buf = String::new();
+            let _ = s.read_to_string(&mut buf);
+            if buf.starts_with("HTTP/1.1 200") {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "serve did not answer");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    // Traces are exported in batches; shutting down flushes the last one.
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect();
+    assert!(lines.iter().any(|l| l["message"] == "request" && l["status"] == 200), "{stdout}");
+    assert!(lines.iter().all(|l| l.get("level").is_some() && l.get("timestamp").is_some()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = seen.lock().expect("lock").clone();
+        if let Some(req) = got.iter().find(|r| r.starts_with("POST /v1/traces")) {
+            assert!(req.contains("application/x-protobuf"), "{req}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no trace export reached the collector: {got:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -2,8 +2,8 @@
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
+    Select, Set, TransactionTrait,
 };
 use serde_json::json;
 
@@ -19,7 +19,57 @@ use crate::{DomainError, McpServerId, slug};
 const TABLE: &str = "mcp_servers";
 const SECRETS: &str = "secrets";
 
-fn model_to_server(m: mcp_servers::Model) -> Result<McpServer, DomainError> {
+/// A server row without its sealed secrets: what reads that only show a server fetch.
+#[derive(Debug, FromQueryResult)]
+struct ServerRow {
+    id: uuid::Uuid,
+    tenant_id: uuid::Uuid,
+    name: String,
+    slug: String,
+    description: Option<String>,
+    config: String,
+    secret_hints: String,
+    discovery_result: Option<String>,
+    created_at: chrono::DateTime<Utc>,
+    updated_at: chrono::DateTime<Utc>,
+}
+
+impl From<mcp_servers::Model> for ServerRow {
+    fn from(m: mcp_servers::Model) -> Self {
+        Self {
+            id: m.id,
+            tenant_id: m.tenant_id,
+            name: m.name,
+            slug: m.slug,
+            description: m.description,
+            config: m.config,
+            secret_hints: m.secret_hints,
+            discovery_result: m.discovery_result,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+/// Every column but `secrets`: lists and gets never need the ciphertext.
+fn select_public() -> Select<mcp_servers::Entity> {
+    use mcp_servers::Column as C;
+    mcp_servers::Entity::find().select_only().columns([
+        C::Id,
+        C::TenantId,
+        C::Name,
+        C::Slug,
+        C::Description,
+        C::Config,
+        C::SecretHints,
+        C::DiscoveryResult,
+        C::CreatedAt,
+        C::UpdatedAt,
+    ])
+}
+
+fn model_to_server(m: impl Into<ServerRow>) -> Result<McpServer, DomainError> {
+    let m: ServerRow = m.into();
     Ok(McpServer {
         id: m.id.into(),
         tenant_id: m.tenant_id.into(),
@@ -108,14 +158,14 @@ impl TenantStore<'_> {
     }
 
     pub async fn list_mcp_servers(&self, page: PageRequest) -> Result<Page<McpServer>, DomainError> {
-        let mut q = mcp_servers::Entity::find()
+        let mut q = select_public()
             .filter(mcp_servers::Column::TenantId.eq(self.tenant_id.0))
             .order_by_asc(mcp_servers::Column::Id)
             .limit(page.limit + 1);
         if let Some(after) = page.after {
             q = q.filter(mcp_servers::Column::Id.gt(after));
         }
-        let rows = q.all(&self.store.db).await.map_err(map_err)?;
+        let rows = q.into_model::<ServerRow>().all(&self.store.db).await.map_err(map_err)?;
         let servers = rows.into_iter().map(model_to_server).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(servers, page.limit, |s| s.id.0))
     }
@@ -134,7 +184,15 @@ impl TenantStore<'_> {
     }
 
     pub async fn get_mcp_server(&self, id: McpServerId) -> Result<McpServer, DomainError> {
-        model_to_server(self.find_server(&self.store.db, id).await?)
+        let row = select_public()
+            .filter(mcp_servers::Column::Id.eq(id.0))
+            .filter(mcp_servers::Column::TenantId.eq(self.tenant_id.0))
+            .into_model::<ServerRow>()
+            .one(&self.store.db)
+            .await
+            .map_err(map_err)?
+            .ok_or_else(|| DomainError::not_found("mcp server", id))?;
+        model_to_server(row)
     }
 
     /// The server's secrets in plaintext, for the code that sends them upstream.
