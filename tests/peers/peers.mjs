@@ -95,11 +95,17 @@ function readBody(req) {
 
 // Both servers are created and bound first: with port 0 the real ports (and so
 // the issuer and the resource URLs) are only known once they listen. Requests
-// are dispatched through `handlers`, filled in once everything is configured;
-// the ready line is printed only after that, so no request can arrive earlier.
+// are dispatched through `handlers`, filled in once everything is configured
+// (just before the ready line); anything arriving earlier gets a 503.
 const handlers = {};
-const asServer = http.createServer((req, res) => handlers.as(req, res));
-const mcpServer = http.createServer((req, res) => handlers.mcp(req, res));
+function dispatch(name) {
+  return (req, res) => {
+    if (handlers[name]) handlers[name](req, res);
+    else sendJson(res, 503, { error: 'temporarily_unavailable', error_description: 'starting up' });
+  };
+}
+const asServer = http.createServer(dispatch('as'));
+const mcpServer = http.createServer(dispatch('mcp'));
 
 // MCP sessions (Mcp-Session-Id -> StreamableHTTPServerTransport).
 const sessions = new Map();
