@@ -1,8 +1,20 @@
 //! Switchboard's outbound side: everything that talks to MCP servers and authorization servers.
 //!
+//! - [`policy`] and [`http`]: the SSRF-guarded client every outbound call goes through;
 //! - [`www_authenticate`]: an RFC 9110 challenge parser (what a 401/403 asks for);
 //! - [`urls`]: the metadata URLs the MCP authorization spec lets a client request, in its order,
-//!   and the canonical RFC 8707 `resource`.
+//!   and the canonical RFC 8707 `resource`;
+//! - [`discover`]: probe → protected resource metadata → authorization server metadata, producing a
+//!   [`result::DiscoveryResult`].
 
+pub mod discover;
+pub mod http;
+pub mod policy;
+pub mod result;
 pub mod urls;
 pub mod www_authenticate;
+
+pub use discover::Discoverer;
+pub use http::{FetchError, Fetcher, Limits};
+pub use policy::NetworkPolicy;
+pub use result::{DiscoveryResult, Step};

@@ -15,7 +15,8 @@ mod tenants;
 
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, SqlErr, Statement};
+use sea_orm::sqlx::sqlite as sqlx_sqlite;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
 
 pub use idempotency::{Begin, IdempotencyKey};
 
@@ -88,25 +89,22 @@ impl Store {
             // One writer at a time is SQLite's nature; more connections only add lock contention.
             opts.max_connections(options.max_connections.min(8));
         }
-        let db = Database::connect(opts).await.map_err(map_err)?;
+        // Per-connection settings go into the connect options, so every pooled connection has them.
         match backend {
             Backend::Sqlite => {
-                for pragma in [
-                    "PRAGMA journal_mode=WAL",
-                    "PRAGMA synchronous=NORMAL",
-                    "PRAGMA busy_timeout=5000",
-                    "PRAGMA foreign_keys=ON",
-                ] {
-                    db.execute(Statement::from_string(DbBackend::Sqlite, pragma)).await.map_err(map_err)?;
-                }
+                opts.map_sqlx_sqlite_opts(|o| {
+                    o.journal_mode(sqlx_sqlite::SqliteJournalMode::Wal)
+                        .synchronous(sqlx_sqlite::SqliteSynchronous::Normal)
+                        .busy_timeout(Duration::from_secs(5))
+                        .foreign_keys(true)
+                });
             }
             Backend::Postgres => {
-                let ms = options.statement_timeout.as_millis();
-                db.execute(Statement::from_string(DbBackend::Postgres, format!("SET statement_timeout = {ms}")))
-                    .await
-                    .map_err(map_err)?;
+                let ms = options.statement_timeout.as_millis().to_string();
+                opts.map_sqlx_postgres_opts(move |o| o.options([("statement_timeout", ms.as_str())]));
             }
         }
+        let db = Database::connect(opts).await.map_err(map_err)?;
         Ok(Self { db, envelope, backend })
     }
 
