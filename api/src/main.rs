@@ -11,11 +11,6 @@ use switchboard_domain::crypto::Secret;
 use switchboard_domain::store::{Store, StoreOptions};
 use switchboard_domain::tenant::Actor;
 
-// Request handling allocates many small strings across threads; mimalloc keeps that off glibc's
-// arena locks (measured in BENCHMARKS.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Switchboard: the control plane that connects AI agents to remote MCP servers.
 #[derive(Parser, Debug)]
 #[command(name = "switchboard", version)]
