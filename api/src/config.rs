@@ -16,6 +16,8 @@ pub struct Settings {
     /// Platform-admin bearer token; the admin API is disabled without one.
     pub admin_token: Option<Secret>,
     pub allow_private_networks: bool,
+    /// Comma-separated CIDRs and host names outbound calls may reach despite the policy.
+    pub outbound_allowlist: String,
     pub data_dir: PathBuf,
     /// A prefix for every Redis key, so deployments (and tests) can share one Redis.
     pub redis_prefix: String,
@@ -32,6 +34,7 @@ impl Settings {
             public_url: "http://localhost:8080".into(),
             admin_token: None,
             allow_private_networks: false,
+            outbound_allowlist: String::new(),
             data_dir: data_dir.to_path_buf(),
             redis_prefix: "switchboard".into(),
         }

@@ -85,6 +85,9 @@ struct ServeArgs {
     /// Let outbound calls and http:// URLs reach loopback and private addresses (development and tests only).
     #[arg(long, env = "SWITCHBOARD_ALLOW_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set)]
     allow_private_networks: bool,
+    /// Comma-separated CIDRs and host names that outbound calls may reach even when private (operator-only).
+    #[arg(long, env = "SWITCHBOARD_OUTBOUND_ALLOWLIST", default_value = "")]
+    outbound_allowlist: String,
     /// Run the worker inside this process.
     #[arg(long, env = "SWITCHBOARD_RUN_WORKER", default_value_t = true, action = clap::ArgAction::Set)]
     run_worker: bool,
@@ -225,6 +228,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         public_url: args.public_url.trim_end_matches('/').to_owned(),
         admin_token: args.admin_token.filter(|t| !t.is_empty()).map(Secret::new),
         allow_private_networks: args.allow_private_networks,
+        outbound_allowlist: args.outbound_allowlist.clone(),
         data_dir: args.store.data_dir.clone(),
         redis_prefix: args.redis_prefix.clone(),
     };
@@ -238,7 +242,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let workers =
         args.http_workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
-    let state = AppState::new(store.clone(), settings, redis);
+    let state = AppState::new(store.clone(), settings, redis)?;
     let server = app::serve(state, listener, workers)?;
     tracing::info!(%addr, docs = %format!("http://{addr}/docs"), "switchboard listening");
     let worker = args.run_worker.then(|| {

@@ -1,8 +1,11 @@
-//! What every handler shares: the store, the settings, metrics, Redis and the key cache.
+//! What every handler shares: the store, the settings, metrics, Redis, the key cache and the
+//! server set-up (discovery and registration).
 
 use std::sync::Arc;
 
+use switchboard_discovery::{Discoverer, Fetcher, Limits, NetworkPolicy};
 use switchboard_domain::store::Store;
+use switchboard_worker::servers::ServerSetup;
 
 use crate::auth::KeyCache;
 use crate::config::Settings;
@@ -16,17 +19,29 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub redis: Option<RedisHandle>,
     pub keys: Arc<KeyCache>,
+    pub servers: Arc<ServerSetup>,
+}
+
+/// The outbound policy of a deployment: the private-network switch and the operator allow-list.
+pub fn network_policy(settings: &Settings) -> anyhow::Result<NetworkPolicy> {
+    NetworkPolicy { allow_private_networks: settings.allow_private_networks, allow: vec![] }
+        .with_allowlist(&settings.outbound_allowlist)
+        .map_err(|e| anyhow::anyhow!("SWITCHBOARD_OUTBOUND_ALLOWLIST: {e}"))
 }
 
 impl AppState {
-    #[must_use]
-    pub fn new(store: Store, settings: Settings, redis: Option<RedisHandle>) -> Self {
-        Self {
+    pub fn new(store: Store, settings: Settings, redis: Option<RedisHandle>) -> anyhow::Result<Self> {
+        let fetcher = Fetcher::new(network_policy(&settings)?, Limits::default())
+            .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
+        let servers =
+            Arc::new(ServerSetup::new(store.clone(), Arc::new(Discoverer::new(fetcher)), &settings.public_url));
+        Ok(Self {
             store,
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::new()),
             redis,
             keys: Arc::new(KeyCache::default()),
-        }
+            servers,
+        })
     }
 }

@@ -10,6 +10,7 @@
 pub mod discover;
 pub mod http;
 pub mod policy;
+pub mod register;
 pub mod result;
 pub mod urls;
 pub mod www_authenticate;

@@ -53,6 +53,9 @@ pub struct DiscoveryResult {
     /// How a client was obtained, when one was needed: `pre_registered`, `client_id_metadata_document`,
     /// `dynamic_registration`, or null.
     pub client_registration: Option<String>,
+    /// Config fields Switchboard filled from discovery (and may refill on `rediscover`).
+    #[serde(default)]
+    pub hydrated_fields: Vec<String>,
     /// Things that work but deserve attention.
     pub warnings: Vec<String>,
     /// The conclusion in one or two sentences, and what to do next.

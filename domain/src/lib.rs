@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod error;
 pub mod ids;
 pub mod mcp_server;
+pub mod oauth_client;
 pub mod page;
 pub mod slug;
 pub mod store;

@@ -219,9 +219,53 @@ pub struct McpServerSpec {
     pub config: McpServerConfig,
     pub auth_token: SecretChange,
     pub client_secret: SecretChange,
+    /// A new discovery result to store; `None` keeps the stored one.
+    pub discovery_result: Option<Value>,
+}
+
+/// What discovery found that a configuration may lack.
+#[derive(Clone, Debug, Default)]
+pub struct Discovered {
+    pub auth_url: Option<String>,
+    pub token_url: Option<String>,
+    pub register_url: Option<String>,
+    pub resource: Option<String>,
+    pub scopes: Vec<String>,
 }
 
 impl McpServerSpec {
+    /// Fills the OAuth fields the caller left out from what discovery found; what the caller set
+    /// always wins. Returns the names of the fields it filled.
+    pub fn hydrate(&mut self, found: &Discovered) -> Vec<&'static str> {
+        let allowed = self.config.auth.kind.fields();
+        let auth = &mut self.config.auth;
+        let mut filled = Vec::new();
+        let mut fill = |name: &'static str, slot: &mut Option<String>, value: &Option<String>| {
+            if allowed.contains(&name) && slot.is_none() && value.is_some() {
+                slot.clone_from(value);
+                filled.push(name);
+            }
+        };
+        fill("auth_url", &mut auth.auth_url, &found.auth_url);
+        fill("token_url", &mut auth.token_url, &found.token_url);
+        fill("register_url", &mut auth.register_url, &found.register_url);
+        fill("resource", &mut auth.resource, &found.resource);
+        if allowed.contains(&"scopes") && auth.scopes.is_none() && !found.scopes.is_empty() {
+            auth.scopes = Some(found.scopes.clone());
+            filled.push("scopes");
+        }
+        filled
+    }
+
+    /// Whether the endpoint or the auth settings differ from `current` (then discovery runs again).
+    #[must_use]
+    pub fn changes_connection(&self, current: &McpServer) -> bool {
+        self.config.endpoint != current.config.endpoint
+            || self.config.auth != current.config.auth
+            || self.auth_token != SecretChange::Keep
+            || self.client_secret != SecretChange::Keep
+    }
+
     /// The secrets after this change is applied to `stored`.
     #[must_use]
     pub fn apply_secrets(&self, stored: &AuthSecrets) -> AuthSecrets {
@@ -244,6 +288,28 @@ impl McpServerSpec {
 pub struct StoredSecrets {
     pub auth_token: bool,
     pub client_secret: bool,
+}
+
+/// Validates the body of a discovery request: `{"endpoint": "https://…"}`.
+pub fn validate_endpoint(policy: Policy, body: &Value) -> Result<url::Url, DomainError> {
+    let mut errs = Errors::default();
+    let Some(map) = validate::object(&mut errs, "", body) else {
+        return Err(DomainError::Invalid(errs.0));
+    };
+    reject_unknown(&mut errs, map, "", &["endpoint"], &[("server_url", "use endpoint"), ("url", "use endpoint")]);
+    let endpoint = match opt_string(&mut errs, map, "", "endpoint", 4096) {
+        Some(raw) => validate::url(policy, "endpoint", &raw).map_err(|e| errs.push(e)).ok(),
+        None => {
+            if !map.contains_key("endpoint") {
+                errs.required("endpoint", "the MCP server's Streamable HTTP URL, e.g. https://mcp.example.com/mcp");
+            }
+            None
+        }
+    };
+    match (errs.0.is_empty(), endpoint) {
+        (true, Some(u)) => Ok(u),
+        _ => Err(DomainError::Invalid(errs.0)),
+    }
 }
 
 /// Validates a create request.
@@ -391,7 +457,7 @@ fn validate_spec(
     let (Some((config, auth_token, client_secret)), Some(name), true) = (config, name, errs.0.is_empty()) else {
         return Err(DomainError::Invalid(errs.0));
     };
-    Ok(McpServerSpec { name, slug, description, config, auth_token, client_secret })
+    Ok(McpServerSpec { name, slug, description, config, auth_token, client_secret, discovery_result: None })
 }
 
 fn validate_config(

@@ -166,6 +166,50 @@ fn location(id: McpServerId) -> String {
     format!("/v1/mcp-servers/{id}")
 }
 
+/// The body of `POST /v1/mcp-servers/discover`.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+pub struct DiscoverRequest {
+    /// The MCP server's Streamable HTTP URL.
+    #[schema(example = "https://mcp.linear.app/mcp")]
+    pub endpoint: String,
+}
+
+/// Discover how an MCP server wants to be authorized, without saving anything.
+#[utoipa::path(
+    tag = "mcp-servers",
+    request_body = DiscoverRequest,
+    responses((status = 200, body = switchboard_discovery::DiscoveryResult), (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
+#[post("/discover")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn discover_mcp_server(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    body: web::Json<serde_json::Value>,
+) -> Result<web::Json<switchboard_discovery::DiscoveryResult>, ApiError> {
+    let endpoint = mcp_server::validate_endpoint(state.settings.policy(), &body)?;
+    Ok(web::Json(state.servers.discover(&endpoint).await))
+}
+
+/// Probe the server again and refill what discovery fills (auth fields, client registration).
+#[utoipa::path(tag = "mcp-servers", params(("id" = uuid::Uuid, Path)), responses((status = 200, body = McpServerResponse)), security(("api_key" = [])))]
+#[post("/{id}/rediscover")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn rediscover_mcp_server(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    id: web::Path<String>,
+) -> Result<web::Json<McpServerResponse>, ApiError> {
+    let id: McpServerId = parse_id("mcp server", &id)?;
+    let store = state.store.tenant(tenant.tenant_id);
+    let current = store.get_mcp_server(id).await?;
+    let mut spec = mcp_server::validate_patch(state.settings.policy(), &current, &serde_json::json!({}))?;
+    state.servers.discoverer().cache().clear();
+    state.servers.prepare(tenant.tenant_id, &mut spec, Some(&current)).await;
+    Ok(web::Json(store.update_mcp_server(&tenant.actor(), id, spec).await?.into()))
+}
+
 /// Register an MCP server.
 #[utoipa::path(
     tag = "mcp-servers",
@@ -185,7 +229,8 @@ pub async fn create_mcp_server(
     let body = body.into_inner();
     let scope = format!("tenant:{}:create_mcp_server", tenant.tenant_id);
     idempotency::run(&state, &req, tenant.tenant_id, &scope, &body, || async {
-        let spec = mcp_server::validate_create(state.settings.policy(), &body)?;
+        let mut spec = mcp_server::validate_create(state.settings.policy(), &body)?;
+        state.servers.prepare(tenant.tenant_id, &mut spec, None).await;
         let server = state.store.tenant(tenant.tenant_id).create_mcp_server(&tenant.actor(), spec).await?;
         let location = location(server.id);
         Ok(Created {
@@ -245,7 +290,10 @@ pub async fn update_mcp_server(
     let id: McpServerId = parse_id("mcp server", &id)?;
     let store = state.store.tenant(tenant.tenant_id);
     let current = store.get_mcp_server(id).await?;
-    let spec = mcp_server::validate_patch(state.settings.policy(), &current, &body)?;
+    let mut spec = mcp_server::validate_patch(state.settings.policy(), &current, &body)?;
+    if spec.changes_connection(&current) {
+        state.servers.prepare(tenant.tenant_id, &mut spec, Some(&current)).await;
+    }
     Ok(web::Json(store.update_mcp_server(&tenant.actor(), id, spec).await?.into()))
 }
 

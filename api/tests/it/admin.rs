@@ -72,7 +72,7 @@ async fn admin_api_is_off_without_a_token() {
     let mut app = TestApp::spawn().await;
     let mut settings = (*app.state.settings).clone();
     settings.admin_token = None;
-    let state = switchboard_api::state::AppState::new(app.store().clone(), settings, None);
+    let state = switchboard_api::state::AppState::new(app.store().clone(), settings, None).expect("state");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     app.base = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(switchboard_api::app::serve(state, listener, 1).expect("serve"));

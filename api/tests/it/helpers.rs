@@ -129,7 +129,7 @@ impl TestApp {
             .redis_url
             .as_deref()
             .map(|u| switchboard_api::redis::RedisHandle::new(u, &settings.redis_prefix).expect("redis url"));
-        let state = AppState::new(store, settings, redis);
+        let state = AppState::new(store, settings, redis).expect("state");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let server = switchboard_api::app::serve(state.clone(), listener, 1).expect("serve");

@@ -152,3 +152,30 @@ pub mod idempotency_keys {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod oauth_clients {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "oauth_clients")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub issuer: String,
+        pub client_type: String,
+        pub registration: String,
+        pub client_id: String,
+        pub client_secret: Option<Vec<u8>>,
+        pub registration_access_token: Option<Vec<u8>>,
+        pub registration_client_uri: Option<String>,
+        pub token_endpoint_auth_method: String,
+        pub redirect_uri: String,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -128,7 +128,7 @@ impl TenantStore<'_> {
             config: Set(serde_json::to_string(&spec.config).map_err(json_err("server config"))?),
             secrets: Set(self.seal(id, &secrets)?),
             secret_hints: Set(serde_json::to_string(&secrets.hints()).map_err(json_err("secret hints"))?),
-            discovery_result: Set(None),
+            discovery_result: Set(spec.discovery_result.as_ref().map(ToString::to_string)),
             created_at: Set(now),
             updated_at: Set(now),
         }
@@ -229,6 +229,9 @@ impl TenantStore<'_> {
         active.config = Set(serde_json::to_string(&spec.config).map_err(json_err("server config"))?);
         active.secrets = Set(self.seal(id, &secrets)?);
         active.secret_hints = Set(serde_json::to_string(&secrets.hints()).map_err(json_err("secret hints"))?);
+        if let Some(result) = &spec.discovery_result {
+            active.discovery_result = Set(Some(result.to_string()));
+        }
         active.updated_at = Set(Utc::now());
         let model = active.update(&txn).await.map_err(|e| slug_conflict(e, &slug))?;
         let server = model_to_server(model)?;

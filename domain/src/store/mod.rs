@@ -11,6 +11,7 @@ mod audit;
 pub mod entities;
 mod idempotency;
 mod mcp_servers;
+mod oauth_clients;
 mod tenants;
 
 use std::time::Duration;

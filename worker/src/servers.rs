@@ -1,0 +1,263 @@
+//! Preparing a server for use: discovery, hydration of the auth fields the tenant left out, and
+//! the OAuth client registration — on create, on a PATCH of the endpoint or auth, and on
+//! `rediscover`. Nothing here refuses to save a server: what went wrong is reported in its
+//! `discovery_result` so that an admin can fix it.
+//!
+//! Registration happens once per (tenant, issuer, client type): concurrent creates for servers of
+//! the same issuer wait for one another here, and the store keeps the first registration if
+//! another process raced this one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use switchboard_discovery::register::{self, RegistrationRequest};
+use switchboard_discovery::{Discoverer, DiscoveryResult};
+use switchboard_domain::TenantId;
+use switchboard_domain::crypto::Secret;
+use switchboard_domain::mcp_server::{AuthType, Discovered, McpServer, McpServerSpec, SecretChange};
+use switchboard_domain::oauth_client::{ClientType, NewOAuthClient, OAuthClient};
+use switchboard_domain::store::Store;
+use url::Url;
+
+/// The path of Switchboard's Client ID Metadata Document under the public URL.
+pub const CLIENT_METADATA_PATH: &str = "/oauth/client-metadata.json";
+/// The path of the consent callback under the public URL.
+pub const CALLBACK_PATH: &str = "/service/mcp/consent/callback";
+
+type LockKey = (TenantId, String, &'static str);
+
+pub struct ServerSetup {
+    store: Store,
+    discoverer: Arc<Discoverer>,
+    public_url: String,
+    locks: Mutex<HashMap<LockKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for ServerSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSetup").field("public_url", &self.public_url).finish_non_exhaustive()
+    }
+}
+
+impl ServerSetup {
+    #[must_use]
+    pub fn new(store: Store, discoverer: Arc<Discoverer>, public_url: &str) -> Self {
+        Self { store, discoverer, public_url: public_url.trim_end_matches('/').to_owned(), locks: Mutex::default() }
+    }
+
+    #[must_use]
+    pub fn discoverer(&self) -> &Discoverer {
+        &self.discoverer
+    }
+
+    /// `${SWITCHBOARD_PUBLIC_URL}/service/mcp/consent/callback`.
+    #[must_use]
+    pub fn redirect_uri(&self) -> String {
+        format!("{}{CALLBACK_PATH}", self.public_url)
+    }
+
+    /// Switchboard's CIMD `client_id`: only an https public URL can serve one.
+    #[must_use]
+    pub fn client_metadata_url(&self) -> Option<String> {
+        self.public_url.starts_with("https://").then(|| format!("{}{CLIENT_METADATA_PATH}", self.public_url))
+    }
+
+    /// Discovery only, nothing saved.
+    pub async fn discover(&self, endpoint: &Url) -> DiscoveryResult {
+        self.discoverer.discover(endpoint).await
+    }
+
+    /// Discovers, hydrates and registers for `spec`, and records the outcome in
+    /// `spec.discovery_result`. `previous` is the stored server when updating: the fields its
+    /// last discovery filled are filled afresh unless this request set them.
+    #[tracing::instrument(skip_all, fields(tenant.id = %tenant))]
+    pub async fn prepare(&self, tenant: TenantId, spec: &mut McpServerSpec, previous: Option<&McpServer>) {
+        if let Some(prev) = previous {
+            clear_hydrated(spec, prev);
+        }
+        let Ok(endpoint) = Url::parse(&spec.config.endpoint) else { return };
+        let mut result = self.discoverer.discover(&endpoint).await;
+        let kind = spec.config.auth.kind;
+        let oauth = matches!(
+            kind,
+            AuthType::OauthClientCredentials
+                | AuthType::OauthAuthorizationCodePublicPkce
+                | AuthType::OauthAuthorizationCodeConfidentialPkce
+        );
+        if oauth {
+            let found = Discovered {
+                auth_url: result.auth_url.clone(),
+                token_url: result.token_url.clone(),
+                register_url: result.register_url.clone(),
+                resource: result.resource.clone(),
+                scopes: result.scopes.clone(),
+            };
+            result.hydrated_fields = spec.hydrate(&found).into_iter().map(str::to_owned).collect();
+        }
+        if let Some(rec) = &result.recommended_auth_mode
+            && rec != kind.as_str()
+            && result.requires_auth
+        {
+            result
+                .warnings
+                .push(format!("this server is configured as `{}` but discovery recommends `{rec}`", kind.as_str()));
+        }
+        match kind {
+            AuthType::OauthAuthorizationCodePublicPkce | AuthType::OauthAuthorizationCodeConfidentialPkce => {
+                if spec.config.auth.client_id.is_some() {
+                    result.client_registration = Some("pre_registered".into());
+                } else {
+                    self.obtain_client(tenant, spec, &mut result).await;
+                }
+            }
+            _ => {}
+        }
+        spec.discovery_result = serde_json::to_value(&result).ok();
+    }
+
+    async fn obtain_client(&self, tenant: TenantId, spec: &mut McpServerSpec, result: &mut DiscoveryResult) {
+        let Some(issuer) = result.issuer.clone() else {
+            result.warnings.push(
+                "no client was registered: the authorization server is unknown; supply client_id (and client_secret)"
+                    .into(),
+            );
+            return;
+        };
+        let client_type = if spec.config.auth.kind == AuthType::OauthAuthorizationCodeConfidentialPkce {
+            ClientType::Confidential
+        } else {
+            ClientType::Public
+        };
+        let lock = {
+            let Ok(mut locks) = self.locks.lock() else { return };
+            locks.entry((tenant, issuer.clone(), client_type.as_str())).or_default().clone()
+        };
+        let _guard = lock.lock().await;
+        let store = self.store.tenant(tenant);
+        let client = match store.find_oauth_client(&issuer, client_type).await {
+            Ok(Some(existing)) => Some(existing),
+            Ok(None) => self.register(tenant, &issuer, client_type, spec, result).await,
+            Err(e) => {
+                tracing::error!(error = %e, "reading registered clients failed");
+                result.warnings.push("the stored client registrations could not be read; retry with rediscover".into());
+                None
+            }
+        };
+        let Some(client) = client else { return };
+        spec.config.auth.client_id = Some(client.client_id.clone());
+        result.hydrated_fields.push("client_id".into());
+        if client_type == ClientType::Confidential
+            && let Some(secret) = &client.client_secret
+        {
+            spec.client_secret = SecretChange::Set(secret.clone());
+            result.hydrated_fields.push("client_secret".into());
+        }
+        result.client_registration = Some(client.registration.clone());
+    }
+
+    async fn register(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        client_type: ClientType,
+        spec: &McpServerSpec,
+        result: &mut DiscoveryResult,
+    ) -> Option<OAuthClient> {
+        let redirect_uri = self.redirect_uri();
+        let new = if client_type == ClientType::Public
+            && result.client_id_metadata_document_supported
+            && let Some(client_id) = self.client_metadata_url()
+        {
+            NewOAuthClient {
+                issuer: issuer.to_owned(),
+                client_type,
+                registration: "client_id_metadata_document".into(),
+                client_id,
+                client_secret: None,
+                registration_access_token: None,
+                registration_client_uri: None,
+                token_endpoint_auth_method: "none".into(),
+                redirect_uri,
+            }
+        } else if let Some(register_url) = spec.config.auth.register_url.as_deref().and_then(|u| Url::parse(u).ok()) {
+            let scopes = spec.config.auth.scopes.clone().unwrap_or_default();
+            let req = RegistrationRequest {
+                register_url: &register_url,
+                redirect_uri: &redirect_uri,
+                client_name: "Switchboard",
+                scopes: &scopes,
+                confidential: client_type == ClientType::Confidential,
+                supported_methods: &result.token_endpoint_auth_methods_supported,
+            };
+            match register::register(self.discoverer.fetcher(), &req, &mut result.steps).await {
+                Ok(r) => NewOAuthClient {
+                    issuer: issuer.to_owned(),
+                    client_type,
+                    registration: "dynamic_registration".into(),
+                    client_id: r.client_id,
+                    client_secret: r.client_secret.map(Secret::new),
+                    registration_access_token: r.registration_access_token.map(Secret::new),
+                    registration_client_uri: r.registration_client_uri,
+                    token_endpoint_auth_method: r.token_endpoint_auth_method,
+                    redirect_uri,
+                },
+                Err(e) => {
+                    result.warnings.push(format!("dynamic client registration failed: {e}"));
+                    result.message = format!(
+                        "{}. No client could be registered ({e}); supply client_id (and client_secret) from the provider's console",
+                        result.message
+                    );
+                    return None;
+                }
+            }
+        } else {
+            result.message = format!(
+                "{}. The provider supports neither dynamic client registration nor client ID metadata documents{}: supply client_id (and client_secret) registered with redirect URI {redirect_uri}",
+                result.message,
+                if self.client_metadata_url().is_none() && result.client_id_metadata_document_supported {
+                    " usable here (SWITCHBOARD_PUBLIC_URL is not https)"
+                } else {
+                    ""
+                }
+            );
+            return None;
+        };
+        match self.store.tenant(tenant).save_oauth_client(new).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(error = %e, "storing a client registration failed");
+                result.warnings.push("the client registration could not be stored; retry with rediscover".into());
+                None
+            }
+        }
+    }
+}
+
+/// Clears what the previous discovery filled in, unless this request changed it: those fields are
+/// Switchboard's to refill (a new endpoint may have a new authorization server).
+fn clear_hydrated(spec: &mut McpServerSpec, prev: &McpServer) {
+    let hydrated: Vec<String> = prev
+        .discovery_result
+        .as_ref()
+        .and_then(|r| r.get("hydrated_fields"))
+        .and_then(|h| serde_json::from_value(h.clone()).ok())
+        .unwrap_or_default();
+    let auth = &mut spec.config.auth;
+    let old = &prev.config.auth;
+    for field in &hydrated {
+        match field.as_str() {
+            "auth_url" if auth.auth_url == old.auth_url => auth.auth_url = None,
+            "token_url" if auth.token_url == old.token_url => auth.token_url = None,
+            "register_url" if auth.register_url == old.register_url => auth.register_url = None,
+            "resource" if auth.resource == old.resource => auth.resource = None,
+            "scopes" if auth.scopes == old.scopes => auth.scopes = None,
+            "client_id" if auth.client_id == old.client_id => {
+                auth.client_id = None;
+                if spec.client_secret == SecretChange::Keep {
+                    spec.client_secret = SecretChange::Clear;
+                }
+            }
+            _ => {}
+        }
+    }
+}
