@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod redis;
+pub mod report;
 pub mod routes;
 pub mod state;
 pub mod telemetry;

@@ -30,6 +30,20 @@ enum Command {
     Worker(StoreArgs),
     /// Apply pending database migrations, then exit.
     Migrate(StoreArgs),
+    /// Discover how an MCP server wants to be authorized, and print what was found (nothing is saved).
+    Discover {
+        /// The MCP server's Streamable HTTP URL.
+        url: String,
+        /// Print the discovery_result JSON instead of the report.
+        #[arg(long)]
+        json: bool,
+        /// Allow loopback and private addresses (development only).
+        #[arg(long, env = "SWITCHBOARD_ALLOW_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::SetTrue)]
+        allow_private_network: bool,
+        /// Comma-separated CIDRs and host names outbound calls may reach despite the policy.
+        #[arg(long, env = "SWITCHBOARD_OUTBOUND_ALLOWLIST", default_value = "")]
+        outbound_allowlist: String,
+    },
     /// Print the OpenAPI document (or write it to a file).
     Openapi {
         /// Write to this file instead of standard output.
@@ -199,6 +213,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
+        Command::Discover { url, json, allow_private_network, outbound_allowlist } => {
+            discover(&url, json, allow_private_network, &outbound_allowlist).await
+        }
         Command::Openapi { output } => {
             let text = switchboard_api::openapi::spec_json();
             match output {
@@ -210,6 +227,42 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Admin { command, store } => admin(command, &open(&store, 2).await?).await,
+    }
+}
+
+async fn discover(url: &str, json: bool, allow_private_networks: bool, allowlist: &str) -> anyhow::Result<()> {
+    let policy = switchboard_domain::validate::Policy { allow_private_networks };
+    let endpoint = switchboard_domain::mcp_server::validate_endpoint(policy, &serde_json::json!({"endpoint": url}))
+        .map_err(explain)?;
+    let network = switchboard_discovery::NetworkPolicy { allow_private_networks, allow: vec![] }
+        .with_allowlist(allowlist)
+        .map_err(|e| anyhow::anyhow!("--outbound-allowlist: {e}"))?;
+    let fetcher = switchboard_discovery::Fetcher::new(network, switchboard_discovery::Limits::default())
+        .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
+    let result = switchboard_discovery::Discoverer::new(fetcher).discover(&endpoint).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        print!("{}", switchboard_api::report::discovery(&result));
+    }
+    Ok(())
+}
+
+/// A domain error for a terminal: every invalid field with its hint.
+fn explain(e: switchboard_domain::DomainError) -> anyhow::Error {
+    match e {
+        switchboard_domain::DomainError::Invalid(fields) => anyhow::anyhow!(
+            "{}",
+            fields
+                .iter()
+                .map(|f| match &f.hint {
+                    Some(h) => format!("{}: {} (hint: {h})", f.field, f.message),
+                    None => format!("{}: {}", f.field, f.message),
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        other => other.into(),
     }
 }
 
@@ -283,7 +336,8 @@ async fn shutdown_signal() {
 async fn admin(command: AdminCommand, store: &Store) -> anyhow::Result<()> {
     match command {
         AdminCommand::Tenant { command: TenantCommand::Create { name, slug, json } } => {
-            let spec = switchboard_domain::tenant::validate_create(&serde_json::json!({"name": name, "slug": slug}))?;
+            let spec = switchboard_domain::tenant::validate_create(&serde_json::json!({"name": name, "slug": slug}))
+                .map_err(explain)?;
             let (tenant, key) = store.create_tenant(&Actor::Admin, spec).await?;
             if json {
                 println!(

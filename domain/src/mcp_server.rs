@@ -178,8 +178,9 @@ pub struct McpServer {
     pub description: Option<String>,
     pub config: McpServerConfig,
     pub secret_hints: SecretHints,
-    /// Filled by discovery; `None` until a server has been probed.
-    pub discovery_result: Option<Value>,
+    /// Filled by discovery; `None` until a server has been probed. Kept as the stored JSON text:
+    /// it is only ever passed through to responses, so it is never parsed into a tree.
+    pub discovery_result: Option<Box<serde_json::value::RawValue>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -239,8 +239,8 @@ fn clear_hydrated(spec: &mut McpServerSpec, prev: &McpServer) {
     let hydrated: Vec<String> = prev
         .discovery_result
         .as_ref()
-        .and_then(|r| r.get("hydrated_fields"))
-        .and_then(|h| serde_json::from_value(h.clone()).ok())
+        .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
+        .and_then(|r| serde_json::from_value(r.get("hydrated_fields")?.clone()).ok())
         .unwrap_or_default();
     let auth = &mut spec.config.auth;
     let old = &prev.config.auth;

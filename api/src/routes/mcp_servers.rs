@@ -17,11 +17,13 @@ use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(create_mcp_server)
+    cfg.service(discover_mcp_server)
+        .service(create_mcp_server)
         .service(list_mcp_servers)
         .service(get_mcp_server)
         .service(update_mcp_server)
-        .service(delete_mcp_server);
+        .service(delete_mcp_server)
+        .service(rediscover_mcp_server);
 }
 
 /// A registered MCP server. Secrets are never shown: only whether they are set.
@@ -35,7 +37,7 @@ pub struct McpServerResponse {
     pub config: McpServerConfigResponse,
     /// What discovery learned about the server; null until it has been probed.
     #[schema(value_type = Option<Object>)]
-    pub discovery_result: Option<serde_json::Value>,
+    pub discovery_result: Option<Box<serde_json::value::RawValue>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -12,5 +12,6 @@ mod idempotency;
 mod mcp_servers;
 mod migrations;
 mod ops;
+mod peers;
 mod secrets;
 mod tenancy;

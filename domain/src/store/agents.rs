@@ -1,10 +1,7 @@
 //! Agents and their attachments to MCP servers.
 
 use chrono::Utc;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde_json::json;
 
 use super::audit::{self, AuditEntry};
@@ -42,7 +39,7 @@ fn attachment(link: agent_mcp_servers::Model, server: &mcp_servers::Model) -> Re
 
 impl TenantStore<'_> {
     pub async fn create_agent(&self, actor: &Actor, spec: AgentSpec) -> Result<Agent, DomainError> {
-        let txn = self.store.db.begin().await.map_err(map_err)?;
+        let (_write, txn) = self.store.begin_write().await?;
         let now = Utc::now();
         let model = agents::ActiveModel {
             id: Set(AgentId::new().0),
@@ -87,7 +84,7 @@ impl TenantStore<'_> {
     }
 
     pub async fn update_agent(&self, actor: &Actor, id: AgentId, spec: AgentSpec) -> Result<Agent, DomainError> {
-        let txn = self.store.db.begin().await.map_err(map_err)?;
+        let (_write, txn) = self.store.begin_write().await?;
         let mut active: agents::ActiveModel = self.find_agent(&txn, id).await?.into();
         active.name = Set(spec.name);
         active.description = Set(spec.description);
@@ -100,7 +97,7 @@ impl TenantStore<'_> {
 
     /// Deletes the agent; its attachments go with it.
     pub async fn delete_agent(&self, actor: &Actor, id: AgentId) -> Result<(), DomainError> {
-        let txn = self.store.db.begin().await.map_err(map_err)?;
+        let (_write, txn) = self.store.begin_write().await?;
         let a = agent(self.find_agent(&txn, id).await?);
         agents::Entity::delete_by_id(id.0).exec(&txn).await.map_err(map_err)?;
         audit::record(&txn, self.agent_entry(actor, "agent.deleted", &a)).await?;
@@ -148,7 +145,7 @@ impl TenantStore<'_> {
         server_id: McpServerId,
         tools: Option<Vec<String>>,
     ) -> Result<(Attachment, bool), DomainError> {
-        let txn = self.store.db.begin().await.map_err(map_err)?;
+        let (_write, txn) = self.store.begin_write().await?;
         self.find_agent(&txn, agent_id).await?;
         let server = self.find_server(&txn, server_id).await?;
         let tools_json = tools.as_ref().map(serde_json::to_string).transpose().map_err(json_err("attachment tools"))?;
@@ -195,7 +192,7 @@ impl TenantStore<'_> {
     }
 
     pub async fn detach(&self, actor: &Actor, agent_id: AgentId, server_id: McpServerId) -> Result<(), DomainError> {
-        let txn = self.store.db.begin().await.map_err(map_err)?;
+        let (_write, txn) = self.store.begin_write().await?;
         self.find_agent(&txn, agent_id).await?;
         let deleted = agent_mcp_servers::Entity::delete_many()
             .filter(agent_mcp_servers::Column::TenantId.eq(self.tenant_id.0))

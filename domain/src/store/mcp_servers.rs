@@ -3,7 +3,7 @@
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
-    Select, Set, TransactionTrait,
+    Select, Set,
 };
 use serde_json::json;
 
@@ -80,8 +80,7 @@ fn model_to_server(m: impl Into<ServerRow>) -> Result<McpServer, DomainError> {
         secret_hints: serde_json::from_str(&m.secret_hints).map_err(json_err("secret hints"))?,
         discovery_result: m
             .discovery_result
-            .as_deref()
-            .map(serde_json::from_str)
+            .map(serde_json::value::RawValue::from_string)
             .transpose()
             .map_err(json_err("discovery result"))?,
         created_at: m.created_at,
@@ -114,7 +113,7 @@ impl TenantStore<'_> {
             .clone()
             .or_else(|| slug::derive(&spec.name))
             .ok_or_else(|| DomainError::invalid("slug", "required", "slug is required"))?;
-        let txn = self.store.db.begin().await.map_err(map_err)?;
+        let (_write, txn) = self.store.begin_write().await?;
         let slug = if explicit { base } else { self.free_slug(&txn, &base).await? };
         let id = McpServerId::new();
         let secrets = spec.apply_secrets(&AuthSecrets::default());
@@ -218,7 +217,7 @@ impl TenantStore<'_> {
         id: McpServerId,
         spec: McpServerSpec,
     ) -> Result<McpServer, DomainError> {
-        let txn = self.store.db.begin().await.map_err(map_err)?;
+        let (_write, txn) = self.store.begin_write().await?;
         let current = self.find_server(&txn, id).await?;
         let secrets = spec.apply_secrets(&self.open(id, current.secrets.as_deref())?);
         let slug = spec.slug.clone().unwrap_or_else(|| current.slug.clone());
@@ -242,7 +241,7 @@ impl TenantStore<'_> {
 
     /// Deletes the server; its attachments go with it.
     pub async fn delete_mcp_server(&self, actor: &Actor, id: McpServerId) -> Result<(), DomainError> {
-        let txn = self.store.db.begin().await.map_err(map_err)?;
+        let (_write, txn) = self.store.begin_write().await?;
         let server = model_to_server(self.find_server(&txn, id).await?)?;
         mcp_servers::Entity::delete_by_id(id.0).exec(&txn).await.map_err(map_err)?;
         audit::record(&txn, self.entry(actor, "mcp_server.deleted", &server)).await?;

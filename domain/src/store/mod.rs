@@ -73,6 +73,10 @@ pub struct Store {
     db: DatabaseConnection,
     envelope: Envelope,
     backend: Backend,
+    /// SQLite allows one writer at a time, and a deferred transaction that reads before it writes
+    /// fails with `SQLITE_BUSY` (no waiting) when another writer got in between. Write transactions
+    /// therefore take this lock first; Postgres needs none.
+    writer: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Store {
@@ -106,7 +110,8 @@ impl Store {
             }
         }
         let db = Database::connect(opts).await.map_err(map_err)?;
-        Ok(Self { db, envelope, backend })
+        let writer = (backend == Backend::Sqlite).then(std::sync::Arc::default);
+        Ok(Self { db, envelope, backend, writer })
     }
 
     #[must_use]
@@ -128,6 +133,19 @@ impl Store {
     #[must_use]
     pub fn tenant(&self, tenant_id: TenantId) -> TenantStore<'_> {
         TenantStore { store: self, tenant_id }
+    }
+
+    /// Begins a write transaction (serialised per process on SQLite). Keep the guard until the
+    /// transaction is committed or dropped.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<(Option<tokio::sync::OwnedMutexGuard<()>>, sea_orm::DatabaseTransaction), DomainError> {
+        let guard = match &self.writer {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        let txn = sea_orm::TransactionTrait::begin(&self.db).await.map_err(map_err)?;
+        Ok((guard, txn))
     }
 
     /// A cheap round trip, for readiness checks.

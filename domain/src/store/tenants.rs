@@ -1,10 +1,7 @@
 //! Tenants and API keys: the admin plane, plus the key lookup every tenant request makes.
 
 use chrono::Utc;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde_json::json;
 
 use super::audit::{self, AuditEntry};
@@ -53,7 +50,7 @@ impl Store {
         name: &str,
         slug: &str,
     ) -> Result<(Tenant, CreatedApiKey), DomainError> {
-        let txn = self.db.begin().await.map_err(map_err)?;
+        let (_write, txn) = self.begin_write().await?;
         let model = tenants::ActiveModel {
             id: Set(TenantId::new().0),
             name: Set(name.to_owned()),
@@ -116,7 +113,7 @@ impl Store {
         tenant_id: TenantId,
         name: Option<String>,
     ) -> Result<CreatedApiKey, DomainError> {
-        let txn = self.db.begin().await.map_err(map_err)?;
+        let (_write, txn) = self.begin_write().await?;
         if tenants::Entity::find_by_id(tenant_id.0).one(&txn).await.map_err(map_err)?.is_none() {
             return Err(DomainError::not_found("tenant", tenant_id));
         }
@@ -145,7 +142,7 @@ impl Store {
         tenant_id: TenantId,
         key_id: ApiKeyId,
     ) -> Result<ApiKey, DomainError> {
-        let txn = self.db.begin().await.map_err(map_err)?;
+        let (_write, txn) = self.begin_write().await?;
         let found = api_keys::Entity::find_by_id(key_id.0)
             .filter(api_keys::Column::TenantId.eq(tenant_id.0))
             .one(&txn)
