@@ -9,6 +9,7 @@
 
 pub mod discover;
 pub mod http;
+pub mod mcp;
 pub mod policy;
 pub mod register;
 pub mod result;

@@ -53,6 +53,10 @@ pub struct DiscoveryResult {
     /// How a client was obtained, when one was needed: `pre_registered`, `client_id_metadata_document`,
     /// `dynamic_registration`, or null.
     pub client_registration: Option<String>,
+    /// For `none`, `token` and client-credentials servers: a live `initialize` + `tools/list` with
+    /// the configured credentials (null for authorization-code servers, which need a user).
+    #[serde(default)]
+    pub verification: Option<crate::mcp::Verification>,
     /// Config fields Switchboard filled from discovery (and may refill on `rediscover`).
     #[serde(default)]
     pub hydrated_fields: Vec<String>,

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use switchboard_discovery::mcp::{self, Verification};
 use switchboard_discovery::register::{self, RegistrationRequest};
 use switchboard_discovery::{Discoverer, DiscoveryResult};
 use switchboard_domain::TenantId;
@@ -110,9 +111,76 @@ impl ServerSetup {
                     self.obtain_client(tenant, spec, &mut result).await;
                 }
             }
-            _ => {}
+            AuthType::None | AuthType::Token | AuthType::OauthClientCredentials => {
+                self.verify(tenant, spec, previous, &endpoint, &mut result).await;
+            }
         }
         spec.discovery_result = serde_json::to_value(&result).ok();
+    }
+
+    /// A live `initialize` + `tools/list` with the configured credentials (none, the static token,
+    /// or a client-credentials token fetched for the purpose and then dropped).
+    async fn verify(
+        &self,
+        tenant: TenantId,
+        spec: &McpServerSpec,
+        previous: Option<&McpServer>,
+        endpoint: &Url,
+        result: &mut DiscoveryResult,
+    ) {
+        let stored = match previous {
+            Some(p) => self.store.tenant(tenant).mcp_server_secrets(p.id).await.unwrap_or_default(),
+            None => Default::default(),
+        };
+        let secrets = spec.apply_secrets(&stored);
+        let fetcher = self.discoverer.fetcher();
+        let auth = &spec.config.auth;
+        let bearer = match auth.kind {
+            AuthType::Token => secrets.auth_token.as_ref().map(|t| t.expose().to_owned()),
+            AuthType::OauthClientCredentials => {
+                let token_url = auth.token_url.as_deref().and_then(|u| Url::parse(u).ok());
+                let (Some(token_url), Some(id), Some(secret)) =
+                    (token_url, auth.client_id.as_deref(), secrets.client_secret.as_ref())
+                else {
+                    result.verification = Some(Verification {
+                        error: Some("no token_url is known: set config.auth.token_url".into()),
+                        ..Verification::default()
+                    });
+                    return;
+                };
+                let scopes = auth.scopes.clone().unwrap_or_default();
+                match mcp::client_credentials_token(
+                    fetcher,
+                    &token_url,
+                    id,
+                    secret.expose(),
+                    &scopes,
+                    auth.resource.as_deref(),
+                    &mut result.steps,
+                )
+                .await
+                {
+                    Ok(token) => Some(token),
+                    Err(e) => {
+                        result.warnings.push(format!("verification failed: {e}"));
+                        result.verification = Some(Verification { error: Some(e), ..Verification::default() });
+                        return;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let v = mcp::verify(fetcher, endpoint, &spec.config.headers, bearer.as_deref(), &mut result.steps).await;
+        if v.ok {
+            result.message = format!(
+                "{} Verified with the configured credentials: {} tools.",
+                result.message.trim_end_matches('.').to_owned() + ".",
+                v.tools.len()
+            );
+        } else if let Some(e) = &v.error {
+            result.warnings.push(format!("verification failed: {e}"));
+        }
+        result.verification = Some(v);
     }
 
     async fn obtain_client(&self, tenant: TenantId, spec: &mut McpServerSpec, result: &mut DiscoveryResult) {

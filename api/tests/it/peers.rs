@@ -250,3 +250,19 @@ fn discover_command_prints_a_report_and_json() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("SWITCHBOARD_ALLOW_PRIVATE_NETWORKS"));
 }
+
+#[tokio::test]
+async fn token_servers_are_verified_live_and_saved_even_when_wrong() {
+    let peers = Peers::start();
+    let app = local_app().await;
+    let res = app
+        .post("/v1/mcp-servers", &json!({"name": "Static", "config": {"endpoint": peers.mcp_url, "auth": {"type": "token", "auth_token": "not-a-valid-token-1234"}}}))
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    let d = &res.json()["discovery_result"];
+    assert_eq!(d["verification"]["ok"], false, "{d:#}");
+    assert_eq!(d["verification"]["error"], "the server refused the credentials (401)");
+    let warnings = d["warnings"].as_array().expect("warnings");
+    assert!(warnings.iter().any(|w| w.as_str().is_some_and(|w| w.contains("discovery recommends `oauth_authorization_code_public_pkce`"))), "{d:#}");
+    assert!(!res.text.contains("not-a-valid-token-1234"));
+}

@@ -18,6 +18,8 @@ pub struct Route {
     pub trickle: bool,
     /// Stream this many bytes of filler without a Content-Length.
     pub flood: usize,
+    /// Answer 401 unless `Authorization` is exactly this.
+    pub require_auth: Option<String>,
 }
 
 impl Route {
@@ -32,6 +34,11 @@ impl Route {
 
     pub fn status(status: u16) -> Self {
         Self { status, ..Self::default() }
+    }
+
+    pub fn requires(mut self, authorization: &str) -> Self {
+        self.require_auth = Some(authorization.into());
+        self
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -86,15 +93,32 @@ impl Fake {
     }
 }
 
-async fn handle(req: HttpRequest, fake: web::Data<Fake>) -> HttpResponse {
+async fn handle(req: HttpRequest, body: web::Bytes, fake: web::Data<Fake>) -> HttpResponse {
     let path = req.uri().path_and_query().map_or_else(|| req.path().to_owned(), |p| p.as_str().to_owned());
     fake.hits.lock().expect("lock").push(format!("{} {path}", req.method()));
-    let route = fake.routes.lock().expect("lock").get(&(req.method().to_string(), req.path().to_owned())).cloned();
+    // JSON-RPC posts may be routed by method: `/mcp#tools/list`.
+    let rpc_method = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("method")?.as_str().map(str::to_owned));
+    let route = {
+        let routes = fake.routes.lock().expect("lock");
+        rpc_method
+            .and_then(|m| routes.get(&(req.method().to_string(), format!("{}#{m}", req.path()))).cloned())
+            .or_else(|| routes.get(&(req.method().to_string(), req.path().to_owned())).cloned())
+    };
     let delay = *fake.delay_all.lock().expect("lock");
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
     let Some(route) = route else { return HttpResponse::NotFound().finish() };
+    if let Some(want) = &route.require_auth {
+        let got = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+        if got != Some(want.as_str()) {
+            return HttpResponse::Unauthorized()
+                .insert_header(("www-authenticate", "Bearer error=\"invalid_token\""))
+                .finish();
+        }
+    }
     if !route.delay.is_zero() {
         tokio::time::sleep(route.delay).await;
     }

@@ -6,3 +6,4 @@
 mod fake;
 mod layouts;
 mod ssrf;
+mod verify;

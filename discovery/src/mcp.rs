@@ -1,0 +1,277 @@
+//! A minimal MCP Streamable HTTP client: `initialize`, `notifications/initialized`, `tools/list`.
+//! Enough to verify that a configuration works; the gateway issue grows it into a proxy.
+//!
+//! Responses may be plain JSON or a `text/event-stream` whose `data:` lines carry JSON-RPC
+//! messages; both are read. The bearer token, when there is one, goes only in the
+//! `Authorization` header and never into a step, a log line or an error.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use url::Url;
+
+use crate::discover::PROTOCOL_VERSION;
+use crate::http::{Fetched, Fetcher, headers, ms_since};
+use crate::result::Step;
+
+/// The outcome of a live check.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Verification {
+    pub ok: bool,
+    /// Tool names from `tools/list`.
+    pub tools: Vec<String>,
+    pub server_name: Option<String>,
+    pub protocol_version: Option<String>,
+    /// What failed, in words (`null` when `ok`).
+    pub error: Option<String>,
+}
+
+/// Finds the JSON-RPC response with `id` in a JSON or SSE body.
+fn rpc_response(f: &Fetched, id: u64) -> Option<Value> {
+    let is_sse =
+        f.headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("text/event-stream"));
+    let matches = |v: &Value| v.get("id").and_then(Value::as_u64) == Some(id);
+    if is_sse {
+        let text = String::from_utf8_lossy(&f.body);
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .find(matches)
+    } else {
+        serde_json::from_slice::<Value>(&f.body).ok().filter(matches)
+    }
+}
+
+fn failure(status: u16) -> String {
+    match status {
+        401 => "the server refused the credentials (401)".into(),
+        403 => "the credentials lack a required scope (403)".into(),
+        404 => "no MCP endpoint at this URL (404)".into(),
+        s => format!("unexpected status {s}"),
+    }
+}
+
+/// The request headers of a verification call.
+fn request_headers(
+    extra: &BTreeMap<String, String>,
+    bearer: Option<&str>,
+    session: Option<&str>,
+    version: Option<&str>,
+) -> reqwest::header::HeaderMap {
+    use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
+    let mut h = headers(&[("accept", "application/json, text/event-stream"), ("content-type", "application/json")]);
+    for (k, val) in extra {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(val)) {
+            h.insert(name, value);
+        }
+    }
+    if let Some(t) = bearer
+        && let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {t}"))
+    {
+        value.set_sensitive(true);
+        h.insert(AUTHORIZATION, value);
+    }
+    if let Some(s) = session
+        && let Ok(value) = HeaderValue::from_str(s)
+    {
+        h.insert("mcp-session-id", value);
+        if let Ok(value) = HeaderValue::from_str(version.unwrap_or(PROTOCOL_VERSION)) {
+            h.insert("mcp-protocol-version", value);
+        }
+    }
+    h
+}
+
+/// One POST of a JSON-RPC message, recorded as a step.
+async fn send(
+    fetcher: &Fetcher,
+    endpoint: &Url,
+    h: reqwest::header::HeaderMap,
+    body: &Value,
+    learned: &str,
+    steps: &mut Vec<Step>,
+) -> Result<Fetched, String> {
+    let start = Instant::now();
+    let res = fetcher.post(endpoint, h, body.to_string().into_bytes()).await;
+    let mut step = Step {
+        method: "POST".into(),
+        url: endpoint.to_string(),
+        status: None,
+        ms: ms_since(start),
+        error: None,
+        learned: learned.into(),
+    };
+    let out = match res {
+        Ok(f) => {
+            step.status = Some(f.status.as_u16());
+            Ok(f)
+        }
+        Err(e) => {
+            step.error = Some(e.to_string());
+            Err(format!("the MCP endpoint could not be reached ({e})"))
+        }
+    };
+    steps.push(step);
+    out
+}
+
+/// Runs `initialize` and `tools/list` against `endpoint` with `bearer` (if any) and the server's
+/// extra headers. Every request is appended to `steps`.
+pub async fn verify(
+    fetcher: &Fetcher,
+    endpoint: &Url,
+    extra: &BTreeMap<String, String>,
+    bearer: Option<&str>,
+    steps: &mut Vec<Step>,
+) -> Verification {
+    let mut v = Verification::default();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "switchboard", "version": env!("CARGO_PKG_VERSION")}}});
+    let f = match send(
+        fetcher,
+        endpoint,
+        request_headers(extra, bearer, None, None),
+        &init,
+        "verification: initialize",
+        steps,
+    )
+    .await
+    {
+        Ok(f) if f.status.is_success() => f,
+        Ok(f) => {
+            v.error = Some(failure(f.status.as_u16()));
+            return v;
+        }
+        Err(e) => {
+            v.error = Some(e);
+            return v;
+        }
+    };
+    let Some(result) = rpc_response(&f, 1).and_then(|r| r.get("result").cloned()) else {
+        v.error = Some("the initialize response is not a JSON-RPC result".into());
+        return v;
+    };
+    v.protocol_version = result.get("protocolVersion").and_then(Value::as_str).map(str::to_owned);
+    v.server_name = result.pointer("/serverInfo/name").and_then(Value::as_str).map(str::to_owned);
+    let session = f.headers.get("mcp-session-id").and_then(|s| s.to_str().ok()).map(str::to_owned);
+    let version = v.protocol_version.clone();
+    let h = || request_headers(extra, bearer, session.as_deref(), version.as_deref());
+    let _ = send(
+        fetcher,
+        endpoint,
+        h(),
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        "verification: initialized",
+        steps,
+    )
+    .await;
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}});
+    let f = match send(fetcher, endpoint, h(), &list, "verification: tools/list", steps).await {
+        Ok(f) if f.status.is_success() => f,
+        Ok(f) => {
+            v.error = Some(failure(f.status.as_u16()));
+            return v;
+        }
+        Err(e) => {
+            v.error = Some(e);
+            return v;
+        }
+    };
+    match rpc_response(&f, 2) {
+        Some(r) if r.get("result").is_some() => {
+            v.tools = r
+                .pointer("/result/tools")
+                .and_then(Value::as_array)
+                .map(|t| t.iter().filter_map(|t| t.get("name")?.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            v.ok = true;
+            if let Some(last) = steps.last_mut() {
+                last.learned = format!("verification: tools/list returned {} tools", v.tools.len());
+            }
+        }
+        Some(r) => {
+            let msg: String = r
+                .pointer("/error/message")
+                .and_then(Value::as_str)
+                .unwrap_or("error")
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect();
+            v.error = Some(format!("tools/list failed: {msg}"));
+        }
+        None => v.error = Some("the tools/list response is not JSON-RPC".into()),
+    }
+    v
+}
+
+/// A client-credentials token request (RFC 6749 §4.4) with the `resource` (RFC 8707). Returns the
+/// access token; errors are reduced to the RFC 6749 error code.
+pub async fn client_credentials_token(
+    fetcher: &Fetcher,
+    token_url: &Url,
+    client_id: &str,
+    client_secret: &str,
+    scopes: &[String],
+    resource: Option<&str>,
+    steps: &mut Vec<Step>,
+) -> Result<String, String> {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.append_pair("grant_type", "client_credentials");
+    if !scopes.is_empty() {
+        form.append_pair("scope", &scopes.join(" "));
+    }
+    if let Some(r) = resource {
+        form.append_pair("resource", r);
+    }
+    // client_secret_basic: id and secret form-urlencoded before base64 (RFC 6749 §2.3.1).
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(client_id), enc(client_secret)));
+    let mut h = headers(&[("content-type", "application/x-www-form-urlencoded"), ("accept", "application/json")]);
+    if let Ok(mut value) = reqwest::header::HeaderValue::from_str(&format!("Basic {basic}")) {
+        value.set_sensitive(true);
+        h.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    let start = Instant::now();
+    let res = fetcher.post(token_url, h, form.finish().into_bytes()).await;
+    let mut step = Step {
+        method: "POST".into(),
+        url: token_url.to_string(),
+        status: None,
+        ms: ms_since(start),
+        error: None,
+        learned: String::new(),
+    };
+    let out = match res {
+        Ok(f) => {
+            step.status = Some(f.status.as_u16());
+            let json: Value = serde_json::from_slice(&f.body).unwrap_or_default();
+            match json.get("access_token").and_then(Value::as_str) {
+                Some(t) if f.status.is_success() && !t.is_empty() => Ok(t.to_owned()),
+                _ => {
+                    let code = json
+                        .get("error")
+                        .and_then(Value::as_str)
+                        .filter(|c| c.len() < 64 && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+                    Err(format!(
+                        "the token endpoint refused the client credentials ({})",
+                        code.unwrap_or("no error code")
+                    ))
+                }
+            }
+        }
+        Err(e) => {
+            step.error = Some(e.to_string());
+            Err(format!("the token endpoint could not be reached ({e})"))
+        }
+    };
+    step.learned = match &out {
+        Ok(_) => "verification: client credentials accepted".into(),
+        Err(e) => format!("verification: {e}"),
+    };
+    steps.push(step);
+    out
+}
