@@ -73,3 +73,6 @@ for q in list get; do
 done
 rm -rf "$tmp"
 psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $PG_DB" >/dev/null
+
+echo "# discovery + registration, every response delayed 50 ms (median of 5 per layout)"
+"$BENCH" discovery --delay-ms 50 --runs 5

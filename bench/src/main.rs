@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
+mod discovery;
+
 #[derive(Parser)]
 #[command(name = "switchboard-bench")]
 struct Cli {
@@ -47,6 +49,13 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         count: usize,
     },
+    /// Discovery + registration against local servers delaying every response, per metadata layout.
+    Discovery {
+        #[arg(long, default_value_t = 50)]
+        delay_ms: u64,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Start `switchboard serve` on a fresh SQLite data dir; report time to ready and idle RSS.
     Startup {
         /// The switchboard binary (a release build).
@@ -66,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Seed { url, key, count } => seed(&url, &key, count).await,
         Command::Startup { bin, listen } => startup(&bin, &listen).await,
+        Command::Discovery { delay_ms, runs } => discovery::run(delay_ms, runs).await,
     }
 }
 

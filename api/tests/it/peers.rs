@@ -263,6 +263,11 @@ async fn token_servers_are_verified_live_and_saved_even_when_wrong() {
     assert_eq!(d["verification"]["ok"], false, "{d:#}");
     assert_eq!(d["verification"]["error"], "the server refused the credentials (401)");
     let warnings = d["warnings"].as_array().expect("warnings");
-    assert!(warnings.iter().any(|w| w.as_str().is_some_and(|w| w.contains("discovery recommends `oauth_authorization_code_public_pkce`"))), "{d:#}");
+    assert!(
+        warnings.iter().any(|w| w
+            .as_str()
+            .is_some_and(|w| w.contains("discovery recommends `oauth_authorization_code_public_pkce`"))),
+        "{d:#}"
+    );
     assert!(!res.text.contains("not-a-valid-token-1234"));
 }
