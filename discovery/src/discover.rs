@@ -330,7 +330,7 @@ impl Discoverer {
                 Some(issuer) => issuer,
                 None => return r,
             },
-            None => return self.legacy(r, endpoint).await,
+            None => return self.legacy(r, endpoint, probe.challenge.is_some()).await,
         };
         if self.authorization_server(&mut r, &issuer, false).await {
             self.conclude(&mut r);
@@ -474,8 +474,10 @@ impl Discoverer {
     }
 
     /// No protected resource metadata: the 2025-03-26 rules, where the endpoint's origin is the
-    /// authorization server and `/authorize`, `/token`, `/register` are the defaults.
-    async fn legacy(&self, mut r: DiscoveryResult, endpoint: &Url) -> DiscoveryResult {
+    /// authorization server and, when it has no metadata either (404), `/authorize`, `/token`,
+    /// `/register` are the defaults — assumed only when the 401 carried a Bearer challenge; a
+    /// server that asks for anything else most likely wants a static credential.
+    async fn legacy(&self, mut r: DiscoveryResult, endpoint: &Url, bearer: bool) -> DiscoveryResult {
         let Ok(origin) = Url::parse(&urls::legacy_authorization_base(endpoint)) else { return r };
         if r.resource.is_none() {
             r.resource = Some(urls::canonical_resource(endpoint));
@@ -484,6 +486,23 @@ impl Discoverer {
             r.spec_version = Some("2025-03-26".into());
             r.warnings.push("no protected resource metadata (RFC 9728): using the 2025-03-26 rules, where the server's origin is the authorization server".into());
             self.conclude(&mut r);
+        } else if bearer && r.steps.last().is_some_and(|s| s.status == Some(404)) {
+            let base = origin.as_str().trim_end_matches('/');
+            r.spec_version = Some("2025-03-26".into());
+            r.issuer = Some(base.to_owned());
+            r.auth_url = Some(format!("{base}/authorize"));
+            r.token_url = Some(format!("{base}/token"));
+            r.register_url = Some(format!("{base}/register"));
+            // 2025-03-26 makes PKCE mandatory, so the defaults imply S256.
+            r.authorization_code_usable = true;
+            r.grant_types_supported = vec!["authorization_code".into(), "refresh_token".into()];
+            r.recommended_auth_mode = Some("oauth_authorization_code_public_pkce".into());
+            r.warnings.push(format!(
+                "no OAuth metadata: assuming the 2025-03-26 default endpoints {base}/authorize, {base}/token and {base}/register (unverified)"
+            ));
+            r.message = format!(
+                "the server follows no published metadata; Switchboard assumes the 2025-03-26 default endpoints under {base}. If the server expects a static credential instead, use auth type `token`"
+            );
         } else {
             let base = origin.as_str().trim_end_matches('/');
             r.recommended_auth_mode = Some("token".into());

@@ -199,13 +199,25 @@ async fn legacy_servers_without_protected_resource_metadata() {
     assert_eq!(r.auth_url, Some(format!("{}/authorize", rs.base)));
     assert_eq!(r.resource, Some(format!("{}/mcp", rs.base)));
 
-    // No metadata at all: a static credential is the likely answer.
-    let bare = Fake::start();
-    challenge(&bare, r#"Bearer realm="api""#);
-    let r = run(&bare).await;
+    // A Bearer challenge and no metadata at all: the 2025-03-26 default endpoints.
+    let defaults = Fake::start();
+    challenge(&defaults, r#"Bearer realm="api""#);
+    let r = run(&defaults).await;
+    assert_eq!(r.spec_version.as_deref(), Some("2025-03-26"));
+    assert_eq!(r.auth_url, Some(format!("{}/authorize", defaults.base)));
+    assert_eq!(r.token_url, Some(format!("{}/token", defaults.base)));
+    assert_eq!(r.register_url, Some(format!("{}/register", defaults.base)));
+    assert_eq!(r.recommended_auth_mode.as_deref(), Some("oauth_authorization_code_public_pkce"));
+    assert!(r.warnings.iter().any(|w| w.contains("unverified")), "{:?}", r.warnings);
+
+    // Another scheme (an API key behind Basic): a static credential is the likely answer, and
+    // defaults are suggested, not assumed.
+    let basic = Fake::start();
+    challenge(&basic, r#"Basic realm="api""#);
+    let r = run(&basic).await;
     assert_eq!(r.recommended_auth_mode.as_deref(), Some("token"));
     assert!(r.message.contains("/authorize"), "{}", r.message);
-    assert_eq!(r.auth_url, None, "default endpoints are suggested, not assumed");
+    assert_eq!(r.auth_url, None);
 }
 
 #[tokio::test]
