@@ -13,5 +13,6 @@ mod mcp_servers;
 mod migrations;
 mod ops;
 mod peers;
+mod registration;
 mod secrets;
 mod tenancy;
