@@ -85,7 +85,7 @@ fn request_headers(
     h
 }
 
-/// One POST of a JSON-RPC message, recorded as a step.
+/// One POST of a JSON-RPC message, recorded as a step; a non-2xx answer is an error in words.
 async fn send(
     fetcher: &Fetcher,
     endpoint: &Url,
@@ -107,7 +107,7 @@ async fn send(
     let out = match res {
         Ok(f) => {
             step.status = Some(f.status.as_u16());
-            Ok(f)
+            if f.status.is_success() { Ok(f) } else { Err(failure(f.status.as_u16())) }
         }
         Err(e) => {
             step.error = Some(e.to_string());
@@ -140,11 +140,7 @@ pub async fn verify(
     )
     .await
     {
-        Ok(f) if f.status.is_success() => f,
-        Ok(f) => {
-            v.error = Some(failure(f.status.as_u16()));
-            return v;
-        }
+        Ok(f) => f,
         Err(e) => {
             v.error = Some(e);
             return v;
@@ -170,11 +166,7 @@ pub async fn verify(
     .await;
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}});
     let f = match send(fetcher, endpoint, h(), &list, "verification: tools/list", steps).await {
-        Ok(f) if f.status.is_success() => f,
-        Ok(f) => {
-            v.error = Some(failure(f.status.as_u16()));
-            return v;
-        }
+        Ok(f) => f,
         Err(e) => {
             v.error = Some(e);
             return v;

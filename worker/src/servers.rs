@@ -172,11 +172,9 @@ impl ServerSetup {
         };
         let v = mcp::verify(fetcher, endpoint, &spec.config.headers, bearer.as_deref(), &mut result.steps).await;
         if v.ok {
-            result.message = format!(
-                "{} Verified with the configured credentials: {} tools.",
-                result.message.trim_end_matches('.').to_owned() + ".",
-                v.tools.len()
-            );
+            let verified = format!("verified with the configured credentials: {} tools", v.tools.len());
+            let found = result.message.trim_end_matches('.');
+            result.message = if found.is_empty() { verified } else { format!("{found}; {verified}") };
         } else if let Some(e) = &v.error {
             result.warnings.push(format!("verification failed: {e}"));
         }
