@@ -27,9 +27,10 @@ where
     (app, spec)
 }
 
-/// The application with its state, middleware, routes and docs.
+/// The application with its state, middleware, routes and docs. Each HTTP worker thread builds
+/// its own, with a database pool of its own ([`AppState::for_worker`]).
 pub fn build(
-    state: web::Data<AppState>,
+    state: AppState,
 ) -> App<
     impl ServiceFactory<
         ServiceRequest,
@@ -40,7 +41,10 @@ pub fn build(
     >,
 > {
     let app = App::new()
-        .app_data(state)
+        .data_factory(move || {
+            let state = state.clone();
+            async move { state.for_worker().await }
+        })
         .app_data(web::JsonConfig::default().limit(JSON_LIMIT).error_handler(error::json_error))
         .app_data(web::QueryConfig::default().error_handler(error::query_error))
         .app_data(web::PayloadConfig::default().limit(JSON_LIMIT));
@@ -61,7 +65,6 @@ async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, error::A
 
 /// Starts serving on an already bound listener (bind first, so callers know the port).
 pub fn serve(state: AppState, listener: TcpListener, workers: usize) -> std::io::Result<Server> {
-    let state = web::Data::new(state);
     let server = HttpServer::new(move || build(state.clone())).workers(workers.max(1)).listen(listener)?.run();
     Ok(server)
 }

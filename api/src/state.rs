@@ -30,6 +30,11 @@ pub fn network_policy(settings: &Settings) -> anyhow::Result<NetworkPolicy> {
 }
 
 impl AppState {
+    /// This state with a database pool of its own, for one HTTP worker thread.
+    pub async fn for_worker(&self) -> Result<Self, switchboard_domain::DomainError> {
+        Ok(Self { store: self.store.another_pool().await?, ..self.clone() })
+    }
+
     pub fn new(store: Store, settings: Settings, redis: Option<RedisHandle>) -> anyhow::Result<Self> {
         let fetcher = Fetcher::new(network_policy(&settings)?, Limits::default())
             .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;

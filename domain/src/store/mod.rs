@@ -77,6 +77,9 @@ pub struct Store {
     /// fails with `SQLITE_BUSY` (no waiting) when another writer got in between. Write transactions
     /// therefore take this lock first; Postgres needs none.
     writer: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    /// Kept to open more pools on the same database ([`Store::another_pool`]).
+    url: std::sync::Arc<str>,
+    options: StoreOptions,
 }
 
 impl Store {
@@ -84,6 +87,20 @@ impl Store {
     /// for the writer; Postgres gets a statement timeout.
     pub async fn connect(url: &str, envelope: Envelope, options: &StoreOptions) -> Result<Self, DomainError> {
         let backend = Backend::from_url(url)?;
+        let db = Self::pool(url, backend, options).await?;
+        let writer = (backend == Backend::Sqlite).then(std::sync::Arc::default);
+        Ok(Self { db, envelope, backend, writer, url: url.into(), options: options.clone() })
+    }
+
+    /// A second pool on the same database, sharing the envelope and (on SQLite) the writer lock.
+    /// Each HTTP worker thread opens its own, so that a connection's socket is driven by the
+    /// runtime that owns it instead of waking another thread for every round trip.
+    pub async fn another_pool(&self) -> Result<Self, DomainError> {
+        let db = Self::pool(&self.url, self.backend, &self.options).await?;
+        Ok(Self { db, ..self.clone() })
+    }
+
+    async fn pool(url: &str, backend: Backend, options: &StoreOptions) -> Result<DatabaseConnection, DomainError> {
         let mut opts = ConnectOptions::new(url.to_owned());
         opts.max_connections(options.max_connections)
             .min_connections(1)
@@ -109,9 +126,7 @@ impl Store {
                 opts.map_sqlx_postgres_opts(move |o| o.options([("statement_timeout", ms.as_str())]));
             }
         }
-        let db = Database::connect(opts).await.map_err(map_err)?;
-        let writer = (backend == Backend::Sqlite).then(std::sync::Arc::default);
-        Ok(Self { db, envelope, backend, writer })
+        Database::connect(opts).await.map_err(map_err)
     }
 
     #[must_use]
