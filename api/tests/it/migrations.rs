@@ -11,7 +11,10 @@ use crate::helpers::fresh_database;
 async fn migrations_apply_to_an_empty_database_and_roll_back() {
     let (url, _db) = fresh_database().await;
     let envelope = Envelope::from_bytes(&[9u8; 32]).expect("key");
-    let store = switchboard_api::bootstrap::open_store(&url, envelope, &StoreOptions::default()).await.expect("open");
+    // One connection: every step sees the schema the previous one left (a pooled SQLite
+    // connection can hold an older read snapshot).
+    let options = StoreOptions { max_connections: 1, ..StoreOptions::default() };
+    let store = switchboard_api::bootstrap::open_store(&url, envelope, &options).await.expect("open");
     let db = store.connection();
     assert_eq!(Migrator::get_pending_migrations(db).await.expect("pending").len(), Migrator::migrations().len());
     switchboard_api::bootstrap::migrate(&store).await.expect("up");
