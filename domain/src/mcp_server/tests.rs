@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::validate::Policy;
 
 const STRICT: Policy = Policy { allow_private_networks: false };
 
