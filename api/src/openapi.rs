@@ -17,6 +17,7 @@ use utoipa::{Modify, OpenApi};
         (name = "mcp-servers", description = "The registry of MCP servers"),
         (name = "agents", description = "Agents and the MCP servers attached to them"),
         (name = "admin", description = "Tenants and API keys (platform admin token)"),
+        (name = "audit", description = "Who changed what, per tenant"),
         (name = "oauth", description = "Documents served to authorization servers"),
         (name = "ops", description = "Health, readiness, metrics")
     ),

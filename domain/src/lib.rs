@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod api_key;
+pub mod audit;
 pub mod crypto;
 pub mod error;
 pub mod ids;

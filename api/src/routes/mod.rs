@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod agents;
+pub mod audit;
 pub mod idempotency;
 pub mod mcp_servers;
 pub mod oauth;
@@ -23,6 +24,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(utoipa_actix_web::scope("/v1/admin").configure(admin::configure));
     cfg.service(utoipa_actix_web::scope("/v1/mcp-servers").configure(mcp_servers::configure));
     cfg.service(utoipa_actix_web::scope("/v1/agents").configure(agents::configure));
+    audit::configure(cfg);
 }
 
 /// `?limit=&cursor=` of every list.

@@ -6,6 +6,7 @@
 
 mod admin;
 mod agents;
+mod audit;
 mod cli;
 mod helpers;
 mod idempotency;

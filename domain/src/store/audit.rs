@@ -1,11 +1,13 @@
 //! The audit trail: written in the same transaction as the change it records.
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde_json::Value;
 
 use super::entities::audit_events;
-use super::map_err;
+use super::{TenantStore, json_err, map_err};
+use crate::audit::{AuditEvent, AuditFilter};
+use crate::page::{Page, PageRequest};
 use crate::tenant::Actor;
 use crate::{AuditEventId, DomainError, TenantId};
 
@@ -35,4 +37,46 @@ pub(crate) async fn record(db: &impl ConnectionTrait, entry: AuditEntry<'_>) -> 
     .await
     .map_err(map_err)?;
     Ok(())
+}
+
+impl TenantStore<'_> {
+    /// The tenant's audit events, newest first; the cursor is the id of the last event returned.
+    pub async fn list_audit_events(
+        &self,
+        page: PageRequest,
+        filter: &AuditFilter,
+    ) -> Result<Page<AuditEvent>, DomainError> {
+        use audit_events::Column as C;
+        let mut q = audit_events::Entity::find()
+            .filter(C::TenantId.eq(self.tenant_id.0))
+            .order_by_desc(C::Id)
+            .limit(page.limit + 1);
+        if let Some(before) = page.after {
+            q = q.filter(C::Id.lt(before));
+        }
+        match filter.action.as_deref() {
+            Some(prefix) if prefix.ends_with('.') => q = q.filter(C::Action.starts_with(prefix)),
+            Some(action) => q = q.filter(C::Action.eq(action)),
+            None => {}
+        }
+        if let Some(target) = &filter.target_id {
+            q = q.filter(C::TargetId.eq(target.as_str()));
+        }
+        let rows = q.all(&self.store.db).await.map_err(map_err)?;
+        let events = rows
+            .into_iter()
+            .map(|m| {
+                Ok(AuditEvent {
+                    id: m.id.into(),
+                    actor: m.actor,
+                    action: m.action,
+                    target_type: m.target_type,
+                    target_id: m.target_id,
+                    data: serde_json::value::RawValue::from_string(m.data).map_err(json_err("audit data"))?,
+                    created_at: m.created_at,
+                })
+            })
+            .collect::<Result<Vec<_>, DomainError>>()?;
+        Ok(Page::from_overfetch(events, page.limit, |e| e.id.0))
+    }
 }
