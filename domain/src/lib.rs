@@ -16,6 +16,7 @@ pub mod page;
 pub mod slug;
 pub mod store;
 pub mod tenant;
+pub mod ticket;
 pub mod validate;
 
 pub use error::{DomainError, FieldError};

@@ -13,8 +13,19 @@ async fn changes_are_audited_per_tenant_newest_first() {
     assert_eq!(app.delete(&format!("/v1/mcp-servers/{server}")).await.status, StatusCode::NO_CONTENT);
 
     let all = app.get("/v1/audit-events?limit=100").await.json();
-    let actions: Vec<&str> = all["data"].as_array().expect("data").iter().map(|e| e["action"].as_str().expect("action")).collect();
-    assert_eq!(actions, ["mcp_server.deleted", "mcp_server.updated", "agent.mcp_server_attached", "agent.created", "mcp_server.created", "tenant.created"]);
+    let actions: Vec<&str> =
+        all["data"].as_array().expect("data").iter().map(|e| e["action"].as_str().expect("action")).collect();
+    assert_eq!(
+        actions,
+        [
+            "mcp_server.deleted",
+            "mcp_server.updated",
+            "agent.mcp_server_attached",
+            "agent.created",
+            "mcp_server.created",
+            "tenant.created"
+        ]
+    );
     let first = &all["data"][0];
     assert_eq!(first["target_id"], server.as_str());
     assert_eq!(first["data"]["name"], "Audited 2");
@@ -35,6 +46,7 @@ async fn changes_are_audited_per_tenant_newest_first() {
     // Another tenant sees only its own.
     let (_, other) = app.other_tenant().await;
     let theirs = app.call(Method::GET, "/v1/audit-events", Some(&other), None).await.json();
-    let actions: Vec<&str> = theirs["data"].as_array().expect("data").iter().map(|e| e["action"].as_str().expect("action")).collect();
+    let actions: Vec<&str> =
+        theirs["data"].as_array().expect("data").iter().map(|e| e["action"].as_str().expect("action")).collect();
     assert_eq!(actions, ["tenant.created"]);
 }

@@ -1,0 +1,283 @@
+//! Session tickets: Biscuit tokens that let an end user's agent session reach the runtime plane.
+//!
+//! A ticket is `sbt_<tenant id, 32 hex>_<biscuit, base64url>`. The Biscuit is signed with the
+//! tenant's Ed25519 key; its authority block holds `user(…)`, one `agent(…)` per agent the session
+//! may act for, and `check if time($t), $t <= <expiry>`. The holder can attenuate the Biscuit
+//! without calling Switchboard by appending blocks of checks against the request facts Switchboard
+//! supplies — `requested_agent`, `requested_server`, `requested_tool`, `operation`, `time` — for
+//! example `check if requested_agent($a), {"<agent id>"}.contains($a)`. Every check of every block
+//! must pass, so an attenuated ticket can only do less.
+//!
+//! Expiry is a 401; anything else the ticket does not allow is a 403 `ticket_scope`.
+
+use std::time::{Duration, SystemTime};
+
+use biscuit_auth::builder::{self, date, fact, string};
+use biscuit_auth::{Algorithm, AuthorizerBuilder, Biscuit, BiscuitBuilder, KeyPair, PrivateKey, PublicKey};
+
+use crate::{AgentId, TenantId};
+
+const PREFIX: &str = "sbt_";
+/// `sbt_` + 32 hex digits + `_`.
+const HEADER_LEN: usize = PREFIX.len() + 32 + 1;
+
+/// Longest life a ticket can be minted with.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// What a ticket says when it is minted.
+#[derive(Clone, Debug)]
+pub struct TicketClaims {
+    pub user_id: String,
+    pub agents: Vec<AgentId>,
+    pub expires_at: SystemTime,
+}
+
+/// A request on the runtime plane, as the authorizer sees it.
+#[derive(Clone, Debug)]
+pub struct TicketRequest<'a> {
+    pub agent: AgentId,
+    pub server: Option<&'a str>,
+    pub tool: Option<&'a str>,
+    /// `list`, `connect`, `disconnect`, `check`, `call`, …
+    pub operation: &'a str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TicketError {
+    #[error("the session ticket is malformed")]
+    Malformed,
+    #[error("the session ticket's signature is not valid for this tenant")]
+    BadSignature,
+    #[error("the session ticket has expired")]
+    Expired,
+    #[error("the session ticket has been revoked")]
+    Revoked,
+    /// The ticket is valid but does not cover this agent, server, tool or operation.
+    #[error("the session ticket's scope does not include this request")]
+    Scope,
+    #[error("the session ticket could not be processed")]
+    Internal,
+}
+
+/// A tenant's signing key.
+pub struct SigningKey(KeyPair);
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey").field("public", &self.public_hex()).finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    #[must_use]
+    pub fn generate() -> Self {
+        Self(KeyPair::new_with_algorithm(Algorithm::Ed25519))
+    }
+
+    /// The private key's bytes, to be sealed at rest.
+    #[must_use]
+    pub fn private_bytes(&self) -> Vec<u8> {
+        self.0.private().to_bytes().to_vec()
+    }
+
+    pub fn from_private_bytes(bytes: &[u8]) -> Result<Self, TicketError> {
+        let private = PrivateKey::from_bytes(bytes, Algorithm::Ed25519).map_err(|_| TicketError::Internal)?;
+        Ok(Self(KeyPair::from(&private)))
+    }
+
+    /// The public key, hex: what verifiers (and attenuating holders) need.
+    #[must_use]
+    pub fn public_hex(&self) -> String {
+        self.0.public().to_bytes_hex()
+    }
+}
+
+/// The tenant a ticket names, read before its signature can be checked (the key is per tenant).
+pub fn tenant_of(ticket: &str) -> Result<TenantId, TicketError> {
+    let header = ticket.get(..HEADER_LEN).ok_or(TicketError::Malformed)?;
+    let hex = header.strip_prefix(PREFIX).and_then(|h| h.strip_suffix('_')).ok_or(TicketError::Malformed)?;
+    uuid::Uuid::try_parse(hex).map(TenantId).map_err(|_| TicketError::Malformed)
+}
+
+fn biscuit_part(ticket: &str) -> Result<&str, TicketError> {
+    ticket.get(HEADER_LEN..).filter(|b| !b.is_empty()).ok_or(TicketError::Malformed)
+}
+
+/// Mints a ticket: (ticket, revocation ids in hex).
+pub fn mint(tenant: TenantId, key: &SigningKey, claims: &TicketClaims) -> Result<(String, Vec<String>), TicketError> {
+    let mut b =
+        BiscuitBuilder::new().fact(fact("user", &[string(&claims.user_id)])).map_err(|_| TicketError::Internal)?;
+    for agent in &claims.agents {
+        b = b.fact(fact("agent", &[string(&agent.to_string())])).map_err(|_| TicketError::Internal)?;
+    }
+    let params = std::iter::once(("exp".to_owned(), date(&claims.expires_at))).collect();
+    b = b
+        .code_with_params("check if time($t), $t <= {exp}", params, Default::default())
+        .map_err(|_| TicketError::Internal)?;
+    let token = b.build(&key.0).map_err(|_| TicketError::Internal)?;
+    let encoded = token.to_base64().map_err(|_| TicketError::Internal)?;
+    Ok((format!("{PREFIX}{}_{encoded}", tenant.0.simple()), revocation_ids(&token)))
+}
+
+fn revocation_ids(token: &Biscuit) -> Vec<String> {
+    token.revocation_identifiers().iter().map(|id| crate::crypto::hex(id)).collect()
+}
+
+/// Checks the signature with the tenant's public key; returns the token and its revocation ids
+/// (one per block: revoking a ticket revokes every ticket attenuated from it).
+pub fn open(ticket: &str, public_hex: &str) -> Result<(Biscuit, Vec<String>), TicketError> {
+    let public = PublicKey::from_bytes_hex(public_hex, Algorithm::Ed25519).map_err(|_| TicketError::Internal)?;
+    let token = Biscuit::from_base64(biscuit_part(ticket)?, public).map_err(|e| match e {
+        biscuit_auth::error::Token::Format(biscuit_auth::error::Format::Signature(_)) => TicketError::BadSignature,
+        _ => TicketError::Malformed,
+    })?;
+    let ids = revocation_ids(&token);
+    Ok((token, ids))
+}
+
+/// Authorizes `request` with an opened ticket; returns the ticket's user.
+pub fn authorize(token: &Biscuit, request: &TicketRequest<'_>, now: SystemTime) -> Result<String, TicketError> {
+    let internal = |_| TicketError::Internal;
+    let mut a = AuthorizerBuilder::new()
+        .fact(fact("time", &[date(&now)]))
+        .map_err(internal)?
+        .fact(fact("requested_agent", &[string(&request.agent.to_string())]))
+        .map_err(internal)?
+        .fact(fact("operation", &[string(request.operation)]))
+        .map_err(internal)?;
+    if let Some(s) = request.server {
+        a = a.fact(fact("requested_server", &[string(s)])).map_err(internal)?;
+    }
+    if let Some(t) = request.tool {
+        a = a.fact(fact("requested_tool", &[string(t)])).map_err(internal)?;
+    }
+    let mut authorizer =
+        a.policy("allow if agent($a), requested_agent($a)").map_err(internal)?.build(token).map_err(internal)?;
+    match authorizer.authorize() {
+        Ok(_) => {}
+        Err(biscuit_auth::error::Token::FailedLogic(logic)) => {
+            let checks = match &logic {
+                biscuit_auth::error::Logic::Unauthorized { checks, .. }
+                | biscuit_auth::error::Logic::NoMatchingPolicy { checks } => checks.as_slice(),
+                _ => &[],
+            };
+            // A failed check on `time` is an expiry, whoever added it.
+            let expired = checks.iter().any(|c| match c {
+                biscuit_auth::error::FailedCheck::Block(b) => b.rule.contains("time("),
+                biscuit_auth::error::FailedCheck::Authorizer(a) => a.rule.contains("time("),
+            });
+            return Err(if expired { TicketError::Expired } else { TicketError::Scope });
+        }
+        Err(_) => return Err(TicketError::Scope),
+    }
+    let users: Vec<(String,)> = authorizer.query("data($u) <- user($u)").map_err(internal)?;
+    users.into_iter().next().map(|(u,)| u).ok_or(TicketError::Malformed)
+}
+
+/// Appends a block of checks, as a holder would to attenuate a ticket (used by tests and docs).
+pub fn attenuate(ticket: &str, public_hex: &str, checks: &str) -> Result<String, TicketError> {
+    let (token, _) = open(ticket, public_hex)?;
+    let block = builder::BlockBuilder::new().code(checks).map_err(|_| TicketError::Malformed)?;
+    let attenuated = token.append(block).map_err(|_| TicketError::Internal)?;
+    let encoded = attenuated.to_base64().map_err(|_| TicketError::Internal)?;
+    Ok(format!("{}{encoded}", &ticket[..HEADER_LEN]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (TenantId, SigningKey, AgentId, AgentId, String) {
+        let tenant = TenantId::new();
+        let key = SigningKey::generate();
+        let (a1, a2) = (AgentId::new(), AgentId::new());
+        let claims = TicketClaims {
+            user_id: "user-42".into(),
+            agents: vec![a1, a2],
+            expires_at: SystemTime::now() + Duration::from_secs(600),
+        };
+        let (ticket, ids) = mint(tenant, &key, &claims).expect("mint");
+        assert_eq!(ids.len(), 1);
+        (tenant, key, a1, a2, ticket)
+    }
+
+    fn req(agent: AgentId) -> TicketRequest<'static> {
+        TicketRequest { agent, server: Some("srv-1"), tool: None, operation: "connect" }
+    }
+
+    fn check(ticket: &str, key: &SigningKey, r: &TicketRequest<'_>) -> Result<String, TicketError> {
+        let (token, _) = open(ticket, &key.public_hex())?;
+        authorize(&token, r, SystemTime::now())
+    }
+
+    #[test]
+    fn a_ticket_names_its_tenant_and_user() {
+        let (tenant, key, a1, a2, ticket) = setup();
+        assert_eq!(tenant_of(&ticket), Ok(tenant));
+        assert_eq!(check(&ticket, &key, &req(a1)).as_deref(), Ok("user-42"));
+        assert_eq!(check(&ticket, &key, &req(a2)).as_deref(), Ok("user-42"));
+        assert_eq!(check(&ticket, &key, &req(AgentId::new())), Err(TicketError::Scope));
+        // Another tenant's key does not open it; a damaged ticket is malformed.
+        assert_eq!(open(&ticket, &SigningKey::generate().public_hex()).err(), Some(TicketError::BadSignature));
+        assert_eq!(tenant_of("sbt_nothex_x"), Err(TicketError::Malformed));
+        let mut damaged = ticket.clone();
+        damaged.truncate(ticket.len() - 10);
+        assert!(open(&damaged, &key.public_hex()).is_err());
+    }
+
+    #[test]
+    fn holders_attenuate_without_switchboard() {
+        let (_, key, a1, a2, ticket) = setup();
+        let pk = key.public_hex();
+        let fewer_agents =
+            attenuate(&ticket, &pk, &format!(r#"check if requested_agent($a), {{"{a1}"}}.contains($a)"#))
+                .expect("attenuate");
+        assert!(check(&fewer_agents, &key, &req(a1)).is_ok());
+        assert_eq!(check(&fewer_agents, &key, &req(a2)), Err(TicketError::Scope));
+
+        let fewer_servers =
+            attenuate(&ticket, &pk, r#"check if requested_server($s), {"srv-2"}.contains($s)"#).expect("attenuate");
+        assert_eq!(check(&fewer_servers, &key, &req(a1)), Err(TicketError::Scope));
+
+        let tools = attenuate(
+            &ticket,
+            &pk,
+            r#"check if operation("call"), requested_tool($t), {"search"}.contains($t) or operation($o), $o != "call""#,
+        )
+        .expect("attenuate");
+        assert!(check(&tools, &key, &req(a1)).is_ok());
+        let call = |tool| TicketRequest { agent: a1, server: Some("srv-1"), tool: Some(tool), operation: "call" };
+        assert!(check(&tools, &key, &call("search")).is_ok());
+        assert_eq!(check(&tools, &key, &call("delete_everything")), Err(TicketError::Scope));
+
+        let expired = attenuate(&ticket, &pk, "check if time($t), $t <= 2020-01-01T00:00:00Z").expect("attenuate");
+        assert_eq!(check(&expired, &key, &req(a1)), Err(TicketError::Expired));
+        // An attenuated ticket gains a revocation id per block; the first is the original's.
+        let (_, ids) = open(&fewer_agents, &pk).expect("open");
+        let (_, original) = open(&ticket, &pk).expect("open");
+        assert_eq!(ids.len(), 2);
+        assert_eq!(ids[0], original[0]);
+    }
+
+    #[test]
+    fn expiry_is_checked() {
+        let tenant = TenantId::new();
+        let key = SigningKey::generate();
+        let agent = AgentId::new();
+        let claims = TicketClaims {
+            user_id: "u".into(),
+            agents: vec![agent],
+            expires_at: SystemTime::now() - Duration::from_secs(1),
+        };
+        let (ticket, _) = mint(tenant, &key, &claims).expect("mint");
+        assert_eq!(check(&ticket, &key, &req(agent)), Err(TicketError::Expired));
+    }
+
+    #[test]
+    fn keys_round_trip_through_their_bytes() {
+        let key = SigningKey::generate();
+        let again = SigningKey::from_private_bytes(&key.private_bytes()).expect("key");
+        assert_eq!(key.public_hex(), again.public_hex());
+        assert!(!format!("{key:?}").contains(&crate::crypto::hex(&key.private_bytes())));
+    }
+}
