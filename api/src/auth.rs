@@ -151,3 +151,65 @@ impl FromRequest for AdminContext {
         })())
     }
 }
+
+/// A runtime-plane caller: a verified, unrevoked session ticket. What it may do is decided per
+/// request by [`TicketContext::authorize`].
+#[derive(Clone)]
+pub struct TicketContext {
+    pub tenant_id: TenantId,
+    token: std::sync::Arc<biscuit_auth::Biscuit>,
+}
+
+impl std::fmt::Debug for TicketContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TicketContext").field("tenant_id", &self.tenant_id).finish_non_exhaustive()
+    }
+}
+
+impl TicketContext {
+    /// Checks the request against the ticket and every block appended to it; returns the user.
+    pub fn authorize(
+        &self,
+        request: &switchboard_domain::ticket::TicketRequest<'_>,
+    ) -> Result<String, switchboard_domain::ticket::TicketError> {
+        switchboard_domain::ticket::authorize(&self.token, request, std::time::SystemTime::now())
+    }
+
+    /// The agent-level check of a request spanning several servers; see
+    /// [`switchboard_domain::ticket::authorize_agent`].
+    pub fn authorize_agent(&self, agent: switchboard_domain::AgentId, operation: &str) -> Result<(), ApiError> {
+        Ok(switchboard_domain::ticket::authorize_agent(&self.token, agent, operation, std::time::SystemTime::now())?)
+    }
+}
+
+impl FromRequest for TicketContext {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        use switchboard_domain::ticket::{self, TicketError};
+        let state = state(req);
+        let presented = bearer(req).map(str::to_owned);
+        Box::pin(async move {
+            let state = state?;
+            let presented = presented.ok_or(ApiError::Unauthorized("this route needs a session ticket"))?;
+            if api_key::parse(&presented).is_some() {
+                return Err(ApiError::WrongCredential {
+                    detail: "an API key cannot call runtime routes",
+                    hint: "mint a session ticket with POST /v1/session-tickets and send it instead",
+                });
+            }
+            let tenant_id = ticket::tenant_of(&presented)?;
+            let store = state.store.tenant(tenant_id);
+            // An unknown tenant has no key: the ticket cannot be valid.
+            state.store.get_tenant(tenant_id).await.map_err(|_| TicketError::BadSignature)?;
+            let key = store.signing_key().await?;
+            let (token, ids) = ticket::open(&presented, &key.public_hex())?;
+            if store.any_ticket_revoked(&ids).await? {
+                return Err(TicketError::Revoked.into());
+            }
+            tracing::Span::current().record("tenant.id", tracing::field::display(tenant_id));
+            Ok(Self { tenant_id, token: std::sync::Arc::new(token) })
+        })
+    }
+}

@@ -44,6 +44,9 @@ pub enum ApiError {
     /// The body, path or query could not be read at all (not JSON, wrong content type, too big).
     #[error("{detail}")]
     BadRequest { code: &'static str, detail: String, hint: Option<String> },
+    /// A session ticket that is not valid, or does not cover the request.
+    #[error(transparent)]
+    Ticket(#[from] switchboard_domain::ticket::TicketError),
     #[error("this Idempotency-Key was already used with a different request")]
     IdempotencyMismatch,
     #[error("a request with this Idempotency-Key is still being processed")]
@@ -63,6 +66,16 @@ impl ApiError {
             Self::WrongCredential { .. } => (StatusCode::FORBIDDEN, "wrong_credential", "Forbidden"),
             Self::AdminDisabled => (StatusCode::FORBIDDEN, "admin_api_disabled", "Forbidden"),
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code, "Bad Request"),
+            Self::Ticket(t) => {
+                use switchboard_domain::ticket::TicketError as T;
+                match t {
+                    T::Malformed | T::BadSignature => (StatusCode::UNAUTHORIZED, "invalid_ticket", "Unauthorized"),
+                    T::Expired => (StatusCode::UNAUTHORIZED, "ticket_expired", "Unauthorized"),
+                    T::Revoked => (StatusCode::UNAUTHORIZED, "ticket_revoked", "Unauthorized"),
+                    T::Scope => (StatusCode::FORBIDDEN, "ticket_scope", "Forbidden"),
+                    T::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal Server Error"),
+                }
+            }
             Self::IdempotencyMismatch => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", "Idempotency Key Reused")
             }
@@ -107,6 +120,15 @@ impl ApiError {
                 vec![],
             ),
             Self::BadRequest { detail, hint, .. } => (detail.clone(), hint.clone(), vec![]),
+            Self::Ticket(switchboard_domain::ticket::TicketError::Scope) => (
+                self.to_string(),
+                Some("mint a ticket whose agent_ids include this agent (POST /v1/session-tickets), or check the blocks appended to it".into()),
+                vec![],
+            ),
+            Self::Ticket(switchboard_domain::ticket::TicketError::Internal) => {
+                ("something went wrong on our side; the request id in X-Request-Id finds it in the logs".into(), None, vec![])
+            }
+            Self::Ticket(_) => (self.to_string(), Some("mint a new ticket with POST /v1/session-tickets".into()), vec![]),
             Self::IdempotencyMismatch => {
                 (self.to_string(), Some("use a new Idempotency-Key for a different request".into()), vec![])
             }
@@ -139,7 +161,9 @@ impl ResponseError for ApiError {
         }
         let mut res = HttpResponse::build(self.status_code());
         res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")));
-        if matches!(self, Self::Unauthorized(_)) {
+        if matches!(self, Self::Unauthorized(_))
+            || (self.status_code() == StatusCode::UNAUTHORIZED && matches!(self, Self::Ticket(_)))
+        {
             res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"switchboard\"")));
         }
         res.body(serde_json::to_vec(&problem).unwrap_or_default())

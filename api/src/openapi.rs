@@ -18,6 +18,8 @@ use utoipa::{Modify, OpenApi};
         (name = "agents", description = "Agents and the MCP servers attached to them"),
         (name = "admin", description = "Tenants and API keys (platform admin token)"),
         (name = "audit", description = "Who changed what, per tenant"),
+        (name = "session-tickets", description = "Biscuit tickets for the runtime plane"),
+        (name = "runtime", description = "What an end user's agent session sees (session ticket)"),
         (name = "oauth", description = "Documents served to authorization servers"),
         (name = "ops", description = "Health, readiness, metrics")
     ),
@@ -34,6 +36,15 @@ impl Modify for Security {
             "api_key",
             SecurityScheme::Http(
                 HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("A tenant API key, `sb_…`")).build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session_ticket",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A session ticket, `sbt_…`"))
+                    .build(),
             ),
         );
         components.add_security_scheme(

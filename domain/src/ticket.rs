@@ -137,6 +137,34 @@ pub fn open(ticket: &str, public_hex: &str) -> Result<(Biscuit, Vec<String>), Ti
 
 /// Authorizes `request` with an opened ticket; returns the ticket's user.
 pub fn authorize(token: &Biscuit, request: &TicketRequest<'_>, now: SystemTime) -> Result<String, TicketError> {
+    let mut authorizer = authorizer(token, request, now)?;
+    match authorizer.authorize() {
+        Ok(_) => {}
+        Err(e) => return Err(classify(&e)),
+    }
+    let users: Vec<(String,)> = authorizer.query("data($u) <- user($u)").map_err(|_| TicketError::Internal)?;
+    users.into_iter().next().map(|(u,)| u).ok_or(TicketError::Malformed)
+}
+
+/// The agent-level check of a request that spans several servers (a list): it fails only when
+/// the ticket expired or does not cover the agent or the operation. Checks about a server or a
+/// tool cannot be satisfied without one and are left to the per-server checks.
+pub fn authorize_agent(token: &Biscuit, agent: AgentId, operation: &str, now: SystemTime) -> Result<(), TicketError> {
+    let request = TicketRequest { agent, server: None, tool: None, operation };
+    match authorizer(token, &request, now)?.authorize() {
+        Ok(_) => Ok(()),
+        Err(e) => match classify(&e) {
+            TicketError::Scope if only_mentions(&e, &["requested_server(", "requested_tool("]) => Ok(()),
+            other => Err(other),
+        },
+    }
+}
+
+fn authorizer(
+    token: &Biscuit,
+    request: &TicketRequest<'_>,
+    now: SystemTime,
+) -> Result<biscuit_auth::Authorizer, TicketError> {
     let internal = |_| TicketError::Internal;
     let mut a = AuthorizerBuilder::new()
         .fact(fact("time", &[date(&now)]))
@@ -151,27 +179,44 @@ pub fn authorize(token: &Biscuit, request: &TicketRequest<'_>, now: SystemTime) 
     if let Some(t) = request.tool {
         a = a.fact(fact("requested_tool", &[string(t)])).map_err(internal)?;
     }
-    let mut authorizer =
-        a.policy("allow if agent($a), requested_agent($a)").map_err(internal)?.build(token).map_err(internal)?;
-    match authorizer.authorize() {
-        Ok(_) => {}
-        Err(biscuit_auth::error::Token::FailedLogic(logic)) => {
-            let checks = match &logic {
-                biscuit_auth::error::Logic::Unauthorized { checks, .. }
-                | biscuit_auth::error::Logic::NoMatchingPolicy { checks } => checks.as_slice(),
-                _ => &[],
-            };
-            // A failed check on `time` is an expiry, whoever added it.
-            let expired = checks.iter().any(|c| match c {
-                biscuit_auth::error::FailedCheck::Block(b) => b.rule.contains("time("),
-                biscuit_auth::error::FailedCheck::Authorizer(a) => a.rule.contains("time("),
-            });
-            return Err(if expired { TicketError::Expired } else { TicketError::Scope });
-        }
-        Err(_) => return Err(TicketError::Scope),
+    a.policy("allow if agent($a), requested_agent($a)").map_err(internal)?.build(token).map_err(internal)
+}
+
+fn failed_rules(e: &biscuit_auth::error::Token) -> Option<(bool, Vec<&str>)> {
+    use biscuit_auth::error::{FailedCheck, Logic, Token};
+    let Token::FailedLogic(logic) = e else { return None };
+    let (policy_matched, checks) = match logic {
+        Logic::Unauthorized { checks, .. } => (true, checks.as_slice()),
+        Logic::NoMatchingPolicy { checks } => (false, checks.as_slice()),
+        _ => return None,
+    };
+    let rules = checks
+        .iter()
+        .map(|c| match c {
+            FailedCheck::Block(b) => b.rule.as_str(),
+            FailedCheck::Authorizer(a) => a.rule.as_str(),
+        })
+        .collect();
+    Some((policy_matched, rules))
+}
+
+/// A failed `time` check is an expiry, whoever added it; anything else is out of scope.
+fn classify(e: &biscuit_auth::error::Token) -> TicketError {
+    match failed_rules(e) {
+        Some((_, rules)) if rules.iter().any(|r| r.contains("time(")) => TicketError::Expired,
+        _ => TicketError::Scope,
     }
-    let users: Vec<(String,)> = authorizer.query("data($u) <- user($u)").map_err(internal)?;
-    users.into_iter().next().map(|(u,)| u).ok_or(TicketError::Malformed)
+}
+
+/// The agent matched (the allow policy did) and every failed check is about one of `facts`.
+fn only_mentions(e: &biscuit_auth::error::Token, facts: &[&str]) -> bool {
+    match failed_rules(e) {
+        Some((true, rules)) => {
+            !rules.is_empty()
+                && rules.iter().all(|r| facts.iter().any(|f| r.contains(f)) && !r.contains("requested_agent("))
+        }
+        _ => false,
+    }
 }
 
 /// Appends a block of checks, as a holder would to attenuate a ticket (used by tests and docs).
@@ -280,4 +325,74 @@ mod tests {
         assert_eq!(key.public_hex(), again.public_hex());
         assert!(!format!("{key:?}").contains(&crate::crypto::hex(&key.private_bytes())));
     }
+}
+
+/// A validated `POST /v1/session-tickets` body.
+#[derive(Clone, Debug)]
+pub struct MintRequest {
+    pub user_id: String,
+    pub agents: Vec<AgentId>,
+    pub expires_in: Duration,
+}
+
+/// Validates `{user_id, agent_ids, expires_in?}` (expires_in in seconds, 60–86400, default 3600).
+pub fn validate_mint(body: &serde_json::Value) -> Result<MintRequest, crate::DomainError> {
+    use crate::FieldError;
+    use crate::validate::{self, Errors, opt_string, reject_unknown};
+    let mut errs = Errors::default();
+    let Some(map) = validate::object(&mut errs, "", body) else {
+        return Err(crate::DomainError::Invalid(errs.0));
+    };
+    reject_unknown(
+        &mut errs,
+        map,
+        "",
+        &["user_id", "agent_ids", "expires_in"],
+        &[("agent_id", "use agent_ids, an array")],
+    );
+    let user_id = opt_string(&mut errs, map, "", "user_id", 256);
+    if map.get("user_id").is_none_or(serde_json::Value::is_null) {
+        errs.required("user_id", "your identifier of the end user the session acts for");
+    }
+    let mut agents = Vec::new();
+    match map.get("agent_ids") {
+        Some(serde_json::Value::Array(items)) if !items.is_empty() && items.len() <= 50 => {
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str().and_then(|s| uuid::Uuid::try_parse(s).ok()) {
+                    Some(id) if !agents.contains(&AgentId(id)) => agents.push(AgentId(id)),
+                    Some(_) => {}
+                    None => errs.push(FieldError::new(
+                        format!("agent_ids[{i}]"),
+                        "invalid",
+                        "each agent id must be an agent's UUID",
+                    )),
+                }
+            }
+        }
+        Some(serde_json::Value::Array(_)) => {
+            errs.push(FieldError::new("agent_ids", "invalid", "agent_ids must name 1 to 50 agents"));
+        }
+        _ => errs.push(
+            FieldError::new("agent_ids", "required", "agent_ids is required: the agents this session may act for")
+                .with_hint("send `\"agent_ids\": [\"<agent id>\"]`"),
+        ),
+    }
+    let expires_in = match map.get("expires_in") {
+        None | Some(serde_json::Value::Null) => 3600,
+        Some(v) => match v.as_u64().filter(|s| (60..=MAX_LIFETIME.as_secs()).contains(s)) {
+            Some(s) => s,
+            None => {
+                errs.push(FieldError::new(
+                    "expires_in",
+                    "out_of_range",
+                    format!("expires_in must be a number of seconds from 60 to {}", MAX_LIFETIME.as_secs()),
+                ));
+                0
+            }
+        },
+    };
+    let user_id = errs
+        .finish(user_id)?
+        .ok_or_else(|| crate::DomainError::invalid("user_id", "required", "user_id is required"))?;
+    Ok(MintRequest { user_id, agents, expires_in: Duration::from_secs(expires_in) })
 }

@@ -7,12 +7,17 @@ pub use sea_orm_migration::prelude::*;
 
 mod m0001_foundation;
 mod m0002_oauth_clients;
+mod m0003_session_tickets;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_foundation::Migration), Box::new(m0002_oauth_clients::Migration)]
+        vec![
+            Box::new(m0001_foundation::Migration),
+            Box::new(m0002_oauth_clients::Migration),
+            Box::new(m0003_session_tickets::Migration),
+        ]
     }
 }

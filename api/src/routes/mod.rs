@@ -9,6 +9,8 @@ pub mod idempotency;
 pub mod mcp_servers;
 pub mod oauth;
 pub mod ops;
+pub mod runtime;
+pub mod session_tickets;
 
 use actix_web::web;
 use serde::{Deserialize, Serialize};
@@ -25,6 +27,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(utoipa_actix_web::scope("/v1/mcp-servers").configure(mcp_servers::configure));
     cfg.service(utoipa_actix_web::scope("/v1/agents").configure(agents::configure));
     audit::configure(cfg);
+    cfg.service(utoipa_actix_web::scope("/v1/session-tickets").configure(session_tickets::configure));
+    cfg.service(utoipa_actix_web::scope("/v1/runtime").configure(runtime::configure));
 }
 
 /// `?limit=&cursor=` of every list.

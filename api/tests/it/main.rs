@@ -17,3 +17,4 @@ mod peers;
 mod registration;
 mod secrets;
 mod tenancy;
+mod tickets;

@@ -13,6 +13,7 @@ mod idempotency;
 mod mcp_servers;
 mod oauth_clients;
 mod tenants;
+mod tickets;
 
 use std::time::Duration;
 

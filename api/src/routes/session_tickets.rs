@@ -1,0 +1,166 @@
+//! `/v1/session-tickets`: minting, verifying and revoking the Biscuit tickets of the runtime plane
+//! (tenant API key). See `switchboard_domain::ticket` for the format and what holders may append.
+
+use std::time::SystemTime;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use switchboard_domain::ticket::{self, TicketClaims};
+use switchboard_domain::{DomainError, FieldError};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use super::idempotency::{self, Created};
+use crate::auth::TenantContext;
+use crate::error::{ApiError, Problem};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(create_session_ticket).service(get_session_ticket_public_key).service(revoke_session_ticket);
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionTicketResponse {
+    /// `sbt_<tenant id>_<biscuit>`: send it as `Authorization: Bearer …` on the runtime plane.
+    pub ticket: String,
+    pub expires_at: DateTime<Utc>,
+    pub user_id: String,
+    pub agent_ids: Vec<uuid::Uuid>,
+    /// Revoking this id revokes the ticket and every ticket attenuated from it.
+    pub revocation_id: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PublicKeyResponse {
+    pub algorithm: &'static str,
+    /// The tenant's Ed25519 public key, hex: holders need it to attenuate tickets offline.
+    pub public_key: String,
+    pub ticket_format: &'static str,
+}
+
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "documents the request body; the domain validates the JSON itself")]
+pub struct CreateSessionTicketRequest {
+    /// Your identifier of the end user.
+    user_id: String,
+    /// The agents the session may act for (1–50).
+    agent_ids: Vec<uuid::Uuid>,
+    /// Seconds, 60–86400 (default 3600).
+    expires_in: Option<u64>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "documents the request body; the handler reads the JSON itself")]
+pub struct RevokeSessionTicketRequest {
+    /// A ticket to revoke (it and the tickets attenuated from it).
+    ticket: Option<String>,
+    /// Or a revocation id.
+    revocation_id: Option<String>,
+}
+
+/// Mint a session ticket for an end user and the agents their session may use.
+#[utoipa::path(
+    tag = "session-tickets",
+    request_body = CreateSessionTicketRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a retried request")),
+    responses((status = 201, body = SessionTicketResponse), (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
+#[post("")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn create_session_ticket(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    req: HttpRequest,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let scope = format!("tenant:{}:create_session_ticket", tenant.tenant_id);
+    idempotency::run(&state, &req, tenant.tenant_id, &scope, &body, || async {
+        let mint = ticket::validate_mint(&body)?;
+        let store = state.store.tenant(tenant.tenant_id);
+        let mut missing = Vec::new();
+        for (i, agent) in mint.agents.iter().enumerate() {
+            if matches!(store.get_agent(*agent).await, Err(DomainError::NotFound { .. })) {
+                missing.push(FieldError::new(
+                    format!("agent_ids[{i}]"),
+                    "not_found",
+                    format!("agent `{agent}` not found"),
+                ));
+            }
+        }
+        if !missing.is_empty() {
+            return Err(DomainError::Invalid(missing).into());
+        }
+        let expires_at = SystemTime::now() + mint.expires_in;
+        let key = store.signing_key().await?;
+        let claims = TicketClaims { user_id: mint.user_id.clone(), agents: mint.agents.clone(), expires_at };
+        let (ticket, ids) =
+            ticket::mint(tenant.tenant_id, &key, &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
+        let res = SessionTicketResponse {
+            ticket,
+            expires_at: DateTime::<Utc>::from(expires_at),
+            user_id: mint.user_id,
+            agent_ids: mint.agents.iter().map(|a| a.0).collect(),
+            revocation_id: ids.first().cloned().unwrap_or_default(),
+        };
+        Ok(Created { status: StatusCode::CREATED, body: serde_json::to_value(res).unwrap_or_default(), location: None })
+    })
+    .await
+}
+
+/// The tenant's ticket-signing public key.
+#[utoipa::path(tag = "session-tickets", responses((status = 200, body = PublicKeyResponse)), security(("api_key" = [])))]
+#[get("/public-key")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn get_session_ticket_public_key(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+) -> Result<web::Json<PublicKeyResponse>, ApiError> {
+    let key = state.store.tenant(tenant.tenant_id).signing_key().await?;
+    Ok(web::Json(PublicKeyResponse {
+        algorithm: "ed25519",
+        public_key: key.public_hex(),
+        ticket_format: "sbt_<tenant id, 32 hex>_<biscuit, base64url>",
+    }))
+}
+
+/// Revoke a ticket (and the tickets attenuated from it), by the ticket or a revocation id.
+#[utoipa::path(tag = "session-tickets", request_body = RevokeSessionTicketRequest, responses((status = 204)), security(("api_key" = [])))]
+#[post("/revoke")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn revoke_session_ticket(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    let store = state.store.tenant(tenant.tenant_id);
+    let ids = match (body.get("ticket").and_then(|t| t.as_str()), body.get("revocation_id").and_then(|r| r.as_str())) {
+        (Some(t), None) => {
+            // Only this tenant's tickets: another tenant's is not found here.
+            if ticket::tenant_of(t).ok() != Some(tenant.tenant_id) {
+                return Err(
+                    DomainError::invalid("ticket", "invalid", "this is not a session ticket of this tenant").into()
+                );
+            }
+            let key = store.signing_key().await?;
+            let (_, ids) = ticket::open(t, &key.public_hex())
+                .map_err(|e| DomainError::invalid("ticket", "invalid", e.to_string()))?;
+            // The last block's id: this ticket and what was attenuated from it, not its parent.
+            ids.last().cloned().into_iter().collect::<Vec<_>>()
+        }
+        (None, Some(id)) if !id.is_empty() && id.len() <= 256 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            vec![id.to_ascii_lowercase()]
+        }
+        _ => {
+            return Err(DomainError::Invalid(vec![
+                FieldError::new("ticket", "required", "send either `ticket` or `revocation_id`")
+                    .with_hint("the revocation_id is in the mint response"),
+            ])
+            .into());
+        }
+    };
+    store.revoke_tickets(&tenant.actor(), &ids).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
