@@ -10,6 +10,7 @@
 pub mod discover;
 pub mod http;
 pub mod mcp;
+pub mod oauth;
 pub mod policy;
 pub mod register;
 pub mod result;

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m0001_foundation;
 mod m0002_oauth_clients;
 mod m0003_session_tickets;
+mod m0004_connections;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_foundation::Migration),
             Box::new(m0002_oauth_clients::Migration),
             Box::new(m0003_session_tickets::Migration),
+            Box::new(m0004_connections::Migration),
         ]
     }
 }

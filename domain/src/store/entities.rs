@@ -217,3 +217,65 @@ pub mod revoked_tickets {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod connections {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "connections")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub user_id: String,
+        pub agent_id: Uuid,
+        pub mcp_server_id: Uuid,
+        pub status: String,
+        pub issuer: Option<String>,
+        pub token_endpoint: Option<String>,
+        pub resource: Option<String>,
+        pub scopes: String,
+        pub token_set: Option<Vec<u8>>,
+        pub expires_at: Option<DateTimeUtc>,
+        pub connected_at: Option<DateTimeUtc>,
+        pub last_error: Option<String>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod auth_flows {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "auth_flows")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub user_id: String,
+        pub agent_id: Uuid,
+        pub mcp_server_id: Uuid,
+        pub state_hash: String,
+        pub verifier: Vec<u8>,
+        pub issuer: String,
+        pub token_endpoint: String,
+        pub resource: String,
+        pub redirect_uri: String,
+        pub scopes: String,
+        pub return_url: Option<String>,
+        pub expires_at: DateTimeUtc,
+        pub used_at: Option<DateTimeUtc>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -8,6 +8,7 @@
 
 mod agents;
 mod audit;
+mod connections;
 pub mod entities;
 mod idempotency;
 mod mcp_servers;

@@ -1,0 +1,269 @@
+//! The authorization-code flow's outbound half: PKCE (S256 only), the authorization URL with the
+//! RFC 8707 `resource`, and the code exchange at the recorded token endpoint (no redirects
+//! followed; the response validated before anything is stored).
+
+use std::time::Instant;
+
+use base64::Engine as _;
+use serde_json::Value;
+use url::Url;
+
+use crate::http::{Fetcher, headers, ms_since};
+use crate::result::Step;
+
+/// A PKCE verifier (43 characters of base64url over 32 random bytes) and its S256 challenge.
+#[must_use]
+pub fn pkce_pair(random: [u8; 32]) -> (String, String) {
+    let verifier = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random);
+    let challenge = s256_challenge(&verifier);
+    (verifier, challenge)
+}
+
+/// `BASE64URL(SHA256(verifier))` (RFC 7636 §4.2).
+#[must_use]
+pub fn s256_challenge(verifier: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+/// What goes into the authorization URL.
+#[derive(Clone, Debug)]
+pub struct AuthorizeRequest<'a> {
+    pub auth_url: &'a Url,
+    pub client_id: &'a str,
+    pub redirect_uri: &'a str,
+    pub scopes: &'a [String],
+    pub state: &'a str,
+    pub code_challenge: &'a str,
+    pub resource: &'a str,
+}
+
+/// The URL to send the user's browser to.
+#[must_use]
+pub fn authorize_url(r: &AuthorizeRequest<'_>) -> Url {
+    let mut url = r.auth_url.clone();
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", r.client_id)
+            .append_pair("redirect_uri", r.redirect_uri)
+            .append_pair("state", r.state)
+            .append_pair("code_challenge", r.code_challenge)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("resource", r.resource);
+        if !r.scopes.is_empty() {
+            q.append_pair("scope", &r.scopes.join(" "));
+        }
+    }
+    url
+}
+
+/// How the client authenticates at the token endpoint.
+#[derive(Clone, Debug)]
+pub enum ClientAuth<'a> {
+    /// Public client: `client_id` in the body.
+    None {
+        client_id: &'a str,
+    },
+    Basic {
+        client_id: &'a str,
+        secret: &'a str,
+    },
+    Post {
+        client_id: &'a str,
+        secret: &'a str,
+    },
+}
+
+/// A validated token response. `Debug` redacts the tokens.
+#[derive(Clone)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub token_type: String,
+    pub expires_in: Option<u64>,
+    pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An authorization-code exchange, with everything the flow recorded.
+#[derive(Clone, Debug)]
+pub struct CodeExchange<'a> {
+    pub token_url: &'a Url,
+    pub auth: ClientAuth<'a>,
+    pub code: &'a str,
+    pub verifier: &'a str,
+    pub redirect_uri: &'a str,
+    pub resource: &'a str,
+}
+
+/// Exchanges an authorization code. Errors are reduced to words safe to show (the RFC 6749
+/// error code, never the body).
+pub async fn exchange_code(fetcher: &Fetcher, x: &CodeExchange<'_>, steps: &mut Vec<Step>) -> Result<Tokens, String> {
+    let (token_url, auth, code, verifier, redirect_uri, resource) =
+        (x.token_url, &x.auth, x.code, x.verifier, x.redirect_uri, x.resource);
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.append_pair("grant_type", "authorization_code")
+        .append_pair("code", code)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("code_verifier", verifier)
+        .append_pair("resource", resource);
+    let mut h = headers(&[("content-type", "application/x-www-form-urlencoded"), ("accept", "application/json")]);
+    match auth {
+        ClientAuth::None { client_id } => {
+            form.append_pair("client_id", client_id);
+        }
+        ClientAuth::Post { client_id, secret } => {
+            form.append_pair("client_id", client_id).append_pair("client_secret", secret);
+        }
+        ClientAuth::Basic { client_id, secret } => {
+            let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(client_id), enc(secret)));
+            if let Ok(mut v) = reqwest::header::HeaderValue::from_str(&format!("Basic {basic}")) {
+                v.set_sensitive(true);
+                h.insert(reqwest::header::AUTHORIZATION, v);
+            }
+        }
+    }
+    let start = Instant::now();
+    let res = fetcher.post(token_url, h, form.finish().into_bytes()).await;
+    let mut step = Step {
+        method: "POST".into(),
+        url: token_url.to_string(),
+        status: None,
+        ms: ms_since(start),
+        error: None,
+        learned: String::new(),
+    };
+    let out = match res {
+        Err(e) => {
+            step.error = Some(e.to_string());
+            Err(format!("the token endpoint could not be reached ({e})"))
+        }
+        Ok(f) => {
+            step.status = Some(f.status.as_u16());
+            let json: Value = serde_json::from_slice(&f.body).unwrap_or_default();
+            if f.status.is_success() {
+                validate(&json)
+            } else {
+                Err(format!("the token endpoint refused the code ({})", error_code(&json)))
+            }
+        }
+    };
+    step.learned = match &out {
+        Ok(t) => format!(
+            "code exchanged: {} token{}",
+            t.token_type,
+            if t.refresh_token.is_some() { " with a refresh token" } else { "" }
+        ),
+        Err(e) => e.clone(),
+    };
+    steps.push(step);
+    out
+}
+
+fn error_code(json: &Value) -> &str {
+    json.get("error")
+        .and_then(Value::as_str)
+        .filter(|c| c.len() < 64 && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        .unwrap_or("no error code")
+}
+
+/// RFC 6749 §5.1 with size and type limits: a bearer `access_token`, an optional string
+/// `refresh_token`, a non-negative `expires_in` under ten years.
+fn validate(json: &Value) -> Result<Tokens, String> {
+    let text = |k: &str| {
+        json.get(k).and_then(Value::as_str).filter(|s| !s.is_empty() && s.len() <= 16 * 1024).map(str::to_owned)
+    };
+    let access_token = text("access_token").ok_or("the token response has no usable access_token")?;
+    let token_type = text("token_type").unwrap_or_else(|| "Bearer".into());
+    if !token_type.eq_ignore_ascii_case("bearer") {
+        return Err(format!("the token type `{}` is not supported", token_type.chars().take(32).collect::<String>()));
+    }
+    let expires_in = match json.get("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                .filter(|s| *s <= 10 * 365 * 24 * 3600)
+                .ok_or("the token response's expires_in is not a number of seconds")?,
+        ),
+    };
+    Ok(Tokens {
+        access_token,
+        refresh_token: text("refresh_token"),
+        token_type: "Bearer".into(),
+        expires_in,
+        scope: text("scope"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_matches_rfc_7636_appendix_b() {
+        // RFC 7636 appendix B: this verifier's S256 challenge.
+        let verifier = "dBjftJeZ4CVP-mJ92K9qWyhsxW5yTcXPS5MtM0H9OWc";
+        let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+        assert_eq!(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref()),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        let (v, c) = pkce_pair([7u8; 32]);
+        assert_eq!(v.len(), 43);
+        assert_ne!(v, c);
+    }
+
+    #[test]
+    fn authorize_urls_carry_every_parameter() {
+        let auth = Url::parse("https://as.example.com/authorize?tenant=x").expect("url");
+        let url = authorize_url(&AuthorizeRequest {
+            auth_url: &auth,
+            client_id: "cid",
+            redirect_uri: "https://sb.example.com/service/mcp/consent/callback",
+            scopes: &["read".into(), "write".into()],
+            state: "st",
+            code_challenge: "ch",
+            resource: "https://mcp.example.com/mcp",
+        });
+        let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+        for (k, v) in [
+            ("tenant", "x"),
+            ("response_type", "code"),
+            ("client_id", "cid"),
+            ("state", "st"),
+            ("code_challenge", "ch"),
+            ("code_challenge_method", "S256"),
+            ("resource", "https://mcp.example.com/mcp"),
+            ("scope", "read write"),
+        ] {
+            assert_eq!(q.get(k).map(String::as_str), Some(v), "{k}");
+        }
+    }
+
+    #[test]
+    fn token_responses_are_validated() {
+        assert!(
+            validate(&serde_json::json!({"access_token": "a", "token_type": "Bearer", "expires_in": 3600})).is_ok()
+        );
+        assert!(validate(&serde_json::json!({"token_type": "Bearer"})).is_err());
+        assert!(validate(&serde_json::json!({"access_token": "a", "token_type": "mac"})).is_err());
+        assert!(validate(&serde_json::json!({"access_token": "a", "expires_in": -5})).is_err());
+        assert!(validate(&serde_json::json!({"access_token": "x".repeat(20_000)})).is_err());
+        assert_eq!(
+            validate(&serde_json::json!({"access_token": "a", "expires_in": "60"})).map(|t| t.expires_in),
+            Ok(Some(60))
+        );
+    }
+}

@@ -1,0 +1,257 @@
+//! Connections and authorization-code flows. Token sets and PKCE verifiers are sealed; the AAD of
+//! a token set names the whole grant (tenant, user, agent, server), so a token set copied to
+//! another grant does not open.
+
+use chrono::Utc;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+
+use super::entities::{auth_flows, connections};
+use super::{TenantStore, json_err, map_err};
+use crate::connection::{AuthFlow, Connection, ConnectionStatus, GrantKey, TokenSet};
+use crate::crypto::{SealContext, Secret};
+use crate::{AgentId, DomainError, McpServerId};
+
+fn grant_row(key: &GrantKey) -> uuid::Uuid {
+    // A stable row id for the token-set AAD: derived from the full grant key.
+    let digest = crate::crypto::sha256(
+        format!("{}\n{}\n{}\n{}", key.tenant_id, key.user_id, key.agent_id, key.mcp_server_id).as_bytes(),
+    );
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Uuid::from_bytes(bytes)
+}
+
+impl TenantStore<'_> {
+    fn connection_from_row(&self, m: connections::Model) -> Result<Connection, DomainError> {
+        Ok(Connection {
+            id: m.id,
+            key: GrantKey {
+                tenant_id: self.tenant_id,
+                user_id: m.user_id,
+                agent_id: m.agent_id.into(),
+                mcp_server_id: m.mcp_server_id.into(),
+            },
+            status: ConnectionStatus::parse(&m.status),
+            issuer: m.issuer,
+            token_endpoint: m.token_endpoint,
+            resource: m.resource,
+            scopes: serde_json::from_str(&m.scopes).map_err(json_err("connection scopes"))?,
+            expires_at: m.expires_at,
+            connected_at: m.connected_at,
+            last_error: m
+                .last_error
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(json_err("connection error"))?,
+        })
+    }
+
+    /// This user's connections through `agent`, one per server at most.
+    pub async fn user_connections(&self, user_id: &str, agent: AgentId) -> Result<Vec<Connection>, DomainError> {
+        let rows = connections::Entity::find()
+            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
+            .filter(connections::Column::UserId.eq(user_id))
+            .filter(connections::Column::AgentId.eq(agent.0))
+            .all(&self.store.db)
+            .await
+            .map_err(map_err)?;
+        rows.into_iter().map(|m| self.connection_from_row(m)).collect()
+    }
+
+    /// Records a flow; `state_hash` is SHA-256 of the `state` sent to the browser.
+    pub async fn create_flow(&self, flow: &AuthFlow, state_hash: &str) -> Result<(), DomainError> {
+        let id = uuid::Uuid::now_v7();
+        let ctx = SealContext { tenant: self.tenant_id, table: "auth_flows", column: "verifier", row: id };
+        let verifier = self
+            .store
+            .envelope
+            .seal(&ctx, flow.verifier.expose().as_bytes())
+            .map_err(|e| DomainError::Internal(e.to_string()))?;
+        auth_flows::ActiveModel {
+            id: Set(id),
+            tenant_id: Set(self.tenant_id.0),
+            user_id: Set(flow.key.user_id.clone()),
+            agent_id: Set(flow.key.agent_id.0),
+            mcp_server_id: Set(flow.key.mcp_server_id.0),
+            state_hash: Set(state_hash.to_owned()),
+            verifier: Set(verifier),
+            issuer: Set(flow.issuer.clone()),
+            token_endpoint: Set(flow.token_endpoint.clone()),
+            resource: Set(flow.resource.clone()),
+            redirect_uri: Set(flow.redirect_uri.clone()),
+            scopes: Set(serde_json::to_string(&flow.scopes).map_err(json_err("flow scopes"))?),
+            return_url: Set(flow.return_url.clone()),
+            expires_at: Set(flow.expires_at),
+            used_at: Set(None),
+            created_at: Set(Utc::now()),
+        }
+        .insert(&self.store.db)
+        .await
+        .map_err(map_err)?;
+        self.set_status(&flow.key, ConnectionStatus::PendingConsent, None).await
+    }
+
+    /// Upserts the grant's status (and last error).
+    pub async fn set_status(
+        &self,
+        key: &GrantKey,
+        status: ConnectionStatus,
+        last_error: Option<serde_json::Value>,
+    ) -> Result<(), DomainError> {
+        let now = Utc::now();
+        let (_write, txn) = self.store.begin_write().await?;
+        let existing = connections::Entity::find()
+            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
+            .filter(connections::Column::UserId.eq(key.user_id.as_str()))
+            .filter(connections::Column::AgentId.eq(key.agent_id.0))
+            .filter(connections::Column::McpServerId.eq(key.mcp_server_id.0))
+            .one(&txn)
+            .await
+            .map_err(map_err)?;
+        let error_text = last_error.map(|e| e.to_string());
+        match existing {
+            // A grant that is already connected keeps working while a new consent is pending.
+            Some(row) if status == ConnectionStatus::PendingConsent && row.status == "connected" => {}
+            Some(row) => {
+                let mut active: connections::ActiveModel = row.into();
+                active.status = Set(status.as_str().to_owned());
+                active.last_error = Set(error_text);
+                active.updated_at = Set(now);
+                active.update(&txn).await.map_err(map_err)?;
+            }
+            None => {
+                connections::ActiveModel {
+                    id: Set(uuid::Uuid::now_v7()),
+                    tenant_id: Set(self.tenant_id.0),
+                    user_id: Set(key.user_id.clone()),
+                    agent_id: Set(key.agent_id.0),
+                    mcp_server_id: Set(key.mcp_server_id.0),
+                    status: Set(status.as_str().to_owned()),
+                    issuer: Set(None),
+                    token_endpoint: Set(None),
+                    resource: Set(None),
+                    scopes: Set("[]".into()),
+                    token_set: Set(None),
+                    expires_at: Set(None),
+                    connected_at: Set(None),
+                    last_error: Set(error_text),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                }
+                .insert(&txn)
+                .await
+                .map_err(map_err)?;
+            }
+        }
+        txn.commit().await.map_err(map_err)
+    }
+
+    /// Takes a flow by its state hash, once: a second take (a replayed or concurrent callback),
+    /// an expired flow or an unknown state all give `None`.
+    pub async fn take_flow(&self, state_hash: &str) -> Result<Option<AuthFlow>, DomainError> {
+        let now = Utc::now();
+        let taken = auth_flows::Entity::update_many()
+            .col_expr(auth_flows::Column::UsedAt, Expr::value(now))
+            .filter(auth_flows::Column::TenantId.eq(self.tenant_id.0))
+            .filter(auth_flows::Column::StateHash.eq(state_hash))
+            .filter(auth_flows::Column::UsedAt.is_null())
+            .filter(auth_flows::Column::ExpiresAt.gt(now))
+            .exec(&self.store.db)
+            .await
+            .map_err(map_err)?;
+        if taken.rows_affected != 1 {
+            return Ok(None);
+        }
+        let Some(m) = auth_flows::Entity::find()
+            .filter(auth_flows::Column::StateHash.eq(state_hash))
+            .one(&self.store.db)
+            .await
+            .map_err(map_err)?
+        else {
+            return Ok(None);
+        };
+        let ctx = SealContext { tenant: self.tenant_id, table: "auth_flows", column: "verifier", row: m.id };
+        let verifier = self
+            .store
+            .envelope
+            .open(&ctx, &m.verifier)
+            .map_err(|e| DomainError::Internal(format!("flow verifier: {e}")))?;
+        Ok(Some(AuthFlow {
+            key: GrantKey {
+                tenant_id: self.tenant_id,
+                user_id: m.user_id,
+                agent_id: m.agent_id.into(),
+                mcp_server_id: McpServerId(m.mcp_server_id),
+            },
+            verifier: Secret::new(
+                String::from_utf8(verifier).map_err(|_| DomainError::Internal("verifier is not UTF-8".into()))?,
+            ),
+            issuer: m.issuer,
+            token_endpoint: m.token_endpoint,
+            resource: m.resource,
+            redirect_uri: m.redirect_uri,
+            scopes: serde_json::from_str(&m.scopes).map_err(json_err("flow scopes"))?,
+            return_url: m.return_url,
+            expires_at: m.expires_at,
+        }))
+    }
+
+    /// Stores a token set for the grant and marks it connected, pinned to issuer, token endpoint
+    /// and resource.
+    pub async fn save_tokens(
+        &self,
+        flow: &AuthFlow,
+        tokens: &TokenSet,
+        granted_scopes: &[String],
+    ) -> Result<(), DomainError> {
+        let key = &flow.key;
+        let ctx =
+            SealContext { tenant: self.tenant_id, table: "connections", column: "token_set", row: grant_row(key) };
+        let plain = serde_json::to_vec(tokens).map_err(json_err("token set"))?;
+        let sealed = self.store.envelope.seal(&ctx, &plain).map_err(|e| DomainError::Internal(e.to_string()))?;
+        self.set_status(key, ConnectionStatus::Connected, None).await?;
+        let now = Utc::now();
+        connections::Entity::update_many()
+            .col_expr(connections::Column::TokenSet, Expr::value(sealed))
+            .col_expr(connections::Column::Issuer, Expr::value(flow.issuer.clone()))
+            .col_expr(connections::Column::TokenEndpoint, Expr::value(flow.token_endpoint.clone()))
+            .col_expr(connections::Column::Resource, Expr::value(flow.resource.clone()))
+            .col_expr(
+                connections::Column::Scopes,
+                Expr::value(serde_json::to_string(granted_scopes).map_err(json_err("scopes"))?),
+            )
+            .col_expr(connections::Column::ExpiresAt, Expr::value(tokens.expires_at))
+            .col_expr(connections::Column::ConnectedAt, Expr::value(now))
+            .col_expr(connections::Column::Status, Expr::value("connected"))
+            .col_expr(connections::Column::LastError, Expr::value(Option::<String>::None))
+            .col_expr(connections::Column::UpdatedAt, Expr::value(now))
+            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
+            .filter(connections::Column::UserId.eq(key.user_id.as_str()))
+            .filter(connections::Column::AgentId.eq(key.agent_id.0))
+            .filter(connections::Column::McpServerId.eq(key.mcp_server_id.0))
+            .exec(&self.store.db)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// The grant's token set, for the code that sends it upstream.
+    pub async fn token_set(&self, key: &GrantKey) -> Result<Option<TokenSet>, DomainError> {
+        let row = connections::Entity::find()
+            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
+            .filter(connections::Column::UserId.eq(key.user_id.as_str()))
+            .filter(connections::Column::AgentId.eq(key.agent_id.0))
+            .filter(connections::Column::McpServerId.eq(key.mcp_server_id.0))
+            .one(&self.store.db)
+            .await
+            .map_err(map_err)?;
+        let Some(sealed) = row.and_then(|r| r.token_set) else { return Ok(None) };
+        let ctx =
+            SealContext { tenant: self.tenant_id, table: "connections", column: "token_set", row: grant_row(key) };
+        let plain =
+            self.store.envelope.open(&ctx, &sealed).map_err(|e| DomainError::Internal(format!("token set: {e}")))?;
+        serde_json::from_slice(&plain).map(Some).map_err(json_err("token set"))
+    }
+}
