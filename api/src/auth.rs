@@ -175,6 +175,11 @@ impl TicketContext {
         switchboard_domain::ticket::authorize(&self.token, request, std::time::SystemTime::now())
     }
 
+    /// The ticket's user.
+    pub fn user(&self) -> Result<String, ApiError> {
+        Ok(switchboard_domain::ticket::user(&self.token)?)
+    }
+
     /// The agent-level check of a request spanning several servers; see
     /// [`switchboard_domain::ticket::authorize_agent`].
     pub fn authorize_agent(&self, agent: switchboard_domain::AgentId, operation: &str) -> Result<(), ApiError> {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use switchboard_discovery::{Discoverer, Fetcher, Limits, NetworkPolicy};
 use switchboard_domain::store::Store;
+use switchboard_worker::consent::Consent;
 use switchboard_worker::servers::ServerSetup;
 
 use crate::auth::KeyCache;
@@ -20,6 +21,7 @@ pub struct AppState {
     pub redis: Option<RedisHandle>,
     pub keys: Arc<KeyCache>,
     pub servers: Arc<ServerSetup>,
+    pub consent: Arc<Consent>,
 }
 
 /// The outbound policy of a deployment: the private-network switch and the operator allow-list.
@@ -38,8 +40,9 @@ impl AppState {
     pub fn new(store: Store, settings: Settings, redis: Option<RedisHandle>) -> anyhow::Result<Self> {
         let fetcher = Fetcher::new(network_policy(&settings)?, Limits::default())
             .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
-        let servers =
-            Arc::new(ServerSetup::new(store.clone(), Arc::new(Discoverer::new(fetcher)), &settings.public_url));
+        let discoverer = Arc::new(Discoverer::new(fetcher));
+        let servers = Arc::new(ServerSetup::new(store.clone(), discoverer.clone(), &settings.public_url));
+        let consent = Arc::new(Consent::new(store.clone(), discoverer, servers.redirect_uri()));
         Ok(Self {
             store,
             settings: Arc::new(settings),
@@ -47,6 +50,7 @@ impl AppState {
             redis,
             keys: Arc::new(KeyCache::default()),
             servers,
+            consent,
         })
     }
 }

@@ -188,6 +188,12 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     out
 }
 
+/// Hex SHA-256 of `data`: how bearer-like values (states, keys) are looked up without storing them.
+#[must_use]
+pub fn hex_digest(data: &[u8]) -> String {
+    hex(&sha256(data))
+}
+
 /// Cryptographically random bytes.
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
     let mut out = [0u8; N];

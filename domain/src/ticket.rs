@@ -219,6 +219,13 @@ fn only_mentions(e: &biscuit_auth::error::Token, facts: &[&str]) -> bool {
     }
 }
 
+/// The user a ticket was minted for (authority block).
+pub fn user(token: &Biscuit) -> Result<String, TicketError> {
+    let mut authorizer = AuthorizerBuilder::new().build(token).map_err(|_| TicketError::Internal)?;
+    let users: Vec<(String,)> = authorizer.query("data($u) <- user($u)").map_err(|_| TicketError::Internal)?;
+    users.into_iter().next().map(|(u,)| u).ok_or(TicketError::Malformed)
+}
+
 /// Appends a block of checks, as a holder would to attenuate a ticket (used by tests and docs).
 pub fn attenuate(ticket: &str, public_hex: &str, checks: &str) -> Result<String, TicketError> {
     let (token, _) = open(ticket, public_hex)?;

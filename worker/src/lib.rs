@@ -4,6 +4,7 @@
 //! on shutdown. The jobs (proactive refresh, revocation, client-credentials renewal, rediscovery,
 //! flow expiry, event delivery) arrive with the runtime-plane and worker issues, in this crate.
 
+pub mod consent;
 pub mod servers;
 
 use std::future::Future;

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod agents;
 pub mod audit;
+pub mod consent;
 pub mod idempotency;
 pub mod mcp_servers;
 pub mod oauth;
@@ -23,6 +24,7 @@ use crate::error::ApiError;
 pub fn configure(cfg: &mut ServiceConfig) {
     ops::configure(cfg);
     oauth::configure(cfg);
+    consent::configure(cfg);
     cfg.service(utoipa_actix_web::scope("/v1/admin").configure(admin::configure));
     cfg.service(utoipa_actix_web::scope("/v1/mcp-servers").configure(mcp_servers::configure));
     cfg.service(utoipa_actix_web::scope("/v1/agents").configure(agents::configure));

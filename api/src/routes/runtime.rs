@@ -1,12 +1,14 @@
 //! `/v1/runtime`: what an end user's agent session sees (session ticket).
 
-use actix_web::{get, web};
+use actix_web::{get, post, web};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use switchboard_domain::AgentId;
+use switchboard_domain::connection::GrantKey;
 use switchboard_domain::mcp_server::AuthType;
 use switchboard_domain::page::PageRequest;
 use switchboard_domain::ticket::{TicketError, TicketRequest};
+use switchboard_domain::{AgentId, DomainError, FieldError, McpServerId};
+use switchboard_worker::consent::ConnectOutcome;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::parse_id;
@@ -15,7 +17,79 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(list_runtime_mcp_servers);
+    cfg.service(list_runtime_mcp_servers).service(connect_mcp_server);
+}
+
+/// `{status: "connected"}` or `{status: "pending_consent", auth_url, expires_at}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConnectResponse {
+    pub status: &'static str,
+    /// Where to send the user's browser (authorization-code servers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_url: Option<String>,
+    /// When the consent flow expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "documents the request body; the handler reads the JSON itself")]
+pub struct ConnectRequest {
+    /// Reserved: an exact-match allow-listed URL to send the browser to after consent (no allow-list API yet).
+    return_url: Option<String>,
+}
+
+/// Connect the ticket's user to an attached server: at once for servers without user consent,
+/// else through the provider's consent page (`auth_url`).
+#[utoipa::path(
+    tag = "runtime",
+    params(("agent_id" = uuid::Uuid, Path), ("server_id" = uuid::Uuid, Path)),
+    request_body(content = Option<ConnectRequest>),
+    responses((status = 200, body = ConnectResponse)),
+    security(("session_ticket" = []))
+)]
+#[post("/agents/{agent_id}/mcp-servers/{server_id}/connect")]
+#[tracing::instrument(skip_all, fields(tenant.id = %ticket.tenant_id))]
+pub async fn connect_mcp_server(
+    state: web::Data<AppState>,
+    ticket: TicketContext,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<web::Json<ConnectResponse>, ApiError> {
+    let agent: AgentId = parse_id("agent", &path.0)?;
+    let server_id: McpServerId = parse_id("mcp server", &path.1)?;
+    let user = ticket.authorize(&TicketRequest {
+        agent,
+        server: Some(&server_id.to_string()),
+        tool: None,
+        operation: "connect",
+    })?;
+    if let Some(body) = super::optional_json(&body)?
+        && body.get("return_url").is_some_and(|r| !r.is_null())
+    {
+        return Err(DomainError::Invalid(vec![
+            FieldError::new(
+                "return_url",
+                "not_allowed",
+                "return_url is not allowed: this tenant has no return URL allow-list yet",
+            )
+            .with_hint("leave it out; the consent page tells the user what happened"),
+        ])
+        .into());
+    }
+    let store = state.store.tenant(ticket.tenant_id);
+    let attached = store.list_attachments(agent, PageRequest::parse(Some("100"), None)?).await?;
+    if !attached.data.iter().any(|a| a.mcp_server_id == server_id) {
+        return Err(DomainError::NotFound { kind: "attachment", id: format!("{agent}/{server_id}") }.into());
+    }
+    let server = store.get_mcp_server(server_id).await?;
+    let key = GrantKey { tenant_id: ticket.tenant_id, user_id: user, agent_id: agent, mcp_server_id: server_id };
+    Ok(web::Json(match state.consent.connect(key, &server, None).await? {
+        ConnectOutcome::Connected => ConnectResponse { status: "connected", auth_url: None, expires_at: None },
+        ConnectOutcome::PendingConsent { auth_url, expires_at } => {
+            ConnectResponse { status: "pending_consent", auth_url: Some(auth_url), expires_at: Some(expires_at) }
+        }
+    }))
 }
 
 /// An MCP server attached to the agent, with this user's connection to it.
@@ -27,7 +101,7 @@ pub struct RuntimeMcpServer {
     pub auth_type: AuthType,
     /// Whether the user must complete a consent flow (authorization-code servers).
     pub requires_user_connection: bool,
-    /// `not_connected` until the user connects (the connect flow arrives with the runtime plane).
+    /// `not_connected`, `pending_consent`, `connected`, `needs_reauth`, `error`, ….
     pub connection_status: &'static str,
     pub connected_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -53,7 +127,9 @@ pub async fn list_runtime_mcp_servers(
     let agent: AgentId = parse_id("agent", &agent_id)?;
     // The agent (and expiry) first; then each server: the ones the ticket excludes are left out.
     ticket.authorize_agent(agent, "list")?;
+    let user = ticket.user()?;
     let store = state.store.tenant(ticket.tenant_id);
+    let connections = store.user_connections(&user, agent).await?;
     let mut data = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -68,6 +144,7 @@ pub async fn list_runtime_mcp_servers(
             }
             let server = store.get_mcp_server(a.mcp_server_id).await?;
             let kind = server.config.auth.kind;
+            let connection = connections.iter().find(|c| c.key.mcp_server_id == server.id);
             data.push(RuntimeMcpServer {
                 mcp_server_id: server.id.0,
                 name: server.name,
@@ -77,11 +154,13 @@ pub async fn list_runtime_mcp_servers(
                     kind,
                     AuthType::OauthAuthorizationCodePublicPkce | AuthType::OauthAuthorizationCodeConfidentialPkce
                 ),
-                connection_status: "not_connected",
-                connected_at: None,
-                expires_at: None,
-                scopes: server.config.auth.scopes.unwrap_or_default(),
-                last_error: None,
+                connection_status: connection.map_or("not_connected", |c| c.status.as_str()),
+                connected_at: connection.and_then(|c| c.connected_at),
+                expires_at: connection.and_then(|c| c.expires_at),
+                scopes: connection
+                    .filter(|c| !c.scopes.is_empty())
+                    .map_or_else(|| server.config.auth.scopes.clone().unwrap_or_default(), |c| c.scopes.clone()),
+                last_error: connection.and_then(|c| c.last_error.clone()),
             });
         }
         match page.next_cursor {

@@ -8,6 +8,7 @@ mod admin;
 mod agents;
 mod audit;
 mod cli;
+mod consent;
 mod helpers;
 mod idempotency;
 mod mcp_servers;

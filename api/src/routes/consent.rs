@@ -1,0 +1,68 @@
+//! `GET /service/mcp/consent/callback`: where the end user's browser lands after the provider's
+//! consent page. Server-rendered, no third-party assets, never framed, no referrer.
+
+use actix_web::{HttpResponse, get, web};
+use serde::Deserialize;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(consent_callback);
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CallbackQuery {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub iss: Option<String>,
+    pub error: Option<String>,
+}
+
+fn escape(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '&' => "&amp;".into(),
+            '<' => "&lt;".into(),
+            '>' => "&gt;".into(),
+            '"' => "&quot;".into(),
+            '\'' => "&#39;".into(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// The consent callback (browser). Renders what happened in plain words.
+#[utoipa::path(tag = "runtime", params(CallbackQuery), responses((status = 200, content_type = "text/html", body = String), (status = 400, content_type = "text/html", body = String)))]
+#[get("/service/mcp/consent/callback")]
+#[tracing::instrument(skip_all)]
+pub async fn consent_callback(state: web::Data<AppState>, query: web::Query<CallbackQuery>) -> HttpResponse {
+    let q = query.into_inner();
+    let outcome =
+        state.consent.complete(q.state.as_deref(), q.code.as_deref(), q.iss.as_deref(), q.error.as_deref()).await;
+    let (title, body) = if outcome.connected {
+        let server = escape(outcome.server_name.as_deref().unwrap_or("The server"));
+        let agent = escape(outcome.agent_name.as_deref().unwrap_or("your agent"));
+        (
+            "Connected".to_owned(),
+            format!(
+                "<p><strong>{server}</strong> is now connected for <strong>{agent}</strong>.</p><p>You can close this window and return to the app.</p>"
+            ),
+        )
+    } else {
+        ("Not connected".to_owned(), format!("<p>{}</p>", escape(&outcome.message)))
+    };
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title>\
+         <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}}h1{{font-size:1.4rem}}</style></head>\
+         <body><h1>{title}</h1>{body}</body></html>"
+    );
+    let mut res = if outcome.connected { HttpResponse::Ok() } else { HttpResponse::BadRequest() };
+    res.content_type("text/html; charset=utf-8")
+        .insert_header(("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"))
+        .insert_header(("referrer-policy", "no-referrer"))
+        .insert_header(("x-content-type-options", "nosniff"))
+        .insert_header(("cache-control", "no-store"))
+        .body(html)
+}

@@ -1,0 +1,179 @@
+//! The authorization-code flow end to end against the real peers: connect → the provider's
+//! consent (auto-approved by the test provider) → the consent callback → a stored, working token.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use switchboard_domain::connection::GrantKey;
+use url::Url;
+
+use crate::helpers::{Options, TestApp};
+use crate::peers::Peers;
+
+/// Follows the provider's redirects (no cookies needed) until it sends the browser back to
+/// Switchboard; returns the callback's query.
+async fn consent_in_browser(auth_url: &str) -> HashMap<String, String> {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let mut url = Url::parse(auth_url).expect("auth url");
+    for _ in 0..10 {
+        let res = client.get(url.clone()).send().await.expect("provider");
+        let location = res
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or_else(|| panic!("no redirect from {url}: {}", res.status()))
+            .to_owned();
+        let next = url.join(&location).expect("location");
+        if next.path() == "/service/mcp/consent/callback" {
+            return next.query_pairs().into_owned().collect();
+        }
+        url = next;
+    }
+    panic!("the provider never redirected back");
+}
+
+#[tokio::test]
+async fn a_user_connects_through_the_providers_consent() {
+    let peers = Peers::start();
+    let app = TestApp::spawn_with(Options { allow_private_networks: true, ..Options::default() }).await;
+    let server = app
+        .post("/v1/mcp-servers", &json!({"name": "Peer MCP", "config": {"endpoint": peers.mcp_url, "auth": {"type": "oauth_authorization_code_confidential_pkce"}}}))
+        .await
+        .id();
+    let agent = app.create_agent("Support bot").await;
+    assert_eq!(app.put(&format!("/v1/agents/{agent}/mcp-servers/{server}"), None).await.status, StatusCode::CREATED);
+    let ticket =
+        app.post("/v1/session-tickets", &json!({"user_id": "user-1", "agent_ids": [agent]})).await.json()["ticket"]
+            .as_str()
+            .expect("ticket")
+            .to_owned();
+    let rt = |method: Method, path: String| {
+        let (app, ticket) = (&app, ticket.clone());
+        async move { app.call(method, &path, Some(&ticket), None).await }
+    };
+
+    let res = rt(Method::POST, format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/connect")).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    let connect = res.json();
+    assert_eq!(connect["status"], "pending_consent");
+    let auth_url = connect["auth_url"].as_str().expect("auth_url");
+    let q: HashMap<String, String> = Url::parse(auth_url).expect("url").query_pairs().into_owned().collect();
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["resource"], peers.mcp_url);
+    assert_eq!(q["redirect_uri"], "http://localhost:8080/service/mcp/consent/callback");
+    assert_eq!(q["scope"], "mcp:read");
+    assert!(q["state"].starts_with(&app.tenant_id.0.simple().to_string()));
+    let listed = rt(Method::GET, format!("/v1/runtime/agents/{agent}/mcp-servers")).await.json();
+    assert_eq!(listed["data"][0]["connection_status"], "pending_consent");
+
+    // The browser goes to the provider and comes back with a code.
+    let back = consent_in_browser(auth_url).await;
+    assert_eq!(back.get("iss").map(String::as_str), Some(peers.issuer.as_str()));
+    let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(back.iter()).finish();
+    let res =
+        app.client.get(format!("{}/service/mcp/consent/callback?{query}", app.base)).send().await.expect("callback");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["referrer-policy"], "no-referrer");
+    assert!(res.headers()["content-security-policy"].to_str().expect("csp").contains("frame-ancestors 'none'"));
+    let page = res.text().await.expect("page");
+    assert!(page.contains("<strong>Peer MCP</strong> is now connected for <strong>Support bot</strong>"), "{page}");
+
+    // The same callback again exchanges nothing.
+    let res =
+        app.client.get(format!("{}/service/mcp/consent/callback?{query}", app.base)).send().await.expect("callback");
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(res.text().await.expect("page").contains("expired or was already used"));
+    assert_eq!(peers.stats().await["token_grants"]["authorization_code"], 1);
+
+    let listed = rt(Method::GET, format!("/v1/runtime/agents/{agent}/mcp-servers")).await.json();
+    let entry: &Value = &listed["data"][0];
+    assert_eq!(entry["connection_status"], "connected", "{listed:#}");
+    assert!(entry["connected_at"].is_string() && entry["expires_at"].is_string());
+    assert_eq!(entry["scopes"], json!(["mcp:read"]));
+
+    // The stored token is sealed, and works at the MCP server it was issued for.
+    let key = GrantKey {
+        tenant_id: app.tenant_id,
+        user_id: "user-1".into(),
+        agent_id: uuid::Uuid::parse_str(&agent).expect("id").into(),
+        mcp_server_id: uuid::Uuid::parse_str(&server).expect("id").into(),
+    };
+    let tokens = app.store().tenant(app.tenant_id).token_set(&key).await.expect("read").expect("tokens");
+    assert!(tokens.refresh_token.is_some());
+    assert!(!app.dump_database().await.contains(tokens.access_token.expose()));
+    let v = switchboard_discovery::mcp::verify(
+        app.state.servers.discoverer().fetcher(),
+        &Url::parse(&peers.mcp_url).expect("url"),
+        &BTreeMap::new(),
+        Some(tokens.access_token.expose()),
+        &mut Vec::new(),
+    )
+    .await;
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.tools, ["echo", "whoami"]);
+}
+
+#[tokio::test]
+async fn bad_callbacks_say_what_happened_and_exchange_nothing() {
+    let app = TestApp::spawn().await;
+    for (query, needle) in [
+        ("", "incomplete"),
+        ("state=short", "incomplete"),
+        (&format!("state={}{}&code=x", "0".repeat(32), "a".repeat(40)) as &str, "expired or was already used"),
+        (&format!("state={}{}&code=x", "z".repeat(32), "a".repeat(40)), "not valid"),
+    ] {
+        let res = app
+            .client
+            .get(format!("{}/service/mcp/consent/callback?{query}", app.base))
+            .send()
+            .await
+            .expect("callback");
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{query}");
+        let page = res.text().await.expect("page");
+        assert!(page.contains(needle), "{query}: {page}");
+    }
+    // Attacker-controlled text is escaped, never rendered.
+    let res = app
+        .client
+        .get(format!("{}/service/mcp/consent/callback?state=<script>alert(1)</script>{}", app.base, "a".repeat(40)))
+        .send()
+        .await
+        .expect("callback");
+    assert!(!res.text().await.expect("page").contains("<script>"));
+}
+
+#[tokio::test]
+async fn servers_without_user_consent_connect_at_once() {
+    let app = TestApp::spawn().await;
+    let server = app.create_server("Open").await;
+    let agent = app.create_agent("bot").await;
+    app.put(&format!("/v1/agents/{agent}/mcp-servers/{server}"), None).await;
+    let ticket = app.post("/v1/session-tickets", &json!({"user_id": "u", "agent_ids": [agent]})).await.json()["ticket"]
+        .as_str()
+        .expect("ticket")
+        .to_owned();
+    let res = app
+        .call(Method::POST, &format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/connect"), Some(&ticket), None)
+        .await;
+    assert_eq!(res.json(), json!({"status": "connected"}));
+    let listed =
+        app.call(Method::GET, &format!("/v1/runtime/agents/{agent}/mcp-servers"), Some(&ticket), None).await.json();
+    assert_eq!(listed["data"][0]["connection_status"], "connected");
+    // A server that is not attached is not found; one outside the ticket is out of scope.
+    let other = app.create_server("Other").await;
+    app.call(Method::POST, &format!("/v1/runtime/agents/{agent}/mcp-servers/{other}/connect"), Some(&ticket), None)
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
+    let narrowed = switchboard_domain::ticket::attenuate(
+        &ticket,
+        app.get("/v1/session-tickets/public-key").await.json()["public_key"].as_str().expect("key"),
+        &format!(r#"check if requested_server($s), {{"{other}"}}.contains($s)"#),
+    )
+    .expect("attenuate");
+    app.call(Method::POST, &format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/connect"), Some(&narrowed), None)
+        .await
+        .problem(StatusCode::FORBIDDEN, "ticket_scope");
+}

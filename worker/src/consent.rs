@@ -1,0 +1,305 @@
+//! Connecting a user's agent to a server: the start of the authorization-code flow (`connect`) and
+//! its end (`complete`, behind the consent callback). Servers that need no user consent connect at
+//! once. The flow row holds everything the callback needs, so the callback does no discovery.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use chrono::{Duration, Utc};
+use switchboard_discovery::Discoverer;
+use switchboard_discovery::oauth::{self, AuthorizeRequest, ClientAuth, CodeExchange};
+use switchboard_domain::connection::{AuthFlow, ConnectionStatus, GrantKey, TokenSet};
+use switchboard_domain::crypto::{Secret, hex_digest, random_bytes};
+use switchboard_domain::mcp_server::{AuthType, McpServer};
+use switchboard_domain::store::Store;
+use switchboard_domain::{DomainError, TenantId};
+use url::Url;
+
+/// How long a consent flow may take.
+pub const FLOW_TTL: Duration = Duration::minutes(10);
+
+#[derive(Debug)]
+pub enum ConnectOutcome {
+    Connected,
+    PendingConsent { auth_url: String, expires_at: chrono::DateTime<Utc> },
+}
+
+/// What the consent page says.
+#[derive(Debug)]
+pub struct ConsentOutcome {
+    pub connected: bool,
+    pub server_name: Option<String>,
+    pub agent_name: Option<String>,
+    /// In plain words, for the end user.
+    pub message: String,
+    pub return_url: Option<String>,
+}
+
+impl ConsentOutcome {
+    fn failed(message: impl Into<String>) -> Self {
+        Self { connected: false, server_name: None, agent_name: None, message: message.into(), return_url: None }
+    }
+}
+
+pub struct Consent {
+    store: Store,
+    discoverer: Arc<Discoverer>,
+    redirect_uri: String,
+}
+
+impl std::fmt::Debug for Consent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consent").field("redirect_uri", &self.redirect_uri).finish_non_exhaustive()
+    }
+}
+
+fn not_ready(message: String) -> DomainError {
+    DomainError::Conflict { code: "server_not_ready", message }
+}
+
+impl Consent {
+    #[must_use]
+    pub fn new(store: Store, discoverer: Arc<Discoverer>, redirect_uri: String) -> Self {
+        Self { store, discoverer, redirect_uri }
+    }
+
+    /// Starts (or completes at once) the connection of `key`.
+    #[tracing::instrument(skip_all, fields(tenant.id = %key.tenant_id))]
+    pub async fn connect(
+        &self,
+        key: GrantKey,
+        server: &McpServer,
+        return_url: Option<String>,
+    ) -> Result<ConnectOutcome, DomainError> {
+        let store = self.store.tenant(key.tenant_id);
+        let auth = &server.config.auth;
+        if !matches!(
+            auth.kind,
+            AuthType::OauthAuthorizationCodePublicPkce | AuthType::OauthAuthorizationCodeConfidentialPkce
+        ) {
+            store.set_status(&key, ConnectionStatus::Connected, None).await?;
+            return Ok(ConnectOutcome::Connected);
+        }
+        let (Some(auth_url), Some(token_url), Some(client_id)) =
+            (auth.auth_url.as_deref(), auth.token_url.as_deref(), auth.client_id.as_deref())
+        else {
+            return Err(not_ready(format!(
+                "mcp server `{}` is not ready for user consent: it lacks {}; run POST /v1/mcp-servers/{}/rediscover or set them",
+                server.slug,
+                [
+                    ("auth_url", auth.auth_url.is_none()),
+                    ("token_url", auth.token_url.is_none()),
+                    ("client_id", auth.client_id.is_none())
+                ]
+                .iter()
+                .filter(|(_, missing)| *missing)
+                .map(|(f, _)| *f)
+                .collect::<Vec<_>>()
+                .join(", "),
+                server.id
+            )));
+        };
+        let auth_url = Url::parse(auth_url).map_err(|_| not_ready("auth_url is not a URL".into()))?;
+        let endpoint =
+            Url::parse(&server.config.endpoint).map_err(|_| not_ready("the endpoint is not a URL".into()))?;
+        let resource =
+            auth.resource.clone().unwrap_or_else(|| switchboard_discovery::urls::canonical_resource(&endpoint));
+        let issuer = discovery_field(server, "issuer").unwrap_or_else(|| auth_url.origin().ascii_serialization());
+        let random = |_| DomainError::Internal("the system random generator failed".into());
+        let (verifier, challenge) = oauth::pkce_pair(random_bytes::<32>().map_err(random)?);
+        // The state names the tenant (the callback has nothing else to go on) and 256 random bits.
+        let state = format!(
+            "{}{}",
+            key.tenant_id.0.simple(),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>().map_err(random)?)
+        );
+        let scopes = auth.scopes.clone().unwrap_or_default();
+        let url = oauth::authorize_url(&AuthorizeRequest {
+            auth_url: &auth_url,
+            client_id,
+            redirect_uri: &self.redirect_uri,
+            scopes: &scopes,
+            state: &state,
+            code_challenge: &challenge,
+            resource: &resource,
+        });
+        let expires_at = Utc::now() + FLOW_TTL;
+        let flow = AuthFlow {
+            key,
+            verifier: Secret::new(verifier),
+            issuer,
+            token_endpoint: token_url.to_owned(),
+            resource,
+            redirect_uri: self.redirect_uri.clone(),
+            scopes,
+            return_url,
+            expires_at,
+        };
+        store.create_flow(&flow, &hex_digest(state.as_bytes())).await?;
+        Ok(ConnectOutcome::PendingConsent { auth_url: url.to_string(), expires_at })
+    }
+
+    /// The consent callback: validates `state` (single use) and `iss` (RFC 9207), exchanges the
+    /// code at the recorded token endpoint and stores the token set.
+    #[tracing::instrument(skip_all)]
+    pub async fn complete(
+        &self,
+        state: Option<&str>,
+        code: Option<&str>,
+        iss: Option<&str>,
+        error: Option<&str>,
+    ) -> ConsentOutcome {
+        let Some(state) = state.filter(|s| s.len() > 32 && s.len() < 512) else {
+            return ConsentOutcome::failed("This sign-in link is incomplete. Start again from the app.");
+        };
+        let Ok(tenant) = uuid::Uuid::try_parse(&state[..32]).map(TenantId) else {
+            return ConsentOutcome::failed("This sign-in link is not valid. Start again from the app.");
+        };
+        let store = self.store.tenant(tenant);
+        let flow = match store.take_flow(&hex_digest(state.as_bytes())).await {
+            Ok(Some(flow)) => flow,
+            Ok(None) => {
+                return ConsentOutcome::failed(
+                    "This sign-in link has expired or was already used. Start again from the app.",
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading a consent flow failed");
+                return ConsentOutcome::failed("Something went wrong on our side. Start again from the app.");
+            }
+        };
+        let server = store.get_mcp_server(flow.key.mcp_server_id).await.ok();
+        let agent = store.get_agent(flow.key.agent_id).await.ok();
+        let mut outcome = ConsentOutcome {
+            connected: false,
+            server_name: server.as_ref().map(|s| s.name.clone()),
+            agent_name: agent.map(|a| a.name),
+            message: String::new(),
+            return_url: flow.return_url.clone(),
+        };
+        // RFC 9207: a mismatched issuer means the response may come from another server: act on
+        // nothing it says, not even its error.
+        let iss_supported = server
+            .as_ref()
+            .and_then(|s| discovery_bool(s, "authorization_response_iss_parameter_supported"))
+            .unwrap_or(false);
+        match (iss, iss_supported) {
+            (Some(i), _) if i != flow.issuer => {
+                let _ = store.set_status(&flow.key, ConnectionStatus::Error, Some(serde_json::json!({"code": "issuer_mismatch", "message": "the authorization response came from another issuer"}))).await;
+                outcome.message = "The sign-in response did not come from the expected provider, so it was ignored. Start again from the app.".into();
+                return outcome;
+            }
+            (None, true) => {
+                outcome.message =
+                    "The provider's response is missing its issuer, so it was ignored. Start again from the app."
+                        .into();
+                return outcome;
+            }
+            _ => {}
+        }
+        if let Some(err) = error {
+            let denied = err == "access_denied";
+            let code = if denied { "access_denied" } else { "authorization_failed" };
+            let _ = store.set_status(&flow.key, if denied { ConnectionStatus::NotConnected } else { ConnectionStatus::Error }, Some(serde_json::json!({"code": code, "message": format!("the provider answered `{}`", safe_code(err))}))).await;
+            outcome.message = if denied {
+                "You declined access, so nothing was connected.".into()
+            } else {
+                format!("The provider refused the request ({}). Start again from the app.", safe_code(err))
+            };
+            return outcome;
+        }
+        let Some(code) = code.filter(|c| !c.is_empty() && c.len() <= 4096) else {
+            outcome.message = "The provider sent no authorization code. Start again from the app.".into();
+            return outcome;
+        };
+        let Some(server) = server else {
+            outcome.message = "This server no longer exists.".into();
+            return outcome;
+        };
+        let secrets = store.mcp_server_secrets(server.id).await.unwrap_or_default();
+        let client_id = server.config.auth.client_id.clone().unwrap_or_default();
+        let methods: Vec<String> = discovery_list(&server, "token_endpoint_auth_methods_supported");
+        let auth = match secrets.client_secret.as_ref() {
+            None => ClientAuth::None { client_id: &client_id },
+            Some(s) if methods.iter().any(|m| m == "client_secret_basic") || methods.is_empty() => {
+                ClientAuth::Basic { client_id: &client_id, secret: s.expose() }
+            }
+            Some(s) => ClientAuth::Post { client_id: &client_id, secret: s.expose() },
+        };
+        let Ok(token_url) = Url::parse(&flow.token_endpoint) else {
+            outcome.message = "The provider's token endpoint is not valid.".into();
+            return outcome;
+        };
+        let exchange = CodeExchange {
+            token_url: &token_url,
+            auth,
+            code,
+            verifier: flow.verifier.expose(),
+            redirect_uri: &flow.redirect_uri,
+            resource: &flow.resource,
+        };
+        let mut steps = Vec::new();
+        match oauth::exchange_code(self.discoverer.fetcher(), &exchange, &mut steps).await {
+            Ok(tokens) => {
+                let granted: Vec<String> = tokens
+                    .scope
+                    .as_deref()
+                    .map_or_else(|| flow.scopes.clone(), |s| s.split_ascii_whitespace().map(str::to_owned).collect());
+                let set = TokenSet {
+                    access_token: Secret::new(tokens.access_token),
+                    refresh_token: tokens.refresh_token.map(Secret::new),
+                    token_type: tokens.token_type,
+                    expires_at: tokens
+                        .expires_in
+                        .map(|s| Utc::now() + Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 2))),
+                    scope: tokens.scope,
+                };
+                match store.save_tokens(&flow, &set, &granted).await {
+                    Ok(()) => {
+                        outcome.connected = true;
+                        outcome.message = "is now connected".into();
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "storing a token set failed");
+                        outcome.message =
+                            "Something went wrong on our side while saving the connection. Start again from the app."
+                                .into();
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = store
+                    .set_status(
+                        &flow.key,
+                        ConnectionStatus::Error,
+                        Some(serde_json::json!({"code": "token_exchange_failed", "message": e})),
+                    )
+                    .await;
+                outcome.message = format!("The provider did not accept the sign-in ({e}). Start again from the app.");
+            }
+        }
+        outcome
+    }
+}
+
+fn discovery_value(server: &McpServer, field: &str) -> Option<serde_json::Value> {
+    let raw = server.discovery_result.as_ref()?;
+    serde_json::from_str::<serde_json::Value>(raw.get()).ok()?.get(field).cloned()
+}
+
+fn discovery_field(server: &McpServer, field: &str) -> Option<String> {
+    discovery_value(server, field)?.as_str().map(str::to_owned)
+}
+
+fn discovery_bool(server: &McpServer, field: &str) -> Option<bool> {
+    discovery_value(server, field)?.as_bool()
+}
+
+fn discovery_list(server: &McpServer, field: &str) -> Vec<String> {
+    discovery_value(server, field).and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default()
+}
+
+/// An OAuth error code as a provider sent it, reduced to what is safe to display.
+fn safe_code(code: &str) -> String {
+    code.chars().filter(|c| c.is_ascii_lowercase() || *c == '_').take(64).collect()
+}
