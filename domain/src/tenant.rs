@@ -37,6 +37,8 @@ pub struct CreatedApiKey {
 pub enum Actor {
     Admin,
     ApiKey(ApiKeyId),
+    /// An end user, through a session ticket or a consent page.
+    User(String),
     System,
 }
 
@@ -46,6 +48,7 @@ impl Actor {
         match self {
             Self::Admin => "admin".into(),
             Self::ApiKey(id) => format!("api_key:{id}"),
+            Self::User(id) => format!("user:{id}"),
             Self::System => "system".into(),
         }
     }

@@ -12,6 +12,7 @@ use switchboard_domain::connection::{AuthFlow, ConnectionStatus, GrantKey, Token
 use switchboard_domain::crypto::{Secret, hex_digest, random_bytes};
 use switchboard_domain::mcp_server::{AuthType, McpServer};
 use switchboard_domain::store::Store;
+use switchboard_domain::tenant::Actor;
 use switchboard_domain::{DomainError, TenantId};
 use url::Url;
 
@@ -199,6 +200,19 @@ impl Consent {
         }
         if let Some(err) = error {
             let denied = err == "access_denied";
+            let data = serde_json::json!({"user_id": flow.key.user_id, "agent_id": flow.key.agent_id, "mcp_server_id": flow.key.mcp_server_id, "error": safe_code(err)});
+            if let Err(e) = store
+                .record_event(
+                    &Actor::User(flow.key.user_id.clone()),
+                    "consent.denied",
+                    "mcp_server",
+                    Some(flow.key.mcp_server_id.to_string()),
+                    data,
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "recording an audit event failed");
+            }
             let code = if denied { "access_denied" } else { "authorization_failed" };
             let _ = store.set_status(&flow.key, if denied { ConnectionStatus::NotConnected } else { ConnectionStatus::Error }, Some(serde_json::json!({"code": code, "message": format!("the provider answered `{}`", safe_code(err))}))).await;
             outcome.message = if denied {
@@ -258,6 +272,17 @@ impl Consent {
                     Ok(()) => {
                         outcome.connected = true;
                         outcome.message = "is now connected".into();
+                        let data = serde_json::json!({"user_id": flow.key.user_id, "agent_id": flow.key.agent_id, "mcp_server_id": flow.key.mcp_server_id,
+                            "issuer": flow.issuer, "scopes": granted, "refresh_token": set.refresh_token.is_some()});
+                        let actor = Actor::User(flow.key.user_id.clone());
+                        let server_id = Some(flow.key.mcp_server_id.to_string());
+                        for action in ["consent.granted", "token.issued"] {
+                            if let Err(e) =
+                                store.record_event(&actor, action, "mcp_server", server_id.clone(), data.clone()).await
+                            {
+                                tracing::warn!(error = %e, "recording an audit event failed");
+                            }
+                        }
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "storing a token set failed");

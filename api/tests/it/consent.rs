@@ -94,6 +94,11 @@ async fn a_user_connects_through_the_providers_consent() {
     assert!(entry["connected_at"].is_string() && entry["expires_at"].is_string());
     assert_eq!(entry["scopes"], json!(["mcp:read"]));
 
+    let audit = app.get("/v1/audit-events?action=consent.granted").await.json();
+    assert_eq!(audit["data"][0]["actor"], "user:user-1");
+    assert_eq!(audit["data"][0]["data"]["scopes"], json!(["mcp:read"]));
+    assert_eq!(app.get("/v1/audit-events?action=token.issued").await.json()["data"].as_array().map(Vec::len), Some(1));
+
     // The stored token is sealed, and works at the MCP server it was issued for.
     let key = GrantKey {
         tenant_id: app.tenant_id,

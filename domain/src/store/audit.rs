@@ -40,6 +40,19 @@ pub(crate) async fn record(db: &impl ConnectionTrait, entry: AuditEntry<'_>) -> 
 }
 
 impl TenantStore<'_> {
+    /// Records an event on its own (for outcomes that are not a row change, such as a denied consent).
+    pub async fn record_event(
+        &self,
+        actor: &Actor,
+        action: &'static str,
+        target_type: &'static str,
+        target_id: Option<String>,
+        data: Value,
+    ) -> Result<(), DomainError> {
+        record(&self.store.db, AuditEntry { tenant: Some(self.tenant_id), actor, action, target_type, target_id, data })
+            .await
+    }
+
     /// The tenant's audit events, newest first; the cursor is the id of the last event returned.
     pub async fn list_audit_events(
         &self,
