@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod agents;
 pub mod audit;
+pub mod connections;
 pub mod consent;
 pub mod idempotency;
 pub mod mcp_servers;
@@ -31,6 +32,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     audit::configure(cfg);
     cfg.service(utoipa_actix_web::scope("/v1/session-tickets").configure(session_tickets::configure));
     cfg.service(utoipa_actix_web::scope("/v1/runtime").configure(runtime::configure));
+    cfg.service(utoipa_actix_web::scope("/v1/connections").configure(connections::configure));
 }
 
 /// `?limit=&cursor=` of every list.

@@ -6,6 +6,7 @@ use serde::Serialize;
 use switchboard_domain::connection::GrantKey;
 use switchboard_domain::mcp_server::AuthType;
 use switchboard_domain::page::PageRequest;
+use switchboard_domain::tenant::Actor;
 use switchboard_domain::ticket::{TicketError, TicketRequest};
 use switchboard_domain::{AgentId, DomainError, FieldError, McpServerId};
 use switchboard_worker::consent::ConnectOutcome;
@@ -17,7 +18,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(list_runtime_mcp_servers).service(connect_mcp_server);
+    cfg.service(list_runtime_mcp_servers).service(connect_mcp_server).service(disconnect_mcp_server);
 }
 
 /// `{status: "connected"}` or `{status: "pending_consent", auth_url, expires_at}`.
@@ -169,4 +170,41 @@ pub async fn list_runtime_mcp_servers(
         }
     }
     Ok(web::Json(RuntimeMcpServerList { data }))
+}
+
+/// `{status: "revoked"}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DisconnectResponse {
+    pub status: &'static str,
+}
+
+/// Revoke and forget this user's grant for this agent and server. The grant is unusable when
+/// this returns; revocation at the provider comes with the worker.
+#[utoipa::path(
+    tag = "runtime",
+    params(("agent_id" = uuid::Uuid, Path), ("server_id" = uuid::Uuid, Path)),
+    responses((status = 200, body = DisconnectResponse)),
+    security(("session_ticket" = []))
+)]
+#[post("/agents/{agent_id}/mcp-servers/{server_id}/disconnect")]
+#[tracing::instrument(skip_all, fields(tenant.id = %ticket.tenant_id))]
+pub async fn disconnect_mcp_server(
+    state: web::Data<AppState>,
+    ticket: TicketContext,
+    path: web::Path<(String, String)>,
+) -> Result<web::Json<DisconnectResponse>, ApiError> {
+    let agent: AgentId = parse_id("agent", &path.0)?;
+    let server_id: McpServerId = parse_id("mcp server", &path.1)?;
+    let user = ticket.authorize(&TicketRequest {
+        agent,
+        server: Some(&server_id.to_string()),
+        tool: None,
+        operation: "disconnect",
+    })?;
+    let key =
+        GrantKey { tenant_id: ticket.tenant_id, user_id: user.clone(), agent_id: agent, mcp_server_id: server_id };
+    match state.store.tenant(ticket.tenant_id).revoke_connection(&key, &Actor::User(user)).await? {
+        Some(_) => Ok(web::Json(DisconnectResponse { status: "revoked" })),
+        None => Err(DomainError::NotFound { kind: "connection", id: format!("{agent}/{server_id}") }.into()),
+    }
 }

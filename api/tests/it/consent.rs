@@ -119,6 +119,11 @@ async fn a_user_connects_through_the_providers_consent() {
     .await;
     assert!(v.ok, "{v:?}");
     assert_eq!(v.tools, ["echo", "whoami"]);
+
+    // Disconnecting makes the grant unusable at once: the token set is gone.
+    let res = rt(Method::POST, format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/disconnect")).await;
+    assert_eq!(res.json()["status"], "revoked");
+    assert!(app.store().tenant(app.tenant_id).token_set(&key).await.expect("read").is_none());
 }
 
 #[tokio::test]
@@ -181,4 +186,63 @@ async fn servers_without_user_consent_connect_at_once() {
     app.call(Method::POST, &format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/connect"), Some(&narrowed), None)
         .await
         .problem(StatusCode::FORBIDDEN, "ticket_scope");
+}
+
+#[tokio::test]
+async fn connections_are_listed_revoked_and_kept_apart() {
+    let app = TestApp::spawn().await;
+    let server = app.create_server("Open").await;
+    let (a1, a2) = (app.create_agent("one").await, app.create_agent("two").await);
+    for a in [&a1, &a2] {
+        app.put(&format!("/v1/agents/{a}/mcp-servers/{server}"), None).await;
+    }
+    let ticket =
+        app.post("/v1/session-tickets", &json!({"user_id": "alice", "agent_ids": [a1, a2]})).await.json()["ticket"]
+            .as_str()
+            .expect("ticket")
+            .to_owned();
+    for a in [&a1, &a2] {
+        let res = app
+            .call(Method::POST, &format!("/v1/runtime/agents/{a}/mcp-servers/{server}/connect"), Some(&ticket), None)
+            .await;
+        assert_eq!(res.json()["status"], "connected");
+    }
+    let list = app.get("/v1/connections?user_id=alice").await.json();
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(2));
+    let only_a1 = app.get(&format!("/v1/connections?agent_id={a1}")).await.json();
+    assert_eq!(only_a1["data"].as_array().map(Vec::len), Some(1));
+    let id = only_a1["data"][0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(app.get(&format!("/v1/connections/{id}")).await.json()["status"], "connected");
+    app.get("/v1/connections?agent_id=nope").await.field_errors();
+
+    // Another tenant sees nothing and can revoke nothing.
+    let (_, other) = app.other_tenant().await;
+    app.call(Method::GET, &format!("/v1/connections/{id}"), Some(&other), None)
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
+    app.call(Method::DELETE, &format!("/v1/connections/{id}"), Some(&other), None)
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
+
+    // Revoking one grant leaves the other untouched.
+    assert_eq!(app.delete(&format!("/v1/connections/{id}")).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get(&format!("/v1/connections/{id}")).await.json()["status"], "revoked");
+    assert_eq!(app.get(&format!("/v1/connections?agent_id={a2}")).await.json()["data"][0]["status"], "connected");
+
+    // The user disconnects the other one from the runtime plane.
+    let res = app
+        .call(Method::POST, &format!("/v1/runtime/agents/{a2}/mcp-servers/{server}/disconnect"), Some(&ticket), None)
+        .await;
+    assert_eq!(res.json(), json!({"status": "revoked"}));
+    assert_eq!(app.get("/v1/connections?status=revoked").await.json()["data"].as_array().map(Vec::len), Some(2));
+    let fresh = app.create_server("Never connected").await;
+    app.put(&format!("/v1/agents/{a1}/mcp-servers/{fresh}"), None).await;
+    app.call(Method::POST, &format!("/v1/runtime/agents/{a1}/mcp-servers/{fresh}/disconnect"), Some(&ticket), None)
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
+    let audit = app.get("/v1/audit-events?action=connection.revoked").await.json();
+    let actors: Vec<&str> =
+        audit["data"].as_array().expect("data").iter().map(|e| e["actor"].as_str().expect("actor")).collect();
+    assert_eq!(actors.len(), 2);
+    assert!(actors.contains(&"user:alice") && actors.iter().any(|a| a.starts_with("api_key:")));
 }

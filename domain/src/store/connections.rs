@@ -255,3 +255,93 @@ impl TenantStore<'_> {
         serde_json::from_slice(&plain).map(Some).map_err(json_err("token set"))
     }
 }
+
+/// Filters of the connections list.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionFilter {
+    pub user_id: Option<String>,
+    pub agent_id: Option<AgentId>,
+    pub mcp_server_id: Option<McpServerId>,
+    pub status: Option<String>,
+}
+
+impl TenantStore<'_> {
+    pub async fn list_connections(
+        &self,
+        page: crate::page::PageRequest,
+        f: &ConnectionFilter,
+    ) -> Result<crate::page::Page<Connection>, DomainError> {
+        use sea_orm::{QueryOrder, QuerySelect};
+        let mut q = connections::Entity::find()
+            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
+            .order_by_asc(connections::Column::Id)
+            .limit(page.limit + 1);
+        if let Some(after) = page.after {
+            q = q.filter(connections::Column::Id.gt(after));
+        }
+        if let Some(u) = &f.user_id {
+            q = q.filter(connections::Column::UserId.eq(u.as_str()));
+        }
+        if let Some(a) = f.agent_id {
+            q = q.filter(connections::Column::AgentId.eq(a.0));
+        }
+        if let Some(s) = f.mcp_server_id {
+            q = q.filter(connections::Column::McpServerId.eq(s.0));
+        }
+        if let Some(s) = &f.status {
+            q = q.filter(connections::Column::Status.eq(s.as_str()));
+        }
+        let rows = q.all(&self.store.db).await.map_err(map_err)?;
+        let items = rows.into_iter().map(|m| self.connection_from_row(m)).collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::page::Page::from_overfetch(items, page.limit, |c| c.id))
+    }
+
+    pub async fn get_connection(&self, id: uuid::Uuid) -> Result<Connection, DomainError> {
+        let row = connections::Entity::find_by_id(id)
+            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
+            .one(&self.store.db)
+            .await
+            .map_err(map_err)?
+            .ok_or_else(|| DomainError::not_found("connection", id))?;
+        self.connection_from_row(row)
+    }
+
+    /// Makes the grant unusable at once: status `revoked`, token set purged. Returns the grant as
+    /// it was, or `None` when there was none.
+    pub async fn revoke_connection(
+        &self,
+        key: &GrantKey,
+        actor: &crate::tenant::Actor,
+    ) -> Result<Option<Connection>, DomainError> {
+        let (_write, txn) = self.store.begin_write().await?;
+        let Some(row) = connections::Entity::find()
+            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
+            .filter(connections::Column::UserId.eq(key.user_id.as_str()))
+            .filter(connections::Column::AgentId.eq(key.agent_id.0))
+            .filter(connections::Column::McpServerId.eq(key.mcp_server_id.0))
+            .one(&txn)
+            .await
+            .map_err(map_err)?
+        else {
+            return Ok(None);
+        };
+        let before = self.connection_from_row(row.clone())?;
+        let mut active: connections::ActiveModel = row.into();
+        active.status = Set(ConnectionStatus::Revoked.as_str().to_owned());
+        active.token_set = Set(None);
+        active.expires_at = Set(None);
+        active.updated_at = Set(Utc::now());
+        active.update(&txn).await.map_err(map_err)?;
+        super::audit::record(&txn, super::audit::AuditEntry {
+            tenant: Some(self.tenant_id),
+            actor,
+            action: "connection.revoked",
+            target_type: "connection",
+            target_id: Some(before.id.to_string()),
+            data: serde_json::json!({"user_id": key.user_id, "agent_id": key.agent_id, "mcp_server_id": key.mcp_server_id}),
+        })
+        .await?;
+        txn.commit().await.map_err(map_err)?;
+        Ok(Some(before))
+    }
+}

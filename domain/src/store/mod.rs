@@ -21,6 +21,7 @@ use std::time::Duration;
 use sea_orm::sqlx::sqlite as sqlx_sqlite;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
 
+pub use connections::ConnectionFilter;
 pub use idempotency::{Begin, IdempotencyKey};
 
 use crate::crypto::Envelope;

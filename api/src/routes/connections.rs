@@ -1,0 +1,136 @@
+//! `/v1/connections`: the consent grants of a tenant (tenant API key). One per (user, agent,
+//! server); deleting one revokes it and leaves every other untouched.
+
+use actix_web::{HttpResponse, delete, get, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use switchboard_domain::connection::Connection;
+use switchboard_domain::page::PageRequest;
+use switchboard_domain::store::ConnectionFilter;
+use switchboard_domain::{AgentId, McpServerId};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use super::parse_id;
+use crate::auth::TenantContext;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(list_connections).service(get_connection).service(delete_connection);
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConnectionResponse {
+    pub id: uuid::Uuid,
+    pub user_id: String,
+    pub agent_id: uuid::Uuid,
+    pub mcp_server_id: uuid::Uuid,
+    /// `pending_consent`, `connected`, `needs_reauth`, `revoked`, `error`, ….
+    pub status: &'static str,
+    pub issuer: Option<String>,
+    pub resource: Option<String>,
+    pub scopes: Vec<String>,
+    pub connected_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<Object>)]
+    pub last_error: Option<serde_json::Value>,
+}
+
+impl From<Connection> for ConnectionResponse {
+    fn from(c: Connection) -> Self {
+        Self {
+            id: c.id,
+            user_id: c.key.user_id,
+            agent_id: c.key.agent_id.0,
+            mcp_server_id: c.key.mcp_server_id.0,
+            status: c.status.as_str(),
+            issuer: c.issuer,
+            resource: c.resource,
+            scopes: c.scopes,
+            connected_at: c.connected_at,
+            expires_at: c.expires_at,
+            last_error: c.last_error,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConnectionList {
+    pub data: Vec<ConnectionResponse>,
+    pub next_cursor: Option<String>,
+}
+
+/// `?user_id=&agent_id=&mcp_server_id=&status=&limit=&cursor=`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConnectionQuery {
+    pub user_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub mcp_server_id: Option<String>,
+    pub status: Option<String>,
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+fn id_filter<T: From<uuid::Uuid>>(field: &'static str, raw: Option<&str>) -> Result<Option<T>, ApiError> {
+    raw.filter(|r| !r.is_empty())
+        .map(|r| {
+            uuid::Uuid::try_parse(r).map(T::from).map_err(|_| {
+                switchboard_domain::DomainError::invalid(field, "invalid", format!("{field} must be a UUID")).into()
+            })
+        })
+        .transpose()
+}
+
+/// List consent grants, oldest first.
+#[utoipa::path(tag = "connections", params(ConnectionQuery), responses((status = 200, body = ConnectionList)), security(("api_key" = [])))]
+#[get("")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn list_connections(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    q: web::Query<ConnectionQuery>,
+) -> Result<web::Json<ConnectionList>, ApiError> {
+    let page = PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref())?;
+    let filter = ConnectionFilter {
+        user_id: q.user_id.clone().filter(|u| !u.is_empty()),
+        agent_id: id_filter::<AgentId>("agent_id", q.agent_id.as_deref())?,
+        mcp_server_id: id_filter::<McpServerId>("mcp_server_id", q.mcp_server_id.as_deref())?,
+        status: q.status.clone().filter(|s| !s.is_empty()),
+    };
+    let page = state.store.tenant(tenant.tenant_id).list_connections(page, &filter).await?;
+    Ok(web::Json(ConnectionList {
+        data: page.data.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Get a consent grant.
+#[utoipa::path(tag = "connections", params(("id" = uuid::Uuid, Path)), responses((status = 200, body = ConnectionResponse)), security(("api_key" = [])))]
+#[get("/{id}")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn get_connection(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    id: web::Path<String>,
+) -> Result<web::Json<ConnectionResponse>, ApiError> {
+    let id: uuid::Uuid = parse_id("connection", &id)?;
+    Ok(web::Json(state.store.tenant(tenant.tenant_id).get_connection(id).await?.into()))
+}
+
+/// Revoke a consent grant: unusable at once, its tokens purged.
+#[utoipa::path(tag = "connections", params(("id" = uuid::Uuid, Path)), responses((status = 204)), security(("api_key" = [])))]
+#[delete("/{id}")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn delete_connection(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id: uuid::Uuid = parse_id("connection", &id)?;
+    let store = state.store.tenant(tenant.tenant_id);
+    let connection = store.get_connection(id).await?;
+    store.revoke_connection(&connection.key, &tenant.actor()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
