@@ -328,3 +328,106 @@ fn discovery_list(server: &McpServer, field: &str) -> Vec<String> {
 fn safe_code(code: &str) -> String {
     code.chars().filter(|c| c.is_ascii_lowercase() || *c == '_').take(64).collect()
 }
+
+/// The outcome of `check`: what the upstream server answered with the stored credentials.
+#[derive(Debug)]
+pub struct CheckOutcome {
+    pub verification: switchboard_discovery::mcp::Verification,
+    pub latency_ms: u64,
+    /// Why the check could not even start (not connected, no token), in words.
+    pub precondition: Option<String>,
+}
+
+impl Consent {
+    /// `initialize` + `tools/list` upstream with this grant's credentials, through the guarded
+    /// client; `allowed_tools` (the attachment's allow-list) filters what is reported.
+    #[tracing::instrument(skip_all, fields(tenant.id = %key.tenant_id))]
+    pub async fn check(
+        &self,
+        key: &GrantKey,
+        server: &McpServer,
+        allowed_tools: Option<&[String]>,
+    ) -> Result<CheckOutcome, DomainError> {
+        let store = self.store.tenant(key.tenant_id);
+        let fetcher = self.discoverer.fetcher();
+        let endpoint =
+            Url::parse(&server.config.endpoint).map_err(|_| not_ready("the endpoint is not a URL".into()))?;
+        let mut steps = Vec::new();
+        let precondition = |why: &str| CheckOutcome {
+            verification: switchboard_discovery::mcp::Verification::default(),
+            latency_ms: 0,
+            precondition: Some(why.into()),
+        };
+        let bearer = match server.config.auth.kind {
+            AuthType::None => None,
+            AuthType::Token => store.mcp_server_secrets(server.id).await?.auth_token.map(|t| t.expose().to_owned()),
+            AuthType::OauthClientCredentials => {
+                let secrets = store.mcp_server_secrets(server.id).await?;
+                let auth = &server.config.auth;
+                let (Some(token_url), Some(id), Some(secret)) = (
+                    auth.token_url.as_deref().and_then(|u| Url::parse(u).ok()),
+                    auth.client_id.as_deref(),
+                    secrets.client_secret.as_ref(),
+                ) else {
+                    return Ok(precondition(
+                        "the server's client credentials are incomplete (token_url, client_id, client_secret)",
+                    ));
+                };
+                let scopes = auth.scopes.clone().unwrap_or_default();
+                match switchboard_discovery::mcp::client_credentials_token(
+                    fetcher,
+                    &token_url,
+                    id,
+                    secret.expose(),
+                    &scopes,
+                    auth.resource.as_deref(),
+                    &mut steps,
+                )
+                .await
+                {
+                    Ok(t) => Some(t),
+                    Err(e) => return Ok(precondition(&e)),
+                }
+            }
+            AuthType::OauthAuthorizationCodePublicPkce | AuthType::OauthAuthorizationCodeConfidentialPkce => {
+                match store.token_set(key).await? {
+                    Some(tokens) => Some(tokens.access_token.expose().to_owned()),
+                    None => return Ok(precondition("this user has not connected this server: call connect first")),
+                }
+            }
+        };
+        let started = std::time::Instant::now();
+        let mut v = switchboard_discovery::mcp::verify(
+            fetcher,
+            &endpoint,
+            &server.config.headers,
+            bearer.as_deref(),
+            &mut steps,
+        )
+        .await;
+        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if let Some(allowed) = allowed_tools {
+            v.tools.retain(|t| allowed.contains(t));
+        }
+        if let Some(e) = &v.error {
+            let code = if e.contains("(401)") {
+                "upstream_unauthorized"
+            } else if e.contains("(403)") {
+                "insufficient_scope"
+            } else {
+                "upstream_error"
+            };
+            let status =
+                if code == "insufficient_scope" { ConnectionStatus::NeedsReauth } else { ConnectionStatus::Error };
+            if matches!(
+                server.config.auth.kind,
+                AuthType::OauthAuthorizationCodePublicPkce | AuthType::OauthAuthorizationCodeConfidentialPkce
+            ) {
+                store
+                    .set_status(key, status, Some(serde_json::json!({"code": code, "message": e, "at": Utc::now()})))
+                    .await?;
+            }
+        }
+        Ok(CheckOutcome { verification: v, latency_ms, precondition: None })
+    }
+}

@@ -18,7 +18,10 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(list_runtime_mcp_servers).service(connect_mcp_server).service(disconnect_mcp_server);
+    cfg.service(list_runtime_mcp_servers)
+        .service(connect_mcp_server)
+        .service(disconnect_mcp_server)
+        .service(check_mcp_server);
 }
 
 /// `{status: "connected"}` or `{status: "pending_consent", auth_url, expires_at}`.
@@ -207,4 +210,58 @@ pub async fn disconnect_mcp_server(
         Some(_) => Ok(web::Json(DisconnectResponse { status: "revoked" })),
         None => Err(DomainError::NotFound { kind: "connection", id: format!("{agent}/{server_id}") }.into()),
     }
+}
+
+/// What `check` found upstream.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CheckResponse {
+    pub ok: bool,
+    /// The tools the server lists, filtered by the attachment's allow-list.
+    pub tools: Vec<String>,
+    pub server_name: Option<String>,
+    pub protocol_version: Option<String>,
+    pub latency_ms: u64,
+    /// What failed, in words: not connected, 401 from upstream, insufficient scope, unreachable….
+    pub error: Option<String>,
+}
+
+/// `initialize` + `tools/list` upstream with this user's stored credentials.
+#[utoipa::path(
+    tag = "runtime",
+    params(("agent_id" = uuid::Uuid, Path), ("server_id" = uuid::Uuid, Path)),
+    responses((status = 200, body = CheckResponse)),
+    security(("session_ticket" = []))
+)]
+#[post("/agents/{agent_id}/mcp-servers/{server_id}/check")]
+#[tracing::instrument(skip_all, fields(tenant.id = %ticket.tenant_id))]
+pub async fn check_mcp_server(
+    state: web::Data<AppState>,
+    ticket: TicketContext,
+    path: web::Path<(String, String)>,
+) -> Result<web::Json<CheckResponse>, ApiError> {
+    let agent: AgentId = parse_id("agent", &path.0)?;
+    let server_id: McpServerId = parse_id("mcp server", &path.1)?;
+    let user = ticket.authorize(&TicketRequest {
+        agent,
+        server: Some(&server_id.to_string()),
+        tool: None,
+        operation: "check",
+    })?;
+    let store = state.store.tenant(ticket.tenant_id);
+    let attached = store.list_attachments(agent, PageRequest::parse(Some("100"), None)?).await?;
+    let Some(attachment) = attached.data.into_iter().find(|a| a.mcp_server_id == server_id) else {
+        return Err(DomainError::NotFound { kind: "attachment", id: format!("{agent}/{server_id}") }.into());
+    };
+    let server = store.get_mcp_server(server_id).await?;
+    let key = GrantKey { tenant_id: ticket.tenant_id, user_id: user, agent_id: agent, mcp_server_id: server_id };
+    let outcome = state.consent.check(&key, &server, attachment.tools.as_deref()).await?;
+    let v = outcome.verification;
+    Ok(web::Json(CheckResponse {
+        ok: v.ok,
+        tools: v.tools,
+        server_name: v.server_name,
+        protocol_version: v.protocol_version,
+        latency_ms: outcome.latency_ms,
+        error: outcome.precondition.or(v.error),
+    }))
 }

@@ -120,10 +120,28 @@ async fn a_user_connects_through_the_providers_consent() {
     assert!(v.ok, "{v:?}");
     assert_eq!(v.tools, ["echo", "whoami"]);
 
+    // `check` calls the server with the stored token; the attachment's allow-list filters tools.
+    let res = rt(Method::POST, format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/check")).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    let check = res.json();
+    assert_eq!(check["ok"], true, "{check:#}");
+    assert_eq!(check["tools"], json!(["echo", "whoami"]));
+    assert_eq!(
+        app.put(&format!("/v1/agents/{agent}/mcp-servers/{server}"), Some(&json!({"tools": ["echo"]}))).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        rt(Method::POST, format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/check")).await.json()["tools"],
+        json!(["echo"])
+    );
+
     // Disconnecting makes the grant unusable at once: the token set is gone.
     let res = rt(Method::POST, format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/disconnect")).await;
     assert_eq!(res.json()["status"], "revoked");
     assert!(app.store().tenant(app.tenant_id).token_set(&key).await.expect("read").is_none());
+    let check = rt(Method::POST, format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/check")).await.json();
+    assert_eq!(check["ok"], false);
+    assert!(check["error"].as_str().is_some_and(|e| e.contains("call connect first")), "{check:#}");
 }
 
 #[tokio::test]
