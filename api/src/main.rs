@@ -128,6 +128,42 @@ enum AdminCommand {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
+    /// Consent grants (connections).
+    Grant {
+        #[command(subcommand)]
+        command: GrantCommand,
+    },
+    /// Token issuance records.
+    Issuance {
+        #[command(subcommand)]
+        command: IssuanceCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum GrantCommand {
+    /// List a tenant's grants, optionally of one user.
+    List {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum IssuanceCommand {
+    /// List a tenant's issuance records (newest first), optionally of one server.
+    List {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long)]
+        server: Option<uuid::Uuid>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -379,6 +415,63 @@ async fn admin(command: AdminCommand, store: &Store) -> anyhow::Result<()> {
             } else {
                 for t in &all {
                     println!("{}  {:<24} {}", t.id, t.slug, t.name);
+                }
+            }
+        }
+        AdminCommand::Grant { command: GrantCommand::List { tenant, user, json } } => {
+            let filter = switchboard_domain::store::ConnectionFilter { user_id: user, ..Default::default() };
+            let page = store
+                .tenant(tenant.into())
+                .list_connections(switchboard_domain::page::PageRequest::parse(Some("100"), None)?, &filter)
+                .await?;
+            let rows: Vec<_> = page
+                .data
+                .iter()
+                .map(|c| serde_json::json!({"id": c.id, "user_id": c.key.user_id, "agent_id": c.key.agent_id, "mcp_server_id": c.key.mcp_server_id,
+                    "status": c.status.as_str(), "scopes": c.scopes, "connected_at": c.connected_at, "expires_at": c.expires_at}))
+                .collect();
+            if json {
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for c in &page.data {
+                    println!(
+                        "{}  {:<14} user {}  agent {}  server {}",
+                        c.id,
+                        c.status.as_str(),
+                        c.key.user_id,
+                        c.key.agent_id,
+                        c.key.mcp_server_id
+                    );
+                }
+            }
+        }
+        AdminCommand::Issuance { command: IssuanceCommand::List { tenant, server, json } } => {
+            let filter = switchboard_domain::store::ConnectionFilter {
+                mcp_server_id: server.map(Into::into),
+                ..Default::default()
+            };
+            let page = store
+                .tenant(tenant.into())
+                .list_issuances(switchboard_domain::page::PageRequest::parse(Some("100"), None)?, &filter)
+                .await?;
+            if json {
+                let rows: Vec<_> = page
+                    .data
+                    .iter()
+                    .map(|i| serde_json::json!({"id": i.id, "outcome": i.outcome, "user_id": i.key.user_id, "agent_id": i.key.agent_id,
+                        "mcp_server_id": i.key.mcp_server_id, "scopes": i.scopes, "reason": i.reason, "created_at": i.created_at}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for i in &page.data {
+                    println!(
+                        "{}  {:<8} user {}  server {}  {}",
+                        i.created_at.format("%Y-%m-%d %H:%M:%S"),
+                        i.outcome,
+                        i.key.user_id,
+                        i.key.mcp_server_id,
+                        i.reason.as_deref().unwrap_or("")
+                    );
                 }
             }
         }

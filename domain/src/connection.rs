@@ -130,3 +130,16 @@ pub struct AuthFlow {
     pub return_url: Option<String>,
     pub expires_at: DateTime<Utc>,
 }
+
+/// One token obtained, refused or revoked for a grant. Never holds a token value.
+#[derive(Clone, Debug)]
+pub struct Issuance {
+    pub id: uuid::Uuid,
+    pub key: GrantKey,
+    /// `issued`, `refused` or `revoked`.
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}

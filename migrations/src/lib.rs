@@ -9,6 +9,7 @@ mod m0001_foundation;
 mod m0002_oauth_clients;
 mod m0003_session_tickets;
 mod m0004_connections;
+mod m0005_issuances;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_oauth_clients::Migration),
             Box::new(m0003_session_tickets::Migration),
             Box::new(m0004_connections::Migration),
+            Box::new(m0005_issuances::Migration),
         ]
     }
 }

@@ -270,6 +270,10 @@ impl Consent {
                 };
                 match store.save_tokens(&flow, &set, &granted).await {
                     Ok(()) => {
+                        if let Err(e) = store.record_issuance(&flow.key, "issued", None, &granted, set.expires_at).await
+                        {
+                            tracing::warn!(error = %e, "recording an issuance failed");
+                        }
                         outcome.connected = true;
                         outcome.message = "is now connected".into();
                         let data = serde_json::json!({"user_id": flow.key.user_id, "agent_id": flow.key.agent_id, "mcp_server_id": flow.key.mcp_server_id,

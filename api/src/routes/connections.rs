@@ -19,6 +19,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(list_connections).service(get_connection).service(delete_connection);
 }
 
+/// `/v1/issuances`, registered at the root.
+pub fn configure_issuances(cfg: &mut ServiceConfig) {
+    cfg.service(list_issuances);
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ConnectionResponse {
     pub id: uuid::Uuid,
@@ -133,4 +138,59 @@ pub async fn delete_connection(
     let connection = store.get_connection(id).await?;
     store.revoke_connection(&connection.key, &tenant.actor()).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IssuanceResponse {
+    pub id: uuid::Uuid,
+    pub user_id: String,
+    pub agent_id: uuid::Uuid,
+    pub mcp_server_id: uuid::Uuid,
+    /// `issued`, `refused` or `revoked`.
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IssuanceList {
+    pub data: Vec<IssuanceResponse>,
+    pub next_cursor: Option<String>,
+}
+
+/// Tokens obtained, refused or revoked, newest first (never a token value).
+#[utoipa::path(tag = "connections", params(ConnectionQuery), responses((status = 200, body = IssuanceList)), security(("api_key" = [])))]
+#[get("/v1/issuances")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn list_issuances(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    q: web::Query<ConnectionQuery>,
+) -> Result<web::Json<IssuanceList>, ApiError> {
+    let page = PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref())?;
+    let filter = ConnectionFilter {
+        user_id: q.user_id.clone().filter(|u| !u.is_empty()),
+        agent_id: id_filter::<AgentId>("agent_id", q.agent_id.as_deref())?,
+        mcp_server_id: id_filter::<McpServerId>("mcp_server_id", q.mcp_server_id.as_deref())?,
+        status: None,
+    };
+    let page = state.store.tenant(tenant.tenant_id).list_issuances(page, &filter).await?;
+    let data = page
+        .data
+        .into_iter()
+        .map(|i| IssuanceResponse {
+            id: i.id,
+            user_id: i.key.user_id,
+            agent_id: i.key.agent_id.0,
+            mcp_server_id: i.key.mcp_server_id.0,
+            outcome: i.outcome,
+            reason: i.reason,
+            scopes: i.scopes,
+            expires_at: i.expires_at,
+            created_at: i.created_at,
+        })
+        .collect();
+    Ok(web::Json(IssuanceList { data, next_cursor: page.next_cursor }))
 }

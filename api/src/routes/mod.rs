@@ -33,6 +33,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(utoipa_actix_web::scope("/v1/session-tickets").configure(session_tickets::configure));
     cfg.service(utoipa_actix_web::scope("/v1/runtime").configure(runtime::configure));
     cfg.service(utoipa_actix_web::scope("/v1/connections").configure(connections::configure));
+    connections::configure_issuances(cfg);
 }
 
 /// `?limit=&cursor=` of every list.

@@ -62,6 +62,14 @@ fn admin_commands_create_tenants_and_keys() {
     let out = run(dir.path(), &["admin", "tenant", "list", "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(list.as_array().map(Vec::len), Some(1));
+    for args in [
+        &["admin", "grant", "list", "--tenant", id, "--user", "nobody", "--json"][..],
+        &["admin", "issuance", "list", "--tenant", id, "--json"],
+    ] {
+        let out = run(dir.path(), args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json"), serde_json::json!([]));
+    }
 }
 
 #[test]

@@ -135,10 +135,22 @@ async fn a_user_connects_through_the_providers_consent() {
         json!(["echo"])
     );
 
+    let issuances = app.get(&format!("/v1/issuances?mcp_server_id={server}")).await.json();
+    assert_eq!(issuances["data"][0]["outcome"], "issued");
+    assert_eq!(issuances["data"][0]["user_id"], "user-1");
+    assert!(!issuances.to_string().contains(tokens.access_token.expose()));
+
     // Disconnecting makes the grant unusable at once: the token set is gone.
     let res = rt(Method::POST, format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/disconnect")).await;
     assert_eq!(res.json()["status"], "revoked");
     assert!(app.store().tenant(app.tenant_id).token_set(&key).await.expect("read").is_none());
+    let outcomes: Vec<Value> = app.get(&format!("/v1/issuances?mcp_server_id={server}")).await.json()["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|i| i["outcome"].clone())
+        .collect();
+    assert_eq!(outcomes, [json!("revoked"), json!("issued")]);
     let check = rt(Method::POST, format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/check")).await.json();
     assert_eq!(check["ok"], false);
     assert!(check["error"].as_str().is_some_and(|e| e.contains("call connect first")), "{check:#}");

@@ -275,8 +275,14 @@ async fn token_servers_are_verified_live_and_saved_even_when_wrong() {
     let server = res.id();
     let agent = app.create_agent("bot").await;
     app.put(&format!("/v1/agents/{agent}/mcp-servers/{server}"), None).await;
-    let ticket = app.post("/v1/session-tickets", &json!({"user_id": "u", "agent_ids": [agent]})).await.json()["ticket"].as_str().expect("ticket").to_owned();
-    let check = app.call(Method::POST, &format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/check"), Some(&ticket), None).await.json();
+    let ticket = app.post("/v1/session-tickets", &json!({"user_id": "u", "agent_ids": [agent]})).await.json()["ticket"]
+        .as_str()
+        .expect("ticket")
+        .to_owned();
+    let check = app
+        .call(Method::POST, &format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/check"), Some(&ticket), None)
+        .await
+        .json();
     assert_eq!(check["ok"], false);
     assert_eq!(check["error"], "the server refused the credentials (401)");
 }

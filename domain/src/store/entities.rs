@@ -279,3 +279,28 @@ pub mod auth_flows {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod issuances {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "issuances")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub user_id: String,
+        pub agent_id: Uuid,
+        pub mcp_server_id: Uuid,
+        pub outcome: String,
+        pub reason: Option<String>,
+        pub scopes: String,
+        pub expires_at: Option<DateTimeUtc>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
