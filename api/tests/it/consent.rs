@@ -73,19 +73,32 @@ async fn a_user_connects_through_the_providers_consent() {
     let back = consent_in_browser(auth_url).await;
     assert_eq!(back.get("iss").map(String::as_str), Some(peers.issuer.as_str()));
     let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(back.iter()).finish();
-    let res =
-        app.client.get(format!("{}/service/mcp/consent/callback?{query}", app.base)).send().await.expect("callback");
-    assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(res.headers()["referrer-policy"], "no-referrer");
-    assert!(res.headers()["content-security-policy"].to_str().expect("csp").contains("frame-ancestors 'none'"));
-    let page = res.text().await.expect("page");
+    // Twenty browsers (or an attacker) land on the callback at once: exactly one code exchange.
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (client, url) = (app.client.clone(), format!("{}/service/mcp/consent/callback?{query}", app.base));
+        tasks.push(tokio::spawn(async move {
+            let res = client.get(url).send().await.expect("callback");
+            let headers = res.headers().clone();
+            (res.status(), headers, res.text().await.expect("page"))
+        }));
+    }
+    let mut pages = Vec::new();
+    for t in tasks {
+        pages.push(t.await.expect("task"));
+    }
+    let ok: Vec<_> = pages.iter().filter(|(s, _, _)| *s == StatusCode::OK).collect();
+    assert_eq!(ok.len(), 1, "exactly one callback completes the flow");
+    let (_, headers, page) = ok[0];
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert!(headers["content-security-policy"].to_str().expect("csp").contains("frame-ancestors 'none'"));
     assert!(page.contains("<strong>Peer MCP</strong> is now connected for <strong>Support bot</strong>"), "{page}");
-
-    // The same callback again exchanges nothing.
-    let res =
-        app.client.get(format!("{}/service/mcp/consent/callback?{query}", app.base)).send().await.expect("callback");
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    assert!(res.text().await.expect("page").contains("expired or was already used"));
+    assert!(
+        pages
+            .iter()
+            .filter(|(s, _, _)| *s != StatusCode::OK)
+            .all(|(s, _, p)| *s == StatusCode::BAD_REQUEST && p.contains("expired or was already used"))
+    );
     assert_eq!(peers.stats().await["token_grants"]["authorization_code"], 1);
 
     let listed = rt(Method::GET, format!("/v1/runtime/agents/{agent}/mcp-servers")).await.json();
