@@ -148,6 +148,21 @@ async fn a_user_connects_through_the_providers_consent() {
         json!(["echo"])
     );
 
+    // Nothing secret reached the logs (captured at TRACE): not the token, the code, the state or the ticket.
+    let logs = String::from_utf8_lossy(&crate::helpers::captured_logs().lock().expect("logs")).into_owned();
+    assert!(logs.contains("/service/mcp/consent/callback"), "the capture works");
+    for (what, secret) in [
+        ("access token", tokens.access_token.expose()),
+        ("code", back["code"].as_str()),
+        ("state", back["state"].as_str()),
+        ("ticket", ticket.as_str()),
+    ] {
+        assert!(!logs.contains(secret), "the {what} reached the logs");
+    }
+    if let Some(refresh) = &tokens.refresh_token {
+        assert!(!logs.contains(refresh.expose()) && !app.dump_database().await.contains(refresh.expose()));
+    }
+
     let issuances = app.get(&format!("/v1/issuances?mcp_server_id={server}")).await.json();
     assert_eq!(issuances["data"][0]["outcome"], "issued");
     assert_eq!(issuances["data"][0]["user_id"], "user-1");
