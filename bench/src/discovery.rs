@@ -160,7 +160,6 @@ pub async fn run(delay_ms: u64, runs: usize) -> anyhow::Result<()> {
                 register_url: &register_url,
                 redirect_uri: "https://switchboard.example/service/mcp/consent/callback",
                 client_name: "bench",
-                scopes: &[],
                 confidential: true,
                 supported_methods: &result.token_endpoint_auth_methods_supported.clone(),
             };

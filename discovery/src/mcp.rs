@@ -27,6 +27,22 @@ pub struct Verification {
     pub protocol_version: Option<String>,
     /// What failed, in words (`null` when `ok`).
     pub error: Option<String>,
+    /// On `403 insufficient_scope`: the scopes the server's challenge asks for (step-up).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_scopes: Vec<String>,
+}
+
+/// A failed call: words, and the scopes a 403 challenge asked for.
+struct Failure {
+    message: String,
+    required_scopes: Vec<String>,
+}
+
+impl Verification {
+    fn fail(&mut self, f: Failure) {
+        self.error = Some(f.message);
+        self.required_scopes = f.required_scopes;
+    }
 }
 
 /// Finds the JSON-RPC response with `id` in a JSON or SSE body.
@@ -93,7 +109,7 @@ async fn send(
     body: &Value,
     learned: &str,
     steps: &mut Vec<Step>,
-) -> Result<Fetched, String> {
+) -> Result<Fetched, Failure> {
     let start = Instant::now();
     let res = fetcher.post(endpoint, h, body.to_string().into_bytes()).await;
     let mut step = Step {
@@ -107,11 +123,33 @@ async fn send(
     let out = match res {
         Ok(f) => {
             step.status = Some(f.status.as_u16());
-            if f.status.is_success() { Ok(f) } else { Err(failure(f.status.as_u16())) }
+            if f.status.is_success() {
+                Ok(f)
+            } else {
+                // RFC 6750 §3.1 / MCP step-up: a 403 insufficient_scope names the scopes it wants.
+                let header = f
+                    .headers
+                    .get_all("www-authenticate")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let challenge = crate::www_authenticate::bearer(&header).ok().flatten();
+                let required_scopes = match challenge {
+                    Some(c) if f.status.as_u16() == 403 && c.error.as_deref() == Some("insufficient_scope") => {
+                        c.scope.map(|s| s.split_ascii_whitespace().map(str::to_owned).collect()).unwrap_or_default()
+                    }
+                    _ => Vec::new(),
+                };
+                Err(Failure { message: failure(f.status.as_u16()), required_scopes })
+            }
         }
         Err(e) => {
             step.error = Some(e.to_string());
-            Err(format!("the MCP endpoint could not be reached ({e})"))
+            Err(Failure {
+                message: format!("the MCP endpoint could not be reached ({e})"),
+                required_scopes: Vec::new(),
+            })
         }
     };
     steps.push(step);
@@ -142,7 +180,7 @@ pub async fn verify(
     {
         Ok(f) => f,
         Err(e) => {
-            v.error = Some(e);
+            v.fail(e);
             return v;
         }
     };
@@ -168,7 +206,7 @@ pub async fn verify(
     let f = match send(fetcher, endpoint, h(), &list, "verification: tools/list", steps).await {
         Ok(f) => f,
         Err(e) => {
-            v.error = Some(e);
+            v.fail(e);
             return v;
         }
     };

@@ -1,7 +1,8 @@
 //! Dynamic Client Registration (RFC 7591) and the Client ID Metadata Document Switchboard serves.
 //!
 //! Registration asks for exactly one redirect URI (Switchboard's consent callback), the
-//! authorization-code and refresh-token grants, and `application_type: web`. Confidential clients
+//! authorization-code and refresh-token grants, and `application_type: web` — and no `scope`:
+//! a registered scope caps what the client may ever request, and step-up needs more later. Confidential clients
 //! try `client_secret_basic`, then `client_secret_post`, then `none`, skipping what the provider
 //! does not list; public clients ask for `none`. A response that changes `redirect_uris`, lacks a
 //! `client_id`, or lacks the secret a confidential method needs is refused: storing it would only
@@ -21,7 +22,6 @@ pub struct RegistrationRequest<'a> {
     pub register_url: &'a Url,
     pub redirect_uri: &'a str,
     pub client_name: &'a str,
-    pub scopes: &'a [String],
     pub confidential: bool,
     /// The provider's `token_endpoint_auth_methods_supported`.
     pub supported_methods: &'a [String],
@@ -105,7 +105,7 @@ pub async fn register(
 ) -> Result<Registered, RegistrationError> {
     let mut last = RegistrationError::Rejected("no auth method to try".into());
     for method in methods(req) {
-        let mut body = json!({
+        let body = json!({
             "client_name": req.client_name,
             "redirect_uris": [req.redirect_uri],
             "grant_types": ["authorization_code", "refresh_token"],
@@ -113,9 +113,6 @@ pub async fn register(
             "token_endpoint_auth_method": method,
             "application_type": "web",
         });
-        if !req.scopes.is_empty() {
-            body["scope"] = json!(req.scopes.join(" "));
-        }
         let start = Instant::now();
         let res = fetcher
             .post(

@@ -114,7 +114,27 @@ impl Consent {
             key.tenant_id.0.simple(),
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>().map_err(random)?)
         );
-        let scopes = auth.scopes.clone().unwrap_or_default();
+        // Step-up: after a 403 insufficient_scope, ask for the union of what was granted and what
+        // the server asked for.
+        let mut scopes = auth.scopes.clone().unwrap_or_default();
+        let existing = store
+            .user_connections(&key.user_id, key.agent_id)
+            .await?
+            .into_iter()
+            .find(|c| c.key.mcp_server_id == key.mcp_server_id);
+        if let Some(c) = existing.filter(|c| c.status == ConnectionStatus::NeedsReauth) {
+            let required: Vec<String> = c
+                .last_error
+                .as_ref()
+                .and_then(|e| e.get("required_scopes"))
+                .and_then(|r| serde_json::from_value(r.clone()).ok())
+                .unwrap_or_default();
+            for s in c.scopes.into_iter().chain(required) {
+                if !scopes.contains(&s) {
+                    scopes.push(s);
+                }
+            }
+        }
         let url = oauth::authorize_url(&AuthorizeRequest {
             auth_url: &auth_url,
             client_id,
@@ -414,22 +434,21 @@ impl Consent {
             v.tools.retain(|t| allowed.contains(t));
         }
         if let Some(e) = &v.error {
-            let code = if e.contains("(401)") {
-                "upstream_unauthorized"
-            } else if e.contains("(403)") {
+            let insufficient = !v.required_scopes.is_empty() || e.contains("(403)");
+            let code = if insufficient {
                 "insufficient_scope"
+            } else if e.contains("(401)") {
+                "upstream_unauthorized"
             } else {
                 "upstream_error"
             };
-            let status =
-                if code == "insufficient_scope" { ConnectionStatus::NeedsReauth } else { ConnectionStatus::Error };
+            let status = if insufficient { ConnectionStatus::NeedsReauth } else { ConnectionStatus::Error };
             if matches!(
                 server.config.auth.kind,
                 AuthType::OauthAuthorizationCodePublicPkce | AuthType::OauthAuthorizationCodeConfidentialPkce
             ) {
-                store
-                    .set_status(key, status, Some(serde_json::json!({"code": code, "message": e, "at": Utc::now()})))
-                    .await?;
+                let detail = serde_json::json!({"code": code, "message": e, "required_scopes": v.required_scopes, "at": Utc::now()});
+                store.set_status(key, status, Some(detail)).await?;
             }
         }
         Ok(CheckOutcome { verification: v, latency_ms, precondition: None })

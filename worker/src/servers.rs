@@ -246,12 +246,10 @@ impl ServerSetup {
                 redirect_uri,
             }
         } else if let Some(register_url) = spec.config.auth.register_url.as_deref().and_then(|u| Url::parse(u).ok()) {
-            let scopes = spec.config.auth.scopes.clone().unwrap_or_default();
             let req = RegistrationRequest {
                 register_url: &register_url,
                 redirect_uri: &redirect_uri,
                 client_name: "Switchboard",
-                scopes: &scopes,
                 confidential: client_type == ClientType::Confidential,
                 supported_methods: &result.token_endpoint_auth_methods_supported,
             };

@@ -304,3 +304,60 @@ async fn connections_are_listed_revoked_and_kept_apart() {
     assert_eq!(actors.len(), 2);
     assert!(actors.contains(&"user:alice") && actors.iter().any(|a| a.starts_with("api_key:")));
 }
+
+#[tokio::test]
+async fn insufficient_scope_leads_to_a_step_up_with_the_union_of_scopes() {
+    let peers = Peers::start();
+    let app = TestApp::spawn_with(Options { allow_private_networks: true, ..Options::default() }).await;
+    // The admin asked for too little: the MCP server needs mcp:read.
+    let server = app
+        .post("/v1/mcp-servers", &json!({"name": "Peer", "config": {"endpoint": peers.mcp_url, "auth": {"type": "oauth_authorization_code_public_pkce", "scopes": ["mcp:write"]}}}))
+        .await
+        .id();
+    let agent = app.create_agent("bot").await;
+    app.put(&format!("/v1/agents/{agent}/mcp-servers/{server}"), None).await;
+    let ticket =
+        app.post("/v1/session-tickets", &json!({"user_id": "user-1", "agent_ids": [agent]})).await.json()["ticket"]
+            .as_str()
+            .expect("ticket")
+            .to_owned();
+    let rt = |method: Method, path: String| {
+        let (app, ticket) = (&app, ticket.clone());
+        async move { app.call(method, &path, Some(&ticket), None).await }
+    };
+    let connect_path = format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/connect");
+    let complete = |auth_url: String| {
+        let app = &app;
+        async move {
+            let back = consent_in_browser(&auth_url).await;
+            let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(back.iter()).finish();
+            let res = app
+                .client
+                .get(format!("{}/service/mcp/consent/callback?{query}", app.base))
+                .send()
+                .await
+                .expect("callback");
+            assert_eq!(res.status(), StatusCode::OK, "{}", res.text().await.unwrap_or_default());
+        }
+    };
+
+    let first = rt(Method::POST, connect_path.clone()).await.json();
+    let scope_of =
+        |u: &str| Url::parse(u).expect("url").query_pairs().find(|(k, _)| k == "scope").map(|(_, v)| v.into_owned());
+    assert_eq!(scope_of(first["auth_url"].as_str().expect("url")).as_deref(), Some("mcp:write"));
+    complete(first["auth_url"].as_str().expect("url").to_owned()).await;
+
+    let check = rt(Method::POST, format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/check")).await.json();
+    assert_eq!(check["ok"], false);
+    assert_eq!(check["error"], "the credentials lack a required scope (403)");
+    let listed = rt(Method::GET, format!("/v1/runtime/agents/{agent}/mcp-servers")).await.json();
+    assert_eq!(listed["data"][0]["connection_status"], "needs_reauth");
+    assert_eq!(listed["data"][0]["last_error"]["required_scopes"], json!(["mcp:read"]));
+
+    // The next connect asks for the union of the granted and the required scopes.
+    let second = rt(Method::POST, connect_path).await.json();
+    assert_eq!(scope_of(second["auth_url"].as_str().expect("url")).as_deref(), Some("mcp:write mcp:read"));
+    complete(second["auth_url"].as_str().expect("url").to_owned()).await;
+    let check = rt(Method::POST, format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/check")).await.json();
+    assert_eq!(check["ok"], true, "{check:#}");
+}
