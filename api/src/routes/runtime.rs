@@ -24,6 +24,15 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(check_mcp_server);
 }
 
+/// The grant a per-server runtime call is about: the ids parsed and the ticket checked for
+/// `operation` on this agent and server.
+fn grant(ticket: &TicketContext, path: &(String, String), operation: &str) -> Result<GrantKey, ApiError> {
+    let agent: AgentId = parse_id("agent", &path.0)?;
+    let server: McpServerId = parse_id("mcp server", &path.1)?;
+    let user = ticket.authorize(&TicketRequest { agent, server: Some(&server.to_string()), tool: None, operation })?;
+    Ok(GrantKey { tenant_id: ticket.tenant_id, user_id: user, agent_id: agent, mcp_server_id: server })
+}
+
 /// `{status: "connected"}` or `{status: "pending_consent", auth_url, expires_at}`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ConnectResponse {
@@ -60,14 +69,7 @@ pub async fn connect_mcp_server(
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> Result<web::Json<ConnectResponse>, ApiError> {
-    let agent: AgentId = parse_id("agent", &path.0)?;
-    let server_id: McpServerId = parse_id("mcp server", &path.1)?;
-    let user = ticket.authorize(&TicketRequest {
-        agent,
-        server: Some(&server_id.to_string()),
-        tool: None,
-        operation: "connect",
-    })?;
+    let key = grant(&ticket, &path, "connect")?;
     if let Some(body) = super::optional_json(&body)?
         && body.get("return_url").is_some_and(|r| !r.is_null())
     {
@@ -82,12 +84,8 @@ pub async fn connect_mcp_server(
         .into());
     }
     let store = state.store.tenant(ticket.tenant_id);
-    let attached = store.list_attachments(agent, PageRequest::parse(Some("100"), None)?).await?;
-    if !attached.data.iter().any(|a| a.mcp_server_id == server_id) {
-        return Err(DomainError::NotFound { kind: "attachment", id: format!("{agent}/{server_id}") }.into());
-    }
-    let server = store.get_mcp_server(server_id).await?;
-    let key = GrantKey { tenant_id: ticket.tenant_id, user_id: user, agent_id: agent, mcp_server_id: server_id };
+    store.get_attachment(key.agent_id, key.mcp_server_id).await?;
+    let server = store.get_mcp_server(key.mcp_server_id).await?;
     Ok(web::Json(match state.consent.connect(key, &server, None).await? {
         ConnectOutcome::Connected => ConnectResponse { status: "connected", auth_url: None, expires_at: None },
         ConnectOutcome::PendingConsent { auth_url, expires_at } => {
@@ -196,19 +194,14 @@ pub async fn disconnect_mcp_server(
     ticket: TicketContext,
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<DisconnectResponse>, ApiError> {
-    let agent: AgentId = parse_id("agent", &path.0)?;
-    let server_id: McpServerId = parse_id("mcp server", &path.1)?;
-    let user = ticket.authorize(&TicketRequest {
-        agent,
-        server: Some(&server_id.to_string()),
-        tool: None,
-        operation: "disconnect",
-    })?;
-    let key =
-        GrantKey { tenant_id: ticket.tenant_id, user_id: user.clone(), agent_id: agent, mcp_server_id: server_id };
-    match state.store.tenant(ticket.tenant_id).revoke_connection(&key, &Actor::User(user)).await? {
+    let key = grant(&ticket, &path, "disconnect")?;
+    let actor = Actor::User(key.user_id.clone());
+    match state.store.tenant(ticket.tenant_id).revoke_connection(&key, &actor).await? {
         Some(_) => Ok(web::Json(DisconnectResponse { status: "revoked" })),
-        None => Err(DomainError::NotFound { kind: "connection", id: format!("{agent}/{server_id}") }.into()),
+        None => {
+            Err(DomainError::NotFound { kind: "connection", id: format!("{}/{}", key.agent_id, key.mcp_server_id) }
+                .into())
+        }
     }
 }
 
@@ -239,21 +232,10 @@ pub async fn check_mcp_server(
     ticket: TicketContext,
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<CheckResponse>, ApiError> {
-    let agent: AgentId = parse_id("agent", &path.0)?;
-    let server_id: McpServerId = parse_id("mcp server", &path.1)?;
-    let user = ticket.authorize(&TicketRequest {
-        agent,
-        server: Some(&server_id.to_string()),
-        tool: None,
-        operation: "check",
-    })?;
+    let key = grant(&ticket, &path, "check")?;
     let store = state.store.tenant(ticket.tenant_id);
-    let attached = store.list_attachments(agent, PageRequest::parse(Some("100"), None)?).await?;
-    let Some(attachment) = attached.data.into_iter().find(|a| a.mcp_server_id == server_id) else {
-        return Err(DomainError::NotFound { kind: "attachment", id: format!("{agent}/{server_id}") }.into());
-    };
-    let server = store.get_mcp_server(server_id).await?;
-    let key = GrantKey { tenant_id: ticket.tenant_id, user_id: user, agent_id: agent, mcp_server_id: server_id };
+    let attachment = store.get_attachment(key.agent_id, key.mcp_server_id).await?;
+    let server = store.get_mcp_server(key.mcp_server_id).await?;
     let outcome = state.consent.check(&key, &server, attachment.tools.as_deref()).await?;
     let v = outcome.verification;
     Ok(web::Json(CheckResponse {

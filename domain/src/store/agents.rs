@@ -136,6 +136,18 @@ impl TenantStore<'_> {
         Ok(Page::from_overfetch(out, page.limit, |a| a.mcp_server_id.0))
     }
 
+    /// One attachment; not attached (or another tenant's) is not found.
+    pub async fn get_attachment(&self, agent_id: AgentId, server_id: McpServerId) -> Result<Attachment, DomainError> {
+        let link = agent_mcp_servers::Entity::find_by_id((agent_id.0, server_id.0))
+            .filter(agent_mcp_servers::Column::TenantId.eq(self.tenant_id.0))
+            .one(&self.store.db)
+            .await
+            .map_err(map_err)?
+            .ok_or_else(|| DomainError::NotFound { kind: "attachment", id: format!("{agent_id}/{server_id}") })?;
+        let server = self.find_server(&self.store.db, server_id).await?;
+        attachment(link, &server)
+    }
+
     /// Attaches a server to an agent, or replaces the tool allow-list of an existing attachment.
     /// Returns the attachment and whether it is new.
     pub async fn attach(
