@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
         (name = "admin", description = "Tenants and API keys (platform admin token)"),
         (name = "audit", description = "Who changed what, per tenant"),
         (name = "session-tickets", description = "Biscuit tickets for the runtime plane"),
+        (name = "settings", description = "Per-tenant settings"),
         (name = "connections", description = "Consent grants: one per user, agent and server"),
         (name = "runtime", description = "What an end user's agent session sees (session ticket)"),
         (name = "oauth", description = "Documents served to authorization servers"),

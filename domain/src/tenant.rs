@@ -94,3 +94,47 @@ pub fn validate_api_key(body: Option<&Value>) -> Result<Option<String>, DomainEr
     let name = opt_string(&mut errs, map, "", "name", 200);
     errs.finish(name)
 }
+
+/// A tenant's settings.
+#[derive(Clone, Debug, Default)]
+pub struct TenantSettings {
+    /// Exact URLs the consent page may send the browser back to (`connect`'s `return_url`).
+    pub return_urls: Vec<String>,
+}
+
+/// Validates `{"return_urls": [...]}`: absolute http(s) URLs without fragment or userinfo (http only
+/// for loopback in development), at most 20, compared later by exact match — never a pattern.
+pub fn validate_settings(policy: crate::validate::Policy, body: &Value) -> Result<TenantSettings, DomainError> {
+    use crate::FieldError;
+    let mut errs = Errors::default();
+    let Some(map) = validate::object(&mut errs, "", body) else {
+        return Err(DomainError::Invalid(errs.0));
+    };
+    reject_unknown(&mut errs, map, "", &["return_urls"], &[]);
+    let mut urls: Vec<String> = Vec::new();
+    match map.get("return_urls") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) if items.len() <= 20 => {
+            for (i, item) in items.iter().enumerate() {
+                let field = format!("return_urls[{i}]");
+                match item.as_str() {
+                    Some(raw) if raw.contains('*') => errs.push(FieldError::new(
+                        field,
+                        "invalid",
+                        "return URLs are exact; patterns are not supported",
+                    )),
+                    Some(raw) => match validate::url(policy, &field, raw) {
+                        Ok(u) if !urls.contains(&u.to_string()) => urls.push(u.to_string()),
+                        Ok(_) => {}
+                        Err(e) => errs.push(e),
+                    },
+                    None => errs.push(FieldError::new(field, "invalid_type", "each return URL must be a string")),
+                }
+            }
+        }
+        Some(_) => {
+            errs.push(FieldError::new("return_urls", "invalid", "return_urls must be an array of at most 20 URLs"))
+        }
+    }
+    errs.finish(TenantSettings { return_urls: urls })
+}

@@ -13,13 +13,22 @@
 use std::time::{Duration, SystemTime};
 
 use biscuit_auth::builder::{self, date, fact, string};
-use biscuit_auth::{Algorithm, AuthorizerBuilder, Biscuit, BiscuitBuilder, KeyPair, PrivateKey, PublicKey};
+use biscuit_auth::{
+    Algorithm, AuthorizerBuilder, AuthorizerLimits, Biscuit, BiscuitBuilder, KeyPair, PrivateKey, PublicKey,
+};
 
 use crate::{AgentId, TenantId};
 
 const PREFIX: &str = "sbt_";
 /// `sbt_` + 32 hex digits + `_`.
 const HEADER_LEN: usize = PREFIX.len() + 32 + 1;
+
+/// Bounds on evaluating a ticket's Datalog. Biscuit's default time budget (1 ms) is too tight for
+/// a loaded machine: running out would read as "out of scope". Facts and iterations stay at the
+/// library's defaults, which bound what a hostile holder can append.
+fn limits() -> AuthorizerLimits {
+    AuthorizerLimits { max_time: Duration::from_millis(50), ..AuthorizerLimits::default() }
+}
 
 /// Longest life a ticket can be minted with.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -179,7 +188,11 @@ fn authorizer(
     if let Some(t) = request.tool {
         a = a.fact(fact("requested_tool", &[string(t)])).map_err(internal)?;
     }
-    a.policy("allow if agent($a), requested_agent($a)").map_err(internal)?.build(token).map_err(internal)
+    a.policy("allow if agent($a), requested_agent($a)")
+        .map_err(internal)?
+        .set_limits(limits())
+        .build(token)
+        .map_err(internal)
 }
 
 fn failed_rules(e: &biscuit_auth::error::Token) -> Option<(bool, Vec<&str>)> {
@@ -204,7 +217,9 @@ fn failed_rules(e: &biscuit_auth::error::Token) -> Option<(bool, Vec<&str>)> {
 fn classify(e: &biscuit_auth::error::Token) -> TicketError {
     match failed_rules(e) {
         Some((_, rules)) if rules.iter().any(|r| r.contains("time(")) => TicketError::Expired,
-        _ => TicketError::Scope,
+        Some(_) => TicketError::Scope,
+        // Run limits and the like: not the holder's doing to be told "out of scope".
+        None => TicketError::Internal,
     }
 }
 
@@ -221,7 +236,8 @@ fn only_mentions(e: &biscuit_auth::error::Token, facts: &[&str]) -> bool {
 
 /// The user a ticket was minted for (authority block).
 pub fn user(token: &Biscuit) -> Result<String, TicketError> {
-    let mut authorizer = AuthorizerBuilder::new().build(token).map_err(|_| TicketError::Internal)?;
+    let mut authorizer =
+        AuthorizerBuilder::new().set_limits(limits()).build(token).map_err(|_| TicketError::Internal)?;
     let users: Vec<(String,)> = authorizer.query("data($u) <- user($u)").map_err(|_| TicketError::Internal)?;
     users.into_iter().next().map(|(u,)| u).ok_or(TicketError::Malformed)
 }

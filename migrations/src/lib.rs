@@ -10,6 +10,7 @@ mod m0002_oauth_clients;
 mod m0003_session_tickets;
 mod m0004_connections;
 mod m0005_issuances;
+mod m0006_tenant_settings;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_session_tickets::Migration),
             Box::new(m0004_connections::Migration),
             Box::new(m0005_issuances::Migration),
+            Box::new(m0006_tenant_settings::Migration),
         ]
     }
 }

@@ -53,8 +53,20 @@ pub async fn consent_callback(state: web::Data<AppState>, query: web::Query<Call
     } else {
         ("Not connected".to_owned(), format!("<p>{}</p>", escape(&outcome.message)))
     };
+    // The return URL was matched exactly against the tenant's allow-list when the flow started.
+    let (refresh, link) = match outcome.return_url.as_deref() {
+        Some(url) => {
+            let url = escape(url);
+            (
+                format!("<meta http-equiv=\"refresh\" content=\"3;url={url}\">"),
+                format!("<p><a href=\"{url}\">Return to the app</a></p>"),
+            )
+        }
+        None => (String::new(), String::new()),
+    };
+    let body = format!("{body}{link}");
     let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title>\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">{refresh}<title>{title}</title>\
          <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}}h1{{font-size:1.4rem}}</style></head>\
          <body><h1>{title}</h1>{body}</body></html>"
     );

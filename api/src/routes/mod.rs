@@ -13,6 +13,7 @@ pub mod oauth;
 pub mod ops;
 pub mod runtime;
 pub mod session_tickets;
+pub mod settings;
 
 use actix_web::web;
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(utoipa_actix_web::scope("/v1/runtime").configure(runtime::configure));
     cfg.service(utoipa_actix_web::scope("/v1/connections").configure(connections::configure));
     connections::configure_issuances(cfg);
+    settings::configure(cfg);
 }
 
 /// `?limit=&cursor=` of every list.

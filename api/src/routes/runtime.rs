@@ -48,7 +48,7 @@ pub struct ConnectResponse {
 #[derive(utoipa::ToSchema)]
 #[expect(dead_code, reason = "documents the request body; the handler reads the JSON itself")]
 pub struct ConnectRequest {
-    /// Reserved: an exact-match allow-listed URL to send the browser to after consent (no allow-list API yet).
+    /// Where the consent page sends the browser afterwards: one of the tenant's `return_urls`, exactly.
     return_url: Option<String>,
 }
 
@@ -70,23 +70,26 @@ pub async fn connect_mcp_server(
     body: web::Bytes,
 ) -> Result<web::Json<ConnectResponse>, ApiError> {
     let key = grant(&ticket, &path, "connect")?;
-    if let Some(body) = super::optional_json(&body)?
-        && body.get("return_url").is_some_and(|r| !r.is_null())
-    {
-        return Err(DomainError::Invalid(vec![
-            FieldError::new(
-                "return_url",
-                "not_allowed",
-                "return_url is not allowed: this tenant has no return URL allow-list yet",
-            )
-            .with_hint("leave it out; the consent page tells the user what happened"),
-        ])
-        .into());
-    }
     let store = state.store.tenant(ticket.tenant_id);
+    let return_url =
+        match super::optional_json(&body)?.as_ref().and_then(|b| b.get("return_url")).filter(|r| !r.is_null()) {
+            None => None,
+            Some(serde_json::Value::String(url)) if store.settings().await?.return_urls.contains(url) => {
+                Some(url.clone())
+            }
+            Some(_) => {
+                return Err(DomainError::Invalid(vec![
+                FieldError::new("return_url", "not_allowed", "return_url is not one of this tenant's return URLs")
+                    .with_hint(
+                        "add it, exactly, with PUT /v1/settings {\"return_urls\": [...]}; patterns are never matched",
+                    ),
+            ])
+                .into());
+            }
+        };
     store.get_attachment(key.agent_id, key.mcp_server_id).await?;
     let server = store.get_mcp_server(key.mcp_server_id).await?;
-    Ok(web::Json(match state.consent.connect(key, &server, None).await? {
+    Ok(web::Json(match state.consent.connect(key, &server, return_url).await? {
         ConnectOutcome::Connected => ConnectResponse { status: "connected", auth_url: None, expires_at: None },
         ConnectOutcome::PendingConsent { auth_url, expires_at } => {
             ConnectResponse { status: "pending_consent", auth_url: Some(auth_url), expires_at: Some(expires_at) }

@@ -337,7 +337,10 @@ async fn insufficient_scope_leads_to_a_step_up_with_the_union_of_scopes() {
                 .send()
                 .await
                 .expect("callback");
-            assert_eq!(res.status(), StatusCode::OK, "{}", res.text().await.unwrap_or_default());
+            let status = res.status();
+            let page = res.text().await.unwrap_or_default();
+            assert_eq!(status, StatusCode::OK, "{page}");
+            page
         }
     };
 
@@ -354,10 +357,65 @@ async fn insufficient_scope_leads_to_a_step_up_with_the_union_of_scopes() {
     assert_eq!(listed["data"][0]["connection_status"], "needs_reauth");
     assert_eq!(listed["data"][0]["last_error"]["required_scopes"], json!(["mcp:read"]));
 
-    // The next connect asks for the union of the granted and the required scopes.
-    let second = rt(Method::POST, connect_path).await.json();
+    // The next connect asks for the union of the granted and the required scopes, and this time
+    // names an allow-listed return URL.
+    let return_url = "https://app.example.com/connected?from=switchboard";
+    let res = app.call(Method::POST, &connect_path, Some(&ticket), Some(&json!({"return_url": return_url}))).await;
+    assert_eq!(res.field_errors(), vec![("return_url".into(), "not_allowed".into())]);
+    let res = app.call(Method::PUT, "/v1/settings", Some(&app.key), Some(&json!({"return_urls": [return_url]}))).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    // Exact match only: a prefix or a variant is refused.
+    let res = app
+        .call(
+            Method::POST,
+            &connect_path,
+            Some(&ticket),
+            Some(&json!({"return_url": "https://app.example.com/connected"})),
+        )
+        .await;
+    assert_eq!(res.field_errors(), vec![("return_url".into(), "not_allowed".into())]);
+    let second =
+        app.call(Method::POST, &connect_path, Some(&ticket), Some(&json!({"return_url": return_url}))).await.json();
     assert_eq!(scope_of(second["auth_url"].as_str().expect("url")).as_deref(), Some("mcp:write mcp:read"));
-    complete(second["auth_url"].as_str().expect("url").to_owned()).await;
+    let page = complete(second["auth_url"].as_str().expect("url").to_owned()).await;
+    assert!(
+        page.contains(
+            r#"<meta http-equiv="refresh" content="3;url=https://app.example.com/connected?from=switchboard">"#
+        ),
+        "{page}"
+    );
     let check = rt(Method::POST, format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/check")).await.json();
     assert_eq!(check["ok"], true, "{check:#}");
+}
+
+#[tokio::test]
+async fn return_urls_are_exact_and_validated() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.get("/v1/settings").await.json(), json!({"return_urls": []}));
+    let cases = [
+        (json!({"return_urls": ["https://app.example.com/*"]}), "return_urls[0]", "invalid"),
+        (json!({"return_urls": ["http://app.example.com/done"]}), "return_urls[0]", "insecure_url"),
+        (json!({"return_urls": ["https://app.example.com/done#x"]}), "return_urls[0]", "invalid_url"),
+        (json!({"return_urls": ["javascript:alert(1)"]}), "return_urls[0]", "invalid_url"),
+        (json!({"return_urls": "https://app.example.com"}), "return_urls", "invalid"),
+        (json!({"return_url": []}), "return_url", "unknown_field"),
+    ];
+    for (body, field, code) in cases {
+        let res = app.call(Method::PUT, "/v1/settings", Some(&app.key), Some(&body)).await;
+        assert!(res.field_errors().contains(&(field.to_owned(), code.to_owned())), "{body}: {}", res.text);
+    }
+    let many: Vec<String> = (0..21).map(|i| format!("https://app.example.com/{i}")).collect();
+    app.call(Method::PUT, "/v1/settings", Some(&app.key), Some(&json!({"return_urls": many}))).await.field_errors();
+    let ok = app
+        .call(
+            Method::PUT,
+            "/v1/settings",
+            Some(&app.key),
+            Some(&json!({"return_urls": ["https://app.example.com/done"]})),
+        )
+        .await;
+    assert_eq!(ok.json(), json!({"return_urls": ["https://app.example.com/done"]}));
+    assert_eq!(app.get("/v1/settings").await.json(), json!({"return_urls": ["https://app.example.com/done"]}));
+    let (_, other) = app.other_tenant().await;
+    assert_eq!(app.call(Method::GET, "/v1/settings", Some(&other), None).await.json(), json!({"return_urls": []}));
 }

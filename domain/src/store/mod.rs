@@ -13,6 +13,7 @@ pub mod entities;
 mod idempotency;
 mod mcp_servers;
 mod oauth_clients;
+mod settings;
 mod tenants;
 mod tickets;
 
