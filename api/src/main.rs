@@ -334,14 +334,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState::new(store.clone(), settings, redis)?;
     let server = app::serve(state, listener, workers)?;
     tracing::info!(%addr, docs = %format!("http://{addr}/docs"), "switchboard listening");
-    let worker = args.run_worker.then(|| {
-        let handle = server.handle();
-        tokio::spawn(switchboard_worker::Worker::new(store).run(async move {
-            // The worker stops with the server.
-            let _ = handle;
-            shutdown_signal().await;
-        }))
-    });
+    // The worker stops on the same signal as the server.
+    let worker = args.run_worker.then(|| tokio::spawn(switchboard_worker::Worker::new(store).run(shutdown_signal())));
     server.await.context("the HTTP server failed")?;
     if let Some(w) = worker {
         w.abort();

@@ -27,6 +27,9 @@ pub struct Verification {
     pub protocol_version: Option<String>,
     /// What failed, in words (`null` when `ok`).
     pub error: Option<String>,
+    /// The upstream's HTTP status when it refused (401, 403, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
     /// On `403 insufficient_scope`: the scopes the server's challenge asks for (step-up).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub required_scopes: Vec<String>,
@@ -35,12 +38,14 @@ pub struct Verification {
 /// A failed call: words, and the scopes a 403 challenge asked for.
 struct Failure {
     message: String,
+    status: Option<u16>,
     required_scopes: Vec<String>,
 }
 
 impl Verification {
     fn fail(&mut self, f: Failure) {
         self.error = Some(f.message);
+        self.status = f.status;
         self.required_scopes = f.required_scopes;
     }
 }
@@ -141,13 +146,14 @@ async fn send(
                     }
                     _ => Vec::new(),
                 };
-                Err(Failure { message: failure(f.status.as_u16()), required_scopes })
+                Err(Failure { message: failure(f.status.as_u16()), status: Some(f.status.as_u16()), required_scopes })
             }
         }
         Err(e) => {
             step.error = Some(e.to_string());
             Err(Failure {
                 message: format!("the MCP endpoint could not be reached ({e})"),
+                status: None,
                 required_scopes: Vec::new(),
             })
         }

@@ -29,7 +29,8 @@ pub struct Attachment {
     pub mcp_server_id: McpServerId,
     pub server_name: String,
     pub server_slug: String,
-    pub endpoint: String,
+    /// The server's public configuration: runtime views need its endpoint, auth type and scopes.
+    pub config: crate::mcp_server::McpServerConfig,
     pub tools: Option<Vec<String>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

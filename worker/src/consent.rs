@@ -434,10 +434,10 @@ impl Consent {
             v.tools.retain(|t| allowed.contains(t));
         }
         if let Some(e) = &v.error {
-            let insufficient = !v.required_scopes.is_empty() || e.contains("(403)");
+            let insufficient = !v.required_scopes.is_empty() || v.status == Some(403);
             let code = if insufficient {
                 "insufficient_scope"
-            } else if e.contains("(401)") {
+            } else if v.status == Some(401) {
                 "upstream_unauthorized"
             } else {
                 "upstream_error"

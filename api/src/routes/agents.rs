@@ -74,7 +74,7 @@ impl From<Attachment> for AttachmentResponse {
             mcp_server_id: a.mcp_server_id.0,
             name: a.server_name,
             slug: a.server_slug,
-            endpoint: a.endpoint,
+            endpoint: a.config.endpoint,
             tools: a.tools,
             created_at: a.created_at,
             updated_at: a.updated_at,

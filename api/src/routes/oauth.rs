@@ -18,9 +18,12 @@ pub async fn client_metadata_document(state: web::Data<AppState>) -> HttpRespons
         Some(client_id) => HttpResponse::Ok()
             .insert_header(("cache-control", "public, max-age=3600"))
             .json(switchboard_discovery::register::client_metadata_document(&client_id, &state.servers.redirect_uri())),
-        // An http public URL cannot host a CIMD client_id; say so rather than serve a useless one.
-        None => HttpResponse::NotFound()
-            .content_type("application/problem+json")
-            .body(r#"{"type":"urn:switchboard:problem:not_found","title":"Not Found","status":404,"code":"not_found","detail":"no client metadata document: SWITCHBOARD_PUBLIC_URL is not https"}"#),
+        // An http public URL cannot host a CIMD client_id: there is no document to serve.
+        None => actix_web::ResponseError::error_response(&crate::error::ApiError::from(
+            switchboard_domain::DomainError::NotFound {
+                kind: "client metadata document (SWITCHBOARD_PUBLIC_URL is not https)",
+                id: "/oauth/client-metadata.json".into(),
+            },
+        )),
     }
 }

@@ -147,13 +147,12 @@ pub async fn list_runtime_mcp_servers(
                 Err(TicketError::Scope) => continue,
                 Err(e) => return Err(e.into()),
             }
-            let server = store.get_mcp_server(a.mcp_server_id).await?;
-            let kind = server.config.auth.kind;
-            let connection = connections.iter().find(|c| c.key.mcp_server_id == server.id);
+            let kind = a.config.auth.kind;
+            let connection = connections.iter().find(|c| c.key.mcp_server_id == a.mcp_server_id);
             data.push(RuntimeMcpServer {
-                mcp_server_id: server.id.0,
-                name: server.name,
-                endpoint: server.config.endpoint,
+                mcp_server_id: a.mcp_server_id.0,
+                name: a.server_name,
+                endpoint: a.config.endpoint,
                 auth_type: kind,
                 requires_user_connection: matches!(
                     kind,
@@ -164,7 +163,7 @@ pub async fn list_runtime_mcp_servers(
                 expires_at: connection.and_then(|c| c.expires_at),
                 scopes: connection
                     .filter(|c| !c.scopes.is_empty())
-                    .map_or_else(|| server.config.auth.scopes.clone().unwrap_or_default(), |c| c.scopes.clone()),
+                    .map_or_else(|| a.config.auth.scopes.clone().unwrap_or_default(), |c| c.scopes.clone()),
                 last_error: connection.and_then(|c| c.last_error.clone()),
             });
         }

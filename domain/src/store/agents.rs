@@ -24,13 +24,12 @@ fn agent(m: agents::Model) -> Agent {
 }
 
 fn attachment(link: agent_mcp_servers::Model, server: &mcp_servers::Model) -> Result<Attachment, DomainError> {
-    let config: serde_json::Value = serde_json::from_str(&server.config).map_err(json_err("server config"))?;
     Ok(Attachment {
         agent_id: link.agent_id.into(),
         mcp_server_id: link.mcp_server_id.into(),
         server_name: server.name.clone(),
         server_slug: server.slug.clone(),
-        endpoint: config.get("endpoint").and_then(|e| e.as_str()).unwrap_or_default().to_owned(),
+        config: serde_json::from_str(&server.config).map_err(json_err("server config"))?,
         tools: link.tools.as_deref().map(serde_json::from_str).transpose().map_err(json_err("attachment tools"))?,
         created_at: link.created_at,
         updated_at: link.updated_at,
