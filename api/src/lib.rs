@@ -4,6 +4,7 @@
 pub mod app;
 pub mod auth;
 pub mod bootstrap;
+pub mod cli_client;
 pub mod config;
 pub mod error;
 pub mod metrics;

@@ -44,6 +44,9 @@ enum Command {
         #[arg(long, env = "SWITCHBOARD_OUTBOUND_ALLOWLIST", default_value = "")]
         outbound_allowlist: String,
     },
+    /// Connect to an MCP server as a client would — discovery, registration, authorization,
+    /// initialize, tools/list, optionally a tool call — and report what worked.
+    Client(switchboard_api::cli_client::ClientArgs),
     /// Print the OpenAPI document (or write it to a file).
     Openapi {
         /// Write to this file instead of standard output.
@@ -220,7 +223,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     match runtime.block_on(run(cli.command)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
@@ -235,7 +238,15 @@ async fn open(args: &StoreArgs, max_connections: u32) -> anyhow::Result<Store> {
         .await
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
+async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
+    match command {
+        // The one command whose exit code reports an outcome rather than only success or error.
+        Command::Client(args) => switchboard_api::cli_client::run(args).await,
+        other => run_other(other).await.map(|()| std::process::ExitCode::SUCCESS),
+    }
+}
+
+async fn run_other(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve(args).await,
         Command::Worker(args) => {
@@ -263,6 +274,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Admin { command, store } => admin(command, &open(&store, 2).await?).await,
+        Command::Client(_) => Ok(()), // routed by `run`, which keeps its exit code
     }
 }
 

@@ -162,6 +162,7 @@ pub async fn run(delay_ms: u64, runs: usize) -> anyhow::Result<()> {
                 client_name: "bench",
                 confidential: true,
                 supported_methods: &result.token_endpoint_auth_methods_supported.clone(),
+                application_type: "web",
             };
             register::register(discoverer.fetcher(), &req, &mut result.steps)
                 .await

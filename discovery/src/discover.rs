@@ -101,6 +101,44 @@ struct Probe {
     error: Option<FetchError>,
 }
 
+impl Probe {
+    /// A probe from an MCP response: its status and its (joined) `WWW-Authenticate` header.
+    fn answered(endpoint: &Url, status: u16, www_authenticate: &str, ms: u64, what: &str) -> Self {
+        let mut step = Step {
+            method: "POST".into(),
+            url: endpoint.to_string(),
+            status: Some(status),
+            ms,
+            error: None,
+            learned: what.to_owned(),
+        };
+        let challenge = if www_authenticate.is_empty() {
+            None
+        } else {
+            match www_authenticate::bearer(www_authenticate) {
+                Ok(c) => c,
+                Err(e) => {
+                    step.learned.push_str(&format!("unreadable WWW-Authenticate header ({e}); "));
+                    None
+                }
+            }
+        };
+        step.learned.push_str(&match (status, &challenge) {
+            (200..=299, _) => "the server answers without credentials".to_owned(),
+            (401 | 403, Some(c)) => format!(
+                "authorization required; challenge: {}{}",
+                c.resource_metadata
+                    .as_deref()
+                    .map_or("no resource_metadata".to_owned(), |u| format!("resource_metadata {u}")),
+                c.scope.as_deref().map_or(String::new(), |s| format!(", scope \"{s}\""))
+            ),
+            (401 | 403, None) => "authorization required, without a Bearer challenge".to_owned(),
+            (s, _) => format!("unexpected status {s} for an MCP initialize request"),
+        });
+        Self { step, status: Some(status), challenge, error: None }
+    }
+}
+
 fn str_list(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
         .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
@@ -132,17 +170,8 @@ impl Discoverer {
         let h = headers(&[("accept", "application/json, text/event-stream"), ("content-type", "application/json")]);
         let res = self.fetcher.post(endpoint, h, body.to_string().into_bytes()).await;
         let ms = ms_since(start);
-        let mut step = Step {
-            method: "POST".into(),
-            url: endpoint.to_string(),
-            status: None,
-            ms,
-            error: None,
-            learned: String::new(),
-        };
         match res {
             Ok(f) => {
-                step.status = Some(f.status.as_u16());
                 let header = f
                     .headers
                     .get_all("www-authenticate")
@@ -150,36 +179,21 @@ impl Discoverer {
                     .filter_map(|v| v.to_str().ok())
                     .collect::<Vec<_>>()
                     .join(", ");
-                let challenge = if header.is_empty() {
-                    None
-                } else {
-                    match www_authenticate::bearer(&header) {
-                        Ok(c) => c,
-                        Err(e) => {
-                            step.learned = format!("unreadable WWW-Authenticate header ({e}); ");
-                            None
-                        }
-                    }
-                };
-                step.learned.push_str(&match (f.status.as_u16(), &challenge) {
-                    (200..=299, _) => "the server answers without credentials".to_owned(),
-                    (401 | 403, Some(c)) => format!(
-                        "authorization required; challenge: {}{}",
-                        c.resource_metadata
-                            .as_deref()
-                            .map_or("no resource_metadata".to_owned(), |u| format!("resource_metadata {u}")),
-                        c.scope.as_deref().map_or(String::new(), |s| format!(", scope \"{s}\""))
-                    ),
-                    (401 | 403, None) => "authorization required, without a Bearer challenge".to_owned(),
-                    (s, _) => format!("unexpected status {s} for an MCP initialize request"),
-                });
-                Probe { step, status: Some(f.status.as_u16()), challenge, error: None }
+                Probe::answered(endpoint, f.status.as_u16(), &header, ms, "")
             }
-            Err(e) => {
-                step.error = Some(e.to_string());
-                step.learned = "the endpoint could not be reached".into();
-                Probe { step, status: None, challenge: None, error: Some(e) }
-            }
+            Err(e) => Probe {
+                step: Step {
+                    method: "POST".into(),
+                    url: endpoint.to_string(),
+                    status: None,
+                    ms,
+                    error: Some(e.to_string()),
+                    learned: "the endpoint could not be reached".into(),
+                },
+                status: None,
+                challenge: None,
+                error: Some(e),
+            },
         }
     }
 
@@ -249,6 +263,33 @@ impl Discoverer {
                 None => None,
             }
         });
+        self.after_probe(r, endpoint, probe, speculative).await
+    }
+
+    /// Discovery for a client that already sent an MCP request and was refused: `status` and
+    /// `www_authenticate` are that response's (a 401 can come on any request, not only the first).
+    /// Skips the probe; the rest is [`Discoverer::discover`]'s.
+    pub async fn discover_challenged(&self, endpoint: &Url, status: u16, www_authenticate: &str) -> DiscoveryResult {
+        let r = DiscoveryResult {
+            endpoint: endpoint.to_string(),
+            scopes_source: "none".into(),
+            ..DiscoveryResult::default()
+        };
+        if let Err(e) = self.fetcher.check_url(endpoint) {
+            return DiscoveryResult { message: format!("the endpoint cannot be probed: {e}"), ..r };
+        }
+        let probe = Probe::answered(endpoint, status, www_authenticate, 0, "an MCP request was refused: ");
+        self.after_probe(r, endpoint, probe, None).await
+    }
+
+    async fn after_probe(
+        &self,
+        mut r: DiscoveryResult,
+        endpoint: &Url,
+        probe: Probe,
+        speculative: Option<Doc>,
+    ) -> DiscoveryResult {
+        let path_prm = urls::prm_path_inserted(endpoint);
         r.steps.push(probe.step.clone());
         if let Some(e) = &probe.error {
             if let Some(doc) = speculative {
@@ -301,6 +342,11 @@ impl Discoverer {
             }
             Some(None) => r.warnings.push("the WWW-Authenticate resource_metadata is not a URL; ignored".into()),
             None => {
+                let speculative = match (speculative, &path_prm) {
+                    (Some(doc), _) => Some(doc),
+                    (None, Some(url)) => Some(self.metadata(url, "protected resource metadata").await),
+                    (None, None) => None,
+                };
                 if let Some(doc) = speculative {
                     let found = doc.ok_json().cloned();
                     r.steps.push(doc.step);

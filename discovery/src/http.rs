@@ -220,6 +220,12 @@ impl Fetcher {
         Err(FetchError::TooManyRedirects(self.limits.max_redirects))
     }
 
+    /// One GET whose redirect, if any, is returned rather than followed (a headless authorization
+    /// request reads the `code` from `Location`).
+    pub async fn get_once(&self, url: &Url, headers: HeaderMap) -> Result<Fetched, FetchError> {
+        self.send(Method::GET, url, headers, None).await
+    }
+
     /// POST a body; redirects are not followed (the body may carry credentials).
     pub async fn post(&self, url: &Url, headers: HeaderMap, body: Vec<u8>) -> Result<Fetched, FetchError> {
         let fetched = self.send(Method::POST, url, headers, Some(body)).await?;

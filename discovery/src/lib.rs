@@ -5,8 +5,10 @@
 //! - [`urls`]: the metadata URLs the MCP authorization spec lets a client request, in its order,
 //!   and the canonical RFC 8707 `resource`;
 //! - [`discover`]: probe → protected resource metadata → authorization server metadata, producing a
-//!   [`result::DiscoveryResult`].
+//!   [`result::DiscoveryResult`];
+//! - [`client`]: the engine of `switchboard client`, an MCP client that authorizes itself.
 
+pub mod client;
 pub mod discover;
 pub mod http;
 pub mod mcp;

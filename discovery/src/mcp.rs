@@ -51,7 +51,7 @@ impl Verification {
 }
 
 /// Finds the JSON-RPC response with `id` in a JSON or SSE body.
-fn rpc_response(f: &Fetched, id: u64) -> Option<Value> {
+pub(crate) fn rpc_response(f: &Fetched, id: u64) -> Option<Value> {
     let is_sse =
         f.headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("text/event-stream"));
     let matches = |v: &Value| v.get("id").and_then(Value::as_u64) == Some(id);
@@ -76,7 +76,7 @@ fn failure(status: u16) -> String {
 }
 
 /// The request headers of a verification call.
-fn request_headers(
+pub(crate) fn request_headers(
     extra: &BTreeMap<String, String>,
     bearer: Option<&str>,
     session: Option<&str>,
@@ -99,9 +99,12 @@ fn request_headers(
         && let Ok(value) = HeaderValue::from_str(s)
     {
         h.insert("mcp-session-id", value);
-        if let Ok(value) = HeaderValue::from_str(version.unwrap_or(PROTOCOL_VERSION)) {
-            h.insert("mcp-protocol-version", value);
-        }
+    }
+    // After initialize, every request names the negotiated version (stateless servers included).
+    if (session.is_some() || version.is_some())
+        && let Ok(value) = HeaderValue::from_str(version.unwrap_or(PROTOCOL_VERSION))
+    {
+        h.insert("mcp-protocol-version", value);
     }
     h
 }

@@ -26,6 +26,28 @@ pub fn s256_challenge(verifier: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
 }
 
+/// Why an authorization response was not acted on (RFC 9207 as the 2026-07-28 MCP spec applies it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IssError {
+    #[error("the authorization response names another issuer")]
+    Mismatch,
+    #[error("the authorization response lacks the `iss` its server advertises")]
+    Missing,
+}
+
+/// Checks the `iss` of an authorization response against the issuer recorded when the flow
+/// started, by simple string comparison (no case folding, port or trailing-slash normalization):
+/// a present `iss` must match whether or not the server advertised support; an absent one is an
+/// error only when `authorization_response_iss_parameter_supported` was true. On an error, act on
+/// nothing else in the response — not even its `error_description`.
+pub fn check_iss(recorded: &str, advertised: bool, received: Option<&str>) -> Result<(), IssError> {
+    match received {
+        Some(iss) if iss != recorded => Err(IssError::Mismatch),
+        None if advertised => Err(IssError::Missing),
+        _ => Ok(()),
+    }
+}
+
 /// What goes into the authorization URL.
 #[derive(Clone, Debug)]
 pub struct AuthorizeRequest<'a> {
@@ -210,6 +232,19 @@ fn validate(json: &Value) -> Result<Tokens, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iss_follows_the_rfc_9207_table() {
+        let rec = "https://as.example.com";
+        assert_eq!(check_iss(rec, true, Some(rec)), Ok(()));
+        assert_eq!(check_iss(rec, true, None), Err(IssError::Missing));
+        assert_eq!(check_iss(rec, false, Some("https://evil.example.com")), Err(IssError::Mismatch));
+        assert_eq!(check_iss(rec, false, None), Ok(()));
+        // No normalization: a trailing slash, a case change or a default port is another issuer.
+        for variant in ["https://as.example.com/", "https://AS.example.com", "https://as.example.com:443"] {
+            assert_eq!(check_iss(rec, true, Some(variant)), Err(IssError::Mismatch), "{variant}");
+        }
+    }
 
     #[test]
     fn pkce_challenges_are_s256() {

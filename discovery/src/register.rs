@@ -1,7 +1,7 @@
 //! Dynamic Client Registration (RFC 7591) and the Client ID Metadata Document Switchboard serves.
 //!
 //! Registration asks for exactly one redirect URI (Switchboard's consent callback), the
-//! authorization-code and refresh-token grants, and `application_type: web` — and no `scope`:
+//! authorization-code and refresh-token grants, and the `application_type` (`web` for the service, `native` for the command-line client) — and no `scope`:
 //! a registered scope caps what the client may ever request, and step-up needs more later. Confidential clients
 //! try `client_secret_basic`, then `client_secret_post`, then `none`, skipping what the provider
 //! does not list; public clients ask for `none`. A response that changes `redirect_uris`, lacks a
@@ -25,6 +25,8 @@ pub struct RegistrationRequest<'a> {
     pub confidential: bool,
     /// The provider's `token_endpoint_auth_methods_supported`.
     pub supported_methods: &'a [String],
+    /// `web` for a hosted service (Switchboard), `native` for a loopback or command-line client.
+    pub application_type: &'a str,
 }
 
 /// A registered client. `Debug` redacts the secrets.
@@ -111,7 +113,7 @@ pub async fn register(
             "grant_types": ["authorization_code", "refresh_token"],
             "response_types": ["code"],
             "token_endpoint_auth_method": method,
-            "application_type": "web",
+            "application_type": req.application_type,
         });
         let start = Instant::now();
         let res = fetcher

@@ -204,19 +204,19 @@ impl Consent {
             .as_ref()
             .and_then(|s| discovery_bool(s, "authorization_response_iss_parameter_supported"))
             .unwrap_or(false);
-        match (iss, iss_supported) {
-            (Some(i), _) if i != flow.issuer => {
+        match switchboard_discovery::oauth::check_iss(&flow.issuer, iss_supported, iss) {
+            Err(switchboard_discovery::oauth::IssError::Mismatch) => {
                 let _ = store.set_status(&flow.key, ConnectionStatus::Error, Some(serde_json::json!({"code": "issuer_mismatch", "message": "the authorization response came from another issuer"}))).await;
                 outcome.message = "The sign-in response did not come from the expected provider, so it was ignored. Start again from the app.".into();
                 return outcome;
             }
-            (None, true) => {
+            Err(switchboard_discovery::oauth::IssError::Missing) => {
                 outcome.message =
                     "The provider's response is missing its issuer, so it was ignored. Start again from the app."
                         .into();
                 return outcome;
             }
-            _ => {}
+            Ok(()) => {}
         }
         if let Some(err) = error {
             let denied = err == "access_denied";

@@ -252,6 +252,7 @@ impl ServerSetup {
                 client_name: "Switchboard",
                 confidential: client_type == ClientType::Confidential,
                 supported_methods: &result.token_endpoint_auth_methods_supported,
+                application_type: "web",
             };
             match register::register(self.discoverer.fetcher(), &req, &mut result.steps).await {
                 Ok(r) => NewOAuthClient {
