@@ -17,10 +17,17 @@
 //   MCP_PORT          MCP server port (default 0 = random)
 //   ACCESS_TOKEN_TTL  access token lifetime in seconds (default 3600); lower it
 //                     to exercise refresh-on-expiry paths
+//   LOGIN_PAGE        "1": instead of auto-approving, the authorization server
+//                     shows a sign-in and consent page (user-1 / password
+//                     "pass", then Approve or Deny) for a real browser
+//
+// Two MCP servers share the one authorization server: /mcp (resource A) and
+// /b/mcp (resource B), each with its own protected resource metadata and each
+// accepting only tokens whose `aud` is exactly its own resource.
 //
 // Protocol with the test harness:
 //   * when both servers listen, exactly one line of JSON is written to stdout:
-//       {"issuer": "...", "mcp_url": "...", "prm_url": "...", "as_port": N, "mcp_port": N}
+//       {"issuer": "...", "mcp_url": "...", "prm_url": "...", "mcp_b_url": "...", "as_port": N, "mcp_port": N}
 //   * everything else (library notices, request errors) goes to stderr;
 //   * SIGTERM / SIGINT close both servers and exit with status 0;
 //   * GET <issuer>/__stats returns request counters (see `stats` below).
@@ -33,7 +40,7 @@ import http from 'node:http';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
-import { createRemoteJWKSet, exportJWK, generateKeyPair, jwtVerify } from 'jose';
+import { createRemoteJWKSet, decodeJwt, exportJWK, generateKeyPair, jwtVerify } from 'jose';
 import Provider, { errors } from 'oidc-provider';
 import { z } from 'zod';
 
@@ -48,6 +55,8 @@ const OIDC_SCOPES = ['openid', 'offline_access']; // scopes owned by the AS itse
 const MCP_SCOPES = ['mcp:read', 'mcp:write']; // scopes owned by the MCP resource
 const REQUIRED_MCP_SCOPE = 'mcp:read'; // needed for any call to /mcp
 const ACCESS_TOKEN_TTL = positiveInt(process.env.ACCESS_TOKEN_TTL, 3600);
+const LOGIN_PAGE = process.env.LOGIN_PAGE === '1';
+const PASSWORD = 'pass';
 
 // Counters served at GET <issuer>/__stats, so tests can assert things such as
 // "exactly one client registration" or "the token was refreshed once".
@@ -60,6 +69,9 @@ const stats = {
   token_errors: 0, // token endpoint error responses
   mcp_requests: 0, // every request to /mcp
   mcp_unauthorized: 0, // /mcp requests rejected with 401/403
+  // Per MCP path ("/mcp", "/b/mcp"): the `aud` of every bearer token presented
+  // there, valid or not, counted (read from the JWT without trusting it).
+  audiences_presented: {},
 };
 
 function positiveInt(value, fallback) {
@@ -107,8 +119,6 @@ function dispatch(name) {
 const asServer = http.createServer(dispatch('as'));
 const mcpServer = http.createServer(dispatch('mcp'));
 
-// MCP sessions (Mcp-Session-Id -> StreamableHTTPServerTransport).
-const sessions = new Map();
 
 // Clean exit on SIGTERM / SIGINT, installed before anything slow happens so a
 // harness that gives up early still gets status 0.
@@ -117,7 +127,11 @@ async function shutdown(signal) {
   if (stopping) return;
   stopping = true;
   console.error(`[peers] ${signal}: shutting down`);
-  await Promise.allSettled([...sessions.values()].map((t) => t.close()));
+  let transports = [];
+  try { // RESOURCES exists only once both servers listen
+    transports = [...RESOURCES.values()].flatMap((r) => [...r.sessions.values()]);
+  } catch { /* stopping before start-up finished */ }
+  await Promise.allSettled(transports.map((t) => t.close()));
   for (const server of [asServer, mcpServer]) {
     server.close();
     server.closeAllConnections();
@@ -142,6 +156,14 @@ const MCP_BASE = `http://${HOST}:${mcpPort}`;
 const MCP_RESOURCE = `${MCP_BASE}/mcp`; // RFC 8707 resource indicator == token audience
 const PRM_PATH = '/.well-known/oauth-protected-resource/mcp'; // RFC 9728 path for /mcp
 const PRM_URL = `${MCP_BASE}${PRM_PATH}`;
+// The MCP servers by path: resource A at /mcp, resource B at /b/mcp.
+const RESOURCES = new Map(['/mcp', '/b/mcp'].map((path) => [path, {
+  path,
+  resource: `${MCP_BASE}${path}`,
+  prmPath: `/.well-known/oauth-protected-resource${path}`,
+  sessions: new Map(),
+}]));
+const KNOWN_RESOURCES = [...RESOURCES.values()].map((r) => r.resource);
 
 // ---------------------------------------------------------------------------
 // Authorization server (oidc-provider)
@@ -210,12 +232,12 @@ const provider = new Provider(ISSUER, {
       defaultResource: async (_ctx, _client, oneOf) => oneOf,
       useGrantedResource: async () => false,
       async getResourceServerInfo(_ctx, resourceIndicator) {
-        if (resourceIndicator !== MCP_RESOURCE) {
+        if (!KNOWN_RESOURCES.includes(resourceIndicator)) {
           throw new errors.InvalidTarget(`unknown resource: ${resourceIndicator}`);
         }
         return {
           scope: MCP_SCOPES.join(' '),
-          audience: MCP_RESOURCE,
+          audience: resourceIndicator,
           accessTokenFormat: 'jwt',
           accessTokenTTL: ACCESS_TOKEN_TTL,
           jwt: { sign: { alg: 'RS256' } },
@@ -303,8 +325,10 @@ async function autoApprove(res, uid) {
 
   const resources = [params.resource ?? []].flat();
   const mcpScopes = MCP_SCOPES.filter((s) => requested.has(s));
-  if (resources.includes(MCP_RESOURCE) && mcpScopes.length) {
-    grant.addResourceScope(MCP_RESOURCE, mcpScopes.join(' '));
+  for (const resource of resources) {
+    if (KNOWN_RESOURCES.includes(resource) && mcpScopes.length) {
+      grant.addResourceScope(resource, mcpScopes.join(' '));
+    }
   }
 
   const grantId = await grant.save();
@@ -313,6 +337,52 @@ async function autoApprove(res, uid) {
 
   res.writeHead(303, { location: interaction.returnTo, 'content-length': 0 });
   res.end();
+}
+
+// The LOGIN_PAGE=1 variant: a sign-in and consent page a real browser fills in.
+// GET shows the form (self-contained HTML, no scripts); POST checks the
+// password and either approves (as above) or records access_denied.
+const escapeHtml = (v) => String(v).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+async function loginPage(res, uid, message = '') {
+  const interaction = await provider.Interaction.find(uid);
+  if (!interaction) {
+    sendJson(res, 400, { error: 'invalid_request', error_description: 'interaction not found or expired' });
+    return;
+  }
+  const { params } = interaction;
+  const page = `<!doctype html><html><head><meta charset="utf-8"><title>Sign in to the test provider</title></head>
+<body><h1>Sign in</h1><p id="message">${escapeHtml(message)}</p>
+<p><b>${escapeHtml(params.client_id)}</b> asks for <b id="scopes">${escapeHtml(params.scope ?? '')}</b>
+on <b id="resource">${escapeHtml([params.resource ?? []].flat().join(' '))}</b>.</p>
+<form method="post" action="/interaction/${escapeHtml(uid)}">
+<label>User <input name="login" id="login" autocomplete="off"></label>
+<label>Password <input name="password" id="password" type="password"></label>
+<button type="submit" name="decision" value="approve" id="approve">Approve</button>
+<button type="submit" name="decision" value="deny" id="deny">Deny</button>
+</form></body></html>`;
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(page) });
+  res.end(page);
+}
+
+async function loginSubmit(req, res, uid) {
+  const form = new URLSearchParams(await readBody(req));
+  if (form.get('decision') === 'deny') {
+    const interaction = await provider.Interaction.find(uid);
+    if (!interaction) {
+      sendJson(res, 400, { error: 'invalid_request', error_description: 'interaction not found or expired' });
+      return;
+    }
+    interaction.result = { error: 'access_denied', error_description: 'the user declined' };
+    await interaction.save(interaction.exp - Math.floor(Date.now() / 1000));
+    res.writeHead(303, { location: interaction.returnTo, 'content-length': 0 });
+    res.end();
+    return;
+  }
+  if (form.get('login') !== USER_ID || form.get('password') !== PASSWORD) {
+    await loginPage(res, uid, 'Wrong user or password.');
+    return;
+  }
+  await autoApprove(res, uid);
 }
 
 // oidc-provider binds the resume step (/auth/<uid>) to the user agent with a
@@ -345,7 +415,11 @@ handlers.as = async (req, res) => {
     }
     const interaction = INTERACTION_PATH.exec(pathname);
     if (interaction && req.method === 'GET') {
-      await autoApprove(res, interaction[1]);
+      await (LOGIN_PAGE ? loginPage(res, interaction[1]) : autoApprove(res, interaction[1]));
+      return;
+    }
+    if (interaction && req.method === 'POST' && LOGIN_PAGE) {
+      await loginSubmit(req, res, interaction[1]);
       return;
     }
 
@@ -376,19 +450,20 @@ handlers.as = async (req, res) => {
 // jwks_uri like any resource server would), plus iss, aud == resource, exp.
 const jwks = createRemoteJWKSet(new URL(`${ISSUER}/jwks`));
 
-const protectedResourceMetadata = {
-  resource: MCP_RESOURCE,
+const protectedResourceMetadata = (r) => ({
+  resource: r.resource,
   authorization_servers: [ISSUER],
   scopes_supported: MCP_SCOPES,
   bearer_methods_supported: ['header'],
-};
+});
 
 // Exactly the challenge the brief specifies for a request without a token; an
 // invalid token additionally gets RFC 6750 error attributes.
-const CHALLENGE = `Bearer resource_metadata="${PRM_URL}", scope="${REQUIRED_MCP_SCOPE}"`;
+const challengeFor = (r) => `Bearer resource_metadata="${MCP_BASE}${r.prmPath}", scope="${REQUIRED_MCP_SCOPE}"`;
 
-function reject(res, status, error, description) {
+function reject(res, r, status, error, description) {
   stats.mcp_unauthorized += 1;
+  const CHALLENGE = challengeFor(r);
   const challenge = error
     ? `${CHALLENGE}, error="${error}", error_description="${description.replace(/["\\]/g, '')}"`
     : CHALLENGE;
@@ -398,33 +473,37 @@ function reject(res, status, error, description) {
 
 // Returns the SDK's AuthInfo for a valid bearer token, or answers the request
 // with 401/403 and returns undefined.
-async function authenticate(req, res) {
+async function authenticate(req, res, r) {
   const header = req.headers.authorization ?? '';
   const match = /^Bearer ([^\s]+)$/i.exec(header);
   if (!match) {
-    reject(res, 401, undefined, 'bearer token required');
+    reject(res, r, 401, undefined, 'bearer token required');
     return undefined;
   }
+  let aud = 'unreadable';
+  try { aud = String(decodeJwt(match[1]).aud); } catch { /* not a JWT */ }
+  const seen = (stats.audiences_presented[r.path] ??= {});
+  seen[aud] = (seen[aud] ?? 0) + 1;
   let payload;
   try {
     ({ payload } = await jwtVerify(match[1], jwks, {
       issuer: ISSUER,
-      audience: MCP_RESOURCE,
+      audience: r.resource,
       typ: 'at+jwt',
       algorithms: ['RS256'],
       requiredClaims: ['exp', 'sub'],
     }));
   } catch (err) {
-    reject(res, 401, 'invalid_token', `token rejected: ${err.code ?? err.message}`);
+    reject(res, r, 401, 'invalid_token', `token rejected: ${err.code ?? err.message}`);
     return undefined;
   }
-  if (payload.aud !== MCP_RESOURCE) { // a single audience, exactly the resource
-    reject(res, 401, 'invalid_token', 'token audience is not this resource');
+  if (payload.aud !== r.resource) { // a single audience, exactly the resource
+    reject(res, r, 401, 'invalid_token', 'token audience is not this resource');
     return undefined;
   }
   const scopes = String(payload.scope ?? '').split(' ').filter(Boolean);
   if (!scopes.includes(REQUIRED_MCP_SCOPE)) {
-    reject(res, 403, 'insufficient_scope', `scope ${REQUIRED_MCP_SCOPE} required`);
+    reject(res, r, 403, 'insufficient_scope', `scope ${REQUIRED_MCP_SCOPE} required`);
     return undefined;
   }
   return {
@@ -432,7 +511,7 @@ async function authenticate(req, res) {
     clientId: String(payload.client_id ?? ''),
     scopes,
     expiresAt: payload.exp,
-    resource: new URL(MCP_RESOURCE),
+    resource: new URL(r.resource),
     extra: { sub: payload.sub },
   };
 }
@@ -450,9 +529,10 @@ function createMcpServer() {
   return server;
 }
 
-async function handleMcp(req, res) {
+async function handleMcp(req, res, r) {
+  const { sessions } = r;
   stats.mcp_requests += 1;
-  const auth = await authenticate(req, res);
+  const auth = await authenticate(req, res, r);
   if (!auth) return;
   req.auth = auth; // read by the SDK transport and passed to tools as extra.authInfo
 
@@ -491,10 +571,11 @@ async function handleMcp(req, res) {
 handlers.mcp = async (req, res) => {
   try {
     const { pathname } = new URL(req.url, MCP_BASE);
-    if (pathname === PRM_PATH && req.method === 'GET') {
-      sendJson(res, 200, protectedResourceMetadata);
-    } else if (pathname === '/mcp') {
-      await handleMcp(req, res);
+    const byPrm = [...RESOURCES.values()].find((r) => r.prmPath === pathname);
+    if (byPrm && req.method === 'GET') {
+      sendJson(res, 200, protectedResourceMetadata(byPrm));
+    } else if (RESOURCES.has(pathname)) {
+      await handleMcp(req, res, RESOURCES.get(pathname));
     } else {
       // Includes the root /.well-known/oauth-protected-resource: only the
       // path-suffixed metadata document exists.
@@ -515,6 +596,7 @@ process.stdout.write(`${JSON.stringify({
   issuer: ISSUER,
   mcp_url: MCP_RESOURCE,
   prm_url: PRM_URL,
+  mcp_b_url: RESOURCES.get('/b/mcp').resource,
   as_port: asPort,
   mcp_port: mcpPort,
 })}\n`);

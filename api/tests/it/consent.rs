@@ -14,7 +14,7 @@ use crate::peers::Peers;
 
 /// Follows the provider's redirects (no cookies needed) until it sends the browser back to
 /// Switchboard; returns the callback's query.
-async fn consent_in_browser(auth_url: &str) -> HashMap<String, String> {
+pub async fn consent_in_browser(auth_url: &str) -> HashMap<String, String> {
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let mut url = Url::parse(auth_url).expect("auth url");
     for _ in 0..10 {
@@ -63,7 +63,7 @@ async fn a_user_connects_through_the_providers_consent() {
     assert_eq!(q["response_type"], "code");
     assert_eq!(q["code_challenge_method"], "S256");
     assert_eq!(q["resource"], peers.mcp_url);
-    assert_eq!(q["redirect_uri"], "http://localhost:8080/service/mcp/consent/callback");
+    assert_eq!(q["redirect_uri"], format!("{}/service/mcp/consent/callback", app.base));
     assert_eq!(q["scope"], "mcp:read");
     assert!(q["state"].starts_with(&app.tenant_id.0.simple().to_string()));
     let listed = rt(Method::GET, format!("/v1/runtime/agents/{agent}/mcp-servers")).await.json();
@@ -418,4 +418,117 @@ async fn return_urls_are_exact_and_validated() {
     assert_eq!(app.get("/v1/settings").await.json(), json!({"return_urls": ["https://app.example.com/done"]}));
     let (_, other) = app.other_tenant().await;
     assert_eq!(app.call(Method::GET, "/v1/settings", Some(&other), None).await.json(), json!({"return_urls": []}));
+}
+
+/// Return URLs that real open-redirect bugs were made of (security-reliability.md §6.2 / SEC-C5),
+/// against an allow-list holding only `https://app.example.com/done`: none is accepted, and none
+/// is stored on a flow (so the consent page can never send a browser there).
+#[tokio::test]
+async fn open_redirect_corpus_is_refused_at_connect() {
+    let peers = Peers::start();
+    let app = TestApp::spawn_with(Options { allow_private_networks: true, ..Options::default() }).await;
+    let server = app
+        .post("/v1/mcp-servers", &json!({"name": "Peer MCP", "config": {"endpoint": peers.mcp_url, "auth": {"type": "oauth_authorization_code_public_pkce"}}}))
+        .await
+        .id();
+    let agent = app.create_agent("bot").await;
+    app.put(&format!("/v1/agents/{agent}/mcp-servers/{server}"), None).await;
+    app.call(
+        Method::PUT,
+        "/v1/settings",
+        Some(&app.key),
+        Some(&json!({"return_urls": ["https://app.example.com/done"]})),
+    )
+    .await;
+    let ticket = app.post("/v1/session-tickets", &json!({"user_id": "u", "agent_ids": [agent]})).await.json()["ticket"]
+        .as_str()
+        .expect("ticket")
+        .to_owned();
+    let connect = format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/connect");
+    let corpus = [
+        "//evil.com",
+        "/\\evil.com",
+        "/%09/evil.com",
+        "/%0a/evil.com",
+        "https://app.example.com.evil.com",
+        "https://app.example.com@evil.com",
+        "https://app.example.com.evil.com/done",
+        "https://evil.com/https://app.example.com/done",
+        "https://app.example.com/done/../../evil",
+        "https://app.example.com/done/",
+        "https://app.example.com/done?next=https://evil.com",
+        "https://app.example.com/done#@evil.com",
+        "HTTPS://APP.EXAMPLE.COM/done",
+        " https://app.example.com/done",
+        "https://app.example.com/done\t",
+        "javascript:alert(1)",
+        "JaVaScRiPt:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "https://app.example.com/done\u{0}",
+        "",
+    ];
+    for target in corpus {
+        let res = app.call(Method::POST, &connect, Some(&ticket), Some(&json!({"return_url": target}))).await;
+        assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{target:?} was accepted: {}", res.text);
+        assert!(res.field_errors().contains(&("return_url".to_owned(), "not_allowed".to_owned())), "{target:?}");
+    }
+    // The exact entry is accepted, and the consent page then offers exactly it.
+    let res = app
+        .call(Method::POST, &connect, Some(&ticket), Some(&json!({"return_url": "https://app.example.com/done"})))
+        .await;
+    assert_eq!(res.json()["status"], "pending_consent", "{}", res.text);
+    let back = consent_in_browser(res.json()["auth_url"].as_str().expect("auth_url")).await;
+    let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(back.iter()).finish();
+    let page = app
+        .client
+        .get(format!("{}/service/mcp/consent/callback?{query}", app.base))
+        .send()
+        .await
+        .expect("callback")
+        .text()
+        .await
+        .expect("page");
+    assert!(page.contains("https://app.example.com/done"), "{page}");
+    assert!(!page.contains("evil"), "{page}");
+}
+
+/// A state names its tenant; moving it to another tenant finds nothing there and consumes nothing.
+#[tokio::test]
+async fn a_state_cannot_be_replayed_in_another_tenant() {
+    let peers = Peers::start();
+    let app = TestApp::spawn_with(Options { allow_private_networks: true, ..Options::default() }).await;
+    let server = app
+        .post("/v1/mcp-servers", &json!({"name": "Peer MCP", "config": {"endpoint": peers.mcp_url, "auth": {"type": "oauth_authorization_code_public_pkce"}}}))
+        .await
+        .id();
+    let agent = app.create_agent("bot").await;
+    app.put(&format!("/v1/agents/{agent}/mcp-servers/{server}"), None).await;
+    let ticket = app.post("/v1/session-tickets", &json!({"user_id": "u", "agent_ids": [agent]})).await.json()["ticket"]
+        .as_str()
+        .expect("ticket")
+        .to_owned();
+    let res = app
+        .call(Method::POST, &format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/connect"), Some(&ticket), None)
+        .await;
+    let back = consent_in_browser(res.json()["auth_url"].as_str().expect("auth_url")).await;
+    let state = back["state"].clone();
+    let (other, _) = app.other_tenant().await;
+    let moved = format!("{}{}", other.0.simple(), &state[32..]);
+    let callback = |state: String| {
+        let mut q = back.clone();
+        q.insert("state".into(), state);
+        let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(q.iter()).finish();
+        let (client, base) = (app.client.clone(), app.base.clone());
+        async move {
+            let res =
+                client.get(format!("{base}/service/mcp/consent/callback?{query}")).send().await.expect("callback");
+            (res.status(), res.text().await.expect("page"))
+        }
+    };
+    let (status, page) = callback(moved).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("expired or was already used"), "{page}");
+    assert_eq!(peers.stats().await["token_requests"], 0, "no code exchange for a state of another tenant");
+    let (status, page) = callback(state).await;
+    assert_eq!(status, StatusCode::OK, "the real flow is still usable: {page}");
 }

@@ -118,7 +118,12 @@ impl TestApp {
             Db::Sqlite { dir } => dir.path().to_path_buf(),
             Db::Postgres { .. } => std::env::temp_dir(),
         };
+        // Bound first, so that the public URL (redirect URIs, CIMD) is this app's real address:
+        // a browser in a test follows it back here.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
         let mut settings = Settings::for_data_dir(&data_dir);
+        settings.public_url = base.clone();
         settings.database_url = database_url.clone();
         settings.admin_token = Some(Secret::new(admin_token.clone()));
         settings.allow_private_networks = options.allow_private_networks;
@@ -130,8 +135,6 @@ impl TestApp {
             .as_deref()
             .map(|u| switchboard_api::redis::RedisHandle::new(u, &settings.redis_prefix).expect("redis url"));
         let state = AppState::new(store, settings, redis).expect("state");
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
         let server = switchboard_api::app::serve(state.clone(), listener, 1).expect("serve");
         tokio::spawn(server);
         Self {

@@ -6,7 +6,9 @@
 
 mod admin;
 mod agents;
+mod audience;
 mod audit;
+mod browser;
 mod cli;
 mod consent;
 mod helpers;

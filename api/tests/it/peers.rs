@@ -16,11 +16,18 @@ pub struct Peers {
     pub issuer: String,
     pub mcp_url: String,
     pub prm_url: String,
+    /// A second MCP server (resource B) behind the same authorization server.
+    pub mcp_b_url: String,
 }
 
 impl Peers {
     /// Starts peers.mjs and waits for the line announcing its URLs.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts peers.mjs with extra environment (e.g. `LOGIN_PAGE=1` for a real sign-in page).
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
         let dir = std::env::var("SWITCHBOARD_PEERS_DIR")
             .unwrap_or_else(|_| format!("{}/.cache/switchboard/peers", std::env::var("HOME").unwrap_or_default()));
         let script = std::path::Path::new(&dir).join("peers.mjs");
@@ -30,6 +37,7 @@ impl Peers {
         );
         let mut child = Command::new("node")
             .arg(&script)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -45,7 +53,7 @@ impl Peers {
         let info: Value =
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("peers.mjs printed no JSON ({e}): {line}"));
         let s = |k: &str| info[k].as_str().expect("peer url").to_owned();
-        Self { issuer: s("issuer"), mcp_url: s("mcp_url"), prm_url: s("prm_url"), child }
+        Self { issuer: s("issuer"), mcp_url: s("mcp_url"), prm_url: s("prm_url"), mcp_b_url: s("mcp_b_url"), child }
     }
 
     /// The authorization server's request counters.
