@@ -40,19 +40,26 @@ impl TenantContext {
 #[derive(Clone, Copy, Debug)]
 pub struct AdminContext;
 
-/// Verified keys by digest. Only successes are cached, so garbage cannot fill it.
-#[derive(Debug, Default)]
-pub struct KeyCache {
-    entries: Mutex<HashMap<[u8; 32], (TenantContext, Instant)>>,
+/// Entries trusted for [`KEY_CACHE_TTL`], at most [`KEY_CACHE_MAX`] of them (expired ones are
+/// swept when full; if all are live, everything is dropped rather than growing).
+#[derive(Debug)]
+struct TtlCache<K, V> {
+    entries: Mutex<HashMap<K, (V, Instant)>>,
 }
 
-impl KeyCache {
-    fn get(&self, digest: &[u8; 32]) -> Option<TenantContext> {
+impl<K, V> Default for TtlCache<K, V> {
+    fn default() -> Self {
+        Self { entries: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
+    fn get(&self, key: &K) -> Option<V> {
         let entries = self.entries.lock().ok()?;
-        entries.get(digest).filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL).map(|(ctx, _)| *ctx)
+        entries.get(key).filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL).map(|(v, _)| v.clone())
     }
 
-    fn put(&self, digest: [u8; 32], ctx: TenantContext) {
+    fn put(&self, key: K, value: V) {
         if let Ok(mut entries) = self.entries.lock() {
             if entries.len() >= KEY_CACHE_MAX {
                 entries.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
@@ -60,15 +67,29 @@ impl KeyCache {
                     entries.clear();
                 }
             }
-            entries.insert(digest, (ctx, Instant::now()));
+            entries.insert(key, (value, Instant::now()));
         }
     }
 
+    fn retain(&self, keep: impl Fn(&V) -> bool) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|_, (v, _)| keep(v));
+        }
+    }
+}
+
+/// Verified credentials: API keys by digest, and each tenant's ticket-verification (public) key.
+/// Only successes are cached, so garbage cannot fill it.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    api_keys: TtlCache<[u8; 32], TenantContext>,
+    ticket_keys: TtlCache<TenantId, std::sync::Arc<str>>,
+}
+
+impl KeyCache {
     /// Forgets a deleted key.
     pub fn evict(&self, key_id: ApiKeyId) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.retain(|_, (ctx, _)| ctx.api_key_id != key_id);
-        }
+        self.api_keys.retain(|ctx| ctx.api_key_id != key_id);
     }
 }
 
@@ -111,7 +132,7 @@ impl FromRequest for TenantContext {
                 }
                 return Err(ApiError::Unauthorized("the API key is not valid"));
             };
-            if let Some(ctx) = state.keys.get(&digest) {
+            if let Some(ctx) = state.keys.api_keys.get(&digest) {
                 return Ok(ctx);
             }
             let key = state
@@ -120,7 +141,7 @@ impl FromRequest for TenantContext {
                 .await?
                 .ok_or(ApiError::Unauthorized("the API key is not valid"))?;
             let ctx = TenantContext { tenant_id: key.tenant_id, api_key_id: key.id };
-            state.keys.put(digest, ctx);
+            state.keys.api_keys.put(digest, ctx);
             tracing::Span::current().record("tenant.id", tracing::field::display(ctx.tenant_id));
             Ok(ctx)
         })
@@ -180,6 +201,12 @@ impl TicketContext {
         Ok(switchboard_domain::ticket::user(&self.token)?)
     }
 
+    /// Whether the holder narrowed the ticket (see [`switchboard_domain::ticket::attenuated`]).
+    #[must_use]
+    pub fn attenuated(&self) -> bool {
+        switchboard_domain::ticket::attenuated(&self.token)
+    }
+
     /// The agent-level check of a request spanning several servers; see
     /// [`switchboard_domain::ticket::authorize_agent`].
     pub fn authorize_agent(&self, agent: switchboard_domain::AgentId, operation: &str) -> Result<(), ApiError> {
@@ -206,10 +233,18 @@ impl FromRequest for TicketContext {
             }
             let tenant_id = ticket::tenant_of(&presented)?;
             let store = state.store.tenant(tenant_id);
-            // An unknown tenant has no key: the ticket cannot be valid.
-            state.store.get_tenant(tenant_id).await.map_err(|_| TicketError::BadSignature)?;
-            let key = store.signing_key().await?;
-            let (token, ids) = ticket::open(&presented, &key.public_hex())?;
+            // The verification key, cached like API keys: revocation is still checked each time.
+            let public = match state.keys.ticket_keys.get(&tenant_id) {
+                Some(k) => k,
+                None => {
+                    // An unknown tenant has no key: the ticket cannot be valid.
+                    state.store.get_tenant(tenant_id).await.map_err(|_| TicketError::BadSignature)?;
+                    let k: std::sync::Arc<str> = store.signing_key().await?.public_hex().into();
+                    state.keys.ticket_keys.put(tenant_id, k.clone());
+                    k
+                }
+            };
+            let (token, ids) = ticket::open(&presented, &public)?;
             if store.any_ticket_revoked(&ids).await? {
                 return Err(TicketError::Revoked.into());
             }

@@ -10,6 +10,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
 mod discovery;
+mod runtime;
 
 #[derive(Parser)]
 #[command(name = "switchboard-bench")]
@@ -56,6 +57,23 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// An agent with 20 attached servers in mixed connection states; prints `{agent_id, ticket}`.
+    RuntimeSeed {
+        #[arg(long)]
+        url: String,
+        #[arg(long, env = "BENCH_API_KEY")]
+        key: String,
+    },
+    /// connect → provider → consent callback against an instant in-process authorization server
+    /// (the server under test needs SWITCHBOARD_ALLOW_PRIVATE_NETWORKS=true to reach it).
+    ConnectRoundtrip {
+        #[arg(long)]
+        url: String,
+        #[arg(long, env = "BENCH_API_KEY")]
+        key: String,
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+    },
     /// Start `switchboard serve` on a fresh SQLite data dir; report time to ready and idle RSS.
     Startup {
         /// The switchboard binary (a release build).
@@ -76,6 +94,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Seed { url, key, count } => seed(&url, &key, count).await,
         Command::Startup { bin, listen } => startup(&bin, &listen).await,
         Command::Discovery { delay_ms, runs } => discovery::run(delay_ms, runs).await,
+        Command::RuntimeSeed { url, key } => runtime::seed(&url, &key).await,
+        Command::ConnectRoundtrip { url, key, runs } => runtime::connect_roundtrip(&url, &key, runs).await,
     }
 }
 

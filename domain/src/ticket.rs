@@ -169,6 +169,15 @@ pub fn authorize_agent(token: &Biscuit, agent: AgentId, operation: &str, now: Sy
     }
 }
 
+/// Whether the holder attenuated the ticket. Switchboard mints only the authority block (user,
+/// agents, expiry), so only appended blocks can narrow servers or tools: for a ticket with none, a
+/// request the agent-level check allows is allowed for every server of that agent, and per-server
+/// evaluation can be skipped.
+#[must_use]
+pub fn attenuated(token: &Biscuit) -> bool {
+    token.block_count() > 1
+}
+
 fn authorizer(
     token: &Biscuit,
     request: &TicketRequest<'_>,

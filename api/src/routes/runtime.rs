@@ -135,17 +135,25 @@ pub async fn list_runtime_mcp_servers(
     let user = ticket.user()?;
     let store = state.store.tenant(ticket.tenant_id);
     let connections = store.user_connections(&user, agent).await?;
+    let attenuated = ticket.attenuated();
     let mut data = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
         let page = store.list_attachments(agent, PageRequest::parse(Some("100"), cursor.as_deref())?).await?;
         for a in page.data {
             let server_id = a.mcp_server_id.to_string();
-            // Servers an attenuated ticket excludes are not shown.
-            match ticket.authorize(&TicketRequest { agent, server: Some(&server_id), tool: None, operation: "list" }) {
-                Ok(_) => {}
-                Err(TicketError::Scope) => continue,
-                Err(e) => return Err(e.into()),
+            // Servers an attenuated ticket excludes are not shown (an unattenuated one excludes none).
+            if attenuated {
+                match ticket.authorize(&TicketRequest {
+                    agent,
+                    server: Some(&server_id),
+                    tool: None,
+                    operation: "list",
+                }) {
+                    Ok(_) => {}
+                    Err(TicketError::Scope) => continue,
+                    Err(e) => return Err(e.into()),
+                }
             }
             let kind = a.config.auth.kind;
             let connection = connections.iter().find(|c| c.key.mcp_server_id == a.mcp_server_id);
