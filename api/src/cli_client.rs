@@ -50,8 +50,9 @@ pub struct ClientArgs {
     /// The tool's arguments, as a JSON object.
     #[arg(long, value_name = "JSON", default_value = "{}")]
     pub args: String,
-    /// Request the authorization URL without a browser and read the code from its redirect (for
-    /// authorization servers that approve without a sign-in page, such as test servers).
+    /// No browser: request the authorization URL and follow its redirects until one comes back to
+    /// the redirect URI, then read the code from it (for authorization servers that approve without
+    /// a sign-in page, such as test servers).
     #[arg(long)]
     pub headless: bool,
     /// The redirect URI to register and send (default: the loopback listener, or
@@ -96,10 +97,8 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
         GrantArg::ClientCredentials => Grant::ClientCredentials,
     };
     let (authorize, redirect_uri): (Authorizer, String) = if args.headless || grant == Grant::ClientCredentials {
-        (
-            client::headless(fetcher.clone()),
-            args.redirect_uri.clone().unwrap_or_else(|| "http://127.0.0.1/callback".into()),
-        )
+        let redirect = args.redirect_uri.clone().unwrap_or_else(|| "http://127.0.0.1/callback".into());
+        (client::headless(fetcher.clone(), redirect.clone()), redirect)
     } else {
         let listener = TcpListener::bind(("127.0.0.1", args.callback_port))
             .await

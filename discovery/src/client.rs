@@ -137,34 +137,51 @@ pub struct McpClient {
     /// The issuer pre-registered credentials were first used with: they are never sent to another.
     pre_registered_issuer: Option<String>,
     requested: BTreeSet<String>,
+    /// What the server last refused with, for the message when the run gives up.
+    last_refusal: String,
     session: Option<String>,
     report: Report,
     next_id: u64,
 }
 
-/// An authorizer for servers that approve without a person: one GET of the authorization URL,
-/// the redirect read from `Location` and not followed.
+/// An authorizer for servers that approve without a person: the authorization URL is requested
+/// without a browser, and its redirects are followed (each hop through the guarded client, at most
+/// ten) until one points at `redirect_uri`, which is returned without being requested. A page
+/// instead of a redirect means the server wants a person to sign in.
 #[must_use]
-pub fn headless(fetcher: Fetcher) -> Authorizer {
-    Arc::new(move |url: Url| {
-        let fetcher = fetcher.clone();
+pub fn headless(fetcher: Fetcher, redirect_uri: String) -> Authorizer {
+    Arc::new(move |start: Url| {
+        let (fetcher, redirect_uri) = (fetcher.clone(), redirect_uri.clone());
         Box::pin(async move {
-            let f = fetcher
-                .get_once(&url, headers(&[("accept", "text/html")]))
-                .await
-                .map_err(|e| format!("the authorization endpoint could not be reached ({e})"))?;
-            if !f.status.is_redirection() {
-                return Err(format!(
-                    "the authorization endpoint answered {} instead of redirecting back; it wants a person to sign in (run without --headless)",
-                    f.status.as_u16()
-                ));
+            let target = Url::parse(&redirect_uri).map_err(|_| "the redirect URI is not a URL".to_owned())?;
+            let mut url = start;
+            for _ in 0..10 {
+                let f = fetcher.get_once(&url, headers(&[("accept", "text/html")])).await.map_err(|e| {
+                    format!(
+                        "the authorization server could not be reached at {} ({e})",
+                        url.origin().ascii_serialization()
+                    )
+                })?;
+                if !f.status.is_redirection() {
+                    return Err(format!(
+                        "the authorization server answered {} with a page instead of redirecting back: it wants a person to sign in (run without --headless)",
+                        f.status.as_u16()
+                    ));
+                }
+                let location = f
+                    .headers
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .ok_or("the authorization server redirected without a Location")?;
+                let next = url
+                    .join(location)
+                    .map_err(|_| "the authorization server redirected to an unreadable URL".to_owned())?;
+                if next.origin() == target.origin() && next.path() == target.path() {
+                    return Ok(next);
+                }
+                url = next;
             }
-            let location = f
-                .headers
-                .get(reqwest::header::LOCATION)
-                .and_then(|l| l.to_str().ok())
-                .ok_or("the authorization endpoint redirected without a Location")?;
-            url.join(location).map_err(|_| "the authorization endpoint redirected to an unreadable URL".to_owned())
+            Err("the authorization server redirected more than ten times without coming back".into())
         })
     })
 }
@@ -188,6 +205,7 @@ impl McpClient {
             clients: HashMap::new(),
             pre_registered_issuer: None,
             requested: BTreeSet::new(),
+            last_refusal: String::new(),
             session: None,
             report: Report::default(),
             next_id: 0,
@@ -303,11 +321,14 @@ impl McpClient {
                 Ok(v) => return Ok(v),
                 Err(CallError::Fatal(e)) => return Err(e),
                 Err(CallError::Refused(Refusal::Unauthorized { status, www_authenticate })) => {
+                    self.last_refusal = format!("{status} to {method}");
                     (self.progress)(&format!("{method}: {status}, authorizing"));
                     self.authenticate(status, &www_authenticate).await?;
                 }
                 Err(CallError::Refused(Refusal::InsufficientScope { www_authenticate, scopes })) => {
-                    (self.progress)(&format!("{method}: 403 insufficient_scope ({}), stepping up", scopes.join(" ")));
+                    self.last_refusal =
+                        format!("403 insufficient_scope to {method}, asking for {:?}", scopes.join(" "));
+                    (self.progress)(&format!("{method}: 403 insufficient_scope ({})", scopes.join(" ")));
                     self.step_up(&www_authenticate, scopes).await?;
                 }
             }
@@ -469,10 +490,11 @@ impl McpClient {
             return Ok(());
         }
         if self.report.authorizations >= self.opts.max_authorizations {
+            let n = self.report.authorizations;
             return Err(format!(
-                "gave up after {} authorizations: the server still refuses (last asked for scopes {:?})",
-                self.report.authorizations,
-                scopes.join(" ")
+                "gave up after {n} authorization{} (the limit): the server still answers {}",
+                if n == 1 { "" } else { "s" },
+                self.last_refusal
             ));
         }
         if !r.authorization_code_usable {

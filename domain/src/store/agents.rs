@@ -23,13 +23,17 @@ fn agent(m: agents::Model) -> Agent {
     }
 }
 
-fn attachment(link: agent_mcp_servers::Model, server: &mcp_servers::Model) -> Result<Attachment, DomainError> {
+/// What an attachment shows of its server: id, name, slug and config (JSON) — not the large
+/// `discovery_result`, nor the `secrets` ciphertext.
+type ServerSummary = (uuid::Uuid, String, String, String);
+
+fn attachment(link: agent_mcp_servers::Model, server: &ServerSummary) -> Result<Attachment, DomainError> {
     Ok(Attachment {
         agent_id: link.agent_id.into(),
         mcp_server_id: link.mcp_server_id.into(),
-        server_name: server.name.clone(),
-        server_slug: server.slug.clone(),
-        config: serde_json::from_str(&server.config).map_err(json_err("server config"))?,
+        server_name: server.1.clone(),
+        server_slug: server.2.clone(),
+        config: serde_json::from_str(&server.3).map_err(json_err("server config"))?,
         tools: link.tools.as_deref().map(serde_json::from_str).transpose().map_err(json_err("attachment tools"))?,
         created_at: link.created_at,
         updated_at: link.updated_at,
@@ -120,19 +124,27 @@ impl TenantStore<'_> {
         }
         let links = q.all(&self.store.db).await.map_err(map_err)?;
         let ids: Vec<_> = links.iter().map(|l| l.mcp_server_id).collect();
-        let servers = mcp_servers::Entity::find()
-            .filter(mcp_servers::Column::TenantId.eq(self.tenant_id.0))
-            .filter(mcp_servers::Column::Id.is_in(ids))
-            .all(&self.store.db)
-            .await
-            .map_err(map_err)?;
+        let servers = self.server_summaries(ids).await?;
         let mut out = Vec::with_capacity(links.len());
         for link in links {
-            if let Some(server) = servers.iter().find(|s| s.id == link.mcp_server_id) {
+            if let Some(server) = servers.iter().find(|s| s.0 == link.mcp_server_id) {
                 out.push(attachment(link, server)?);
             }
         }
         Ok(Page::from_overfetch(out, page.limit, |a| a.mcp_server_id.0))
+    }
+
+    async fn server_summaries(&self, ids: Vec<uuid::Uuid>) -> Result<Vec<ServerSummary>, DomainError> {
+        use mcp_servers::Column as C;
+        mcp_servers::Entity::find()
+            .select_only()
+            .columns([C::Id, C::Name, C::Slug, C::Config])
+            .filter(C::TenantId.eq(self.tenant_id.0))
+            .filter(C::Id.is_in(ids))
+            .into_tuple()
+            .all(&self.store.db)
+            .await
+            .map_err(map_err)
     }
 
     /// One attachment; not attached (or another tenant's) is not found.
@@ -143,7 +155,11 @@ impl TenantStore<'_> {
             .await
             .map_err(map_err)?
             .ok_or_else(|| DomainError::NotFound { kind: "attachment", id: format!("{agent_id}/{server_id}") })?;
-        let server = self.find_server(&self.store.db, server_id).await?;
+        let server = self
+            .server_summaries(vec![server_id.0])
+            .await?
+            .pop()
+            .ok_or_else(|| DomainError::NotFound { kind: "mcp server", id: server_id.to_string() })?;
         attachment(link, &server)
     }
 
@@ -197,7 +213,7 @@ impl TenantStore<'_> {
             },
         )
         .await?;
-        let a = attachment(link, &server)?;
+        let a = attachment(link, &(server.id, server.name, server.slug, server.config))?;
         txn.commit().await.map_err(map_err)?;
         Ok((a, created))
     }
