@@ -469,8 +469,8 @@ impl McpClient {
         let token_url = r.token_url.as_deref().and_then(|u| Url::parse(u).ok()).ok_or("no usable token endpoint")?;
         let resource = r.resource.clone().unwrap_or_else(|| crate::urls::canonical_resource(&self.opts.endpoint));
         self.report.issuer = r.issuer.clone();
-        self.report.scopes = scopes.clone();
         if self.opts.grant == Grant::ClientCredentials {
+            self.report.scopes = scopes.clone();
             let pre =
                 self.opts.pre_registered.clone().ok_or("client credentials need --client-id and --client-secret")?;
             let secret = pre.client_secret.ok_or("client credentials need --client-secret")?;
@@ -504,6 +504,7 @@ impl McpClient {
                 r.warnings.last().map_or(r.message.as_str(), String::as_str)
             ));
         }
+        self.report.scopes = scopes.clone();
         let client = self.client_for(&r).await?;
         let auth_url =
             r.auth_url.as_deref().and_then(|u| Url::parse(u).ok()).ok_or("no usable authorization endpoint")?;

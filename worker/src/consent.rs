@@ -81,6 +81,16 @@ impl Consent {
             store.set_status(&key, ConnectionStatus::Connected, None).await?;
             return Ok(ConnectOutcome::Connected);
         }
+        // Connecting twice is harmless: a working grant is reported as such, not consented again
+        // (a grant that needs re-consent, or none, starts a flow).
+        let existing = store
+            .user_connections(&key.user_id, key.agent_id)
+            .await?
+            .into_iter()
+            .find(|c| c.key.mcp_server_id == key.mcp_server_id);
+        if existing.is_some_and(|c| c.status == ConnectionStatus::Connected) && store.token_set(&key).await?.is_some() {
+            return Ok(ConnectOutcome::Connected);
+        }
         let (Some(auth_url), Some(token_url), Some(client_id)) =
             (auth.auth_url.as_deref(), auth.token_url.as_deref(), auth.client_id.as_deref())
         else {

@@ -106,6 +106,11 @@ async fn a_user_connects_through_the_providers_consent() {
     assert_eq!(entry["connection_status"], "connected", "{listed:#}");
     assert!(entry["connected_at"].is_string() && entry["expires_at"].is_string());
     assert_eq!(entry["scopes"], json!(["mcp:read"]));
+    // Connecting again is idempotent: the working grant is reported, no new consent is asked for.
+    let before = peers.stats().await["authorization_requests"].clone();
+    let again = rt(Method::POST, format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/connect")).await.json();
+    assert_eq!(again, json!({"status": "connected"}));
+    assert_eq!(peers.stats().await["authorization_requests"], before);
 
     let audit = app.get("/v1/audit-events?action=consent.granted").await.json();
     assert_eq!(audit["data"][0]["actor"], "user:user-1");
