@@ -537,3 +537,40 @@ async fn a_state_cannot_be_replayed_in_another_tenant() {
     let (status, page) = callback(state).await;
     assert_eq!(status, StatusCode::OK, "the real flow is still usable: {page}");
 }
+
+/// A flow past its ten minutes is gone: the callback says so and no code is exchanged.
+#[tokio::test]
+async fn an_expired_flow_exchanges_nothing() {
+    let app = TestApp::spawn().await;
+    let server = app.create_server("Open").await;
+    let agent = app.create_agent("bot").await;
+    let key = GrantKey {
+        tenant_id: app.tenant_id,
+        user_id: "u".into(),
+        agent_id: uuid::Uuid::parse_str(&agent).expect("id").into(),
+        mcp_server_id: uuid::Uuid::parse_str(&server).expect("id").into(),
+    };
+    let state = format!("{}{}", app.tenant_id.0.simple(), "s".repeat(43));
+    let flow = switchboard_domain::connection::AuthFlow {
+        key,
+        verifier: switchboard_domain::crypto::Secret::new("v".repeat(43)),
+        issuer: "https://as.example.com".into(),
+        // Nothing listens here: were the code exchanged, the page would say the provider failed.
+        token_endpoint: "https://as.example.com/token".into(),
+        resource: "https://mcp.example.com/mcp".into(),
+        redirect_uri: format!("{}/service/mcp/consent/callback", app.base),
+        scopes: vec![],
+        return_url: None,
+        expires_at: chrono::Utc::now() - chrono::Duration::seconds(1),
+    };
+    let store = app.store().tenant(app.tenant_id);
+    store.create_flow(&flow, &switchboard_domain::crypto::hex_digest(state.as_bytes())).await.expect("flow");
+    let res = app
+        .client
+        .get(format!("{}/service/mcp/consent/callback?state={state}&code=c", app.base))
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(res.text().await.expect("page").contains("expired or was already used"));
+}
