@@ -469,6 +469,16 @@ impl McpClient {
         let token_url = r.token_url.as_deref().and_then(|u| Url::parse(u).ok()).ok_or("no usable token endpoint")?;
         let resource = r.resource.clone().unwrap_or_else(|| crate::urls::canonical_resource(&self.opts.endpoint));
         self.report.issuer = r.issuer.clone();
+        // Every token request counts, whatever the grant: a server that refuses each new token
+        // must end the run, not loop.
+        if self.report.authorizations >= self.opts.max_authorizations {
+            let n = self.report.authorizations;
+            return Err(format!(
+                "gave up after {n} authorization{} (the limit): the server still answers {}",
+                if n == 1 { "" } else { "s" },
+                self.last_refusal
+            ));
+        }
         if self.opts.grant == Grant::ClientCredentials {
             self.report.scopes = scopes.clone();
             let pre =
@@ -484,18 +494,11 @@ impl McpClient {
                 &mut self.report.steps,
             )
             .await?;
+            self.report.authorizations += 1;
             (self.progress)("client credentials: token obtained");
             self.token = Some(token);
             self.report.client_registration = Some("pre_registered".into());
             return Ok(());
-        }
-        if self.report.authorizations >= self.opts.max_authorizations {
-            let n = self.report.authorizations;
-            return Err(format!(
-                "gave up after {n} authorization{} (the limit): the server still answers {}",
-                if n == 1 { "" } else { "s" },
-                self.last_refusal
-            ));
         }
         if !r.authorization_code_usable {
             return Err(format!(
