@@ -27,7 +27,7 @@ enum Command {
     /// Serve the HTTP API (and, by default, run the worker in the same process).
     Serve(ServeArgs),
     /// Run the background worker on its own (for the production shape: API and workers apart).
-    Worker(StoreArgs),
+    Worker(WorkerArgs),
     /// Apply pending database migrations, then exit.
     Migrate(StoreArgs),
     /// Discover how an MCP server wants to be authorized, and print what was found (nothing is saved).
@@ -78,6 +78,30 @@ struct StoreArgs {
     /// Base64 32-byte key-encryption key; a 0600 key file in the data directory when unset.
     #[arg(long, env = "SWITCHBOARD_MASTER_KEY", hide_env_values = true, global = true)]
     master_key: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct WorkerArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Let outbound calls reach loopback and private addresses (development and tests only).
+    #[arg(long, env = "SWITCHBOARD_ALLOW_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set)]
+    allow_private_networks: bool,
+    /// Comma-separated CIDRs and host names that outbound calls may reach even when private.
+    #[arg(long, env = "SWITCHBOARD_OUTBOUND_ALLOWLIST", default_value = "")]
+    outbound_allowlist: String,
+    /// Database pool size.
+    #[arg(long, env = "SWITCHBOARD_DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
+    database_max_connections: u32,
+}
+
+/// The guarded outbound client, as configured.
+fn fetcher(allow_private_networks: bool, allowlist: &str) -> anyhow::Result<switchboard_discovery::Fetcher> {
+    let network = switchboard_discovery::NetworkPolicy { allow_private_networks, allow: vec![] }
+        .with_allowlist(allowlist)
+        .map_err(|e| anyhow::anyhow!("SWITCHBOARD_OUTBOUND_ALLOWLIST: {e}"))?;
+    switchboard_discovery::Fetcher::new(network, switchboard_discovery::Limits::default())
+        .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))
 }
 
 #[derive(Args, Debug)]
@@ -250,8 +274,9 @@ async fn run_other(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve(args).await,
         Command::Worker(args) => {
-            let store = open(&args, 4).await?;
-            switchboard_worker::Worker::new(store).run(shutdown_signal()).await;
+            let store = open(&args.store, args.database_max_connections).await?;
+            let fetcher = fetcher(args.allow_private_networks, &args.outbound_allowlist)?;
+            switchboard_worker::Worker::new(store, fetcher).run(shutdown_signal()).await;
             Ok(())
         }
         Command::Migrate(args) => {
@@ -347,7 +372,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = app::serve(state, listener, workers)?;
     tracing::info!(%addr, docs = %format!("http://{addr}/docs"), "switchboard listening");
     // The worker stops on the same signal as the server.
-    let worker = args.run_worker.then(|| tokio::spawn(switchboard_worker::Worker::new(store).run(shutdown_signal())));
+    let worker = if args.run_worker {
+        let fetcher = fetcher(args.allow_private_networks, &args.outbound_allowlist)?;
+        Some(tokio::spawn(switchboard_worker::Worker::new(store, fetcher).run(shutdown_signal())))
+    } else {
+        None
+    };
     server.await.context("the HTTP server failed")?;
     if let Some(w) = worker {
         w.abort();

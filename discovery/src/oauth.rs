@@ -133,31 +133,16 @@ pub struct CodeExchange<'a> {
 pub async fn exchange_code(fetcher: &Fetcher, x: &CodeExchange<'_>, steps: &mut Vec<Step>) -> Result<Tokens, String> {
     let (token_url, auth, code, verifier, redirect_uri, resource) =
         (x.token_url, &x.auth, x.code, x.verifier, x.redirect_uri, x.resource);
-    let mut form = url::form_urlencoded::Serializer::new(String::new());
-    form.append_pair("grant_type", "authorization_code")
-        .append_pair("code", code)
-        .append_pair("redirect_uri", redirect_uri)
-        .append_pair("code_verifier", verifier)
-        .append_pair("resource", resource);
-    let mut h = headers(&[("content-type", "application/x-www-form-urlencoded"), ("accept", "application/json")]);
-    match auth {
-        ClientAuth::None { client_id } => {
-            form.append_pair("client_id", client_id);
-        }
-        ClientAuth::Post { client_id, secret } => {
-            form.append_pair("client_id", client_id).append_pair("client_secret", secret);
-        }
-        ClientAuth::Basic { client_id, secret } => {
-            let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(client_id), enc(secret)));
-            if let Ok(mut v) = reqwest::header::HeaderValue::from_str(&format!("Basic {basic}")) {
-                v.set_sensitive(true);
-                h.insert(reqwest::header::AUTHORIZATION, v);
-            }
-        }
-    }
+    let pairs = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+        ("code_verifier", verifier),
+        ("resource", resource),
+    ];
+    let (body, h) = with_client_auth(&pairs, auth);
     let start = Instant::now();
-    let res = fetcher.post(token_url, h, form.finish().into_bytes()).await;
+    let res = fetcher.post(token_url, h, body.into_bytes()).await;
     let mut step = Step {
         method: "POST".into(),
         url: token_url.to_string(),
@@ -191,6 +176,118 @@ pub async fn exchange_code(fetcher: &Fetcher, x: &CodeExchange<'_>, steps: &mut 
     };
     steps.push(step);
     out
+}
+
+/// Why a token request failed, classified for the refresh protocol: only a definitive answer
+/// from the authorization server (`invalid_grant`) ends a grant; a refusal of the client is a
+/// configuration problem; everything else is worth retrying.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The refresh token is no longer valid (RFC 6749 §5.2 `invalid_grant`).
+    #[error("the authorization server no longer accepts the refresh token (invalid_grant)")]
+    InvalidGrant,
+    /// The client itself was refused (`invalid_client`, `unauthorized_client`, …): retrying the
+    /// same request will not help.
+    #[error("the token endpoint refused the client ({0})")]
+    Refused(String),
+    /// Timeouts, network and DNS errors, 5xx, 429 and unusable 200s. `retry_after` in seconds when
+    /// the server said (`Retry-After`).
+    #[error("{message}")]
+    Transient { message: String, retry_after: Option<u64> },
+}
+
+/// A refresh (RFC 6749 §6) at the grant's pinned token endpoint, with the grant's `resource`
+/// (RFC 8707) and without following redirects. Never logs or returns a token in an error.
+pub async fn refresh(
+    fetcher: &Fetcher,
+    token_url: &Url,
+    auth: &ClientAuth<'_>,
+    refresh_token: &str,
+    resource: Option<&str>,
+    steps: &mut Vec<Step>,
+) -> Result<Tokens, TokenError> {
+    let mut pairs = vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
+    if let Some(r) = resource {
+        pairs.push(("resource", r));
+    }
+    let (body, h) = with_client_auth(&pairs, auth);
+    let start = Instant::now();
+    let res = fetcher.post(token_url, h, body.into_bytes()).await;
+    let mut step = Step {
+        method: "POST".into(),
+        url: token_url.to_string(),
+        status: None,
+        ms: ms_since(start),
+        error: None,
+        learned: String::new(),
+    };
+    let out = match res {
+        Err(e) => {
+            step.error = Some(e.to_string());
+            Err(TokenError::Transient {
+                message: format!("the token endpoint could not be reached ({e})"),
+                retry_after: None,
+            })
+        }
+        Ok(f) => {
+            step.status = Some(f.status.as_u16());
+            let json: Value = serde_json::from_slice(&f.body).unwrap_or_default();
+            let status = f.status.as_u16();
+            let retry_after = f
+                .headers
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|s| s.min(3600));
+            match status {
+                200..=299 => validate(&json).map_err(|message| TokenError::Transient { message, retry_after: None }),
+                400 | 401 => match error_code(&json) {
+                    "invalid_grant" => Err(TokenError::InvalidGrant),
+                    code => Err(TokenError::Refused(code.to_owned())),
+                },
+                _ => Err(TokenError::Transient {
+                    message: format!("the token endpoint answered {status} ({})", error_code(&json)),
+                    retry_after,
+                }),
+            }
+        }
+    };
+    step.learned = match &out {
+        Ok(t) => format!(
+            "refreshed: {} token{}",
+            t.token_type,
+            if t.refresh_token.is_some() { ", rotated refresh token" } else { "" }
+        ),
+        Err(e) => e.to_string(),
+    };
+    steps.push(step);
+    out
+}
+
+/// A token request's form body and headers, with the client's authentication. (Synchronous: the
+/// form serializer is not `Send` and must not live across an await.)
+fn with_client_auth(pairs: &[(&str, &str)], auth: &ClientAuth<'_>) -> (String, reqwest::header::HeaderMap) {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.extend_pairs(pairs.iter().copied());
+    let mut h = headers(&[("content-type", "application/x-www-form-urlencoded"), ("accept", "application/json")]);
+    match auth {
+        ClientAuth::None { client_id } => {
+            form.append_pair("client_id", client_id);
+        }
+        ClientAuth::Post { client_id, secret } => {
+            form.append_pair("client_id", client_id).append_pair("client_secret", secret);
+        }
+        ClientAuth::Basic { client_id, secret } => {
+            // RFC 6749 §2.3.1: id and secret are form-urlencoded before base64.
+            let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(client_id), enc(secret)));
+            if let Ok(mut v) = reqwest::header::HeaderValue::from_str(&format!("Basic {basic}")) {
+                v.set_sensitive(true);
+                h.insert(reqwest::header::AUTHORIZATION, v);
+            }
+        }
+    }
+    (form.finish(), h)
 }
 
 fn error_code(json: &Value) -> &str {

@@ -143,3 +143,66 @@ pub struct Issuance {
     pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
+
+/// Refresh at least this often even when the access token lives longer: some providers drop refresh
+/// tokens that go unused.
+pub const MAX_REFRESH_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+/// Never schedule refreshes closer than this (a provider answering `expires_in: 0` must not make
+/// the worker spin).
+pub const MIN_REFRESH_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
+/// When a token set is next due for a proactive refresh: at 80 % of the access token's life, at
+/// most 24 hours away, at least 5 seconds away; never for a set without a refresh token.
+#[must_use]
+pub fn next_refresh_at(tokens: &TokenSet, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    tokens.refresh_token.as_ref()?;
+    let at = tokens.expires_at.map_or(MAX_REFRESH_INTERVAL, |e| (e - now) * 4 / 5);
+    Some(now + at.clamp(MIN_REFRESH_INTERVAL, MAX_REFRESH_INTERVAL))
+}
+
+/// The retry delay after `failures` consecutive transient refresh failures: exponential from 5 s,
+/// capped at 10 minutes, with up to 20 % jitter (`jitter` in 0..=1) so that a provider outage does
+/// not end in a synchronized stampede; a `Retry-After` the provider sent wins when longer.
+#[must_use]
+pub fn refresh_backoff(failures: u32, jitter: f64, retry_after: Option<u64>) -> chrono::TimeDelta {
+    let base = 5_i64.saturating_mul(1_i64 << failures.min(10)).min(600);
+    let jittered = (base as f64 * (1.0 + 0.2 * jitter.clamp(0.0, 1.0))) as i64;
+    let secs = retry_after.map_or(jittered, |r| jittered.max(i64::try_from(r).unwrap_or(i64::MAX)));
+    chrono::TimeDelta::seconds(secs.min(3600))
+}
+
+#[cfg(test)]
+mod refresh_tests {
+    use super::*;
+
+    fn set(refresh: bool, expires_in: Option<i64>, now: DateTime<Utc>) -> TokenSet {
+        TokenSet {
+            access_token: Secret::new("a".into()),
+            refresh_token: refresh.then(|| Secret::new("r".into())),
+            token_type: "Bearer".into(),
+            expires_at: expires_in.map(|s| now + chrono::TimeDelta::seconds(s)),
+            scope: None,
+        }
+    }
+
+    #[test]
+    fn refreshes_are_scheduled_ahead_of_expiry_and_at_least_daily() {
+        let now = Utc::now();
+        let secs = |t: Option<DateTime<Utc>>| t.map(|t| (t - now).num_seconds());
+        assert_eq!(secs(next_refresh_at(&set(true, Some(3600), now), now)), Some(2880));
+        assert_eq!(secs(next_refresh_at(&set(true, Some(7 * 86_400), now), now)), Some(86_400));
+        assert_eq!(secs(next_refresh_at(&set(true, None, now), now)), Some(86_400));
+        assert_eq!(secs(next_refresh_at(&set(true, Some(0), now), now)), Some(5));
+        assert_eq!(secs(next_refresh_at(&set(true, Some(-60), now), now)), Some(5));
+        assert_eq!(next_refresh_at(&set(false, Some(3600), now), now), None);
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_retry_after() {
+        assert_eq!(refresh_backoff(0, 0.0, None).num_seconds(), 5);
+        assert_eq!(refresh_backoff(3, 0.0, None).num_seconds(), 40);
+        assert_eq!(refresh_backoff(30, 0.0, None).num_seconds(), 600);
+        assert_eq!(refresh_backoff(0, 1.0, None).num_seconds(), 6);
+        assert_eq!(refresh_backoff(0, 0.0, Some(120)).num_seconds(), 120);
+    }
+}

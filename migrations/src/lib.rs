@@ -11,6 +11,7 @@ mod m0003_session_tickets;
 mod m0004_connections;
 mod m0005_issuances;
 mod m0006_tenant_settings;
+mod m0007_refresh;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_connections::Migration),
             Box::new(m0005_issuances::Migration),
             Box::new(m0006_tenant_settings::Migration),
+            Box::new(m0007_refresh::Migration),
         ]
     }
 }

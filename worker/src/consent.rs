@@ -7,7 +7,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use chrono::{Duration, Utc};
 use switchboard_discovery::Discoverer;
-use switchboard_discovery::oauth::{self, AuthorizeRequest, ClientAuth, CodeExchange};
+use switchboard_discovery::oauth::{self, AuthorizeRequest, CodeExchange};
 use switchboard_domain::connection::{AuthFlow, ConnectionStatus, GrantKey, TokenSet};
 use switchboard_domain::crypto::{Secret, hex_digest, random_bytes};
 use switchboard_domain::mcp_server::{AuthType, McpServer};
@@ -260,16 +260,8 @@ impl Consent {
             outcome.message = "This server no longer exists.".into();
             return outcome;
         };
-        let secrets = store.mcp_server_secrets(server.id).await.unwrap_or_default();
-        let client_id = server.config.auth.client_id.clone().unwrap_or_default();
-        let methods: Vec<String> = discovery_list(&server, "token_endpoint_auth_methods_supported");
-        let auth = match secrets.client_secret.as_ref() {
-            None => ClientAuth::None { client_id: &client_id },
-            Some(s) if methods.iter().any(|m| m == "client_secret_basic") || methods.is_empty() => {
-                ClientAuth::Basic { client_id: &client_id, secret: s.expose() }
-            }
-            Some(s) => ClientAuth::Post { client_id: &client_id, secret: s.expose() },
-        };
+        let creds = crate::refresh::ClientCredentials::of(&store, &server).await;
+        let auth = creds.auth();
         let Ok(token_url) = Url::parse(&flow.token_endpoint) else {
             outcome.message = "The provider's token endpoint is not valid.".into();
             return outcome;
@@ -354,7 +346,7 @@ fn discovery_bool(server: &McpServer, field: &str) -> Option<bool> {
     discovery_value(server, field)?.as_bool()
 }
 
-fn discovery_list(server: &McpServer, field: &str) -> Vec<String> {
+pub(crate) fn discovery_list(server: &McpServer, field: &str) -> Vec<String> {
     discovery_value(server, field).and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default()
 }
 

@@ -1,32 +1,77 @@
-//! The connection lifecycle and its background jobs.
+//! The connection lifecycle and its background work.
 //!
-//! Today the worker only owns its run loop: it starts, reports that it is idle, and stops cleanly
-//! on shutdown. The jobs (proactive refresh, revocation, client-credentials renewal, rediscovery,
-//! flow expiry, event delivery) arrive with the runtime-plane and worker issues, in this crate.
+//! [`consent`] holds the transitions a request drives (connect, consent completion, check,
+//! disconnect); [`refresh`] the one the worker drives on its own: proactive refresh under a
+//! database lease. [`Worker::run`] ticks the refresher; `switchboard worker` runs it alone and
+//! `switchboard serve` runs it in-process by default. Revocation at the provider, event delivery
+//! and the other jobs come next, on the same loop.
 
 pub mod consent;
+pub mod refresh;
 pub mod servers;
 
 use std::future::Future;
+use std::time::Duration;
 
+use switchboard_discovery::Fetcher;
 use switchboard_domain::store::Store;
 
 /// The background worker.
 #[derive(Clone, Debug)]
 pub struct Worker {
     store: Store,
+    refresher: refresh::Refresher,
+    /// How often it looks for due work.
+    pub interval: Duration,
 }
 
 impl Worker {
+    /// A worker named after this host and process (its name marks the leases it holds).
     #[must_use]
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, fetcher: Fetcher) -> Self {
+        let owner = format!(
+            "{}:{}:{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into()),
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
+        Self {
+            refresher: refresh::Refresher::new(store.clone(), fetcher, owner),
+            store,
+            interval: Duration::from_secs(1),
+        }
     }
 
-    /// Runs until `shutdown` resolves.
+    #[must_use]
+    pub fn refresher(&self) -> &refresh::Refresher {
+        &self.refresher
+    }
+
+    /// Runs until `shutdown` resolves: every `interval`, refreshes what is due (up to 256 grants
+    /// a pass, repeated at once while passes come back full).
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        tracing::info!(backend = ?self.store.backend(), "worker started; no job kinds are defined yet, waiting for shutdown");
-        shutdown.await;
+        tracing::info!(backend = ?self.store.backend(), "worker started");
+        let work = async {
+            loop {
+                match self.refresher.tick(256).await {
+                    Ok(report) => {
+                        let done: usize = report.values().sum();
+                        if done > 0 {
+                            tracing::info!(?report, "refresh pass");
+                        }
+                        if done >= 256 {
+                            continue;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "a refresh pass failed; retrying"),
+                }
+                tokio::time::sleep(self.interval).await;
+            }
+        };
+        tokio::select! {
+            () = work => {}
+            () = shutdown => {}
+        }
         tracing::info!("worker stopped");
     }
 }

@@ -17,6 +17,7 @@ mod mcp_servers;
 mod migrations;
 mod ops;
 mod peers;
+mod refresh;
 mod registration;
 mod secrets;
 mod tenancy;

@@ -12,7 +12,7 @@ use crate::connection::{AuthFlow, Connection, ConnectionStatus, GrantKey, TokenS
 use crate::crypto::{SealContext, Secret};
 use crate::{AgentId, DomainError, McpServerId};
 
-fn grant_row(key: &GrantKey) -> uuid::Uuid {
+pub(super) fn grant_row(key: &GrantKey) -> uuid::Uuid {
     // A stable row id for the token-set AAD: derived from the full grant key.
     let digest = crate::crypto::sha256(
         format!("{}\n{}\n{}\n{}", key.tenant_id, key.user_id, key.agent_id, key.mcp_server_id).as_bytes(),
@@ -139,6 +139,11 @@ impl TenantStore<'_> {
                     last_error: Set(error_text),
                     created_at: Set(now),
                     updated_at: Set(now),
+                    version: Set(0),
+                    next_refresh_at: Set(None),
+                    lease_owner: Set(None),
+                    lease_until: Set(None),
+                    refresh_failures: Set(0),
                 }
                 .insert(&txn)
                 .await
@@ -227,6 +232,12 @@ impl TenantStore<'_> {
             .col_expr(connections::Column::Status, Expr::value("connected"))
             .col_expr(connections::Column::LastError, Expr::value(Option::<String>::None))
             .col_expr(connections::Column::UpdatedAt, Expr::value(now))
+            // A new token set: scheduled for proactive refresh, and any older writer is fenced.
+            .col_expr(connections::Column::NextRefreshAt, Expr::value(crate::connection::next_refresh_at(tokens, now)))
+            .col_expr(connections::Column::RefreshFailures, Expr::value(0))
+            .col_expr(connections::Column::LeaseOwner, Expr::value(Option::<String>::None))
+            .col_expr(connections::Column::LeaseUntil, Expr::value(Option::<chrono::DateTime<Utc>>::None))
+            .col_expr(connections::Column::Version, Expr::col(connections::Column::Version).add(1))
             .filter(connections::Column::TenantId.eq(self.tenant_id.0))
             .filter(connections::Column::UserId.eq(key.user_id.as_str()))
             .filter(connections::Column::AgentId.eq(key.agent_id.0))

@@ -13,6 +13,7 @@ pub mod entities;
 mod idempotency;
 mod mcp_servers;
 mod oauth_clients;
+mod refresh;
 mod settings;
 mod tenants;
 mod tickets;
@@ -24,6 +25,7 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
 
 pub use connections::ConnectionFilter;
 pub use idempotency::{Begin, IdempotencyKey};
+pub use refresh::{DueRefresh, RefreshFailure, RefreshRow};
 
 use crate::crypto::Envelope;
 use crate::{DomainError, TenantId};
@@ -135,6 +137,13 @@ impl Store {
 
     #[must_use]
     pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The connection pool itself, for tests and tools that inspect or arrange rows directly.
+    /// Application code goes through the store's methods.
+    #[must_use]
+    pub fn database(&self) -> &DatabaseConnection {
         &self.db
     }
 

@@ -1,0 +1,125 @@
+//! Proactive refresh against the real `oidc-provider` (rotating refresh tokens, reuse detection):
+//! the worker refreshes ahead of expiry under its lease, stores the rotated refresh token, never
+//! presents the old one again, and turns a grant the provider killed into `needs_reauth` with
+//! exactly one event.
+
+use reqwest::{Method, StatusCode};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::json;
+use switchboard_domain::connection::GrantKey;
+use switchboard_domain::store::entities::connections;
+use switchboard_worker::refresh::Outcome;
+
+use crate::consent::consent_in_browser;
+use crate::helpers::{Options, TestApp};
+use crate::peers::Peers;
+
+/// Makes every connection of the app due now (the explicit "drain" of a test; no sleeping).
+async fn make_due(app: &TestApp) {
+    connections::Entity::update_many()
+        .col_expr(connections::Column::NextRefreshAt, sea_orm::sea_query::Expr::value(chrono::Utc::now()))
+        .filter(connections::Column::TenantId.eq(app.tenant_id.0))
+        .exec(app.store().database())
+        .await
+        .expect("make due");
+}
+
+#[tokio::test]
+async fn grants_are_refreshed_ahead_of_expiry_with_rotation() {
+    let peers = Peers::start();
+    let app = TestApp::spawn_with(Options { allow_private_networks: true, ..Options::default() }).await;
+    let server = app
+        .post("/v1/mcp-servers", &json!({"name": "Peer MCP", "config": {"endpoint": peers.mcp_url, "auth": {"type": "oauth_authorization_code_public_pkce"}}}))
+        .await
+        .json();
+    let (server, client_id) = (
+        server["id"].as_str().expect("id").to_owned(),
+        server["config"]["auth"]["client_id"].as_str().expect("client").to_owned(),
+    );
+    let agent = app.create_agent("bot").await;
+    app.put(&format!("/v1/agents/{agent}/mcp-servers/{server}"), None).await;
+    let ticket = app.post("/v1/session-tickets", &json!({"user_id": "u", "agent_ids": [agent]})).await.json()["ticket"]
+        .as_str()
+        .expect("ticket")
+        .to_owned();
+    let connect = app
+        .call(Method::POST, &format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/connect"), Some(&ticket), None)
+        .await
+        .json();
+    let back = consent_in_browser(connect["auth_url"].as_str().expect("auth_url")).await;
+    let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(back.iter()).finish();
+    let res = app.client.get(format!("{}/service/mcp/consent/callback?{query}", app.base)).send().await.expect("cb");
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let key = GrantKey {
+        tenant_id: app.tenant_id,
+        user_id: "u".into(),
+        agent_id: uuid::Uuid::parse_str(&agent).expect("id").into(),
+        mcp_server_id: uuid::Uuid::parse_str(&server).expect("id").into(),
+    };
+    let store = app.store().tenant(app.tenant_id);
+    let first = store.token_set(&key).await.expect("read").expect("tokens");
+    let r1 = first.refresh_token.clone().expect("a refresh token");
+    let row = connections::Entity::find()
+        .filter(connections::Column::TenantId.eq(app.tenant_id.0))
+        .one(app.store().database())
+        .await
+        .expect("row")
+        .expect("connection");
+    let due_in = (row.next_refresh_at.expect("scheduled") - chrono::Utc::now()).num_seconds();
+    assert!((2800..=2880).contains(&due_in), "due at 80 % of the hour: {due_in} s");
+
+    let worker = switchboard_worker::Worker::new(app.store().clone(), app.state.servers.discoverer().fetcher().clone());
+    // Nothing is due yet: a pass does nothing.
+    assert!(worker.refresher().tick(100).await.expect("tick").is_empty());
+
+    make_due(&app).await;
+    let report = worker.refresher().tick(100).await.expect("tick");
+    assert_eq!(report.get(&Outcome::Refreshed), Some(&1), "{report:?}");
+    let second = store.token_set(&key).await.expect("read").expect("tokens");
+    let r2 = second.refresh_token.clone().expect("rotated");
+    assert_ne!(second.access_token.expose(), first.access_token.expose());
+    assert_ne!(r2.expose(), r1.expose(), "the rotated refresh token is stored");
+    assert_eq!(peers.stats().await["token_grants"]["refresh_token"], 1);
+
+    // The next refresh presents the rotated token (presenting r1 again would make the provider
+    // revoke the whole grant, and this refresh would fail).
+    make_due(&app).await;
+    assert_eq!(worker.refresher().tick(100).await.expect("tick").get(&Outcome::Refreshed), Some(&1));
+    assert_eq!(peers.stats().await["token_grants"]["refresh_token"], 2);
+    let check = app
+        .call(Method::POST, &format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/check"), Some(&ticket), None)
+        .await
+        .json();
+    assert_eq!(check["ok"], true, "the refreshed token works upstream: {check:#}");
+
+    // Someone replays the spent r1 at the provider: reuse detection revokes the grant. The next
+    // refresh gets invalid_grant, re-reads, and marks the grant needs_reauth — once.
+    let res = reqwest::Client::new()
+        .post(format!("{}/token", peers.issuer))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", r1.expose()), ("client_id", &client_id)])
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    make_due(&app).await;
+    assert_eq!(worker.refresher().tick(100).await.expect("tick").get(&Outcome::NeedsReauth), Some(&1));
+    assert!(worker.refresher().tick(100).await.expect("tick").is_empty(), "a dead grant is not retried");
+    let listed = app.get(&format!("/v1/connections?mcp_server_id={server}")).await.json();
+    assert_eq!(listed["data"][0]["status"], "needs_reauth", "{listed:#}");
+    let events: Vec<String> =
+        store.connection_events(row.id).await.expect("events").into_iter().map(|(_, kind, _, _)| kind).collect();
+    assert_eq!(events, ["connection.refreshed", "connection.refreshed", "connection.reauth_required"]);
+    let outcomes: Vec<String> = app.get(&format!("/v1/issuances?mcp_server_id={server}")).await.json()["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|i| format!("{}/{}", i["outcome"].as_str().unwrap_or(""), i["reason"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(outcomes, ["refused/invalid_grant", "issued/refresh", "issued/refresh", "issued/"]);
+    // No token reached the logs.
+    let logs = String::from_utf8_lossy(&crate::helpers::captured_logs().lock().expect("logs")).into_owned();
+    for t in [first.access_token.expose(), r1.expose(), second.access_token.expose(), r2.expose()] {
+        assert!(!logs.contains(t));
+    }
+}

@@ -1,0 +1,309 @@
+//! The storage half of the refresh protocol (DESIGN §4, security-reliability §4.2):
+//!
+//! - **due**: connections whose `next_refresh_at` has passed, found through its index — a tick
+//!   costs what is due, not what exists;
+//! - **lease**: one `UPDATE … WHERE version = ? AND lease expired` per claim; the row's `version`
+//!   is the fencing token, and no database connection is held across the provider's answer;
+//! - **write**: the new token set is stored with compare-and-swap on `version`, in the same
+//!   transaction as the event that reports it; a stale writer (its lease lapsed and another
+//!   worker refreshed) changes nothing;
+//! - **failure**: transient failures reschedule with backoff and keep the grant usable while its
+//!   access token lives; a definitive `invalid_grant` (after a re-read) moves the grant to
+//!   `needs_reauth` once, with exactly one event.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+
+use super::entities::{connection_events, connections};
+use super::{Store, TenantStore, json_err, map_err};
+use crate::connection::{ConnectionStatus, GrantKey, TokenSet, next_refresh_at};
+use crate::crypto::SealContext;
+use crate::{DomainError, TenantId};
+
+/// A connection due for refresh, as found (not yet claimed).
+#[derive(Clone, Copy, Debug)]
+pub struct DueRefresh {
+    pub tenant_id: TenantId,
+    pub connection_id: uuid::Uuid,
+    pub version: i64,
+}
+
+/// What a worker needs to refresh one grant. `Debug` shows no token.
+#[derive(Clone, Debug)]
+pub struct RefreshRow {
+    pub id: uuid::Uuid,
+    pub key: GrantKey,
+    pub status: ConnectionStatus,
+    pub version: i64,
+    pub tokens: Option<TokenSet>,
+    pub issuer: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub resource: Option<String>,
+    pub scopes: Vec<String>,
+    pub refresh_failures: i32,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
+}
+
+/// How a refresh attempt ended, for [`TenantStore::refresh_failed`].
+#[derive(Clone, Debug)]
+pub enum RefreshFailure {
+    /// Retry at `retry_at`; the grant stays usable while its access token lives.
+    Transient { retry_at: DateTime<Utc>, message: String },
+    /// The provider refused the grant for good: `needs_reauth`.
+    Reauth { message: String },
+}
+
+fn lease_free(now: DateTime<Utc>) -> Condition {
+    Condition::any().add(connections::Column::LeaseUntil.is_null()).add(connections::Column::LeaseUntil.lt(now))
+}
+
+impl Store {
+    /// Connections due for refresh (connected, or expired after transient failures), oldest due
+    /// first, leases free. Cross-tenant by nature: this is the worker's queue.
+    pub async fn due_refreshes(&self, now: DateTime<Utc>, limit: u64) -> Result<Vec<DueRefresh>, DomainError> {
+        let rows: Vec<(uuid::Uuid, uuid::Uuid, i64)> = connections::Entity::find()
+            .select_only()
+            .columns([connections::Column::TenantId, connections::Column::Id, connections::Column::Version])
+            .filter(connections::Column::NextRefreshAt.lte(now))
+            .filter(connections::Column::Status.is_in(["connected", "expired"]))
+            .filter(lease_free(now))
+            .order_by_asc(connections::Column::NextRefreshAt)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(map_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(tenant, id, version)| DueRefresh { tenant_id: TenantId(tenant), connection_id: id, version })
+            .collect())
+    }
+}
+
+impl TenantStore<'_> {
+    fn token_ctx(&self, key: &GrantKey) -> SealContext<'static> {
+        SealContext {
+            tenant: self.tenant_id,
+            table: "connections",
+            column: "token_set",
+            row: super::connections::grant_row(key),
+        }
+    }
+
+    /// Takes the refresh lease of a connection until `until`, if nobody holds it and the row is
+    /// still at `version`. One statement; `true` when this caller holds the lease.
+    pub async fn claim_refresh(
+        &self,
+        id: uuid::Uuid,
+        version: i64,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, DomainError> {
+        let res = connections::Entity::update_many()
+            .col_expr(connections::Column::LeaseOwner, Expr::value(owner))
+            .col_expr(connections::Column::LeaseUntil, Expr::value(until))
+            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
+            .filter(connections::Column::Id.eq(id))
+            .filter(connections::Column::Version.eq(version))
+            .filter(lease_free(now))
+            .exec(&self.store.db)
+            .await
+            .map_err(map_err)?;
+        Ok(res.rows_affected == 1)
+    }
+
+    /// The connection with its token set opened.
+    pub async fn refresh_row(&self, id: uuid::Uuid) -> Result<RefreshRow, DomainError> {
+        let m = connections::Entity::find_by_id(id)
+            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
+            .one(&self.store.db)
+            .await
+            .map_err(map_err)?
+            .ok_or_else(|| DomainError::NotFound { kind: "connection", id: id.to_string() })?;
+        let key = GrantKey {
+            tenant_id: self.tenant_id,
+            user_id: m.user_id.clone(),
+            agent_id: m.agent_id.into(),
+            mcp_server_id: m.mcp_server_id.into(),
+        };
+        let tokens = match &m.token_set {
+            Some(sealed) => {
+                let plain = self
+                    .store
+                    .envelope
+                    .open(&self.token_ctx(&key), sealed)
+                    .map_err(|e| DomainError::Internal(format!("token set: {e}")))?;
+                Some(serde_json::from_slice(&plain).map_err(json_err("token set"))?)
+            }
+            None => None,
+        };
+        Ok(RefreshRow {
+            id: m.id,
+            status: ConnectionStatus::parse(&m.status),
+            version: m.version,
+            tokens,
+            issuer: m.issuer,
+            token_endpoint: m.token_endpoint,
+            resource: m.resource,
+            scopes: serde_json::from_str(&m.scopes).map_err(json_err("connection scopes"))?,
+            refresh_failures: m.refresh_failures,
+            lease_owner: m.lease_owner,
+            lease_until: m.lease_until,
+            key,
+        })
+    }
+
+    /// Stores a refreshed token set if the row is still at `read_version` (compare-and-swap),
+    /// releases the lease, schedules the next refresh, and writes `connection.refreshed` (or
+    /// `connection.recovered` after failures) in the same transaction. `false`: fenced — another
+    /// writer got there first and nothing was changed.
+    pub async fn store_refreshed(
+        &self,
+        row: &RefreshRow,
+        tokens: &TokenSet,
+        scopes: &[String],
+    ) -> Result<bool, DomainError> {
+        let now = Utc::now();
+        let plain = serde_json::to_vec(tokens).map_err(json_err("token set"))?;
+        let sealed = self
+            .store
+            .envelope
+            .seal(&self.token_ctx(&row.key), &plain)
+            .map_err(|e| DomainError::Internal(e.to_string()))?;
+        let (_write, txn) = self.store.begin_write().await?;
+        let res = connections::Entity::update_many()
+            .col_expr(connections::Column::TokenSet, Expr::value(sealed))
+            .col_expr(connections::Column::ExpiresAt, Expr::value(tokens.expires_at))
+            .col_expr(connections::Column::NextRefreshAt, Expr::value(next_refresh_at(tokens, now)))
+            .col_expr(
+                connections::Column::Scopes,
+                Expr::value(serde_json::to_string(scopes).map_err(json_err("scopes"))?),
+            )
+            .col_expr(connections::Column::Status, Expr::value("connected"))
+            .col_expr(connections::Column::LastError, Expr::value(Option::<String>::None))
+            .col_expr(connections::Column::RefreshFailures, Expr::value(0))
+            .col_expr(connections::Column::LeaseOwner, Expr::value(Option::<String>::None))
+            .col_expr(connections::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(connections::Column::Version, Expr::col(connections::Column::Version).add(1))
+            .col_expr(connections::Column::UpdatedAt, Expr::value(now))
+            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
+            .filter(connections::Column::Id.eq(row.id))
+            .filter(connections::Column::Version.eq(row.version))
+            .exec(&txn)
+            .await
+            .map_err(map_err)?;
+        if res.rows_affected != 1 {
+            return Ok(false);
+        }
+        let recovered = row.refresh_failures > 0 || row.status != ConnectionStatus::Connected;
+        let event = if recovered { "connection.recovered" } else { "connection.refreshed" };
+        insert_event(
+            &txn,
+            self.tenant_id,
+            row,
+            event,
+            serde_json::json!({"expires_at": tokens.expires_at, "scopes": scopes}),
+        )
+        .await?;
+        txn.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    /// Records a failed attempt if the row is still at `read_version`; returns whether it did.
+    pub async fn refresh_failed(&self, row: &RefreshRow, failure: &RefreshFailure) -> Result<bool, DomainError> {
+        let now = Utc::now();
+        let (_write, txn) = self.store.begin_write().await?;
+        let mut update = connections::Entity::update_many()
+            .col_expr(connections::Column::LeaseOwner, Expr::value(Option::<String>::None))
+            .col_expr(connections::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(connections::Column::UpdatedAt, Expr::value(now))
+            .col_expr(connections::Column::Version, Expr::col(connections::Column::Version).add(1))
+            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
+            .filter(connections::Column::Id.eq(row.id))
+            .filter(connections::Column::Version.eq(row.version));
+        let (event, error) = match failure {
+            RefreshFailure::Transient { retry_at, message } => {
+                let expired = row.tokens.as_ref().and_then(|t| t.expires_at).is_some_and(|e| e <= now);
+                let error =
+                    serde_json::json!({"code": "refresh_failed", "message": message, "at": now, "retry_at": retry_at});
+                update = update
+                    .col_expr(connections::Column::NextRefreshAt, Expr::value(*retry_at))
+                    .col_expr(
+                        connections::Column::RefreshFailures,
+                        Expr::col(connections::Column::RefreshFailures).add(1),
+                    )
+                    .col_expr(connections::Column::LastError, Expr::value(error.to_string()));
+                if expired {
+                    update = update.col_expr(connections::Column::Status, Expr::value("expired"));
+                }
+                // One event when a grant starts failing, not one per retry.
+                ((row.refresh_failures == 0).then_some("connection.refresh_failed"), error)
+            }
+            RefreshFailure::Reauth { message } => {
+                let error = serde_json::json!({"code": "reauth_required", "message": message, "at": now});
+                update = update
+                    .col_expr(connections::Column::Status, Expr::value(ConnectionStatus::NeedsReauth.as_str()))
+                    .col_expr(connections::Column::NextRefreshAt, Expr::value(Option::<DateTime<Utc>>::None))
+                    .col_expr(connections::Column::LastError, Expr::value(error.to_string()));
+                (Some("connection.reauth_required"), error)
+            }
+        };
+        let res = update.exec(&txn).await.map_err(map_err)?;
+        if res.rows_affected != 1 {
+            return Ok(false);
+        }
+        if let Some(event) = event {
+            insert_event(&txn, self.tenant_id, row, event, serde_json::json!({"error": error})).await?;
+        }
+        txn.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    /// A connection's events, oldest first.
+    pub async fn connection_events(
+        &self,
+        connection_id: uuid::Uuid,
+    ) -> Result<Vec<(uuid::Uuid, String, serde_json::Value, DateTime<Utc>)>, DomainError> {
+        let rows = connection_events::Entity::find()
+            .filter(connection_events::Column::TenantId.eq(self.tenant_id.0))
+            .filter(connection_events::Column::ConnectionId.eq(connection_id))
+            .order_by_asc(connection_events::Column::Id)
+            .all(&self.store.db)
+            .await
+            .map_err(map_err)?;
+        rows.into_iter()
+            .map(|r| Ok((r.id, r.event_type, serde_json::from_str(&r.data).map_err(json_err("event"))?, r.created_at)))
+            .collect()
+    }
+}
+
+async fn insert_event(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    row: &RefreshRow,
+    event: &str,
+    extra: serde_json::Value,
+) -> Result<(), DomainError> {
+    let mut data = serde_json::json!({"connection_id": row.id, "user_id": row.key.user_id,
+        "agent_id": row.key.agent_id, "mcp_server_id": row.key.mcp_server_id});
+    if let (Some(obj), Some(more)) = (data.as_object_mut(), extra.as_object()) {
+        obj.extend(more.clone());
+    }
+    connection_events::ActiveModel {
+        id: Set(uuid::Uuid::now_v7()),
+        tenant_id: Set(tenant.0),
+        connection_id: Set(row.id),
+        event_type: Set(event.to_owned()),
+        data: Set(data.to_string()),
+        created_at: Set(Utc::now()),
+    }
+    .insert(db)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}

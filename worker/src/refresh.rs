@@ -1,0 +1,296 @@
+//! Keeping grants fresh: the refresh transition of the connection state machine.
+//!
+//! A refresh runs under the grant's database lease (one refresh per grant cluster-wide; Redis is
+//! never the lock), calls the grant's pinned token endpoint with its `resource`, and stores the
+//! result with compare-and-swap on the row's version — so a worker whose lease lapsed while it
+//! waited cannot overwrite a newer token set. What the provider answered decides the next state:
+//!
+//! | answer | grant |
+//! |---|---|
+//! | tokens | stays `connected`; the rotated refresh token is stored before the lease is released |
+//! | `invalid_grant` | re-read first (a peer may have rotated); else `needs_reauth`, one event |
+//! | timeout, 5xx, 429, DNS, garbage | stays usable while its access token lives; retried with backoff (`Retry-After` honoured) |
+//!
+//! When the provider answered but the write fails, the new token set is kept in memory and the
+//! write retried: a rotated refresh token that was spent must not be lost.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::StreamExt as _;
+use switchboard_discovery::Fetcher;
+use switchboard_discovery::oauth::{self, ClientAuth, TokenError};
+use switchboard_domain::connection::{ConnectionStatus, TokenSet, refresh_backoff};
+use switchboard_domain::crypto::Secret;
+use switchboard_domain::mcp_server::McpServer;
+use switchboard_domain::store::{DueRefresh, RefreshFailure, RefreshRow, Store, TenantStore};
+use switchboard_domain::{DomainError, TenantId};
+use url::Url;
+
+/// How one refresh attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Refreshed,
+    /// Another worker held the lease, or refreshed first.
+    Skipped,
+    /// Our write lost the compare-and-swap: a newer token set was already stored.
+    Fenced,
+    /// `invalid_grant`, but a peer had rotated the token meanwhile: nothing to do.
+    PeerRotated,
+    /// Will be retried; the grant stays usable while its access token lives.
+    Transient,
+    NeedsReauth,
+    /// The grant has no refresh token (or no token endpoint): nothing to refresh.
+    NotRefreshable,
+    /// The provider answered, the database did not take the write after retries.
+    WriteFailed,
+}
+
+/// Counts of a [`Refresher::tick`].
+pub type TickReport = HashMap<Outcome, usize>;
+
+/// The client's credentials at a token endpoint, chosen as the provider allows.
+pub(crate) struct ClientCredentials {
+    id: String,
+    secret: Option<Secret>,
+    basic: bool,
+}
+
+impl ClientCredentials {
+    pub(crate) async fn of(store: &TenantStore<'_>, server: &McpServer) -> Self {
+        let secrets = store.mcp_server_secrets(server.id).await.unwrap_or_default();
+        let methods = crate::consent::discovery_list(server, "token_endpoint_auth_methods_supported");
+        Self {
+            id: server.config.auth.client_id.clone().unwrap_or_default(),
+            secret: secrets.client_secret,
+            basic: methods.is_empty() || methods.iter().any(|m| m == "client_secret_basic"),
+        }
+    }
+
+    pub(crate) fn auth(&self) -> ClientAuth<'_> {
+        match &self.secret {
+            None => ClientAuth::None { client_id: &self.id },
+            Some(s) if self.basic => ClientAuth::Basic { client_id: &self.id, secret: s.expose() },
+            Some(s) => ClientAuth::Post { client_id: &self.id, secret: s.expose() },
+        }
+    }
+}
+
+/// Refreshes grants. Cheap to clone; one per worker process (its `owner` names it in leases).
+#[derive(Clone)]
+pub struct Refresher {
+    store: Store,
+    fetcher: Fetcher,
+    owner: String,
+    /// How long a claim lasts: longer than the token call's deadline (the fetcher's total timeout)
+    /// plus the write, so a lease only lapses when its holder is paused or dead.
+    lease: Duration,
+    /// In-process single flight per connection (the database lease is the cluster-wide one).
+    inflight: Arc<Mutex<HashMap<uuid::Uuid, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl std::fmt::Debug for Refresher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Refresher").field("owner", &self.owner).finish_non_exhaustive()
+    }
+}
+
+impl Refresher {
+    #[must_use]
+    pub fn new(store: Store, fetcher: Fetcher, owner: String) -> Self {
+        Self { store, fetcher, owner, lease: Duration::from_secs(30), inflight: Arc::default() }
+    }
+
+    /// One pass: finds up to `limit` due grants and refreshes those whose lease it wins, 16 at a
+    /// time. Cost grows with what is due, not with the number of grants.
+    pub async fn tick(&self, limit: u64) -> Result<TickReport, DomainError> {
+        let due = self.store.due_refreshes(Utc::now(), limit).await?;
+        let outcomes: Vec<Outcome> = futures_util::stream::iter(due)
+            .map(|d| async move {
+                match self.claim_and_refresh(d).await {
+                    Ok(o) => o,
+                    Err(e) => {
+                        tracing::warn!(error = %e, tenant.id = %d.tenant_id, "a refresh failed on our side");
+                        Outcome::Transient
+                    }
+                }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        let mut report = TickReport::new();
+        for o in outcomes {
+            *report.entry(o).or_default() += 1;
+        }
+        Ok(report)
+    }
+
+    async fn claim_and_refresh(&self, d: DueRefresh) -> Result<Outcome, DomainError> {
+        let store = self.store.tenant(d.tenant_id);
+        let now = Utc::now();
+        let until = now + chrono::TimeDelta::from_std(self.lease).unwrap_or(chrono::TimeDelta::seconds(30));
+        if !store.claim_refresh(d.connection_id, d.version, &self.owner, now, until).await? {
+            return Ok(Outcome::Skipped);
+        }
+        let row = store.refresh_row(d.connection_id).await?;
+        if row.version != d.version || row.lease_owner.as_deref() != Some(self.owner.as_str()) {
+            return Ok(Outcome::Skipped);
+        }
+        self.refresh_claimed(&store, row).await
+    }
+
+    /// Refreshes now if the grant's access token expires within `within` (the integrators'
+    /// access-token call), single-flight in this process and under the database lease across
+    /// processes. Returns the grant as it stands afterwards.
+    #[tracing::instrument(skip_all, fields(tenant.id = %tenant))]
+    pub async fn ensure_fresh(
+        &self,
+        tenant: TenantId,
+        id: uuid::Uuid,
+        within: chrono::TimeDelta,
+    ) -> Result<RefreshRow, DomainError> {
+        let store = self.store.tenant(tenant);
+        let gate = {
+            let mut map = self.inflight.lock().map_err(|_| DomainError::Internal("refresh map poisoned".into()))?;
+            map.entry(id).or_default().clone()
+        };
+        let _one = gate.lock().await;
+        let deadline = tokio::time::Instant::now() + self.lease;
+        loop {
+            let row = store.refresh_row(id).await?;
+            let fresh = row.tokens.as_ref().is_some_and(|t| t.expires_at.is_none_or(|e| e > Utc::now() + within));
+            let refreshable = row.tokens.as_ref().is_some_and(|t| t.refresh_token.is_some());
+            if fresh || !refreshable || !matches!(row.status, ConnectionStatus::Connected | ConnectionStatus::Expired) {
+                return Ok(row);
+            }
+            let now = Utc::now();
+            let until = now + chrono::TimeDelta::from_std(self.lease).unwrap_or(chrono::TimeDelta::seconds(30));
+            if store.claim_refresh(id, row.version, &self.owner, now, until).await? {
+                let claimed = store.refresh_row(id).await?;
+                self.refresh_claimed(&store, claimed).await?;
+                return store.refresh_row(id).await;
+            }
+            // Another worker holds the lease: wait for its write (bounded by the lease).
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(row);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn refresh_claimed(&self, store: &TenantStore<'_>, row: RefreshRow) -> Result<Outcome, DomainError> {
+        let Some(refresh_token) = row.tokens.as_ref().and_then(|t| t.refresh_token.clone()) else {
+            return self.give_up(store, &row, "the grant has no refresh token").await;
+        };
+        let Some(token_url) = row.token_endpoint.as_deref().and_then(|u| Url::parse(u).ok()) else {
+            return self.give_up(store, &row, "the grant has no token endpoint").await;
+        };
+        let server = store.get_mcp_server(row.key.mcp_server_id).await?;
+        let creds = ClientCredentials::of(store, &server).await;
+        let mut steps = Vec::new();
+        let answer = oauth::refresh(
+            &self.fetcher,
+            &token_url,
+            &creds.auth(),
+            refresh_token.expose(),
+            row.resource.as_deref(),
+            &mut steps,
+        )
+        .await;
+        match answer {
+            Ok(new) => {
+                let old = row.tokens.clone();
+                let scopes: Vec<String> = new
+                    .scope
+                    .as_deref()
+                    .map_or_else(|| row.scopes.clone(), |s| s.split_ascii_whitespace().map(str::to_owned).collect());
+                let set = TokenSet {
+                    access_token: Secret::new(new.access_token),
+                    // No new refresh token: the old one stays valid (RFC 6749 §6).
+                    refresh_token: new.refresh_token.map(Secret::new).or(old.and_then(|o| o.refresh_token)),
+                    token_type: new.token_type,
+                    expires_at: new
+                        .expires_in
+                        .map(|s| Utc::now() + chrono::TimeDelta::seconds(i64::try_from(s).unwrap_or(i64::MAX / 2))),
+                    scope: new.scope,
+                };
+                self.persist(store, &row, &set, &scopes).await
+            }
+            Err(TokenError::InvalidGrant) => {
+                // A peer may have rotated while we waited: only an unchanged grant is dead.
+                let again = store.refresh_row(row.id).await?;
+                let same_token = again.tokens.as_ref().and_then(|t| t.refresh_token.as_ref()).map(Secret::expose)
+                    == Some(refresh_token.expose());
+                if again.version != row.version || !same_token {
+                    return Ok(Outcome::PeerRotated);
+                }
+                if store
+                    .refresh_failed(
+                        &row,
+                        &RefreshFailure::Reauth {
+                            message: "the provider no longer accepts this grant; the user must connect again".into(),
+                        },
+                    )
+                    .await?
+                {
+                    store.record_issuance(&row.key, "refused", Some("invalid_grant".into()), &row.scopes, None).await?;
+                }
+                Ok(Outcome::NeedsReauth)
+            }
+            Err(e) => {
+                let retry_after = match &e {
+                    TokenError::Transient { retry_after, .. } => *retry_after,
+                    _ => None,
+                };
+                let jitter = switchboard_domain::crypto::random_bytes::<1>().map_or(0.5, |b| f64::from(b[0]) / 255.0);
+                let failures = u32::try_from(row.refresh_failures.max(0)).unwrap_or(0);
+                let retry_at = Utc::now() + refresh_backoff(failures, jitter, retry_after);
+                store.refresh_failed(&row, &RefreshFailure::Transient { retry_at, message: e.to_string() }).await?;
+                Ok(Outcome::Transient)
+            }
+        }
+    }
+
+    /// Stores a refreshed set; when the database refuses, keeps it and retries (the provider may
+    /// already have spent the old refresh token).
+    async fn persist(
+        &self,
+        store: &TenantStore<'_>,
+        row: &RefreshRow,
+        set: &TokenSet,
+        scopes: &[String],
+    ) -> Result<Outcome, DomainError> {
+        let mut delay = Duration::from_millis(200);
+        for attempt in 0..8 {
+            match store.store_refreshed(row, set, scopes).await {
+                Ok(true) => {
+                    if let Err(e) =
+                        store.record_issuance(&row.key, "issued", Some("refresh".into()), scopes, set.expires_at).await
+                    {
+                        tracing::warn!(error = %e, "recording an issuance failed");
+                    }
+                    return Ok(Outcome::Refreshed);
+                }
+                Ok(false) => return Ok(Outcome::Fenced),
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "storing a refreshed token set failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        tracing::error!(
+            "a refreshed token set could not be stored; the grant will need a new consent if the provider rotated"
+        );
+        Ok(Outcome::WriteFailed)
+    }
+
+    async fn give_up(&self, store: &TenantStore<'_>, row: &RefreshRow, why: &str) -> Result<Outcome, DomainError> {
+        // Not an error of the grant: it simply cannot be refreshed. Park it (no further attempts).
+        let far = Utc::now() + chrono::TimeDelta::days(3650);
+        store.refresh_failed(row, &RefreshFailure::Transient { retry_at: far, message: why.into() }).await?;
+        Ok(Outcome::NotRefreshable)
+    }
+}
