@@ -59,6 +59,9 @@ pub struct TestApp {
     pub admin_token: String,
     pub state: AppState,
     pub db: Db,
+    /// What another process needs to open the same store (e.g. `switchboard worker`).
+    pub database_url: String,
+    pub master_key: String,
 }
 
 #[derive(Default)]
@@ -104,7 +107,8 @@ impl TestApp {
         captured_logs();
         let _ = rustls::crypto::ring::default_provider().install_default();
         let (database_url, db) = fresh_database().await;
-        let envelope = Envelope::from_base64(&Envelope::generate_base64().expect("key")).expect("envelope");
+        let master_key = Envelope::generate_base64().expect("key");
+        let envelope = Envelope::from_base64(&master_key).expect("envelope");
         let store = switchboard_api::bootstrap::open_store(&database_url, envelope, &StoreOptions::default())
             .await
             .expect("open store");
@@ -137,7 +141,10 @@ impl TestApp {
         let state = AppState::new(store, settings, redis).expect("state");
         let server = switchboard_api::app::serve(state.clone(), listener, 1).expect("serve");
         tokio::spawn(server);
+        let database_url = state.settings.database_url.clone();
         Self {
+            database_url,
+            master_key,
             base,
             client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
             key: key.plaintext.expose().to_owned(),

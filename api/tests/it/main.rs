@@ -17,6 +17,7 @@ mod mcp_servers;
 mod migrations;
 mod ops;
 mod peers;
+mod race;
 mod refresh;
 mod registration;
 mod secrets;

@@ -1,0 +1,193 @@
+//! Many workers, one refresh per grant: three `switchboard worker` processes on the same database
+//! (and Redis, when the suite has one) and 500 grants due at once, against an authorization
+//! server with strict refresh-token rotation and reuse detection (presenting a spent refresh token
+//! revokes the whole family). It counts every presentation.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use serde_json::json;
+use switchboard_domain::connection::{AuthFlow, GrantKey, TokenSet};
+use switchboard_domain::crypto::Secret;
+
+use crate::helpers::{Options, TestApp};
+
+const GRANTS: usize = 500;
+
+#[derive(Default)]
+struct Family {
+    presentations: u32,
+    revoked: bool,
+    current: String,
+}
+
+#[derive(Default)]
+struct Provider {
+    /// refresh token → (family, spent)
+    tokens: HashMap<String, (usize, bool)>,
+    families: Vec<Family>,
+    reuse: u32,
+}
+
+/// The strict authorization server: rotation on every refresh, reuse detection, a 20 ms answer.
+fn start_provider(state: Arc<Mutex<Provider>>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = HttpServer::new(move || {
+        let state = state.clone();
+        App::new().route(
+            "/token",
+            web::post().to(move |form: web::Form<HashMap<String, String>>| {
+                let state = state.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let presented = form.get("refresh_token").cloned().unwrap_or_default();
+                    let mut p = state.lock().expect("provider");
+                    let Some(&(family, spent)) = p.tokens.get(&presented) else {
+                        return HttpResponse::BadRequest().json(json!({"error": "invalid_grant"}));
+                    };
+                    if spent || p.families[family].revoked {
+                        // Reuse: the whole family dies (RFC 9700 §4.14).
+                        p.reuse += 1;
+                        p.families[family].revoked = true;
+                        return HttpResponse::BadRequest().json(json!({"error": "invalid_grant"}));
+                    }
+                    p.tokens.insert(presented, (family, true));
+                    let f = &mut p.families[family];
+                    f.presentations += 1;
+                    let next = format!("rt-{family}-{}", f.presentations);
+                    f.current = next.clone();
+                    let access = format!("at-{family}-{}", f.presentations);
+                    p.tokens.insert(next.clone(), (family, false));
+                    HttpResponse::Ok().json(json!({"access_token": access, "token_type": "Bearer",
+                        "expires_in": 3600, "refresh_token": next}))
+                }
+            }),
+        )
+    })
+    .workers(2)
+    .listen(listener)
+    .expect("listen")
+    .run();
+    tokio::spawn(server);
+    base
+}
+
+struct Workers(Vec<Child>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_refresh_each_grant_exactly_once() {
+    let app = TestApp::spawn_with(Options { allow_private_networks: true, ..Options::default() }).await;
+    let provider = Arc::new(Mutex::new(Provider::default()));
+    let as_base = start_provider(provider.clone());
+    let server = app
+        .post(
+            "/v1/mcp-servers",
+            &json!({"name": "strict", "config": {"endpoint": "http://127.0.0.1:9/mcp",
+            "auth": {"type": "oauth_authorization_code_public_pkce", "client_id": "race-client",
+                     "auth_url": format!("{as_base}/authorize"), "token_url": format!("{as_base}/token")}}}),
+        )
+        .await
+        .id();
+    let agent = app.create_agent("bot").await;
+    let store = app.store().tenant(app.tenant_id);
+    // 500 grants, each with refresh token rt-<i>-0, all due now (their access tokens expire in 1 s).
+    for i in 0..GRANTS {
+        let key = GrantKey {
+            tenant_id: app.tenant_id,
+            user_id: format!("user-{i}"),
+            agent_id: uuid::Uuid::parse_str(&agent).expect("id").into(),
+            mcp_server_id: uuid::Uuid::parse_str(&server).expect("id").into(),
+        };
+        let rt = format!("rt-{i}-0");
+        {
+            let mut p = provider.lock().expect("provider");
+            p.tokens.insert(rt.clone(), (i, false));
+            p.families.push(Family { current: rt.clone(), ..Family::default() });
+        }
+        let flow = AuthFlow {
+            key,
+            verifier: Secret::new(String::new()),
+            issuer: as_base.clone(),
+            token_endpoint: format!("{as_base}/token"),
+            resource: "http://127.0.0.1:9/mcp".into(),
+            redirect_uri: String::new(),
+            scopes: vec![],
+            return_url: None,
+            expires_at: chrono::Utc::now(),
+        };
+        let tokens = TokenSet {
+            access_token: Secret::new(format!("at-{i}-0")),
+            refresh_token: Some(Secret::new(rt)),
+            token_type: "Bearer".into(),
+            expires_at: Some(chrono::Utc::now() + chrono::TimeDelta::seconds(1)),
+            scope: None,
+        };
+        store.save_tokens(&flow, &tokens, &[]).await.expect("seed");
+    }
+
+    let spawn = |n: usize| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.arg("worker")
+            .env("SWITCHBOARD_DATABASE_URL", &app.database_url)
+            .env("SWITCHBOARD_MASTER_KEY", &app.master_key)
+            .env("SWITCHBOARD_ALLOW_PRIVATE_NETWORKS", "true")
+            .env("SWITCHBOARD_DATA_DIR", std::env::temp_dir())
+            .env("RUST_LOG", "warn")
+            .env("HOSTNAME", format!("race-worker-{n}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd.spawn().expect("start a worker process")
+    };
+    let workers = Workers((0..3).map(spawn).collect());
+
+    // Poll (with a deadline) until every grant has been refreshed once.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = provider.lock().expect("provider").families.iter().filter(|f| f.presentations > 0).count();
+        if done == GRANTS {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {done} of {GRANTS} grants were refreshed within 120 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Let any straggling duplicate show itself before counting.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drop(workers);
+
+    let (twice, reuse, revoked, current) = {
+        let p = provider.lock().expect("provider");
+        let twice: Vec<usize> = (0..GRANTS).filter(|&i| p.families[i].presentations != 1).collect();
+        let current: Vec<String> = p.families.iter().map(|f| f.current.clone()).collect();
+        (twice, p.reuse, p.families.iter().filter(|f| f.revoked).count(), current)
+    };
+    assert!(twice.is_empty(), "grants refreshed more than once: {twice:?}");
+    assert_eq!(reuse, 0, "no spent refresh token was ever presented again");
+    assert_eq!(revoked, 0, "no family revoked");
+    // Every grant is connected and holds exactly the refresh token the provider considers valid.
+    for (i, current) in current.iter().enumerate() {
+        let key = GrantKey {
+            tenant_id: app.tenant_id,
+            user_id: format!("user-{i}"),
+            agent_id: uuid::Uuid::parse_str(&agent).expect("id").into(),
+            mcp_server_id: uuid::Uuid::parse_str(&server).expect("id").into(),
+        };
+        let stored = store.token_set(&key).await.expect("read").expect("tokens");
+        assert_eq!(stored.refresh_token.as_ref().map(Secret::expose), Some(current.as_str()), "grant {i}");
+    }
+    let listed = app.get("/v1/connections?status=connected&limit=100").await.json();
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(100));
+    assert!(app.get("/v1/connections?status=needs_reauth").await.json()["data"].as_array().is_some_and(Vec::is_empty));
+}
