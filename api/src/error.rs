@@ -27,6 +27,9 @@ pub struct Problem {
     /// One entry per invalid field (validation errors only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// `reauth_required` only: where to send the user to consent again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +54,15 @@ pub enum ApiError {
     IdempotencyMismatch,
     #[error("a request with this Idempotency-Key is still being processed")]
     IdempotencyInProgress,
+    /// The grant was refused by its provider (or needs more scope): the user must consent again.
+    #[error("this connection needs the user to consent again")]
+    ReauthRequired { auth_url: Option<String> },
+    /// The grant holds no token (never connected, revoked, or a server that needs none).
+    #[error("{0}")]
+    NotConnected(String),
+    /// The access token expired and the provider cannot be reached to refresh it right now.
+    #[error("the access token expired and could not be refreshed: {message}")]
+    TokenUnavailable { message: String, retry_after: u64 },
 }
 
 impl ApiError {
@@ -80,6 +92,11 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", "Idempotency Key Reused")
             }
             Self::IdempotencyInProgress => (StatusCode::CONFLICT, "idempotency_key_in_progress", "Conflict"),
+            Self::ReauthRequired { .. } => (StatusCode::CONFLICT, "reauth_required", "Conflict"),
+            Self::NotConnected(_) => (StatusCode::CONFLICT, "not_connected", "Conflict"),
+            Self::TokenUnavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "token_unavailable", "Service Unavailable")
+            }
         }
     }
 
@@ -135,6 +152,20 @@ impl ApiError {
             Self::IdempotencyInProgress => {
                 (self.to_string(), Some("retry after the first request finishes".into()), vec![])
             }
+            Self::ReauthRequired { auth_url } => (
+                self.to_string(),
+                Some(match auth_url {
+                    Some(_) => "send the user's browser to auth_url; the grant works again after the consent callback".into(),
+                    None => "start a new consent with the runtime connect call".into(),
+                }),
+                vec![],
+            ),
+            Self::NotConnected(_) => {
+                (self.to_string(), Some("the user connects first (runtime connect, then consent)".into()), vec![])
+            }
+            Self::TokenUnavailable { .. } => {
+                (self.to_string(), Some("retry after Retry-After seconds; the grant itself is kept".into()), vec![])
+            }
             Self::Domain(_) => (self.to_string(), None, vec![]),
         };
         Problem {
@@ -145,6 +176,10 @@ impl ApiError {
             code,
             hint,
             errors,
+            auth_url: match self {
+                Self::ReauthRequired { auth_url } => auth_url.clone(),
+                _ => None,
+            },
         }
     }
 }
@@ -165,6 +200,9 @@ impl ResponseError for ApiError {
             || (self.status_code() == StatusCode::UNAUTHORIZED && matches!(self, Self::Ticket(_)))
         {
             res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"switchboard\"")));
+        }
+        if let Self::TokenUnavailable { retry_after, .. } = self {
+            res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
         }
         res.body(serde_json::to_vec(&problem).unwrap_or_default())
     }

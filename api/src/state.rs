@@ -22,6 +22,8 @@ pub struct AppState {
     pub keys: Arc<KeyCache>,
     pub servers: Arc<ServerSetup>,
     pub consent: Arc<Consent>,
+    /// Refreshes on demand (the access-token call); the worker refreshes ahead of time.
+    pub refresher: switchboard_worker::refresh::Refresher,
 }
 
 /// The outbound policy of a deployment: the private-network switch and the operator allow-list.
@@ -40,6 +42,11 @@ impl AppState {
     pub fn new(store: Store, settings: Settings, redis: Option<RedisHandle>) -> anyhow::Result<Self> {
         let fetcher = Fetcher::new(network_policy(&settings)?, Limits::default())
             .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
+        let refresher = switchboard_worker::refresh::Refresher::new(
+            store.clone(),
+            fetcher.clone(),
+            format!("api:{}:{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+        );
         let discoverer = Arc::new(Discoverer::new(fetcher));
         let servers = Arc::new(ServerSetup::new(store.clone(), discoverer.clone(), &settings.public_url));
         let consent = Arc::new(Consent::new(store.clone(), discoverer, servers.redirect_uri()));
@@ -51,6 +58,7 @@ impl AppState {
             keys: Arc::new(KeyCache::default()),
             servers,
             consent,
+            refresher,
         })
     }
 }

@@ -1,7 +1,7 @@
 //! `/v1/connections`: the consent grants of a tenant (tenant API key). One per (user, agent,
 //! server); deleting one revokes it and leaves every other untouched.
 
-use actix_web::{HttpResponse, delete, get, web};
+use actix_web::{HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use switchboard_domain::connection::Connection;
@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(list_connections).service(get_connection).service(delete_connection);
+    cfg.service(list_connections).service(get_connection).service(delete_connection).service(create_access_token);
 }
 
 /// `/v1/issuances`, registered at the root.
@@ -138,6 +138,65 @@ pub async fn delete_connection(
     let connection = store.get_connection(id).await?;
     store.revoke_connection(&connection.key, &tenant.actor()).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// A usable access token for a grant, for the integrator's own calls to the MCP server.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AccessTokenResponse {
+    pub access_token: String,
+    /// When it stops working; null when the provider did not say.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub token_type: String,
+    /// The RFC 8707 resource (the MCP server) the token is for: send it there and nowhere else.
+    pub resource: Option<String>,
+}
+
+/// A valid access token for a grant: refreshed first (once, however many callers ask at the same
+/// time) when it expires within 60 seconds. Recorded as an issuance. A grant that needs a new
+/// consent answers 409 `reauth_required` with the `auth_url` to send the user to.
+#[utoipa::path(tag = "connections", params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = AccessTokenResponse)), security(("api_key" = [])))]
+#[post("/{id}/access-token")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn create_access_token(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    id: web::Path<String>,
+) -> Result<web::Json<AccessTokenResponse>, ApiError> {
+    use switchboard_domain::connection::ConnectionStatus as S;
+    let id: uuid::Uuid = parse_id("connection", &id)?;
+    let store = state.store.tenant(tenant.tenant_id);
+    let row = state.refresher.ensure_fresh(tenant.tenant_id, id, chrono::TimeDelta::seconds(60)).await?;
+    match (row.status, &row.tokens) {
+        (S::NeedsReauth, _) => {
+            let server = store.get_mcp_server(row.key.mcp_server_id).await?;
+            let auth_url = match state.consent.connect(row.key.clone(), &server, None).await {
+                Ok(switchboard_worker::consent::ConnectOutcome::PendingConsent { auth_url, .. }) => Some(auth_url),
+                _ => None,
+            };
+            Err(ApiError::ReauthRequired { auth_url })
+        }
+        (S::Connected | S::Expired, Some(tokens)) => {
+            if tokens.expires_at.is_some_and(|e| e <= Utc::now()) {
+                return Err(ApiError::TokenUnavailable {
+                    message: "the provider could not be reached to refresh it".into(),
+                    retry_after: 5,
+                });
+            }
+            store
+                .record_issuance(&row.key, "issued", Some("access_token_api".into()), &row.scopes, tokens.expires_at)
+                .await?;
+            Ok(web::Json(AccessTokenResponse {
+                access_token: tokens.access_token.expose().to_owned(),
+                expires_at: tokens.expires_at,
+                token_type: tokens.token_type.clone(),
+                resource: row.resource.clone(),
+            }))
+        }
+        (status, _) => {
+            Err(ApiError::NotConnected(format!("this connection is {} and holds no access token", status.as_str())))
+        }
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

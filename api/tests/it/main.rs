@@ -21,5 +21,6 @@ mod race;
 mod refresh;
 mod registration;
 mod secrets;
+mod strict_as;
 mod tenancy;
 mod tickets;

@@ -3,78 +3,17 @@
 //! server with strict refresh-token rotation and reuse detection (presenting a spent refresh token
 //! revokes the whole family). It counts every presentation.
 
-use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpResponse, HttpServer, web};
 use serde_json::json;
-use switchboard_domain::connection::{AuthFlow, GrantKey, TokenSet};
 use switchboard_domain::crypto::Secret;
 
 use crate::helpers::{Options, TestApp};
+use crate::strict_as::{Provider, seed_grant, start_provider};
 
 const GRANTS: usize = 500;
-
-#[derive(Default)]
-struct Family {
-    presentations: u32,
-    revoked: bool,
-    current: String,
-}
-
-#[derive(Default)]
-struct Provider {
-    /// refresh token → (family, spent)
-    tokens: HashMap<String, (usize, bool)>,
-    families: Vec<Family>,
-    reuse: u32,
-}
-
-/// The strict authorization server: rotation on every refresh, reuse detection, a 20 ms answer.
-fn start_provider(state: Arc<Mutex<Provider>>) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let server = HttpServer::new(move || {
-        let state = state.clone();
-        App::new().route(
-            "/token",
-            web::post().to(move |form: web::Form<HashMap<String, String>>| {
-                let state = state.clone();
-                async move {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    let presented = form.get("refresh_token").cloned().unwrap_or_default();
-                    let mut p = state.lock().expect("provider");
-                    let Some(&(family, spent)) = p.tokens.get(&presented) else {
-                        return HttpResponse::BadRequest().json(json!({"error": "invalid_grant"}));
-                    };
-                    if spent || p.families[family].revoked {
-                        // Reuse: the whole family dies (RFC 9700 §4.14).
-                        p.reuse += 1;
-                        p.families[family].revoked = true;
-                        return HttpResponse::BadRequest().json(json!({"error": "invalid_grant"}));
-                    }
-                    p.tokens.insert(presented, (family, true));
-                    let f = &mut p.families[family];
-                    f.presentations += 1;
-                    let next = format!("rt-{family}-{}", f.presentations);
-                    f.current = next.clone();
-                    let access = format!("at-{family}-{}", f.presentations);
-                    p.tokens.insert(next.clone(), (family, false));
-                    HttpResponse::Ok().json(json!({"access_token": access, "token_type": "Bearer",
-                        "expires_in": 3600, "refresh_token": next}))
-                }
-            }),
-        )
-    })
-    .workers(2)
-    .listen(listener)
-    .expect("listen")
-    .run();
-    tokio::spawn(server);
-    base
-}
 
 struct Workers(Vec<Child>);
 
@@ -105,37 +44,13 @@ async fn three_workers_refresh_each_grant_exactly_once() {
     let store = app.store().tenant(app.tenant_id);
     // 500 grants, each with refresh token rt-<i>-0, all due now (their access tokens expire in 1 s).
     for i in 0..GRANTS {
-        let key = GrantKey {
+        let key = switchboard_domain::connection::GrantKey {
             tenant_id: app.tenant_id,
             user_id: format!("user-{i}"),
             agent_id: uuid::Uuid::parse_str(&agent).expect("id").into(),
             mcp_server_id: uuid::Uuid::parse_str(&server).expect("id").into(),
         };
-        let rt = format!("rt-{i}-0");
-        {
-            let mut p = provider.lock().expect("provider");
-            p.tokens.insert(rt.clone(), (i, false));
-            p.families.push(Family { current: rt.clone(), ..Family::default() });
-        }
-        let flow = AuthFlow {
-            key,
-            verifier: Secret::new(String::new()),
-            issuer: as_base.clone(),
-            token_endpoint: format!("{as_base}/token"),
-            resource: "http://127.0.0.1:9/mcp".into(),
-            redirect_uri: String::new(),
-            scopes: vec![],
-            return_url: None,
-            expires_at: chrono::Utc::now(),
-        };
-        let tokens = TokenSet {
-            access_token: Secret::new(format!("at-{i}-0")),
-            refresh_token: Some(Secret::new(rt)),
-            token_type: "Bearer".into(),
-            expires_at: Some(chrono::Utc::now() + chrono::TimeDelta::seconds(1)),
-            scope: None,
-        };
-        store.save_tokens(&flow, &tokens, &[]).await.expect("seed");
+        seed_grant(&store, &provider, &as_base, key, i, chrono::TimeDelta::seconds(1)).await;
     }
 
     let spawn = |n: usize| {
@@ -178,7 +93,7 @@ async fn three_workers_refresh_each_grant_exactly_once() {
     assert_eq!(revoked, 0, "no family revoked");
     // Every grant is connected and holds exactly the refresh token the provider considers valid.
     for (i, current) in current.iter().enumerate() {
-        let key = GrantKey {
+        let key = switchboard_domain::connection::GrantKey {
             tenant_id: app.tenant_id,
             user_id: format!("user-{i}"),
             agent_id: uuid::Uuid::parse_str(&agent).expect("id").into(),

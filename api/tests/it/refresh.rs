@@ -123,3 +123,87 @@ async fn grants_are_refreshed_ahead_of_expiry_with_rotation() {
         assert!(!logs.contains(t));
     }
 }
+
+/// The integrators' access-token call: a token about to expire is refreshed first, once however
+/// many callers ask at the same time; a fresh one is returned as is; a dead grant answers 409
+/// with where to send the user.
+#[tokio::test]
+async fn access_tokens_are_fresh_and_refreshed_once_under_concurrency() {
+    use std::sync::{Arc, Mutex};
+
+    use crate::strict_as::{Provider, seed_grant, start_provider};
+
+    let app = TestApp::spawn_with(Options { allow_private_networks: true, ..Options::default() }).await;
+    let provider = Arc::new(Mutex::new(Provider::default()));
+    let as_base = start_provider(provider.clone());
+    let server = app
+        .post(
+            "/v1/mcp-servers",
+            &json!({"name": "strict", "config": {"endpoint": "http://127.0.0.1:9/mcp",
+            "auth": {"type": "oauth_authorization_code_public_pkce", "client_id": "c",
+                     "auth_url": format!("{as_base}/authorize"), "token_url": format!("{as_base}/token")}}}),
+        )
+        .await
+        .id();
+    let agent = app.create_agent("bot").await;
+    let key = GrantKey {
+        tenant_id: app.tenant_id,
+        user_id: "u".into(),
+        agent_id: uuid::Uuid::parse_str(&agent).expect("id").into(),
+        mcp_server_id: uuid::Uuid::parse_str(&server).expect("id").into(),
+    };
+    let store = app.store().tenant(app.tenant_id);
+    // Expires in 30 s: inside the 60 s margin, so the first caller refreshes.
+    seed_grant(&store, &provider, &as_base, key.clone(), 0, chrono::TimeDelta::seconds(30)).await;
+    let id = app.get("/v1/connections").await.json()["data"][0]["id"].as_str().expect("id").to_owned();
+
+    let mut calls = Vec::new();
+    for _ in 0..20 {
+        let (client, url, api_key) =
+            (app.client.clone(), format!("{}/v1/connections/{id}/access-token", app.base), app.key.clone());
+        calls.push(tokio::spawn(async move {
+            let res = client.post(url).bearer_auth(api_key).send().await.expect("call");
+            (res.status(), res.json::<serde_json::Value>().await.expect("json"))
+        }));
+    }
+    let mut tokens = std::collections::BTreeSet::new();
+    for c in calls {
+        let (status, body) = c.await.expect("task");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["token_type"], "Bearer");
+        assert_eq!(body["resource"], "http://127.0.0.1:9/mcp");
+        tokens.insert(body["access_token"].as_str().expect("token").to_owned());
+    }
+    assert_eq!(tokens.into_iter().collect::<Vec<_>>(), ["at-0-1"], "everyone got the one refreshed token");
+    assert_eq!(provider.lock().expect("provider").families[0].presentations, 1, "one refresh for twenty callers");
+    let issued = app.get(&format!("/v1/issuances?mcp_server_id={server}")).await.json()["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter(|i| i["reason"] == "access_token_api")
+        .count();
+    assert_eq!(issued, 20, "every hand-out is recorded");
+
+    // The provider kills the grant (its refresh token is replayed elsewhere); the worker finds out.
+    let replay = reqwest::Client::new()
+        .post(format!("{as_base}/token"))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", "rt-0-0")])
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    make_due(&app).await;
+    let worker = switchboard_worker::Worker::new(app.store().clone(), app.state.servers.discoverer().fetcher().clone());
+    assert_eq!(worker.refresher().tick(10).await.expect("tick").get(&Outcome::NeedsReauth), Some(&1));
+    let res = app.call(Method::POST, &format!("/v1/connections/{id}/access-token"), Some(&app.key), None).await;
+    let problem = res.problem(StatusCode::CONFLICT, "reauth_required");
+    assert!(
+        problem["auth_url"].as_str().is_some_and(|u| u.starts_with(&format!("{as_base}/authorize?"))),
+        "{problem:#}"
+    );
+    // Other tenants' connections are not found.
+    let (_, other) = app.other_tenant().await;
+    app.call(Method::POST, &format!("/v1/connections/{id}/access-token"), Some(&other), None)
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
+}
