@@ -264,6 +264,63 @@ pub async fn refresh(
     out
 }
 
+/// RFC 7009 revocation of one token at the grant's revocation endpoint (no redirects followed).
+/// 200 is success whether or not the server knew the token; `unsupported_token_type` is reported
+/// as [`TokenError::Refused`] so the caller can move on; 503, other 5xx, 429 and network errors are
+/// transient (with `Retry-After`).
+pub async fn revoke(
+    fetcher: &Fetcher,
+    revocation_url: &Url,
+    auth: &ClientAuth<'_>,
+    token: &str,
+    token_type_hint: &str,
+    steps: &mut Vec<Step>,
+) -> Result<(), TokenError> {
+    let (body, h) = with_client_auth(&[("token", token), ("token_type_hint", token_type_hint)], auth);
+    let start = Instant::now();
+    let res = fetcher.post(revocation_url, h, body.into_bytes()).await;
+    let mut step = Step {
+        method: "POST".into(),
+        url: revocation_url.to_string(),
+        status: None,
+        ms: ms_since(start),
+        error: None,
+        learned: String::new(),
+    };
+    let out = match res {
+        Err(e) => {
+            step.error = Some(e.to_string());
+            Err(TokenError::Transient {
+                message: format!("the revocation endpoint could not be reached ({e})"),
+                retry_after: None,
+            })
+        }
+        Ok(f) => {
+            step.status = Some(f.status.as_u16());
+            let retry_after = f
+                .headers
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|s| s.min(3600));
+            let json: Value = serde_json::from_slice(&f.body).unwrap_or_default();
+            match f.status.as_u16() {
+                200..=299 => Ok(()),
+                400..=428 | 430..=499 => Err(TokenError::Refused(error_code(&json).to_owned())),
+                s => {
+                    Err(TokenError::Transient { message: format!("the revocation endpoint answered {s}"), retry_after })
+                }
+            }
+        }
+    };
+    step.learned = match &out {
+        Ok(()) => format!("{token_type_hint} revoked"),
+        Err(e) => e.to_string(),
+    };
+    steps.push(step);
+    out
+}
+
 /// A token request's form body and headers, with the client's authentication. (Synchronous: the
 /// form serializer is not `Send` and must not live across an await.)
 fn with_client_auth(pairs: &[(&str, &str)], auth: &ClientAuth<'_>) -> (String, reqwest::header::HeaderMap) {

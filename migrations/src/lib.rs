@@ -12,6 +12,7 @@ mod m0004_connections;
 mod m0005_issuances;
 mod m0006_tenant_settings;
 mod m0007_refresh;
+mod m0008_jobs;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_issuances::Migration),
             Box::new(m0006_tenant_settings::Migration),
             Box::new(m0007_refresh::Migration),
+            Box::new(m0008_jobs::Migration),
         ]
     }
 }

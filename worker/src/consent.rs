@@ -338,7 +338,7 @@ fn discovery_value(server: &McpServer, field: &str) -> Option<serde_json::Value>
     serde_json::from_str::<serde_json::Value>(raw.get()).ok()?.get(field).cloned()
 }
 
-fn discovery_field(server: &McpServer, field: &str) -> Option<String> {
+pub(crate) fn discovery_field(server: &McpServer, field: &str) -> Option<String> {
     discovery_value(server, field)?.as_str().map(str::to_owned)
 }
 

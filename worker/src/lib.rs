@@ -2,11 +2,12 @@
 //!
 //! [`consent`] holds the transitions a request drives (connect, consent completion, check,
 //! disconnect); [`refresh`] the one the worker drives on its own: proactive refresh under a
-//! database lease. [`Worker::run`] ticks the refresher; `switchboard worker` runs it alone and
-//! `switchboard serve` runs it in-process by default. Revocation at the provider, event delivery
-//! and the other jobs come next, on the same loop.
+//! database lease; [`jobs`] the durable jobs (revocation at the provider). [`Worker::run`] ticks both; `switchboard worker` runs it alone and
+//! `switchboard serve` runs it in-process by default. Event delivery and the other jobs come next,
+//! on the same loop.
 
 pub mod consent;
+pub mod jobs;
 pub mod refresh;
 pub mod servers;
 
@@ -21,6 +22,7 @@ use switchboard_domain::store::Store;
 pub struct Worker {
     store: Store,
     refresher: refresh::Refresher,
+    jobs: jobs::JobRunner,
     /// How often it looks for due work.
     pub interval: Duration,
 }
@@ -36,7 +38,8 @@ impl Worker {
             uuid::Uuid::new_v4().simple()
         );
         Self {
-            refresher: refresh::Refresher::new(store.clone(), fetcher, owner),
+            refresher: refresh::Refresher::new(store.clone(), fetcher.clone(), owner.clone()),
+            jobs: jobs::JobRunner::new(store.clone(), fetcher, owner),
             store,
             interval: Duration::from_secs(1),
         }
@@ -47,12 +50,22 @@ impl Worker {
         &self.refresher
     }
 
+    #[must_use]
+    pub fn jobs(&self) -> &jobs::JobRunner {
+        &self.jobs
+    }
+
     /// Runs until `shutdown` resolves: every `interval`, refreshes what is due (up to 256 grants
     /// a pass, repeated at once while passes come back full).
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tracing::info!(backend = ?self.store.backend(), "worker started");
         let work = async {
             loop {
+                match self.jobs.tick(64).await {
+                    Ok(n) if n > 0 => tracing::info!(jobs = n, "job pass"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "a job pass failed; retrying"),
+                }
                 match self.refresher.tick(256).await {
                     Ok(report) => {
                         let done: usize = report.values().sum();

@@ -20,6 +20,7 @@ mod peers;
 mod race;
 mod refresh;
 mod registration;
+mod revocation;
 mod secrets;
 mod strict_as;
 mod tenancy;

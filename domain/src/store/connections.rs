@@ -12,6 +12,9 @@ use crate::connection::{AuthFlow, Connection, ConnectionStatus, GrantKey, TokenS
 use crate::crypto::{SealContext, Secret};
 use crate::{AgentId, DomainError, McpServerId};
 
+/// The job kind that revokes a disconnected grant's tokens at the provider.
+pub const REVOKE_TOKENS: &str = "revoke_tokens";
+
 pub(super) fn grant_row(key: &GrantKey) -> uuid::Uuid {
     // A stable row id for the token-set AAD: derived from the full grant key.
     let digest = crate::crypto::sha256(
@@ -248,6 +251,15 @@ impl TenantStore<'_> {
         Ok(())
     }
 
+    /// Opens a token set sealed for `key` (a revocation job's payload).
+    pub fn open_token_set(&self, key: &GrantKey, sealed: &[u8]) -> Result<TokenSet, DomainError> {
+        let ctx =
+            SealContext { tenant: self.tenant_id, table: "connections", column: "token_set", row: grant_row(key) };
+        let plain =
+            self.store.envelope.open(&ctx, sealed).map_err(|e| DomainError::Internal(format!("token set: {e}")))?;
+        serde_json::from_slice(&plain).map_err(json_err("token set"))
+    }
+
     /// The grant's token set, for the code that sends it upstream.
     pub async fn token_set(&self, key: &GrantKey) -> Result<Option<TokenSet>, DomainError> {
         let row = connections::Entity::find()
@@ -337,10 +349,30 @@ impl TenantStore<'_> {
             return Ok(None);
         };
         let before = self.connection_from_row(row.clone())?;
+        // The tokens leave the grant now (unusable at once) and travel, still sealed, with the job
+        // that revokes them at the provider; a reconnect meanwhile gets a fresh token set that
+        // this job never touches.
+        if let Some(sealed) = &row.token_set {
+            use base64::Engine as _;
+            let payload = serde_json::json!({"connection_id": row.id, "user_id": key.user_id,
+                "agent_id": key.agent_id, "mcp_server_id": key.mcp_server_id,
+                "sealed": base64::engine::general_purpose::STANDARD.encode(sealed)});
+            super::jobs::enqueue(&txn, self.tenant_id, REVOKE_TOKENS, &payload, 8).await?;
+        }
+        super::refresh::insert_connection_event(
+            &txn,
+            self.tenant_id,
+            row.id,
+            key,
+            "connection.revoked",
+            serde_json::json!({}),
+        )
+        .await?;
         let mut active: connections::ActiveModel = row.into();
         active.status = Set(ConnectionStatus::Revoked.as_str().to_owned());
         active.token_set = Set(None);
         active.expires_at = Set(None);
+        active.next_refresh_at = Set(None);
         active.updated_at = Set(Utc::now());
         active.update(&txn).await.map_err(map_err)?;
         super::audit::record(&txn, super::audit::AuditEntry {

@@ -11,6 +11,7 @@ mod audit;
 mod connections;
 pub mod entities;
 mod idempotency;
+mod jobs;
 mod mcp_servers;
 mod oauth_clients;
 mod refresh;
@@ -23,8 +24,9 @@ use std::time::Duration;
 use sea_orm::sqlx::sqlite as sqlx_sqlite;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
 
-pub use connections::ConnectionFilter;
+pub use connections::{ConnectionFilter, REVOKE_TOKENS};
 pub use idempotency::{Begin, IdempotencyKey};
+pub use jobs::{Job, JobEnd, JobSummary};
 pub use refresh::{DueRefresh, RefreshFailure, RefreshRow};
 
 use crate::crypto::Envelope;

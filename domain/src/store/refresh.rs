@@ -264,6 +264,17 @@ impl TenantStore<'_> {
         Ok(true)
     }
 
+    /// Writes a connection event to the outbox on its own (for failures that change no row).
+    pub async fn record_connection_event(
+        &self,
+        connection_id: uuid::Uuid,
+        key: &GrantKey,
+        event: &str,
+        data: serde_json::Value,
+    ) -> Result<(), DomainError> {
+        insert_connection_event(&self.store.db, self.tenant_id, connection_id, key, event, data).await
+    }
+
     /// A connection's events, oldest first.
     pub async fn connection_events(
         &self,
@@ -289,15 +300,27 @@ async fn insert_event(
     event: &str,
     extra: serde_json::Value,
 ) -> Result<(), DomainError> {
-    let mut data = serde_json::json!({"connection_id": row.id, "user_id": row.key.user_id,
-        "agent_id": row.key.agent_id, "mcp_server_id": row.key.mcp_server_id});
+    insert_connection_event(db, tenant, row.id, &row.key, event, extra).await
+}
+
+/// Writes a connection event to the outbox, in `db` — the transaction of the change it reports.
+pub(super) async fn insert_connection_event(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    connection_id: uuid::Uuid,
+    key: &GrantKey,
+    event: &str,
+    extra: serde_json::Value,
+) -> Result<(), DomainError> {
+    let mut data = serde_json::json!({"connection_id": connection_id, "user_id": key.user_id,
+        "agent_id": key.agent_id, "mcp_server_id": key.mcp_server_id});
     if let (Some(obj), Some(more)) = (data.as_object_mut(), extra.as_object()) {
         obj.extend(more.clone());
     }
     connection_events::ActiveModel {
         id: Set(uuid::Uuid::now_v7()),
         tenant_id: Set(tenant.0),
-        connection_id: Set(row.id),
+        connection_id: Set(connection_id),
         event_type: Set(event.to_owned()),
         data: Set(data.to_string()),
         created_at: Set(Utc::now()),

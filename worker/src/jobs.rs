@@ -1,0 +1,155 @@
+//! The durable-job runner: claims due jobs under a lease, runs each handler, and records how it
+//! ended — done, retried with jittered backoff (a provider's `Retry-After` honoured), or dead after
+//! its last attempt (with an event on the connection, so the failure is seen). Handlers are
+//! idempotent: a job whose worker died is run again once its lease lapses.
+//!
+//! Kinds: `revoke_tokens` — RFC 7009 revocation of a disconnected grant's refresh token, then its
+//! access token, at the provider's revocation endpoint, after which the sealed tokens are purged.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use chrono::Utc;
+use futures_util::StreamExt as _;
+use switchboard_discovery::Fetcher;
+use switchboard_discovery::oauth::{self, TokenError};
+use switchboard_domain::DomainError;
+use switchboard_domain::connection::{GrantKey, refresh_backoff};
+use switchboard_domain::store::{Job, JobEnd, REVOKE_TOKENS, Store};
+use url::Url;
+
+use crate::refresh::ClientCredentials;
+
+/// Runs jobs. Cheap to clone.
+#[derive(Clone)]
+pub struct JobRunner {
+    store: Store,
+    fetcher: Fetcher,
+    owner: String,
+    lease: Duration,
+}
+
+impl std::fmt::Debug for JobRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobRunner").field("owner", &self.owner).finish_non_exhaustive()
+    }
+}
+
+impl JobRunner {
+    #[must_use]
+    pub fn new(store: Store, fetcher: Fetcher, owner: String) -> Self {
+        Self { store, fetcher, owner, lease: Duration::from_secs(60) }
+    }
+
+    /// Claims and runs up to `limit` due jobs, 8 at a time; returns how many ran.
+    pub async fn tick(&self, limit: u64) -> Result<usize, DomainError> {
+        let now = Utc::now();
+        let until = now + chrono::TimeDelta::from_std(self.lease).unwrap_or(chrono::TimeDelta::seconds(60));
+        let jobs = self.store.claim_jobs(&self.owner, now, until, limit).await?;
+        let n = jobs.len();
+        futures_util::stream::iter(jobs)
+            .for_each_concurrent(8, |job| async move {
+                let end = self.run(&job).await.unwrap_or_else(|e| JobEnd::Retry { at: retry_at(job.attempts, None), error: e.to_string() });
+                if let JobEnd::Dead { error } | JobEnd::Retry { error, .. } = &end {
+                    tracing::warn!(job.id = %job.id, job.kind = %job.kind, attempt = job.attempts, %error, "job attempt failed");
+                }
+                let dead = matches!(end, JobEnd::Dead { .. })
+                    || (matches!(end, JobEnd::Retry { .. }) && job.attempts >= job.max_attempts);
+                match self.store.finish_job(&job, &self.owner, &end).await {
+                    Ok(true) if dead => self.dead_letter(&job, &end).await,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, job.id = %job.id, "recording a job's end failed; it will run again"),
+                }
+            })
+            .await;
+        Ok(n)
+    }
+
+    async fn run(&self, job: &Job) -> Result<JobEnd, DomainError> {
+        match job.kind.as_str() {
+            REVOKE_TOKENS => self.revoke_tokens(job).await,
+            other => Ok(JobEnd::Dead { error: format!("unknown job kind `{other}`") }),
+        }
+    }
+
+    async fn revoke_tokens(&self, job: &Job) -> Result<JobEnd, DomainError> {
+        let store = self.store.tenant(job.tenant_id);
+        let p = &job.payload;
+        let parse = |k: &str| p[k].as_str().and_then(|s| uuid::Uuid::parse_str(s).ok());
+        let (Some(agent), Some(server), Some(user), Some(sealed)) = (
+            parse("agent_id"),
+            parse("mcp_server_id"),
+            p["user_id"].as_str(),
+            p["sealed"].as_str().and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok()),
+        ) else {
+            // Already purged (a retry after the end was recorded elsewhere) or malformed.
+            return Ok(JobEnd::Done);
+        };
+        let key = GrantKey {
+            tenant_id: job.tenant_id,
+            user_id: user.to_owned(),
+            agent_id: agent.into(),
+            mcp_server_id: server.into(),
+        };
+        let tokens = store.open_token_set(&key, &sealed)?;
+        let Ok(server) = store.get_mcp_server(key.mcp_server_id).await else {
+            return Ok(JobEnd::Dead { error: "the server was deleted before its tokens could be revoked".into() });
+        };
+        let Some(url) = crate::consent::discovery_field(&server, "revocation_url").and_then(|u| Url::parse(&u).ok())
+        else {
+            // The provider offers no revocation: purging the tokens here is all there is to do.
+            return Ok(JobEnd::Done);
+        };
+        let creds = ClientCredentials::of(&store, &server).await;
+        let mut steps = Vec::new();
+        let pending = [("refresh_token", tokens.refresh_token.as_ref()), ("access_token", Some(&tokens.access_token))];
+        for (hint, token) in pending {
+            let Some(token) = token else { continue };
+            match oauth::revoke(&self.fetcher, &url, &creds.auth(), token.expose(), hint, &mut steps).await {
+                Ok(()) => {}
+                // RFC 7009 §2.2.1: this provider cannot revoke this kind of token; move on.
+                Err(TokenError::Refused(code)) if code == "unsupported_token_type" => {}
+                Err(TokenError::Transient { message, retry_after }) => {
+                    return Ok(JobEnd::Retry { at: retry_at(job.attempts, retry_after), error: message });
+                }
+                Err(e) => return Ok(JobEnd::Dead { error: e.to_string() }),
+            }
+        }
+        Ok(JobEnd::Done)
+    }
+
+    async fn dead_letter(&self, job: &Job, end: &JobEnd) {
+        let error = match end {
+            JobEnd::Dead { error } | JobEnd::Retry { error, .. } => error.clone(),
+            JobEnd::Done => return,
+        };
+        tracing::error!(job.id = %job.id, job.kind = %job.kind, %error, "job dead-lettered after its last attempt");
+        let p = &job.payload;
+        let id = |k: &str| p[k].as_str().and_then(|s| uuid::Uuid::parse_str(s).ok());
+        if let (Some(connection), Some(agent), Some(server), Some(user)) =
+            (id("connection_id"), id("agent_id"), id("mcp_server_id"), p["user_id"].as_str())
+        {
+            let key = GrantKey {
+                tenant_id: job.tenant_id,
+                user_id: user.to_owned(),
+                agent_id: agent.into(),
+                mcp_server_id: server.into(),
+            };
+            let data =
+                serde_json::json!({"job_id": job.id, "job_kind": job.kind, "attempts": job.attempts, "error": error});
+            if let Err(e) = self
+                .store
+                .tenant(job.tenant_id)
+                .record_connection_event(connection, &key, "job.dead_lettered", data)
+                .await
+            {
+                tracing::warn!(error = %e, "recording a dead-letter event failed");
+            }
+        }
+    }
+}
+
+fn retry_at(attempts: i32, retry_after: Option<u64>) -> chrono::DateTime<Utc> {
+    let jitter = switchboard_domain::crypto::random_bytes::<1>().map_or(0.5, |b| f64::from(b[0]) / 255.0);
+    Utc::now() + refresh_backoff(u32::try_from(attempts.max(1) - 1).unwrap_or(0), jitter, retry_after)
+}
