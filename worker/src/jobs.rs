@@ -1,6 +1,8 @@
 //! The durable-job runner: claims due jobs under a lease, runs each handler, and records how it
 //! ended — done, retried with jittered backoff (a provider's `Retry-After` honoured), or dead after
-//! its last attempt (with an event on the connection, so the failure is seen). Handlers are
+//! its last attempt (with an event on the connection, so the failure is seen). Jobs retry on
+//! their own schedule ([`retry_at`]), shorter at first than grant refreshes: a revocation is
+//! worth finishing soon. Handlers are
 //! idempotent: a job whose worker died is run again once its lease lapses.
 //!
 //! Kinds: `revoke_tokens` — RFC 7009 revocation of a disconnected grant's refresh token, then its
@@ -14,7 +16,7 @@ use futures_util::StreamExt as _;
 use switchboard_discovery::Fetcher;
 use switchboard_discovery::oauth::{self, TokenError};
 use switchboard_domain::DomainError;
-use switchboard_domain::connection::{GrantKey, refresh_backoff};
+use switchboard_domain::connection::GrantKey;
 use switchboard_domain::store::{Job, JobEnd, REVOKE_TOKENS, Store};
 use url::Url;
 
@@ -39,6 +41,13 @@ impl JobRunner {
     #[must_use]
     pub fn new(store: Store, fetcher: Fetcher, owner: String) -> Self {
         Self { store, fetcher, owner, lease: Duration::from_secs(60) }
+    }
+
+    /// The same runner with another lease length.
+    #[must_use]
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
     }
 
     /// Claims and runs up to `limit` due jobs, 8 at a time; returns how many ran.
@@ -149,7 +158,14 @@ impl JobRunner {
     }
 }
 
+/// When to try a job again after its `attempts`-th attempt failed: 1 s, 5 s, 30 s, 2 min, 10 min,
+/// 30 min, then hourly, each with up to 20 % jitter; a `Retry-After` the provider sent wins when
+/// longer.
 fn retry_at(attempts: i32, retry_after: Option<u64>) -> chrono::DateTime<Utc> {
+    const SCHEDULE: [i64; 7] = [1, 5, 30, 120, 600, 1800, 3600];
     let jitter = switchboard_domain::crypto::random_bytes::<1>().map_or(0.5, |b| f64::from(b[0]) / 255.0);
-    Utc::now() + refresh_backoff(u32::try_from(attempts.max(1) - 1).unwrap_or(0), jitter, retry_after)
+    let step = usize::try_from(attempts.max(1) - 1).unwrap_or(0).min(SCHEDULE.len() - 1);
+    let base = (SCHEDULE[step] as f64 * (1.0 + 0.2 * jitter)) as i64;
+    let secs = retry_after.map_or(base, |r| base.max(i64::try_from(r).unwrap_or(i64::MAX)));
+    Utc::now() + chrono::TimeDelta::seconds(secs.min(3600))
 }

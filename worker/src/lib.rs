@@ -12,6 +12,7 @@ pub mod refresh;
 pub mod servers;
 
 use std::future::Future;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use switchboard_discovery::Fetcher;
@@ -37,9 +38,14 @@ impl Worker {
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         );
+        // The lease outlives a token call (10 s deadline) with room to spare; tests shorten it.
+        let lease = std::env::var("SWITCHBOARD_WORKER_LEASE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map_or(Duration::from_secs(30), Duration::from_secs);
         Self {
-            refresher: refresh::Refresher::new(store.clone(), fetcher.clone(), owner.clone()),
-            jobs: jobs::JobRunner::new(store.clone(), fetcher, owner),
+            refresher: refresh::Refresher::new(store.clone(), fetcher.clone(), owner.clone()).with_lease(lease),
+            jobs: jobs::JobRunner::new(store.clone(), fetcher, owner).with_lease(lease),
             store,
             interval: Duration::from_secs(1),
         }
@@ -86,5 +92,20 @@ impl Worker {
             () = shutdown => {}
         }
         tracing::info!("worker stopped");
+    }
+}
+
+/// Crash points for fault tests: a name listed in `SWITCHBOARD_FAILPOINTS` (comma-separated)
+/// aborts the process right there, as a power cut would. Unset in production.
+pub(crate) fn failpoint(name: &str) {
+    static POINTS: OnceLock<Vec<String>> = OnceLock::new();
+    let points = POINTS.get_or_init(|| {
+        std::env::var("SWITCHBOARD_FAILPOINTS")
+            .map(|v| v.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect())
+            .unwrap_or_default()
+    });
+    if points.iter().any(|p| p == name) {
+        eprintln!("failpoint {name}: aborting");
+        std::process::abort();
     }
 }

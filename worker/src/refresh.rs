@@ -103,6 +103,13 @@ impl Refresher {
         Self { store, fetcher, owner, lease: Duration::from_secs(30), inflight: Arc::default() }
     }
 
+    /// The same refresher with another lease length.
+    #[must_use]
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
     /// One pass: finds up to `limit` due grants and refreshes those whose lease it wins, 16 at a
     /// time. Cost grows with what is due, not with the number of grants.
     pub async fn tick(&self, limit: u64) -> Result<TickReport, DomainError> {
@@ -201,6 +208,8 @@ impl Refresher {
         .await;
         match answer {
             Ok(new) => {
+                // The provider has rotated: from here until the write, a crash loses the new set.
+                crate::failpoint("refresh.after_provider_answer");
                 let old = row.tokens.clone();
                 let scopes: Vec<String> = new
                     .scope

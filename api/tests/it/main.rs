@@ -11,6 +11,7 @@ mod audit;
 mod browser;
 mod cli;
 mod consent;
+mod faults;
 mod helpers;
 mod idempotency;
 mod mcp_servers;

@@ -15,7 +15,7 @@ use crate::helpers::{Options, TestApp};
 use crate::peers::Peers;
 
 /// Makes every connection of the app due now (the explicit "drain" of a test; no sleeping).
-async fn make_due(app: &TestApp) {
+pub async fn make_due(app: &TestApp) {
     connections::Entity::update_many()
         .col_expr(connections::Column::NextRefreshAt, sea_orm::sea_query::Expr::value(chrono::Utc::now()))
         .filter(connections::Column::TenantId.eq(app.tenant_id.0))
