@@ -10,6 +10,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
 mod discovery;
+mod refresh;
 mod runtime;
 
 #[derive(Parser)]
@@ -74,6 +75,24 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         runs: usize,
     },
+    /// Refresh: per-tick cost at growing table sizes, then throughput with N worker processes.
+    Refresh {
+        /// The switchboard binary (a release build).
+        #[arg(long)]
+        bin: String,
+        /// A Postgres URL allowed to create databases.
+        #[arg(long, env = "BENCH_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+        postgres_url: String,
+        /// Table sizes at which the per-tick cost is measured (the last is the size for throughput).
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+        sizes: Vec<usize>,
+        /// Grants made due at once for the throughput runs.
+        #[arg(long, default_value_t = 20_000)]
+        due: usize,
+        /// Worker process counts to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1,3")]
+        workers: Vec<usize>,
+    },
     /// Start `switchboard serve` on a fresh SQLite data dir; report time to ready and idle RSS.
     Startup {
         /// The switchboard binary (a release build).
@@ -95,6 +114,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Startup { bin, listen } => startup(&bin, &listen).await,
         Command::Discovery { delay_ms, runs } => discovery::run(delay_ms, runs).await,
         Command::RuntimeSeed { url, key } => runtime::seed(&url, &key).await,
+        Command::Refresh { bin, postgres_url, sizes, due, workers } => {
+            refresh::run(&bin, &postgres_url, &sizes, due, &workers).await
+        }
         Command::ConnectRoundtrip { url, key, runs } => runtime::connect_roundtrip(&url, &key, runs).await,
     }
 }

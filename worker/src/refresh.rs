@@ -89,7 +89,15 @@ pub struct Refresher {
     lease: Duration,
     /// In-process single flight per connection (the database lease is the cluster-wide one).
     inflight: Arc<Mutex<HashMap<uuid::Uuid, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Client credentials per server for a few seconds: grants of one server share them, and a
+    /// pass of hundreds of refreshes should not read the same server hundreds of times.
+    clients: Arc<Mutex<ClientCache>>,
 }
+
+type ClientCache = HashMap<switchboard_domain::McpServerId, (Arc<ClientCredentials>, std::time::Instant)>;
+
+/// How long client credentials are reused without reading the server again.
+const CLIENT_TTL: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for Refresher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,7 +108,14 @@ impl std::fmt::Debug for Refresher {
 impl Refresher {
     #[must_use]
     pub fn new(store: Store, fetcher: Fetcher, owner: String) -> Self {
-        Self { store, fetcher, owner, lease: Duration::from_secs(30), inflight: Arc::default() }
+        Self {
+            store,
+            fetcher,
+            owner,
+            lease: Duration::from_secs(30),
+            inflight: Arc::default(),
+            clients: Arc::default(),
+        }
     }
 
     /// The same refresher with another lease length.
@@ -194,8 +209,7 @@ impl Refresher {
         let Some(token_url) = row.token_endpoint.as_deref().and_then(|u| Url::parse(u).ok()) else {
             return self.give_up(store, &row, "the grant has no token endpoint").await;
         };
-        let server = store.get_mcp_server(row.key.mcp_server_id).await?;
-        let creds = ClientCredentials::of(store, &server).await;
+        let creds = self.client_credentials(store, row.key.mcp_server_id).await?;
         let mut steps = Vec::new();
         let answer = oauth::refresh(
             &self.fetcher,
@@ -260,6 +274,29 @@ impl Refresher {
                 Ok(Outcome::Transient)
             }
         }
+    }
+
+    async fn client_credentials(
+        &self,
+        store: &TenantStore<'_>,
+        server: switchboard_domain::McpServerId,
+    ) -> Result<Arc<ClientCredentials>, DomainError> {
+        let cached = self
+            .clients
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&server).filter(|(_, at)| at.elapsed() < CLIENT_TTL).map(|(c, _)| c.clone()));
+        if let Some(c) = cached {
+            return Ok(c);
+        }
+        let creds = Arc::new(ClientCredentials::of(store, &store.get_mcp_server(server).await?).await);
+        if let Ok(mut m) = self.clients.lock() {
+            if m.len() > 10_000 {
+                m.clear();
+            }
+            m.insert(server, (creds.clone(), std::time::Instant::now()));
+        }
+        Ok(creds)
     }
 
     /// Stores a refreshed set; when the database refuses, keeps it and retries (the provider may

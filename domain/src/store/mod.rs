@@ -27,7 +27,7 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
 pub use connections::{ConnectionFilter, REVOKE_TOKENS};
 pub use idempotency::{Begin, IdempotencyKey};
 pub use jobs::{Job, JobEnd, JobSummary};
-pub use refresh::{DueRefresh, RefreshFailure, RefreshRow};
+pub use refresh::{DueRefresh, ImportedGrant, RefreshFailure, RefreshRow};
 
 use crate::crypto::Envelope;
 use crate::{DomainError, TenantId};
