@@ -19,6 +19,7 @@ pub mod store;
 pub mod tenant;
 pub mod ticket;
 pub mod validate;
+pub mod webhook;
 
 pub use error::{DomainError, FieldError};
 pub use ids::{AgentId, ApiKeyId, AuditEventId, McpServerId, TenantId};

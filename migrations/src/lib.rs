@@ -13,6 +13,7 @@ mod m0005_issuances;
 mod m0006_tenant_settings;
 mod m0007_refresh;
 mod m0008_jobs;
+mod m0009_webhooks;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_tenant_settings::Migration),
             Box::new(m0007_refresh::Migration),
             Box::new(m0008_jobs::Migration),
+            Box::new(m0009_webhooks::Migration),
         ]
     }
 }

@@ -6,7 +6,8 @@
 //! idempotent: a job whose worker died is run again once its lease lapses.
 //!
 //! Kinds: `revoke_tokens` — RFC 7009 revocation of a disconnected grant's refresh token, then its
-//! access token, at the provider's revocation endpoint, after which the sealed tokens are purged.
+//! access token, at the provider's revocation endpoint, after which the sealed tokens are purged;
+//! `deliver_event` — one connection event to the tenant's webhook, signed (Standard Webhooks).
 
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use switchboard_discovery::Fetcher;
 use switchboard_discovery::oauth::{self, TokenError};
 use switchboard_domain::DomainError;
 use switchboard_domain::connection::GrantKey;
-use switchboard_domain::store::{Job, JobEnd, REVOKE_TOKENS, Store};
+use switchboard_domain::store::{DELIVER_EVENT, Job, JobEnd, REVOKE_TOKENS, Store};
 use url::Url;
 
 use crate::refresh::ClientCredentials;
@@ -77,6 +78,7 @@ impl JobRunner {
     async fn run(&self, job: &Job) -> Result<JobEnd, DomainError> {
         match job.kind.as_str() {
             REVOKE_TOKENS => self.revoke_tokens(job).await,
+            DELIVER_EVENT => self.deliver_event(job).await,
             other => Ok(JobEnd::Dead { error: format!("unknown job kind `{other}`") }),
         }
     }
@@ -125,6 +127,55 @@ impl JobRunner {
             }
         }
         Ok(JobEnd::Done)
+    }
+
+    /// Delivers one event to the tenant's webhook (none set: nothing to do), signed in the Standard
+    /// Webhooks format. The `webhook-id` is the event's, on every attempt, so receivers deduplicate;
+    /// any 2xx is a delivery, anything else (3xx included) is retried.
+    async fn deliver_event(&self, job: &Job) -> Result<JobEnd, DomainError> {
+        let store = self.store.tenant(job.tenant_id);
+        let Some(id) = job.payload["event_id"].as_str().and_then(|s| uuid::Uuid::parse_str(s).ok()) else {
+            return Ok(JobEnd::Dead { error: "the job names no event".into() });
+        };
+        let (Some(webhook), Some(event)) = (store.webhook().await?, store.event(id).await?) else {
+            return Ok(JobEnd::Done);
+        };
+        let Ok(url) = Url::parse(&webhook.url) else {
+            return Ok(JobEnd::Dead { error: "the webhook URL is not a URL".into() });
+        };
+        let msg_id = format!("msg_{}", event.id.simple());
+        let body = serde_json::json!({"type": event.event_type, "timestamp": event.created_at, "data": event.data})
+            .to_string();
+        let timestamp = Utc::now().timestamp();
+        let Some(signature) =
+            switchboard_domain::webhook::sign(webhook.secret.expose(), &msg_id, timestamp, body.as_bytes())
+        else {
+            return Ok(JobEnd::Dead { error: "the webhook secret is malformed".into() });
+        };
+        let headers = switchboard_discovery::http::headers(&[
+            ("content-type", "application/json"),
+            ("webhook-id", &msg_id),
+            ("webhook-timestamp", &timestamp.to_string()),
+            ("webhook-signature", &signature),
+        ]);
+        Ok(match self.fetcher.post(&url, headers, body.into_bytes()).await {
+            Ok(f) if f.status.is_success() => JobEnd::Done,
+            Ok(f) => {
+                let retry_after = f
+                    .headers
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse().ok());
+                JobEnd::Retry {
+                    at: retry_at(job.attempts, retry_after),
+                    error: format!("the webhook answered {}", f.status.as_u16()),
+                }
+            }
+            Err(e) => JobEnd::Retry {
+                at: retry_at(job.attempts, None),
+                error: format!("the webhook could not be reached ({e})"),
+            },
+        })
     }
 
     async fn dead_letter(&self, job: &Job, end: &JobEnd) {

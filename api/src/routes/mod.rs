@@ -12,8 +12,10 @@ pub mod mcp_servers;
 pub mod oauth;
 pub mod ops;
 pub mod runtime;
+pub mod runtime_events;
 pub mod session_tickets;
 pub mod settings;
+pub mod webhook;
 
 use actix_web::web;
 use serde::{Deserialize, Serialize};
@@ -36,6 +38,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(utoipa_actix_web::scope("/v1/connections").configure(connections::configure));
     connections::configure_issuances(cfg);
     settings::configure(cfg);
+    webhook::configure(cfg);
 }
 
 /// `?limit=&cursor=` of every list.

@@ -21,7 +21,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(list_runtime_mcp_servers)
         .service(connect_mcp_server)
         .service(disconnect_mcp_server)
-        .service(check_mcp_server);
+        .service(check_mcp_server)
+        .service(super::runtime_events::stream_runtime_events);
 }
 
 /// The grant a per-server runtime call is about: the ids parsed and the ticket checked for

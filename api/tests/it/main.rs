@@ -11,6 +11,7 @@ mod audit;
 mod browser;
 mod cli;
 mod consent;
+mod events;
 mod faults;
 mod helpers;
 mod idempotency;

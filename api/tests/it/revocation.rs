@@ -45,13 +45,16 @@ async fn disconnect_revokes_at_the_provider_through_a_job() {
     // Disconnect: unusable at once, one job queued to tell the provider.
     assert_eq!(app.call(Method::POST, &path("disconnect"), Some(&ticket), None).await.json()["status"], "revoked");
     assert!(store.token_set(&key).await.expect("read").is_none());
-    let jobs = store.list_jobs().await.expect("jobs");
+    let revocations = || async {
+        store.list_jobs().await.expect("jobs").into_iter().filter(|j| j.kind == "revoke_tokens").collect::<Vec<_>>()
+    };
+    let jobs = revocations().await;
     assert_eq!(jobs.len(), 1);
-    assert_eq!((jobs[0].kind.as_str(), jobs[0].status.as_str()), ("revoke_tokens", "queued"));
+    assert_eq!(jobs[0].status, "queued");
     // The refresh token still works at the provider until the job runs…
     let worker = switchboard_worker::Worker::new(app.store().clone(), app.state.servers.discoverer().fetcher().clone());
-    assert_eq!(worker.jobs().tick(10).await.expect("tick"), 1);
-    let jobs = store.list_jobs().await.expect("jobs");
+    assert!(worker.jobs().tick(10).await.expect("tick") >= 1);
+    let jobs = revocations().await;
     assert_eq!((jobs[0].status.as_str(), jobs[0].attempts), ("done", 1), "{jobs:?}");
     // …and not after: the provider revoked it.
     let res = reqwest::Client::new()

@@ -18,6 +18,7 @@ mod refresh;
 mod settings;
 mod tenants;
 mod tickets;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ pub use connections::{ConnectionFilter, REVOKE_TOKENS};
 pub use idempotency::{Begin, IdempotencyKey};
 pub use jobs::{Job, JobEnd, JobSummary};
 pub use refresh::{DueRefresh, ImportedGrant, RefreshFailure, RefreshRow};
+pub use webhooks::{DELIVER_EVENT, StoredEvent, Webhook};
 
 use crate::crypto::Envelope;
 use crate::{DomainError, TenantId};

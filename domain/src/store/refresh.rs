@@ -317,8 +317,9 @@ pub(super) async fn insert_connection_event(
     if let (Some(obj), Some(more)) = (data.as_object_mut(), extra.as_object()) {
         obj.extend(more.clone());
     }
+    let id = uuid::Uuid::now_v7();
     connection_events::ActiveModel {
-        id: Set(uuid::Uuid::now_v7()),
+        id: Set(id),
         tenant_id: Set(tenant.0),
         connection_id: Set(connection_id),
         event_type: Set(event.to_owned()),
@@ -328,6 +329,9 @@ pub(super) async fn insert_connection_event(
     .insert(db)
     .await
     .map_err(map_err)?;
+    // Its delivery is a job of the same transaction: an event that exists will be delivered (to
+    // the tenant's webhook, if one is set when the job runs), at least once, with retries.
+    super::jobs::enqueue(db, tenant, super::webhooks::DELIVER_EVENT, &serde_json::json!({"event_id": id}), 8).await?;
     Ok(())
 }
 
