@@ -258,6 +258,19 @@ pub async fn client_credentials_token(
     resource: Option<&str>,
     steps: &mut Vec<Step>,
 ) -> Result<String, String> {
+    client_credentials(fetcher, token_url, client_id, client_secret, scopes, resource, steps).await.map(|(t, _)| t)
+}
+
+/// [`client_credentials_token`] with the token's lifetime in seconds, when the server said.
+pub async fn client_credentials(
+    fetcher: &Fetcher,
+    token_url: &Url,
+    client_id: &str,
+    client_secret: &str,
+    scopes: &[String],
+    resource: Option<&str>,
+    steps: &mut Vec<Step>,
+) -> Result<(String, Option<u64>), String> {
     let mut form = url::form_urlencoded::Serializer::new(String::new());
     form.append_pair("grant_type", "client_credentials");
     if !scopes.is_empty() {
@@ -289,7 +302,9 @@ pub async fn client_credentials_token(
             step.status = Some(f.status.as_u16());
             let json: Value = serde_json::from_slice(&f.body).unwrap_or_default();
             match json.get("access_token").and_then(Value::as_str) {
-                Some(t) if f.status.is_success() && !t.is_empty() => Ok(t.to_owned()),
+                Some(t) if f.status.is_success() && !t.is_empty() => {
+                    Ok((t.to_owned(), json.get("expires_in").and_then(Value::as_u64)))
+                }
                 _ => {
                     let code = json
                         .get("error")

@@ -2,6 +2,7 @@
 //! its end (`complete`, behind the consent callback). Servers that need no user consent connect at
 //! once. The flow row holds everything the callback needs, so the callback does no discovery.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -46,7 +47,17 @@ pub struct Consent {
     store: Store,
     discoverer: Arc<Discoverer>,
     redirect_uri: String,
+    /// Client-credentials tokens by server, reused until shortly before they expire.
+    cc_tokens: std::sync::Mutex<HashMap<CcKey, (switchboard_domain::crypto::Secret, std::time::Instant)>>,
 }
+
+/// A client-credentials token is reused only for the exact configuration it was obtained with.
+type CcKey = (switchboard_domain::McpServerId, [u8; 32]);
+
+/// Renew a cached client-credentials token this long before it expires (or at half its life,
+/// when that is sooner); tokens without an expiry are kept this long.
+const CC_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
+const CC_DEFAULT_LIFE: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl std::fmt::Debug for Consent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,7 +72,7 @@ fn not_ready(message: String) -> DomainError {
 impl Consent {
     #[must_use]
     pub fn new(store: Store, discoverer: Arc<Discoverer>, redirect_uri: String) -> Self {
-        Self { store, discoverer, redirect_uri }
+        Self { store, discoverer, redirect_uri, cc_tokens: std::sync::Mutex::default() }
     }
 
     /// Starts (or completes at once) the connection of `key`.
@@ -384,6 +395,7 @@ impl Consent {
             latency_ms: 0,
             precondition: Some(why.into()),
         };
+        let mut cc_key: Option<CcKey> = None;
         let bearer = match server.config.auth.kind {
             AuthType::None => None,
             AuthType::Token => store.mcp_server_secrets(server.id).await?.auth_token.map(|t| t.expose().to_owned()),
@@ -400,19 +412,50 @@ impl Consent {
                     ));
                 };
                 let scopes = auth.scopes.clone().unwrap_or_default();
-                match switchboard_discovery::mcp::client_credentials_token(
-                    fetcher,
-                    &token_url,
-                    id,
-                    secret.expose(),
-                    &scopes,
-                    auth.resource.as_deref(),
-                    &mut steps,
-                )
-                .await
-                {
-                    Ok(t) => Some(t),
-                    Err(e) => return Ok(precondition(&e)),
+                // The cache key covers everything the token depends on, the secret included
+                // (hashed): a PATCH of any of them fetches a new token.
+                let fingerprint = switchboard_domain::crypto::sha256(
+                    format!(
+                        "{token_url}\n{id}\n{}\n{}\n{}",
+                        scopes.join(" "),
+                        auth.resource.as_deref().unwrap_or(""),
+                        secret.expose()
+                    )
+                    .as_bytes(),
+                );
+                let cache_key = (server.id, fingerprint);
+                cc_key = Some(cache_key);
+                let cached = self.cc_tokens.lock().ok().and_then(|m| {
+                    m.get(&cache_key)
+                        .filter(|(_, until)| std::time::Instant::now() < *until)
+                        .map(|(t, _)| t.expose().to_owned())
+                });
+                match cached {
+                    Some(t) => Some(t),
+                    None => match switchboard_discovery::mcp::client_credentials(
+                        fetcher,
+                        &token_url,
+                        id,
+                        secret.expose(),
+                        &scopes,
+                        auth.resource.as_deref(),
+                        &mut steps,
+                    )
+                    .await
+                    {
+                        Ok((t, expires_in)) => {
+                            let life = expires_in.map_or(CC_DEFAULT_LIFE, std::time::Duration::from_secs);
+                            let keep = life.saturating_sub(CC_MARGIN).min(life / 2);
+                            if let Ok(mut m) = self.cc_tokens.lock() {
+                                if m.len() > 10_000 {
+                                    m.clear();
+                                }
+                                m.insert(cache_key, (Secret::new(t.clone()), std::time::Instant::now() + keep));
+                            }
+                            Some(t)
+                        }
+                        Err(e) => return Ok(precondition(&e)),
+                    },
                 }
             }
             AuthType::OauthAuthorizationCodePublicPkce | AuthType::OauthAuthorizationCodeConfidentialPkce => {
@@ -432,6 +475,12 @@ impl Consent {
         )
         .await;
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // A cached client-credentials token the server refuses is dropped: the next call asks anew.
+        if v.status == Some(401)
+            && let (Some(k), Ok(mut m)) = (cc_key, self.cc_tokens.lock())
+        {
+            m.remove(&k);
+        }
         if let Some(allowed) = allowed_tools {
             v.tools.retain(|t| allowed.contains(t));
         }

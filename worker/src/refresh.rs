@@ -128,10 +128,12 @@ impl Refresher {
     /// One pass: finds up to `limit` due grants and refreshes those whose lease it wins, 16 at a
     /// time. Cost grows with what is due, not with the number of grants.
     pub async fn tick(&self, limit: u64) -> Result<TickReport, DomainError> {
-        let due = self.store.due_refreshes(Utc::now(), limit).await?;
-        let outcomes: Vec<Outcome> = futures_util::stream::iter(due)
+        let now = Utc::now();
+        let until = now + chrono::TimeDelta::from_std(self.lease).unwrap_or(chrono::TimeDelta::seconds(30));
+        let claimed = self.store.claim_due_refreshes(&self.owner, now, until, limit).await?;
+        let outcomes: Vec<Outcome> = futures_util::stream::iter(claimed)
             .map(|d| async move {
-                match self.claim_and_refresh(d).await {
+                match self.refresh_due(d).await {
                     Ok(o) => o,
                     Err(e) => {
                         tracing::warn!(error = %e, tenant.id = %d.tenant_id, "a refresh failed on our side");
@@ -149,13 +151,9 @@ impl Refresher {
         Ok(report)
     }
 
-    async fn claim_and_refresh(&self, d: DueRefresh) -> Result<Outcome, DomainError> {
+    /// A grant this worker holds the lease of.
+    async fn refresh_due(&self, d: DueRefresh) -> Result<Outcome, DomainError> {
         let store = self.store.tenant(d.tenant_id);
-        let now = Utc::now();
-        let until = now + chrono::TimeDelta::from_std(self.lease).unwrap_or(chrono::TimeDelta::seconds(30));
-        if !store.claim_refresh(d.connection_id, d.version, &self.owner, now, until).await? {
-            return Ok(Outcome::Skipped);
-        }
         let row = store.refresh_row(d.connection_id).await?;
         if row.version != d.version || row.lease_owner.as_deref() != Some(self.owner.as_str()) {
             return Ok(Outcome::Skipped);
@@ -311,14 +309,8 @@ impl Refresher {
         let mut delay = Duration::from_millis(200);
         for attempt in 0..8 {
             match store.store_refreshed(row, set, scopes).await {
-                Ok(true) => {
-                    if let Err(e) =
-                        store.record_issuance(&row.key, "issued", Some("refresh".into()), scopes, set.expires_at).await
-                    {
-                        tracing::warn!(error = %e, "recording an issuance failed");
-                    }
-                    return Ok(Outcome::Refreshed);
-                }
+                // The issuance record was written in the same transaction.
+                Ok(true) => return Ok(Outcome::Refreshed),
                 Ok(false) => return Ok(Outcome::Fenced),
                 Err(e) => {
                     tracing::warn!(error = %e, attempt, "storing a refreshed token set failed; retrying");

@@ -10,6 +10,7 @@ mod audience;
 mod audit;
 mod browser;
 mod cli;
+mod client_credentials;
 mod consent;
 mod events;
 mod faults;

@@ -402,22 +402,7 @@ impl TenantStore<'_> {
         scopes: &[String],
         expires_at: Option<chrono::DateTime<Utc>>,
     ) -> Result<(), DomainError> {
-        super::entities::issuances::ActiveModel {
-            id: Set(uuid::Uuid::now_v7()),
-            tenant_id: Set(self.tenant_id.0),
-            user_id: Set(key.user_id.clone()),
-            agent_id: Set(key.agent_id.0),
-            mcp_server_id: Set(key.mcp_server_id.0),
-            outcome: Set(outcome.to_owned()),
-            reason: Set(reason),
-            scopes: Set(serde_json::to_string(scopes).map_err(json_err("scopes"))?),
-            expires_at: Set(expires_at),
-            created_at: Set(Utc::now()),
-        }
-        .insert(&self.store.db)
-        .await
-        .map_err(map_err)?;
-        Ok(())
+        insert_issuance(&self.store.db, key, outcome, reason, scopes, expires_at).await
     }
 
     /// Issuances, newest first, filtered by server, agent and user.
@@ -464,4 +449,31 @@ impl TenantStore<'_> {
             .collect::<Result<Vec<_>, DomainError>>()?;
         Ok(crate::page::Page::from_overfetch(items, page.limit, |i| i.id))
     }
+}
+
+/// Writes an issuance record in `db` (a transaction, when it belongs to a change).
+pub(super) async fn insert_issuance(
+    db: &impl sea_orm::ConnectionTrait,
+    key: &GrantKey,
+    outcome: &str,
+    reason: Option<String>,
+    scopes: &[String],
+    expires_at: Option<chrono::DateTime<Utc>>,
+) -> Result<(), DomainError> {
+    super::entities::issuances::ActiveModel {
+        id: Set(uuid::Uuid::now_v7()),
+        tenant_id: Set(key.tenant_id.0),
+        user_id: Set(key.user_id.clone()),
+        agent_id: Set(key.agent_id.0),
+        mcp_server_id: Set(key.mcp_server_id.0),
+        outcome: Set(outcome.to_owned()),
+        reason: Set(reason),
+        scopes: Set(serde_json::to_string(scopes).map_err(json_err("scopes"))?),
+        expires_at: Set(expires_at),
+        created_at: Set(Utc::now()),
+    }
+    .insert(db)
+    .await
+    .map_err(map_err)?;
+    Ok(())
 }

@@ -84,6 +84,54 @@ impl Store {
     }
 }
 
+#[derive(Debug, sea_orm::FromQueryResult)]
+struct ClaimedRefresh {
+    tenant_id: uuid::Uuid,
+    id: uuid::Uuid,
+    version: i64,
+}
+
+impl Store {
+    /// Finds up to `limit` due grants and takes their leases for `owner` until `until`: on
+    /// Postgres in one statement (`FOR UPDATE SKIP LOCKED`, so concurrent workers get disjoint
+    /// batches); on SQLite, one compare-and-swap per row. Returns the claimed grants.
+    pub async fn claim_due_refreshes(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<DueRefresh>, DomainError> {
+        use sea_orm::{DbBackend, FromQueryResult, Statement};
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            let sql = "UPDATE connections SET lease_owner = $1, lease_until = $2 \
+                       WHERE id IN (SELECT id FROM connections WHERE next_refresh_at <= $3 \
+                       AND status IN ('connected', 'expired') AND (lease_until IS NULL OR lease_until < $3) \
+                       ORDER BY next_refresh_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                       RETURNING tenant_id, id, version";
+            let rows = ClaimedRefresh::find_by_statement(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                [owner.into(), until.into(), now.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+            ))
+            .all(&self.db)
+            .await
+            .map_err(map_err)?;
+            return Ok(rows
+                .into_iter()
+                .map(|r| DueRefresh { tenant_id: TenantId(r.tenant_id), connection_id: r.id, version: r.version })
+                .collect());
+        }
+        let mut claimed = Vec::new();
+        for d in self.due_refreshes(now, limit).await? {
+            if self.tenant(d.tenant_id).claim_refresh(d.connection_id, d.version, owner, now, until).await? {
+                claimed.push(d);
+            }
+        }
+        Ok(claimed)
+    }
+}
+
 impl TenantStore<'_> {
     fn token_ctx(&self, key: &GrantKey) -> SealContext<'static> {
         SealContext {
@@ -159,8 +207,8 @@ impl TenantStore<'_> {
     }
 
     /// Stores a refreshed token set if the row is still at `read_version` (compare-and-swap),
-    /// releases the lease, schedules the next refresh, and writes `connection.refreshed` (or
-    /// `connection.recovered` after failures) in the same transaction. `false`: fenced — another
+    /// releases the lease, schedules the next refresh, and writes the issuance record and
+    /// `connection.refreshed` (or `connection.recovered` after failures) in the same transaction. `false`: fenced — another
     /// writer got there first and nothing was changed.
     pub async fn store_refreshed(
         &self,
@@ -200,6 +248,15 @@ impl TenantStore<'_> {
         if res.rows_affected != 1 {
             return Ok(false);
         }
+        super::connections::insert_issuance(
+            &txn,
+            &row.key,
+            "issued",
+            Some("refresh".into()),
+            scopes,
+            tokens.expires_at,
+        )
+        .await?;
         let recovered = row.refresh_failures > 0 || row.status != ConnectionStatus::Connected;
         let event = if recovered { "connection.recovered" } else { "connection.refreshed" };
         insert_event(
