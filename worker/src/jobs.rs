@@ -103,15 +103,32 @@ impl JobRunner {
             mcp_server_id: server.into(),
         };
         let tokens = store.open_token_set(&key, &sealed)?;
-        let Ok(server) = store.get_mcp_server(key.mcp_server_id).await else {
-            return Ok(JobEnd::Dead { error: "the server was deleted before its tokens could be revoked".into() });
+        // What revoking needs was snapshotted when the grant was revoked (its server may be gone
+        // by now); jobs queued before that snapshot existed read the server instead.
+        let (url, creds) = if p.get("client_id").is_some() {
+            let secret = match p["client_secret"]
+                .as_str()
+                .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            {
+                Some(sealed) => Some(store.open_job_secret(job.id, &sealed)?),
+                None => None,
+            };
+            let creds = ClientCredentials::from_parts(
+                p["client_id"].as_str().unwrap_or_default().to_owned(),
+                secret,
+                p["client_auth"].as_str() != Some("post"),
+            );
+            (p["revocation_url"].as_str().map(str::to_owned), creds)
+        } else {
+            let Ok(server) = store.get_mcp_server(key.mcp_server_id).await else {
+                return Ok(JobEnd::Dead { error: "the server was deleted before its tokens could be revoked".into() });
+            };
+            (crate::consent::discovery_field(&server, "revocation_url"), ClientCredentials::of(&store, &server).await)
         };
-        let Some(url) = crate::consent::discovery_field(&server, "revocation_url").and_then(|u| Url::parse(&u).ok())
-        else {
+        let Some(url) = url.and_then(|u| Url::parse(&u).ok()) else {
             // The provider offers no revocation: purging the tokens here is all there is to do.
             return Ok(JobEnd::Done);
         };
-        let creds = ClientCredentials::of(&store, &server).await;
         let mut steps = Vec::new();
         let pending = [("refresh_token", tokens.refresh_token.as_ref()), ("access_token", Some(&tokens.access_token))];
         for (hint, token) in pending {

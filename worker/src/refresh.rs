@@ -69,6 +69,10 @@ impl ClientCredentials {
         }
     }
 
+    pub(crate) fn from_parts(id: String, secret: Option<Secret>, basic: bool) -> Self {
+        Self { id, secret, basic }
+    }
+
     pub(crate) fn auth(&self) -> ClientAuth<'_> {
         match &self.secret {
             None => ClientAuth::None { client_id: &self.id },

@@ -3,7 +3,6 @@
 //! or denying, and landing on Switchboard's callback page. A screenshot of each landing page is
 //! saved as a test artifact (`$SWITCHBOARD_TEST_ARTIFACTS`, else cargo's per-target temp dir).
 
-use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,10 +32,7 @@ impl Browser {
             );
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
-        // Its own process group, so that the browsers it starts go down with it even when a
-        // failed assertion skips the orderly quit.
         let driver = Command::new(&chromedriver)
-            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -148,8 +144,6 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Only our own group: chromedriver and the Chromium it started.
-        let _ = Command::new("kill").arg("-TERM").arg(format!("-{}", self.driver.id())).status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }

@@ -290,3 +290,71 @@ async fn revocation_survives_a_killed_worker_and_a_flaky_provider() {
     assert_eq!(jobs[0].status, "dead", "{jobs:?}");
     assert_eq!(events(&t).await, ["connection.revoked", "job.dead_lettered"]);
 }
+
+/// FLT-12: a token endpoint whose name does not resolve is a transient failure like any other:
+/// the grant stays usable, the failure is recorded with its cause, the retry is scheduled.
+#[tokio::test]
+async fn an_unresolvable_token_endpoint_is_transient() {
+    let app = TestApp::spawn_with(Options { allow_private_networks: true, ..Options::default() }).await;
+    let provider = Arc::new(Mutex::new(Provider::default()));
+    let server = app
+        .post(
+            "/v1/mcp-servers",
+            &json!({"name": "gone", "config": {"endpoint": "http://127.0.0.1:9/mcp",
+            "auth": {"type": "oauth_authorization_code_public_pkce", "client_id": "c",
+                     "auth_url": "https://as.invalid/authorize", "token_url": "https://as.invalid/token"}}}),
+        )
+        .await
+        .id();
+    let agent = app.create_agent("bot").await;
+    let key = GrantKey {
+        tenant_id: app.tenant_id,
+        user_id: "u".into(),
+        agent_id: uuid::Uuid::parse_str(&agent).expect("id").into(),
+        mcp_server_id: uuid::Uuid::parse_str(&server).expect("id").into(),
+    };
+    // `.invalid` never resolves (RFC 6761).
+    seed_grant(
+        &app.store().tenant(app.tenant_id),
+        &provider,
+        "https://as.invalid",
+        key,
+        0,
+        chrono::TimeDelta::hours(1),
+    )
+    .await;
+    crate::refresh::make_due(&app).await;
+    let w = worker(&app, Duration::from_secs(5));
+    assert_eq!(w.refresher().tick(10).await.expect("tick").get(&Outcome::Transient), Some(&1));
+    let c = app.get("/v1/connections").await.json()["data"][0].clone();
+    assert_eq!(c["status"], "connected", "{c:#}");
+    assert_eq!(c["last_error"]["code"], "refresh_failed");
+    assert!(c["last_error"]["message"].as_str().is_some_and(|m| m.contains("could not be reached")), "{c:#}");
+    assert!(w.refresher().tick(10).await.expect("tick").is_empty(), "the retry waits for its time");
+}
+
+/// Deleting a server (or an agent) ends its grants in the same transaction and revokes their
+/// tokens at the provider, although the server row the job came from is gone by then.
+#[tokio::test]
+async fn deleting_a_server_revokes_its_grants_at_the_provider() {
+    let s = setup(chrono::TimeDelta::hours(1)).await;
+    let server = s.key.mcp_server_id;
+    let res = s.app.call(Method::DELETE, &format!("/v1/mcp-servers/{server}"), Some(&s.app.key), None).await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text);
+    // The grant goes with its server (the row cascades); its tokens are already in the job.
+    s.app
+        .call(Method::GET, &format!("/v1/connections/{}", s.connection), Some(&s.app.key), None)
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
+    assert!(s.app.store().tenant(s.app.tenant_id).token_set(&s.key).await.expect("read").is_none());
+    let w = worker(&s.app, Duration::from_secs(2));
+    w.jobs().tick(10).await.expect("tick");
+    let store = s.app.store().tenant(s.app.tenant_id);
+    assert_eq!(revoke_jobs(&store).await[0].status, "done");
+    let revoked = s.provider.lock().expect("provider").revoked.clone();
+    assert_eq!(
+        revoked,
+        [("refresh_token".to_owned(), "rt-0-0".to_owned()), ("access_token".to_owned(), "at-0-0".to_owned())]
+    );
+    assert_eq!(events(&s).await, ["connection.revoked"]);
+}

@@ -78,8 +78,19 @@ pub(super) async fn enqueue(
     payload: &serde_json::Value,
     max_attempts: i32,
 ) -> Result<uuid::Uuid, DomainError> {
+    enqueue_with_id(db, uuid::Uuid::now_v7(), tenant, kind, payload, max_attempts).await
+}
+
+/// [`enqueue`] with the id chosen by the caller (a payload sealed for this job names it).
+pub(super) async fn enqueue_with_id(
+    db: &impl ConnectionTrait,
+    id: uuid::Uuid,
+    tenant: TenantId,
+    kind: &str,
+    payload: &serde_json::Value,
+    max_attempts: i32,
+) -> Result<uuid::Uuid, DomainError> {
     let now = Utc::now();
-    let id = uuid::Uuid::now_v7();
     jobs::ActiveModel {
         id: Set(id),
         tenant_id: Set(tenant.0),
