@@ -121,6 +121,20 @@ impl Browser {
         }
     }
 
+    /// Waits (polling, with a deadline) until the page's text contains `needle`; returns the text.
+    /// A click that submits a form returns before the next page has loaded.
+    async fn wait_for_text(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = self.text().await;
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "the page never said {needle:?}; it says: {text}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Saves a PNG of the page as a test artifact and returns where.
     async fn screenshot(&self, name: &str) -> std::path::PathBuf {
         let b64 = self.cmd(Method::GET, "/screenshot", None).await;
@@ -177,17 +191,16 @@ async fn a_person_signs_in_and_approves_in_a_real_browser() {
     let res = rt(format!("/v1/runtime/agents/{approver}/mcp-servers/{server}/connect")).await;
     browser.goto(res.json()["auth_url"].as_str().expect("auth_url")).await;
     browser.wait_for_path("/interaction/").await;
-    assert!(browser.text().await.contains("mcp:read"), "the provider's page names the scope");
+    browser.wait_for_text("mcp:read").await; // the provider's page names the scope
     browser.type_into("#login", "user-1").await;
     browser.type_into("#password", "wrong").await;
     browser.click("#approve").await;
-    assert!(browser.text().await.contains("Wrong user or password"));
+    browser.wait_for_text("Wrong user or password").await;
     browser.type_into("#login", "user-1").await;
     browser.type_into("#password", "pass").await;
     browser.click("#approve").await;
     browser.wait_for_path("/service/mcp/consent/callback").await;
-    let text = browser.text().await;
-    assert!(text.contains("Peer MCP is now connected for Support bot"), "{text}");
+    browser.wait_for_text("Peer MCP is now connected for Support bot").await;
     let shot = browser.screenshot("consent-approved.png").await;
     assert!(std::fs::metadata(&shot).expect("artifact").len() > 1000);
     let check = rt(format!("/v1/runtime/agents/{approver}/mcp-servers/{server}/check")).await.json();
@@ -200,12 +213,13 @@ async fn a_person_signs_in_and_approves_in_a_real_browser() {
     browser.cmd(Method::DELETE, "/cookie", None).await;
     let res = rt(format!("/v1/runtime/agents/{decliner}/mcp-servers/{server}/connect")).await;
     browser.goto(res.json()["auth_url"].as_str().expect("auth_url")).await;
+    browser.wait_for_path("/interaction/").await;
+    browser.wait_for_text("Sign in").await;
     browser.type_into("#login", "user-1").await;
     browser.type_into("#password", "pass").await;
     browser.click("#deny").await;
     browser.wait_for_path("/service/mcp/consent/callback").await;
-    let text = browser.text().await;
-    assert!(text.contains("You declined access, so nothing was connected"), "{text}");
+    browser.wait_for_text("You declined access, so nothing was connected").await;
     browser.screenshot("consent-denied.png").await;
     let listed =
         app.call(Method::GET, &format!("/v1/runtime/agents/{decliner}/mcp-servers"), Some(&ticket), None).await.json();
