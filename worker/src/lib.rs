@@ -2,7 +2,8 @@
 //!
 //! [`consent`] holds the transitions a request drives (connect, consent completion, check,
 //! disconnect); [`refresh`] the one the worker drives on its own: proactive refresh under a
-//! database lease; [`jobs`] the durable jobs (revocation at the provider). [`Worker::run`] ticks both; `switchboard worker` runs it alone and
+//! database lease; [`jobs`] the durable jobs (revocation at the provider, event delivery).
+//! [`Worker::run`] ticks both, and sweeps expired consent flows once a minute; `switchboard worker` runs it alone and
 //! `switchboard serve` runs it in-process by default. Event delivery and the other jobs come next,
 //! on the same loop.
 
@@ -66,7 +67,17 @@ impl Worker {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tracing::info!(backend = ?self.store.backend(), "worker started");
         let work = async {
+            let mut last_sweep: Option<std::time::Instant> = None;
             loop {
+                // Consent flows past their ten minutes: swept once a minute by any worker.
+                if last_sweep.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    last_sweep = Some(std::time::Instant::now());
+                    match self.store.sweep_expired_flows(chrono::Utc::now()).await {
+                        Ok((0, 0)) => {}
+                        Ok((flows, grants)) => tracing::info!(flows, grants, "expired consent flows swept"),
+                        Err(e) => tracing::warn!(error = %e, "sweeping expired consent flows failed"),
+                    }
+                }
                 match self.jobs.tick(64).await {
                     Ok(n) if n > 0 => tracing::info!(jobs = n, "job pass"),
                     Ok(_) => {}

@@ -574,3 +574,48 @@ async fn an_expired_flow_exchanges_nothing() {
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(res.text().await.expect("page").contains("expired or was already used"));
 }
+
+/// The worker's flow-expiry sweep: expired flows are deleted and their grants, still waiting for a
+/// consent that can no longer come, go back to `not_connected`; live flows are left alone.
+#[tokio::test]
+async fn expired_flows_are_swept_and_their_grants_reset() {
+    use switchboard_domain::connection::{AuthFlow, ConnectionStatus};
+    let app = TestApp::spawn().await;
+    let server = app.create_server("Open").await;
+    let agent = app.create_agent("bot").await;
+    let store = app.store().tenant(app.tenant_id);
+    let key = |user: &str| GrantKey {
+        tenant_id: app.tenant_id,
+        user_id: user.into(),
+        agent_id: uuid::Uuid::parse_str(&agent).expect("id").into(),
+        mcp_server_id: uuid::Uuid::parse_str(&server).expect("id").into(),
+    };
+    for (user, life) in [("late", -1), ("waiting", 600)] {
+        let flow = AuthFlow {
+            key: key(user),
+            verifier: switchboard_domain::crypto::Secret::new("v".repeat(43)),
+            issuer: "https://as.example.com".into(),
+            token_endpoint: "https://as.example.com/token".into(),
+            resource: "https://mcp.example.com/mcp".into(),
+            redirect_uri: format!("{}/service/mcp/consent/callback", app.base),
+            scopes: vec![],
+            return_url: None,
+            expires_at: chrono::Utc::now() + chrono::Duration::seconds(life),
+        };
+        store.create_flow(&flow, &switchboard_domain::crypto::hex_digest(user.as_bytes())).await.expect("flow");
+        store.set_status(&key(user), ConnectionStatus::PendingConsent, None).await.expect("pending");
+    }
+    assert_eq!(app.store().sweep_expired_flows(chrono::Utc::now()).await.expect("sweep"), (1, 1));
+    let status = |user: &'static str| {
+        let app = &app;
+        async move {
+            app.get(&format!("/v1/connections?user_id={user}")).await.json()["data"][0]["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    assert_eq!(status("late").await, "not_connected");
+    assert_eq!(status("waiting").await, "pending_consent");
+    assert_eq!(app.store().sweep_expired_flows(chrono::Utc::now()).await.expect("sweep"), (0, 0), "idempotent");
+}

@@ -245,3 +245,51 @@ impl TenantStore<'_> {
             .collect())
     }
 }
+
+impl Store {
+    /// The flow-expiry sweep: deletes consent flows past their expiry (used or not: a used one
+    /// holds nothing more) and puts grants still `pending_consent` without a live flow back to
+    /// `not_connected`. Returns (flows deleted, grants reset). Idempotent; any worker may run it.
+    pub async fn sweep_expired_flows(&self, now: DateTime<Utc>) -> Result<(u64, u64), DomainError> {
+        use sea_orm::sea_query::{Alias, Query};
+
+        use super::entities::{auth_flows, connections};
+        let deleted = auth_flows::Entity::delete_many()
+            .filter(auth_flows::Column::ExpiresAt.lt(now))
+            .exec(&self.db)
+            .await
+            .map_err(map_err)?
+            .rows_affected;
+        let f = Alias::new("f");
+        let live = Query::select()
+            .expr(Expr::val(1))
+            .from_as(auth_flows::Entity, f.clone())
+            .and_where(
+                Expr::col((f.clone(), auth_flows::Column::TenantId))
+                    .equals((connections::Entity, connections::Column::TenantId)),
+            )
+            .and_where(
+                Expr::col((f.clone(), auth_flows::Column::UserId))
+                    .equals((connections::Entity, connections::Column::UserId)),
+            )
+            .and_where(
+                Expr::col((f.clone(), auth_flows::Column::AgentId))
+                    .equals((connections::Entity, connections::Column::AgentId)),
+            )
+            .and_where(
+                Expr::col((f, auth_flows::Column::McpServerId))
+                    .equals((connections::Entity, connections::Column::McpServerId)),
+            )
+            .to_owned();
+        let reset = connections::Entity::update_many()
+            .col_expr(connections::Column::Status, Expr::value("not_connected"))
+            .col_expr(connections::Column::UpdatedAt, Expr::value(now))
+            .filter(connections::Column::Status.eq("pending_consent"))
+            .filter(Expr::exists(live).not())
+            .exec(&self.db)
+            .await
+            .map_err(map_err)?
+            .rows_affected;
+        Ok((deleted, reset))
+    }
+}
