@@ -28,7 +28,11 @@ struct Setup {
 /// One grant against the strict provider (discovered, so its revocation endpoint is known), its
 /// access token living `life`, due for refresh now.
 async fn setup(life: chrono::TimeDelta) -> Setup {
-    let app = TestApp::spawn_with(Options { allow_private_networks: true, ..Options::default() }).await;
+    setup_with(life, Options { allow_private_networks: true, ..Options::default() }).await
+}
+
+async fn setup_with(life: chrono::TimeDelta, options: Options) -> Setup {
+    let app = TestApp::spawn_with(options).await;
     let provider = Arc::new(Mutex::new(Provider::default()));
     let as_base = start_provider(provider.clone());
     let server = app
@@ -357,4 +361,49 @@ async fn deleting_a_server_revokes_its_grants_at_the_provider() {
         [("refresh_token".to_owned(), "rt-0-0".to_owned()), ("access_token".to_owned(), "at-0-0".to_owned())]
     );
     assert_eq!(events(&s).await, ["connection.revoked"]);
+}
+
+/// FLT-01/02: Redis killed, and paused, while grants are being refreshed. Nothing on the refresh
+/// path depends on it (leases, jobs and events are in the database): refreshes and the
+/// access-token call go on; only readiness reports it, and recovers without a restart of the app
+/// once Redis is back on its port.
+#[tokio::test]
+async fn redis_killed_or_paused_loses_nothing() {
+    use crate::ops::OwnRedis;
+    let redis = OwnRedis::start();
+    let port = redis.port;
+    let s = setup_with(
+        chrono::TimeDelta::seconds(30),
+        Options { allow_private_networks: true, redis_url: Some(format!("redis://127.0.0.1:{port}")) },
+    )
+    .await;
+    let w = worker(&s.app, Duration::from_secs(2));
+    assert_eq!(s.app.call(Method::GET, "/readyz", None, None).await.status, StatusCode::OK);
+
+    // Paused: a refresh pass and the access-token call complete regardless.
+    redis.signal("-STOP");
+    assert_eq!(w.refresher().tick(10).await.expect("tick").get(&Outcome::Refreshed), Some(&1));
+    let token = s
+        .app
+        .call(Method::POST, &format!("/v1/connections/{}/access-token", s.connection), Some(&s.app.key), None)
+        .await;
+    assert_eq!(token.json()["access_token"], "at-0-1");
+    redis.signal("-CONT");
+
+    // Killed: the same, and readiness says so.
+    drop(redis);
+    crate::refresh::make_due(&s.app).await;
+    assert_eq!(w.refresher().tick(10).await.expect("tick").get(&Outcome::Refreshed), Some(&1));
+    assert_eq!(s.app.call(Method::GET, "/readyz", None, None).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(stored_refresh_token(&s).await.as_deref(), Some("rt-0-2"));
+
+    // Back on its port (empty: it kept nothing): ready again, without restarting the app.
+    let _redis = OwnRedis::start_on(port);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while s.app.call(Method::GET, "/readyz", None, None).await.status != StatusCode::OK {
+        assert!(Instant::now() < deadline, "never ready again after Redis came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let p = s.provider.lock().expect("provider");
+    assert_eq!((p.families[0].presentations, p.reuse), (2, 0), "one refresh per due time, no reuse");
 }

@@ -84,14 +84,19 @@ async fn openapi_and_offline_docs() {
 }
 
 /// A Redis of the test's own on a spare port, stopped (SIGSTOP/SIGKILL) only by its pid.
-struct OwnRedis {
+pub struct OwnRedis {
     child: Child,
-    port: u16,
+    pub port: u16,
 }
 
 impl OwnRedis {
-    fn start() -> Self {
+    pub fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        Self::start_on(port)
+    }
+
+    /// A Redis on `port` (to restart one where the app expects it).
+    pub fn start_on(port: u16) -> Self {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
@@ -105,7 +110,7 @@ impl OwnRedis {
         Self { child, port }
     }
 
-    fn signal(&self, sig: &str) {
+    pub fn signal(&self, sig: &str) {
         let status = Command::new("kill").args([sig, &self.child.id().to_string()]).status().expect("kill");
         assert!(status.success());
     }
