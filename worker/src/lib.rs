@@ -77,6 +77,10 @@ impl Worker {
                         Ok((flows, grants)) => tracing::info!(flows, grants, "expired consent flows swept"),
                         Err(e) => tracing::warn!(error = %e, "sweeping expired consent flows failed"),
                     }
+                    // Finished jobs are kept a week (what happened to a revocation, a delivery).
+                    if let Err(e) = self.store.purge_done_jobs(chrono::Utc::now() - chrono::TimeDelta::days(7)).await {
+                        tracing::warn!(error = %e, "purging finished jobs failed");
+                    }
                 }
                 match self.jobs.tick(64).await {
                     Ok(n) if n > 0 => tracing::info!(jobs = n, "job pass"),

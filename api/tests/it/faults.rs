@@ -407,3 +407,33 @@ async fn redis_killed_or_paused_loses_nothing() {
     let p = s.provider.lock().expect("provider");
     assert_eq!((p.families[0].presentations, p.reuse), (2, 0), "one refresh per due time, no reuse");
 }
+
+/// Finished jobs are purged after a week; dead ones stay for operators.
+#[tokio::test]
+async fn finished_jobs_are_purged_dead_ones_kept() {
+    let s = setup(chrono::TimeDelta::hours(1)).await;
+    let store = s.app.store().tenant(s.app.tenant_id);
+    store.revoke_connection(&s.key, &switchboard_domain::tenant::Actor::System).await.expect("disconnect");
+    s.provider.lock().expect("provider").revoke_faults.push_back(Fault::Status(401, None));
+    worker(&s.app, Duration::from_secs(2)).jobs().tick(10).await.expect("tick");
+    let kinds = |jobs: Vec<switchboard_domain::store::JobSummary>| -> Vec<(String, String)> {
+        let mut v: Vec<_> = jobs.into_iter().map(|j| (j.kind, j.status)).collect();
+        v.sort();
+        v
+    };
+    let before = kinds(store.list_jobs().await.expect("jobs"));
+    assert!(
+        before.contains(&("revoke_tokens".into(), "dead".into()))
+            && before.contains(&("deliver_event".into(), "done".into())),
+        "{before:?}"
+    );
+    // Not yet a week old: nothing goes.
+    assert_eq!(s.app.store().purge_done_jobs(chrono::Utc::now() - chrono::TimeDelta::days(7)).await.expect("purge"), 0);
+    // As of a week from now: the done ones go, the dead one stays.
+    let purged =
+        s.app.store().purge_done_jobs(chrono::Utc::now() + chrono::TimeDelta::seconds(1)).await.expect("purge");
+    assert!(purged >= 1);
+    let after = kinds(store.list_jobs().await.expect("jobs"));
+    assert!(after.iter().all(|(_, status)| status != "done"), "{after:?}");
+    assert!(after.contains(&("revoke_tokens".into(), "dead".into())));
+}

@@ -247,6 +247,17 @@ impl TenantStore<'_> {
 }
 
 impl Store {
+    /// Deletes jobs that finished (`done`) before `before`; dead jobs stay for operators.
+    pub async fn purge_done_jobs(&self, before: DateTime<Utc>) -> Result<u64, DomainError> {
+        Ok(jobs::Entity::delete_many()
+            .filter(jobs::Column::Status.eq("done"))
+            .filter(jobs::Column::UpdatedAt.lt(before))
+            .exec(&self.db)
+            .await
+            .map_err(map_err)?
+            .rows_affected)
+    }
+
     /// The flow-expiry sweep: deletes consent flows past their expiry (used or not: a used one
     /// holds nothing more) and puts grants still `pending_consent` without a live flow back to
     /// `not_connected`. Returns (flows deleted, grants reset). Idempotent; any worker may run it.
