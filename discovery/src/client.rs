@@ -483,6 +483,16 @@ impl McpClient {
             self.report.scopes = scopes.clone();
             let pre =
                 self.opts.pre_registered.clone().ok_or("client credentials need --client-id and --client-secret")?;
+            // The secret belongs to the first authorization server it was used with.
+            let issuer = r.issuer.clone().unwrap_or_default();
+            match &self.pre_registered_issuer {
+                Some(first) if *first != issuer => {
+                    return Err(format!(
+                        "the server moved from {first} to {issuer}; the client credentials belong to {first} and are not sent elsewhere"
+                    ));
+                }
+                _ => self.pre_registered_issuer = Some(issuer),
+            }
             let secret = pre.client_secret.ok_or("client credentials need --client-secret")?;
             let token = mcp::client_credentials_token(
                 &self.fetcher,

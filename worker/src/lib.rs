@@ -62,8 +62,8 @@ impl Worker {
         &self.jobs
     }
 
-    /// Runs until `shutdown` resolves: every `interval`, refreshes what is due (up to 256 grants
-    /// a pass, repeated at once while passes come back full).
+    /// Runs until `shutdown` resolves: every `interval`, runs due jobs and refreshes due grants,
+    /// repeating at once while passes come back full.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tracing::info!(backend = ?self.store.backend(), "worker started");
         let work = async {
@@ -82,22 +82,33 @@ impl Worker {
                         tracing::warn!(error = %e, "purging finished jobs failed");
                     }
                 }
-                match self.jobs.tick(64).await {
-                    Ok(n) if n > 0 => tracing::info!(jobs = n, "job pass"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "a job pass failed; retrying"),
-                }
-                match self.refresher.tick(256).await {
+                // Claim only what runs at once (8 jobs, 16 refreshes), so that every claim is
+                // worked on well within its lease; full passes repeat at once.
+                let jobs_full = match self.jobs.tick(8).await {
+                    Ok(n) if n > 0 => {
+                        tracing::debug!(jobs = n, "job pass");
+                        n >= 8
+                    }
+                    Ok(_) => false,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a job pass failed; retrying");
+                        false
+                    }
+                };
+                match self.refresher.tick(16).await {
                     Ok(report) => {
                         let done: usize = report.values().sum();
                         if done > 0 {
-                            tracing::info!(?report, "refresh pass");
+                            tracing::debug!(?report, "refresh pass");
                         }
-                        if done >= 256 {
+                        if done >= 16 || jobs_full {
                             continue;
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "a refresh pass failed; retrying"),
+                }
+                if jobs_full {
+                    continue;
                 }
                 tokio::time::sleep(self.interval).await;
             }

@@ -129,8 +129,9 @@ impl Refresher {
         self
     }
 
-    /// One pass: finds up to `limit` due grants and refreshes those whose lease it wins, 16 at a
-    /// time. Cost grows with what is due, not with the number of grants.
+    /// One pass: claims up to `limit` due grants and refreshes them, 16 at a time. Cost grows with
+    /// what is due, not with the number of grants. Claim no more than can finish within the lease
+    /// (the worker claims 16 per pass: one round of concurrent refreshes).
     pub async fn tick(&self, limit: u64) -> Result<TickReport, DomainError> {
         let now = Utc::now();
         let until = now + chrono::TimeDelta::from_std(self.lease).unwrap_or(chrono::TimeDelta::seconds(30));
@@ -140,7 +141,14 @@ impl Refresher {
                 match self.refresh_due(d).await {
                     Ok(o) => o,
                     Err(e) => {
+                        // Ours, not the provider's: let go of the lease and try again later.
                         tracing::warn!(error = %e, tenant.id = %d.tenant_id, "a refresh failed on our side");
+                        let retry_at = Utc::now() + chrono::TimeDelta::minutes(5);
+                        if let Err(e) =
+                            self.store.tenant(d.tenant_id).release_refresh(d.connection_id, &self.owner, retry_at).await
+                        {
+                            tracing::warn!(error = %e, "releasing a refresh lease failed; it lapses on its own");
+                        }
                         Outcome::Transient
                     }
                 }
@@ -310,8 +318,9 @@ impl Refresher {
         set: &TokenSet,
         scopes: &[String],
     ) -> Result<Outcome, DomainError> {
+        // Six attempts over about 11 s: with the 10 s provider deadline, well inside the 30 s lease.
         let mut delay = Duration::from_millis(200);
-        for attempt in 0..8 {
+        for attempt in 0..6 {
             match store.store_refreshed(row, set, scopes).await {
                 // The issuance record was written in the same transaction.
                 Ok(true) => return Ok(Outcome::Refreshed),

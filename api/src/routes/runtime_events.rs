@@ -14,6 +14,7 @@ use crate::state::AppState;
 
 const POLL: Duration = Duration::from_millis(500);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+const LAG: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
 
 struct Cursor {
     after: uuid::Uuid,
@@ -52,7 +53,11 @@ pub async fn stream_runtime_events(
                 ) {
                     return None;
                 }
+                // Only events older than LAG: an event id is taken before its transaction commits,
+                // so a slow transaction's event could otherwise appear behind the cursor.
                 let events = store.tenant(ticket.tenant_id).events_after(Some(cur.after), 100).await.ok()?;
+                let settled = chrono::Utc::now() - LAG;
+                let events: Vec<_> = events.into_iter().take_while(|e| e.created_at <= settled).collect();
                 let mut chunk = String::new();
                 for e in &events {
                     cur.after = e.id;

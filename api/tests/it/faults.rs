@@ -411,29 +411,57 @@ async fn redis_killed_or_paused_loses_nothing() {
 /// Finished jobs are purged after a week; dead ones stay for operators.
 #[tokio::test]
 async fn finished_jobs_are_purged_dead_ones_kept() {
+    // A revocation that succeeds (done) and one the provider refuses (dead).
+    let (ok, refused) = (setup(chrono::TimeDelta::hours(1)).await, setup(chrono::TimeDelta::hours(1)).await);
+    for (s, fault) in [(&ok, None), (&refused, Some(Fault::Status(401, None)))] {
+        let store = s.app.store().tenant(s.app.tenant_id);
+        store.revoke_connection(&s.key, &switchboard_domain::tenant::Actor::System).await.expect("disconnect");
+        if let Some(f) = fault {
+            s.provider.lock().expect("provider").revoke_faults.push_back(f);
+        }
+        worker(&s.app, Duration::from_secs(2)).jobs().tick(10).await.expect("tick");
+    }
+    async fn status(s: &Setup) -> Vec<String> {
+        revoke_jobs(&s.app.store().tenant(s.app.tenant_id)).await.into_iter().map(|j| j.status).collect()
+    }
+    assert_eq!((status(&ok).await, status(&refused).await), (vec!["done".to_owned()], vec!["dead".to_owned()]));
+    // Not yet a week old: nothing goes.
+    assert_eq!(
+        ok.app.store().purge_done_jobs(chrono::Utc::now() - chrono::TimeDelta::days(7)).await.expect("purge"),
+        0
+    );
+    // As of a week later: the done one goes, the dead one stays.
+    let later = chrono::Utc::now() + chrono::TimeDelta::seconds(1);
+    assert_eq!(ok.app.store().purge_done_jobs(later).await.expect("purge"), 1);
+    assert_eq!(refused.app.store().purge_done_jobs(later).await.expect("purge"), 0);
+    assert!(status(&ok).await.is_empty());
+    assert_eq!(status(&refused).await, ["dead"]);
+}
+
+/// A disconnect while a refresh is in flight wins: the refresh's write is fenced and the grant
+/// stays revoked (it does not come back `connected` with the new tokens).
+#[tokio::test]
+async fn a_disconnect_during_a_refresh_is_not_undone() {
     let s = setup(chrono::TimeDelta::hours(1)).await;
     let store = s.app.store().tenant(s.app.tenant_id);
+    let due = s
+        .app
+        .store()
+        .claim_due_refreshes("slow-worker", chrono::Utc::now(), chrono::Utc::now() + chrono::TimeDelta::seconds(30), 10)
+        .await
+        .expect("claim");
+    assert_eq!(due.len(), 1);
+    let row = store.refresh_row(due[0].connection_id).await.expect("row");
+    // The user disconnects while the slow worker waits for its provider.
     store.revoke_connection(&s.key, &switchboard_domain::tenant::Actor::System).await.expect("disconnect");
-    s.provider.lock().expect("provider").revoke_faults.push_back(Fault::Status(401, None));
-    worker(&s.app, Duration::from_secs(2)).jobs().tick(10).await.expect("tick");
-    let kinds = |jobs: Vec<switchboard_domain::store::JobSummary>| -> Vec<(String, String)> {
-        let mut v: Vec<_> = jobs.into_iter().map(|j| (j.kind, j.status)).collect();
-        v.sort();
-        v
+    let fresh = switchboard_domain::connection::TokenSet {
+        access_token: switchboard_domain::crypto::Secret::new("at-new".into()),
+        refresh_token: Some(switchboard_domain::crypto::Secret::new("rt-new".into())),
+        token_type: "Bearer".into(),
+        expires_at: Some(chrono::Utc::now() + chrono::TimeDelta::hours(1)),
+        scope: None,
     };
-    let before = kinds(store.list_jobs().await.expect("jobs"));
-    assert!(
-        before.contains(&("revoke_tokens".into(), "dead".into()))
-            && before.contains(&("deliver_event".into(), "done".into())),
-        "{before:?}"
-    );
-    // Not yet a week old: nothing goes.
-    assert_eq!(s.app.store().purge_done_jobs(chrono::Utc::now() - chrono::TimeDelta::days(7)).await.expect("purge"), 0);
-    // As of a week from now: the done ones go, the dead one stays.
-    let purged =
-        s.app.store().purge_done_jobs(chrono::Utc::now() + chrono::TimeDelta::seconds(1)).await.expect("purge");
-    assert!(purged >= 1);
-    let after = kinds(store.list_jobs().await.expect("jobs"));
-    assert!(after.iter().all(|(_, status)| status != "done"), "{after:?}");
-    assert!(after.contains(&("revoke_tokens".into(), "dead".into())));
+    assert!(!store.store_refreshed(&row, &fresh, &[]).await.expect("write"), "fenced");
+    assert_eq!(status(&s).await.0, "revoked");
+    assert!(store.token_set(&s.key).await.expect("read").is_none());
 }

@@ -119,8 +119,11 @@ impl TenantStore<'_> {
             .map_err(map_err)?;
         let error_text = last_error.map(|e| e.to_string());
         match existing {
-            // A grant that is already connected keeps working while a new consent is pending.
-            Some(row) if status == ConnectionStatus::PendingConsent && row.status == "connected" => {}
+            // A grant that is connected keeps working, and one that needs re-consent keeps saying so
+            // (with its required scopes), while a new consent is pending.
+            Some(row)
+                if status == ConnectionStatus::PendingConsent
+                    && (row.status == "connected" || row.status == "needs_reauth") => {}
             Some(row) => {
                 let mut active: connections::ActiveModel = row.into();
                 active.status = Set(status.as_str().to_owned());
@@ -177,6 +180,7 @@ impl TenantStore<'_> {
             return Ok(None);
         }
         let Some(m) = auth_flows::Entity::find()
+            .filter(auth_flows::Column::TenantId.eq(self.tenant_id.0))
             .filter(auth_flows::Column::StateHash.eq(state_hash))
             .one(&self.store.db)
             .await
@@ -394,6 +398,7 @@ impl TenantStore<'_> {
         actor: &crate::tenant::Actor,
     ) -> Result<Connection, DomainError> {
         let before = self.connection_from_row(row.clone())?;
+        let before_version = row.version;
         let key = before.key.clone();
         // The tokens leave the grant now (unusable at once) and travel, still sealed, with the job
         // that revokes them at the provider; a reconnect meanwhile gets a fresh token set that
@@ -402,8 +407,8 @@ impl TenantStore<'_> {
             use base64::Engine as _;
             let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
             let job_id = uuid::Uuid::now_v7();
-            let server = self.get_mcp_server(key.mcp_server_id).await.ok();
-            let secrets = self.mcp_server_secrets(key.mcp_server_id).await.unwrap_or_default();
+            let server = Some(self.get_mcp_server(key.mcp_server_id).await?);
+            let secrets = self.mcp_server_secrets(key.mcp_server_id).await?;
             let discovery: serde_json::Value = server
                 .as_ref()
                 .and_then(|s| s.discovery_result.as_ref())
@@ -441,6 +446,10 @@ impl TenantStore<'_> {
         active.token_set = Set(None);
         active.expires_at = Set(None);
         active.next_refresh_at = Set(None);
+        // Fences any refresh in flight: its compare-and-swap on the old version now fails.
+        active.version = Set(before_version + 1);
+        active.lease_owner = Set(None);
+        active.lease_until = Set(None);
         active.updated_at = Set(Utc::now());
         active.update(txn).await.map_err(map_err)?;
         super::audit::record(txn, super::audit::AuditEntry {

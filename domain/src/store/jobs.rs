@@ -125,6 +125,7 @@ impl Store {
             DbBackend::Postgres => {
                 let sql = "UPDATE jobs SET locked_by = $1, locked_until = $2, attempts = attempts + 1, updated_at = $3 \
                            WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= $3 \
+                           AND attempts < max_attempts \
                            AND (locked_until IS NULL OR locked_until < $3) ORDER BY run_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
                            RETURNING id, tenant_id, kind, payload, attempts, max_attempts";
                 ClaimedRow::find_by_statement(Statement::from_sql_and_values(
@@ -162,6 +163,7 @@ impl Store {
         let candidates = jobs::Entity::find()
             .filter(jobs::Column::Status.eq("queued"))
             .filter(jobs::Column::RunAt.lte(now))
+            .filter(Expr::col(jobs::Column::Attempts).lt(Expr::col(jobs::Column::MaxAttempts)))
             .filter(lease_free(now))
             .order_by_asc(jobs::Column::RunAt)
             .limit(limit)
@@ -247,8 +249,22 @@ impl TenantStore<'_> {
 }
 
 impl Store {
-    /// Deletes jobs that finished (`done`) before `before`; dead jobs stay for operators.
+    /// Deletes jobs that finished (`done`) before `before`; dead jobs stay for operators. Also
+    /// buries jobs whose worker died during their last attempt (lease lapsed, no attempt left),
+    /// which no claim will take again.
     pub async fn purge_done_jobs(&self, before: DateTime<Utc>) -> Result<u64, DomainError> {
+        let now = Utc::now();
+        jobs::Entity::update_many()
+            .col_expr(jobs::Column::Status, Expr::value("dead"))
+            .col_expr(jobs::Column::Payload, Expr::value("{}"))
+            .col_expr(jobs::Column::LastError, Expr::value("the worker stopped during the last attempt"))
+            .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
+            .filter(jobs::Column::Status.eq("queued"))
+            .filter(Expr::col(jobs::Column::Attempts).gte(Expr::col(jobs::Column::MaxAttempts)))
+            .filter(lease_free(now))
+            .exec(&self.db)
+            .await
+            .map_err(map_err)?;
         Ok(jobs::Entity::delete_many()
             .filter(jobs::Column::Status.eq("done"))
             .filter(jobs::Column::UpdatedAt.lt(before))

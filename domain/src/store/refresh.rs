@@ -165,6 +165,27 @@ impl TenantStore<'_> {
         Ok(res.rows_affected == 1)
     }
 
+    /// Gives up `owner`'s lease after a failure on our side (not the provider's), with the next
+    /// attempt at `retry_at`.
+    pub async fn release_refresh(
+        &self,
+        id: uuid::Uuid,
+        owner: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<(), DomainError> {
+        connections::Entity::update_many()
+            .col_expr(connections::Column::LeaseOwner, Expr::value(Option::<String>::None))
+            .col_expr(connections::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(connections::Column::NextRefreshAt, Expr::value(retry_at))
+            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
+            .filter(connections::Column::Id.eq(id))
+            .filter(connections::Column::LeaseOwner.eq(owner))
+            .exec(&self.store.db)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
     /// The connection with its token set opened.
     pub async fn refresh_row(&self, id: uuid::Uuid) -> Result<RefreshRow, DomainError> {
         let m = connections::Entity::find_by_id(id)
@@ -242,6 +263,7 @@ impl TenantStore<'_> {
             .filter(connections::Column::TenantId.eq(self.tenant_id.0))
             .filter(connections::Column::Id.eq(row.id))
             .filter(connections::Column::Version.eq(row.version))
+            .filter(connections::Column::Status.is_in(["connected", "expired"]))
             .exec(&txn)
             .await
             .map_err(map_err)?;
@@ -282,7 +304,8 @@ impl TenantStore<'_> {
             .col_expr(connections::Column::Version, Expr::col(connections::Column::Version).add(1))
             .filter(connections::Column::TenantId.eq(self.tenant_id.0))
             .filter(connections::Column::Id.eq(row.id))
-            .filter(connections::Column::Version.eq(row.version));
+            .filter(connections::Column::Version.eq(row.version))
+            .filter(connections::Column::Status.is_in(["connected", "expired"]));
         let (event, error) = match failure {
             RefreshFailure::Transient { retry_at, message } => {
                 let expired = row.tokens.as_ref().and_then(|t| t.expires_at).is_some_and(|e| e <= now);
@@ -329,7 +352,9 @@ impl TenantStore<'_> {
         event: &str,
         data: serde_json::Value,
     ) -> Result<(), DomainError> {
-        insert_connection_event(&self.store.db, self.tenant_id, connection_id, key, event, data).await
+        let (_write, txn) = self.store.begin_write().await?;
+        insert_connection_event(&txn, self.tenant_id, connection_id, key, event, data).await?;
+        txn.commit().await.map_err(map_err)
     }
 
     /// A connection's events, oldest first.
@@ -386,9 +411,14 @@ pub(super) async fn insert_connection_event(
     .insert(db)
     .await
     .map_err(map_err)?;
-    // Its delivery is a job of the same transaction: an event that exists will be delivered (to
-    // the tenant's webhook, if one is set when the job runs), at least once, with retries.
-    super::jobs::enqueue(db, tenant, super::webhooks::DELIVER_EVENT, &serde_json::json!({"event_id": id}), 8).await?;
+    // With a webhook set, its delivery is a job of the same transaction: an event that exists will
+    // be delivered, at least once, with retries. (Without one there is nobody to deliver to.)
+    let hooked =
+        super::entities::tenant_webhooks::Entity::find_by_id(tenant.0).one(db).await.map_err(map_err)?.is_some();
+    if hooked {
+        super::jobs::enqueue(db, tenant, super::webhooks::DELIVER_EVENT, &serde_json::json!({"event_id": id}), 8)
+            .await?;
+    }
     Ok(())
 }
 
