@@ -291,6 +291,15 @@ fn classify(err: reqwest::Error) -> FetchError {
     }
 }
 
+impl Fetched {
+    /// The `Retry-After` the server sent, in seconds (delta form), capped at an hour.
+    #[must_use]
+    pub fn retry_after(&self) -> Option<u64> {
+        let v = self.headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+        v.trim().parse::<u64>().ok().map(|s| s.min(3600))
+    }
+}
+
 /// Header map helper: `[("accept", "application/json")]`.
 #[must_use]
 pub fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use url::Url;
@@ -271,24 +270,18 @@ pub async fn client_credentials(
     resource: Option<&str>,
     steps: &mut Vec<Step>,
 ) -> Result<(String, Option<u64>), String> {
-    let mut form = url::form_urlencoded::Serializer::new(String::new());
-    form.append_pair("grant_type", "client_credentials");
-    if !scopes.is_empty() {
-        form.append_pair("scope", &scopes.join(" "));
+    let scope = scopes.join(" ");
+    let mut pairs = vec![("grant_type", "client_credentials")];
+    if !scope.is_empty() {
+        pairs.push(("scope", &scope));
     }
     if let Some(r) = resource {
-        form.append_pair("resource", r);
+        pairs.push(("resource", r));
     }
-    // client_secret_basic: id and secret form-urlencoded before base64 (RFC 6749 §2.3.1).
-    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(client_id), enc(client_secret)));
-    let mut h = headers(&[("content-type", "application/x-www-form-urlencoded"), ("accept", "application/json")]);
-    if let Ok(mut value) = reqwest::header::HeaderValue::from_str(&format!("Basic {basic}")) {
-        value.set_sensitive(true);
-        h.insert(reqwest::header::AUTHORIZATION, value);
-    }
+    let auth = crate::oauth::ClientAuth::Basic { client_id, secret: client_secret };
+    let (body, h) = crate::oauth::with_client_auth(&pairs, &auth);
     let start = Instant::now();
-    let res = fetcher.post(token_url, h, form.finish().into_bytes()).await;
+    let res = fetcher.post(token_url, h, body.into_bytes()).await;
     let mut step = Step {
         method: "POST".into(),
         url: token_url.to_string(),

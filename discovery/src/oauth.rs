@@ -233,12 +233,7 @@ pub async fn refresh(
             step.status = Some(f.status.as_u16());
             let json: Value = serde_json::from_slice(&f.body).unwrap_or_default();
             let status = f.status.as_u16();
-            let retry_after = f
-                .headers
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(|s| s.min(3600));
+            let retry_after = f.retry_after();
             match status {
                 200..=299 => validate(&json).map_err(|message| TokenError::Transient { message, retry_after: None }),
                 400 | 401 => match error_code(&json) {
@@ -297,12 +292,7 @@ pub async fn revoke(
         }
         Ok(f) => {
             step.status = Some(f.status.as_u16());
-            let retry_after = f
-                .headers
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(|s| s.min(3600));
+            let retry_after = f.retry_after();
             let json: Value = serde_json::from_slice(&f.body).unwrap_or_default();
             match f.status.as_u16() {
                 200..=299 => Ok(()),
@@ -323,7 +313,7 @@ pub async fn revoke(
 
 /// A token request's form body and headers, with the client's authentication. (Synchronous: the
 /// form serializer is not `Send` and must not live across an await.)
-fn with_client_auth(pairs: &[(&str, &str)], auth: &ClientAuth<'_>) -> (String, reqwest::header::HeaderMap) {
+pub(crate) fn with_client_auth(pairs: &[(&str, &str)], auth: &ClientAuth<'_>) -> (String, reqwest::header::HeaderMap) {
     let mut form = url::form_urlencoded::Serializer::new(String::new());
     form.extend_pairs(pairs.iter().copied());
     let mut h = headers(&[("content-type", "application/x-www-form-urlencoded"), ("accept", "application/json")]);

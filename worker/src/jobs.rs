@@ -177,17 +177,10 @@ impl JobRunner {
         ]);
         Ok(match self.fetcher.post(&url, headers, body.into_bytes()).await {
             Ok(f) if f.status.is_success() => JobEnd::Done,
-            Ok(f) => {
-                let retry_after = f
-                    .headers
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse().ok());
-                JobEnd::Retry {
-                    at: retry_at(job.attempts, retry_after),
-                    error: format!("the webhook answered {}", f.status.as_u16()),
-                }
-            }
+            Ok(f) => JobEnd::Retry {
+                at: retry_at(job.attempts, f.retry_after()),
+                error: format!("the webhook answered {}", f.status.as_u16()),
+            },
             Err(e) => JobEnd::Retry {
                 at: retry_at(job.attempts, None),
                 error: format!("the webhook could not be reached ({e})"),
