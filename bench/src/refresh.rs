@@ -88,7 +88,7 @@ pub async fn run(bin: &str, admin_url: &str, sizes: &[usize], due: usize, worker
     let agent = t
         .create_agent(&Actor::System, switchboard_domain::agent::AgentSpec { name: "bench".into(), description: None })
         .await?;
-    let now = chrono::Utc::now();
+    let now = switchboard_domain::clock::now();
     let grant = |i: usize, next: chrono::DateTime<chrono::Utc>| ImportedGrant {
         key: GrantKey { tenant_id: tenant.id, user_id: format!("u{i}"), agent_id: agent.id, mcp_server_id: server.id },
         tokens: TokenSet {
@@ -131,7 +131,7 @@ pub async fn run(bin: &str, admin_url: &str, sizes: &[usize], due: usize, worker
         let mut claim = Vec::new();
         for _ in 0..21 {
             let t0 = Instant::now();
-            let found = store.due_refreshes(chrono::Utc::now(), 256).await?;
+            let found = store.due_refreshes(switchboard_domain::clock::now(), 256).await?;
             find.push(t0.elapsed().as_secs_f64() * 1000.0);
             if found.len() != 256 {
                 bail!("expected 256 due, found {}", found.len());
@@ -139,7 +139,7 @@ pub async fn run(bin: &str, admin_url: &str, sizes: &[usize], due: usize, worker
             // One claim, then released by a failed attempt-free reset (claims are by version).
             let d = found[0];
             let t1 = Instant::now();
-            let now = chrono::Utc::now();
+            let now = switchboard_domain::clock::now();
             store.tenant(d.tenant_id).claim_refresh(d.connection_id, d.version, "bench", now, now).await?;
             claim.push(t1.elapsed().as_secs_f64() * 1000.0);
         }

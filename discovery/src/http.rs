@@ -156,6 +156,12 @@ impl std::fmt::Debug for Fetcher {
 }
 
 impl Fetcher {
+    /// The caps and deadlines of this fetcher's calls.
+    #[must_use]
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     pub fn new(policy: NetworkPolicy, limits: Limits) -> Result<Self, FetchError> {
         Self::with_lookup(policy, limits, Arc::new(SystemLookup))
     }

@@ -187,7 +187,7 @@ mod refresh_tests {
 
     #[test]
     fn refreshes_are_scheduled_ahead_of_expiry_and_at_least_daily() {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let secs = |t: Option<DateTime<Utc>>| t.map(|t| (t - now).num_seconds());
         assert_eq!(secs(next_refresh_at(&set(true, Some(3600), now), now)), Some(2880));
         assert_eq!(secs(next_refresh_at(&set(true, Some(7 * 86_400), now), now)), Some(86_400));

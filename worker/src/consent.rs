@@ -165,7 +165,7 @@ impl Consent {
             code_challenge: &challenge,
             resource: &resource,
         });
-        let expires_at = Utc::now() + FLOW_TTL;
+        let expires_at = switchboard_domain::clock::now() + FLOW_TTL;
         let flow = AuthFlow {
             key,
             verifier: Secret::new(verifier),
@@ -296,9 +296,9 @@ impl Consent {
                     access_token: Secret::new(tokens.access_token),
                     refresh_token: tokens.refresh_token.map(Secret::new),
                     token_type: tokens.token_type,
-                    expires_at: tokens
-                        .expires_in
-                        .map(|s| Utc::now() + Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 2))),
+                    expires_at: tokens.expires_in.map(|s| {
+                        switchboard_domain::clock::now() + Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 2))
+                    }),
                     scope: tokens.scope,
                 };
                 match store.save_tokens(&flow, &set, &granted).await {
@@ -498,7 +498,7 @@ impl Consent {
                 server.config.auth.kind,
                 AuthType::OauthAuthorizationCodePublicPkce | AuthType::OauthAuthorizationCodeConfidentialPkce
             ) {
-                let detail = serde_json::json!({"code": code, "message": e, "required_scopes": v.required_scopes, "at": Utc::now()});
+                let detail = serde_json::json!({"code": code, "message": e, "required_scopes": v.required_scopes, "at": switchboard_domain::clock::now()});
                 store.set_status(key, status, Some(detail)).await?;
             }
         }

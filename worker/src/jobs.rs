@@ -17,6 +17,7 @@ use futures_util::StreamExt as _;
 use switchboard_discovery::Fetcher;
 use switchboard_discovery::oauth::{self, TokenError};
 use switchboard_domain::DomainError;
+use switchboard_domain::clock::Reading;
 use switchboard_domain::connection::GrantKey;
 use switchboard_domain::store::{DELIVER_EVENT, Job, JobEnd, REVOKE_TOKENS, Store};
 use url::Url;
@@ -53,13 +54,16 @@ impl JobRunner {
 
     /// Claims and runs up to `limit` due jobs, 8 at a time; returns how many ran.
     pub async fn tick(&self, limit: u64) -> Result<usize, DomainError> {
-        let now = Utc::now();
+        // Leases and retry times are measured on the database's clock, which every worker shares.
+        let clock = self.store.database_now().await?;
+        let now = clock.now();
         let until = now + chrono::TimeDelta::from_std(self.lease).unwrap_or(chrono::TimeDelta::seconds(60));
         let jobs = self.store.claim_jobs(&self.owner, now, until, limit).await?;
+        let clock = &clock;
         let n = jobs.len();
         futures_util::stream::iter(jobs)
             .for_each_concurrent(8, |job| async move {
-                let end = self.run(&job).await.unwrap_or_else(|e| JobEnd::Retry { at: retry_at(job.attempts, None), error: e.to_string() });
+                let end = self.run(&job, clock).await.unwrap_or_else(|e| JobEnd::Retry { at: retry_at(clock, job.attempts, None), error: e.to_string() });
                 if let JobEnd::Dead { error } | JobEnd::Retry { error, .. } = &end {
                     tracing::warn!(job.id = %job.id, job.kind = %job.kind, attempt = job.attempts, %error, "job attempt failed");
                 }
@@ -75,15 +79,15 @@ impl JobRunner {
         Ok(n)
     }
 
-    async fn run(&self, job: &Job) -> Result<JobEnd, DomainError> {
+    async fn run(&self, job: &Job, clock: &Reading) -> Result<JobEnd, DomainError> {
         match job.kind.as_str() {
-            REVOKE_TOKENS => self.revoke_tokens(job).await,
-            DELIVER_EVENT => self.deliver_event(job).await,
+            REVOKE_TOKENS => self.revoke_tokens(job, clock).await,
+            DELIVER_EVENT => self.deliver_event(job, clock).await,
             other => Ok(JobEnd::Dead { error: format!("unknown job kind `{other}`") }),
         }
     }
 
-    async fn revoke_tokens(&self, job: &Job) -> Result<JobEnd, DomainError> {
+    async fn revoke_tokens(&self, job: &Job, clock: &Reading) -> Result<JobEnd, DomainError> {
         let store = self.store.tenant(job.tenant_id);
         let p = &job.payload;
         let parse = |k: &str| p[k].as_str().and_then(|s| uuid::Uuid::parse_str(s).ok());
@@ -138,7 +142,7 @@ impl JobRunner {
                 // RFC 7009 §2.2.1: this provider cannot revoke this kind of token; move on.
                 Err(TokenError::Refused(code)) if code == "unsupported_token_type" => {}
                 Err(TokenError::Transient { message, retry_after }) => {
-                    return Ok(JobEnd::Retry { at: retry_at(job.attempts, retry_after), error: message });
+                    return Ok(JobEnd::Retry { at: retry_at(clock, job.attempts, retry_after), error: message });
                 }
                 Err(e) => return Ok(JobEnd::Dead { error: e.to_string() }),
             }
@@ -149,7 +153,7 @@ impl JobRunner {
     /// Delivers one event to the tenant's webhook (none set: nothing to do), signed in the Standard
     /// Webhooks format. The `webhook-id` is the event's, on every attempt, so receivers deduplicate;
     /// any 2xx is a delivery, anything else (3xx included) is retried.
-    async fn deliver_event(&self, job: &Job) -> Result<JobEnd, DomainError> {
+    async fn deliver_event(&self, job: &Job, clock: &Reading) -> Result<JobEnd, DomainError> {
         let store = self.store.tenant(job.tenant_id);
         let Some(id) = job.payload["event_id"].as_str().and_then(|s| uuid::Uuid::parse_str(s).ok()) else {
             return Ok(JobEnd::Dead { error: "the job names no event".into() });
@@ -163,7 +167,8 @@ impl JobRunner {
         let msg_id = format!("msg_{}", event.id.simple());
         let body = serde_json::json!({"type": event.event_type, "timestamp": event.created_at, "data": event.data})
             .to_string();
-        let timestamp = Utc::now().timestamp();
+        // The database clock: receivers reject timestamps far from theirs, and a host clock can be off.
+        let timestamp = clock.now().timestamp();
         let Some(signature) =
             switchboard_domain::webhook::sign(webhook.secret.expose(), &msg_id, timestamp, body.as_bytes())
         else {
@@ -178,11 +183,11 @@ impl JobRunner {
         Ok(match self.fetcher.post(&url, headers, body.into_bytes()).await {
             Ok(f) if f.status.is_success() => JobEnd::Done,
             Ok(f) => JobEnd::Retry {
-                at: retry_at(job.attempts, f.retry_after()),
+                at: retry_at(clock, job.attempts, f.retry_after()),
                 error: format!("the webhook answered {}", f.status.as_u16()),
             },
             Err(e) => JobEnd::Retry {
-                at: retry_at(job.attempts, None),
+                at: retry_at(clock, job.attempts, None),
                 error: format!("the webhook could not be reached ({e})"),
             },
         })
@@ -222,11 +227,11 @@ impl JobRunner {
 /// When to try a job again after its `attempts`-th attempt failed: 1 s, 5 s, 30 s, 2 min, 10 min,
 /// 30 min, then hourly, each with up to 20 % jitter; a `Retry-After` the provider sent wins when
 /// longer.
-fn retry_at(attempts: i32, retry_after: Option<u64>) -> chrono::DateTime<Utc> {
+fn retry_at(clock: &Reading, attempts: i32, retry_after: Option<u64>) -> chrono::DateTime<Utc> {
     const SCHEDULE: [i64; 7] = [1, 5, 30, 120, 600, 1800, 3600];
     let jitter = switchboard_domain::crypto::random_bytes::<1>().map_or(0.5, |b| f64::from(b[0]) / 255.0);
     let step = usize::try_from(attempts.max(1) - 1).unwrap_or(0).min(SCHEDULE.len() - 1);
     let base = (SCHEDULE[step] as f64 * (1.0 + 0.2 * jitter)) as i64;
     let secs = retry_after.map_or(base, |r| base.max(i64::try_from(r).unwrap_or(i64::MAX)));
-    Utc::now() + chrono::TimeDelta::seconds(secs.min(3600))
+    clock.now() + chrono::TimeDelta::seconds(secs.min(3600))
 }

@@ -44,6 +44,14 @@ impl Worker {
             .ok()
             .and_then(|s| s.parse().ok())
             .map_or(Duration::from_secs(30), Duration::from_secs);
+        let deadline = fetcher.limits().total_timeout;
+        if lease <= deadline + Duration::from_secs(2) {
+            tracing::warn!(
+                lease_secs = lease.as_secs(),
+                deadline_secs = deadline.as_secs(),
+                "SWITCHBOARD_WORKER_LEASE_SECS is not longer than a token call may take; a slow provider can outlive a lease"
+            );
+        }
         Self {
             refresher: refresh::Refresher::new(store.clone(), fetcher.clone(), owner.clone()).with_lease(lease),
             jobs: jobs::JobRunner::new(store.clone(), fetcher, owner).with_lease(lease),
@@ -72,13 +80,15 @@ impl Worker {
                 // Consent flows past their ten minutes: swept once a minute by any worker.
                 if last_sweep.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                     last_sweep = Some(std::time::Instant::now());
-                    match self.store.sweep_expired_flows(chrono::Utc::now()).await {
+                    match self.store.sweep_expired_flows(switchboard_domain::clock::now()).await {
                         Ok((0, 0)) => {}
                         Ok((flows, grants)) => tracing::info!(flows, grants, "expired consent flows swept"),
                         Err(e) => tracing::warn!(error = %e, "sweeping expired consent flows failed"),
                     }
                     // Finished jobs are kept a week (what happened to a revocation, a delivery).
-                    if let Err(e) = self.store.purge_done_jobs(chrono::Utc::now() - chrono::TimeDelta::days(7)).await {
+                    if let Err(e) =
+                        self.store.purge_done_jobs(switchboard_domain::clock::now() - chrono::TimeDelta::days(7)).await
+                    {
                         tracing::warn!(error = %e, "purging finished jobs failed");
                     }
                 }

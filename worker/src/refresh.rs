@@ -18,10 +18,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
 use futures_util::StreamExt as _;
 use switchboard_discovery::Fetcher;
 use switchboard_discovery::oauth::{self, ClientAuth, TokenError};
+use switchboard_domain::clock::Reading;
 use switchboard_domain::connection::{ConnectionStatus, TokenSet, refresh_backoff};
 use switchboard_domain::crypto::Secret;
 use switchboard_domain::mcp_server::McpServer;
@@ -100,6 +100,9 @@ pub struct Refresher {
 
 type ClientCache = HashMap<switchboard_domain::McpServerId, (Arc<ClientCredentials>, std::time::Instant)>;
 
+/// How long one attempt to store a refreshed token set may take before it is retried.
+const WRITE_DEADLINE: Duration = Duration::from_secs(5);
+
 /// How long client credentials are reused without reading the server again.
 const CLIENT_TTL: Duration = Duration::from_secs(10);
 
@@ -133,17 +136,21 @@ impl Refresher {
     /// what is due, not with the number of grants. Claim no more than can finish within the lease
     /// (the worker claims 16 per pass: one round of concurrent refreshes).
     pub async fn tick(&self, limit: u64) -> Result<TickReport, DomainError> {
-        let now = Utc::now();
+        // What is due and how long a lease lasts are read on the database's clock, which every
+        // worker shares: a host clock minutes off neither steals live leases nor skips due grants.
+        let clock = self.store.database_now().await?;
+        let now = clock.now();
         let until = now + chrono::TimeDelta::from_std(self.lease).unwrap_or(chrono::TimeDelta::seconds(30));
         let claimed = self.store.claim_due_refreshes(&self.owner, now, until, limit).await?;
+        let clock = &clock;
         let outcomes: Vec<Outcome> = futures_util::stream::iter(claimed)
             .map(|d| async move {
-                match self.refresh_due(d).await {
+                match self.refresh_due(d, clock).await {
                     Ok(o) => o,
                     Err(e) => {
                         // Ours, not the provider's: let go of the lease and try again later.
                         tracing::warn!(error = %e, tenant.id = %d.tenant_id, "a refresh failed on our side");
-                        let retry_at = Utc::now() + chrono::TimeDelta::minutes(5);
+                        let retry_at = clock.now() + chrono::TimeDelta::minutes(5);
                         if let Err(e) =
                             self.store.tenant(d.tenant_id).release_refresh(d.connection_id, &self.owner, retry_at).await
                         {
@@ -164,13 +171,13 @@ impl Refresher {
     }
 
     /// A grant this worker holds the lease of.
-    async fn refresh_due(&self, d: DueRefresh) -> Result<Outcome, DomainError> {
+    async fn refresh_due(&self, d: DueRefresh, clock: &Reading) -> Result<Outcome, DomainError> {
         let store = self.store.tenant(d.tenant_id);
         let row = store.refresh_row(d.connection_id).await?;
         if row.version != d.version || row.lease_owner.as_deref() != Some(self.owner.as_str()) {
             return Ok(Outcome::Skipped);
         }
-        self.refresh_claimed(&store, row).await
+        self.refresh_claimed(&store, row, clock).await
     }
 
     /// Refreshes now if the grant's access token expires within `within` (the integrators'
@@ -190,18 +197,20 @@ impl Refresher {
         };
         let _one = gate.lock().await;
         let deadline = tokio::time::Instant::now() + self.lease;
+        let clock = self.store.database_now().await?;
         loop {
             let row = store.refresh_row(id).await?;
-            let fresh = row.tokens.as_ref().is_some_and(|t| t.expires_at.is_none_or(|e| e > Utc::now() + within));
+            let fresh = row.tokens.as_ref().is_some_and(|t| t.expires_at.is_none_or(|e| e > clock.now() + within));
             let refreshable = row.tokens.as_ref().is_some_and(|t| t.refresh_token.is_some());
             if fresh || !refreshable || !matches!(row.status, ConnectionStatus::Connected | ConnectionStatus::Expired) {
                 return Ok(row);
             }
-            let now = Utc::now();
+            let clock = self.store.database_now().await?;
+            let now = clock.now();
             let until = now + chrono::TimeDelta::from_std(self.lease).unwrap_or(chrono::TimeDelta::seconds(30));
             if store.claim_refresh(id, row.version, &self.owner, now, until).await? {
                 let claimed = store.refresh_row(id).await?;
-                self.refresh_claimed(&store, claimed).await?;
+                self.refresh_claimed(&store, claimed, &clock).await?;
                 return store.refresh_row(id).await;
             }
             // Another worker holds the lease: wait for its write (bounded by the lease).
@@ -212,14 +221,30 @@ impl Refresher {
         }
     }
 
-    async fn refresh_claimed(&self, store: &TenantStore<'_>, row: RefreshRow) -> Result<Outcome, DomainError> {
+    /// Refreshes a grant whose lease this worker took when `clock` was read (just before the claim).
+    async fn refresh_claimed(
+        &self,
+        store: &TenantStore<'_>,
+        row: RefreshRow,
+        clock: &Reading,
+    ) -> Result<Outcome, DomainError> {
         let Some(refresh_token) = row.tokens.as_ref().and_then(|t| t.refresh_token.clone()) else {
-            return self.give_up(store, &row, "the grant has no refresh token").await;
+            return self.give_up(store, &row, "the grant has no refresh token", clock).await;
         };
         let Some(token_url) = row.token_endpoint.as_deref().and_then(|u| Url::parse(u).ok()) else {
-            return self.give_up(store, &row, "the grant has no token endpoint").await;
+            return self.give_up(store, &row, "the grant has no token endpoint", clock).await;
         };
         let creds = self.client_credentials(store, row.key.mcp_server_id).await?;
+        // The lease must outlast the token call: a worker that stalled since its claim (a paused
+        // database, a paused process) may hold a lease that is about to lapse, and presenting the
+        // refresh token then could race the next holder. Measured on the monotonic clock.
+        // (A lease configured shorter than the call's deadline — tests do that — asks for half.)
+        let needed = (self.fetcher.limits().total_timeout + Duration::from_secs(2)).min(self.lease / 2);
+        if clock.age() + needed >= self.lease {
+            tracing::warn!(tenant.id = %row.key.tenant_id, "a refresh lease is too close to lapsing; leaving it to the next claim");
+            store.release_refresh(row.id, &self.owner, clock.now()).await?;
+            return Ok(Outcome::Skipped);
+        }
         let mut steps = Vec::new();
         let answer = oauth::refresh(
             &self.fetcher,
@@ -246,10 +271,10 @@ impl Refresher {
                     token_type: new.token_type,
                     expires_at: new
                         .expires_in
-                        .map(|s| Utc::now() + chrono::TimeDelta::seconds(i64::try_from(s).unwrap_or(i64::MAX / 2))),
+                        .map(|s| clock.now() + chrono::TimeDelta::seconds(i64::try_from(s).unwrap_or(i64::MAX / 2))),
                     scope: new.scope,
                 };
-                self.persist(store, &row, &set, &scopes).await
+                self.persist(store, &row, &set, &scopes, clock).await
             }
             Err(TokenError::InvalidGrant) => {
                 // A peer may have rotated while we waited: only an unchanged grant is dead.
@@ -265,6 +290,7 @@ impl Refresher {
                         &RefreshFailure::Reauth {
                             message: "the provider no longer accepts this grant; the user must connect again".into(),
                         },
+                        clock.now(),
                     )
                     .await?
                 {
@@ -279,8 +305,10 @@ impl Refresher {
                 };
                 let jitter = switchboard_domain::crypto::random_bytes::<1>().map_or(0.5, |b| f64::from(b[0]) / 255.0);
                 let failures = u32::try_from(row.refresh_failures.max(0)).unwrap_or(0);
-                let retry_at = Utc::now() + refresh_backoff(failures, jitter, retry_after);
-                store.refresh_failed(&row, &RefreshFailure::Transient { retry_at, message: e.to_string() }).await?;
+                let retry_at = clock.now() + refresh_backoff(failures, jitter, retry_after);
+                store
+                    .refresh_failed(&row, &RefreshFailure::Transient { retry_at, message: e.to_string() }, clock.now())
+                    .await?;
                 Ok(Outcome::Transient)
             }
         }
@@ -317,20 +345,37 @@ impl Refresher {
         row: &RefreshRow,
         set: &TokenSet,
         scopes: &[String],
+        clock: &Reading,
     ) -> Result<Outcome, DomainError> {
-        // Six attempts over about 11 s: with the 10 s provider deadline, well inside the 30 s lease.
+        // Retried until the lease would lapse: each attempt has a deadline of its own (a paused
+        // database holds a statement forever; the next attempt takes a fresh connection), and a
+        // write whose answer was lost either landed (the retry is fenced, and the set is stored)
+        // or did not (the retry lands it).
         let mut delay = Duration::from_millis(200);
-        for attempt in 0..6 {
-            match store.store_refreshed(row, set, scopes).await {
-                // The issuance record was written in the same transaction.
-                Ok(true) => return Ok(Outcome::Refreshed),
-                Ok(false) => return Ok(Outcome::Fenced),
-                Err(e) => {
-                    tracing::warn!(error = %e, attempt, "storing a refreshed token set failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
+        let mut attempt = 0;
+        loop {
+            let left = self.lease.saturating_sub(clock.age() + Duration::from_secs(1));
+            if left.is_zero() {
+                break;
             }
+            let write =
+                tokio::time::timeout(left.min(WRITE_DEADLINE), store.store_refreshed(row, set, scopes, clock.now()));
+            match write.await {
+                // The issuance record was written in the same transaction.
+                Ok(Ok(true)) => return Ok(Outcome::Refreshed),
+                Ok(Ok(false)) => {
+                    // Fenced, or our own earlier attempt landed although its answer was lost.
+                    let stored = store.token_set(&row.key).await.ok().flatten();
+                    let ours = stored.and_then(|t| t.refresh_token).map(|r| r.expose().to_owned())
+                        == set.refresh_token.as_ref().map(|r| r.expose().to_owned());
+                    return Ok(if ours && attempt > 0 { Outcome::Refreshed } else { Outcome::Fenced });
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, attempt, "storing a refreshed token set failed; retrying"),
+                Err(_) => tracing::warn!(attempt, "storing a refreshed token set timed out; retrying"),
+            }
+            attempt += 1;
+            tokio::time::sleep(delay.min(left)).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
         }
         tracing::error!(
             "a refreshed token set could not be stored; the grant will need a new consent if the provider rotated"
@@ -338,10 +383,18 @@ impl Refresher {
         Ok(Outcome::WriteFailed)
     }
 
-    async fn give_up(&self, store: &TenantStore<'_>, row: &RefreshRow, why: &str) -> Result<Outcome, DomainError> {
+    async fn give_up(
+        &self,
+        store: &TenantStore<'_>,
+        row: &RefreshRow,
+        why: &str,
+        clock: &Reading,
+    ) -> Result<Outcome, DomainError> {
         // Not an error of the grant: it simply cannot be refreshed. Park it (no further attempts).
-        let far = Utc::now() + chrono::TimeDelta::days(3650);
-        store.refresh_failed(row, &RefreshFailure::Transient { retry_at: far, message: why.into() }).await?;
+        let far = clock.now() + chrono::TimeDelta::days(3650);
+        store
+            .refresh_failed(row, &RefreshFailure::Transient { retry_at: far, message: why.into() }, clock.now())
+            .await?;
         Ok(Outcome::NotRefreshable)
     }
 }

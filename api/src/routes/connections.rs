@@ -177,7 +177,7 @@ pub async fn create_access_token(
             Err(ApiError::ReauthRequired { auth_url })
         }
         (S::Connected | S::Expired, Some(tokens)) => {
-            if tokens.expires_at.is_some_and(|e| e <= Utc::now()) {
+            if tokens.expires_at.is_some_and(|e| e <= switchboard_domain::clock::now()) {
                 return Err(ApiError::TokenUnavailable {
                     message: "the provider could not be reached to refresh it".into(),
                     retry_after: 5,

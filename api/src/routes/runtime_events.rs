@@ -56,7 +56,7 @@ pub async fn stream_runtime_events(
                 // Only events older than LAG: an event id is taken before its transaction commits,
                 // so a slow transaction's event could otherwise appear behind the cursor.
                 let events = store.tenant(ticket.tenant_id).events_after(Some(cur.after), 100).await.ok()?;
-                let settled = chrono::Utc::now() - LAG;
+                let settled = switchboard_domain::clock::now() - LAG;
                 let events: Vec<_> = events.into_iter().take_while(|e| e.created_at <= settled).collect();
                 let mut chunk = String::new();
                 for e in &events {

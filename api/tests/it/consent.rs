@@ -561,7 +561,7 @@ async fn an_expired_flow_exchanges_nothing() {
         redirect_uri: format!("{}/service/mcp/consent/callback", app.base),
         scopes: vec![],
         return_url: None,
-        expires_at: chrono::Utc::now() - chrono::Duration::seconds(1),
+        expires_at: switchboard_domain::clock::now() - chrono::Duration::seconds(1),
     };
     let store = app.store().tenant(app.tenant_id);
     store.create_flow(&flow, &switchboard_domain::crypto::hex_digest(state.as_bytes())).await.expect("flow");
@@ -600,12 +600,12 @@ async fn expired_flows_are_swept_and_their_grants_reset() {
             redirect_uri: format!("{}/service/mcp/consent/callback", app.base),
             scopes: vec![],
             return_url: None,
-            expires_at: chrono::Utc::now() + chrono::Duration::seconds(life),
+            expires_at: switchboard_domain::clock::now() + chrono::Duration::seconds(life),
         };
         store.create_flow(&flow, &switchboard_domain::crypto::hex_digest(user.as_bytes())).await.expect("flow");
         store.set_status(&key(user), ConnectionStatus::PendingConsent, None).await.expect("pending");
     }
-    assert_eq!(app.store().sweep_expired_flows(chrono::Utc::now()).await.expect("sweep"), (1, 1));
+    assert_eq!(app.store().sweep_expired_flows(switchboard_domain::clock::now()).await.expect("sweep"), (1, 1));
     let status = |user: &'static str| {
         let app = &app;
         async move {
@@ -617,5 +617,9 @@ async fn expired_flows_are_swept_and_their_grants_reset() {
     };
     assert_eq!(status("late").await, "not_connected");
     assert_eq!(status("waiting").await, "pending_consent");
-    assert_eq!(app.store().sweep_expired_flows(chrono::Utc::now()).await.expect("sweep"), (0, 0), "idempotent");
+    assert_eq!(
+        app.store().sweep_expired_flows(switchboard_domain::clock::now()).await.expect("sweep"),
+        (0, 0),
+        "idempotent"
+    );
 }

@@ -120,7 +120,7 @@ async fn transient_token_endpoint_failures_never_end_a_grant() {
         assert_eq!(error["code"], "refresh_failed", "{fault:?}");
         let retry_at: chrono::DateTime<chrono::Utc> =
             serde_json::from_value(error["retry_at"].clone()).expect("retry_at");
-        let wait = (retry_at - chrono::Utc::now()).num_seconds();
+        let wait = (retry_at - switchboard_domain::clock::now()).num_seconds();
         if matches!(fault, Fault::Status(429, _)) {
             assert!(wait >= 118, "Retry-After honoured: {wait} s");
         } else {
@@ -427,11 +427,15 @@ async fn finished_jobs_are_purged_dead_ones_kept() {
     assert_eq!((status(&ok).await, status(&refused).await), (vec!["done".to_owned()], vec!["dead".to_owned()]));
     // Not yet a week old: nothing goes.
     assert_eq!(
-        ok.app.store().purge_done_jobs(chrono::Utc::now() - chrono::TimeDelta::days(7)).await.expect("purge"),
+        ok.app
+            .store()
+            .purge_done_jobs(switchboard_domain::clock::now() - chrono::TimeDelta::days(7))
+            .await
+            .expect("purge"),
         0
     );
     // As of a week later: the done one goes, the dead one stays.
-    let later = chrono::Utc::now() + chrono::TimeDelta::seconds(1);
+    let later = switchboard_domain::clock::now() + chrono::TimeDelta::seconds(1);
     assert_eq!(ok.app.store().purge_done_jobs(later).await.expect("purge"), 1);
     assert_eq!(refused.app.store().purge_done_jobs(later).await.expect("purge"), 0);
     assert!(status(&ok).await.is_empty());
@@ -447,7 +451,12 @@ async fn a_disconnect_during_a_refresh_is_not_undone() {
     let due = s
         .app
         .store()
-        .claim_due_refreshes("slow-worker", chrono::Utc::now(), chrono::Utc::now() + chrono::TimeDelta::seconds(30), 10)
+        .claim_due_refreshes(
+            "slow-worker",
+            switchboard_domain::clock::now(),
+            switchboard_domain::clock::now() + chrono::TimeDelta::seconds(30),
+            10,
+        )
         .await
         .expect("claim");
     assert_eq!(due.len(), 1);
@@ -458,10 +467,13 @@ async fn a_disconnect_during_a_refresh_is_not_undone() {
         access_token: switchboard_domain::crypto::Secret::new("at-new".into()),
         refresh_token: Some(switchboard_domain::crypto::Secret::new("rt-new".into())),
         token_type: "Bearer".into(),
-        expires_at: Some(chrono::Utc::now() + chrono::TimeDelta::hours(1)),
+        expires_at: Some(switchboard_domain::clock::now() + chrono::TimeDelta::hours(1)),
         scope: None,
     };
-    assert!(!store.store_refreshed(&row, &fresh, &[]).await.expect("write"), "fenced");
+    assert!(
+        !store.store_refreshed(&row, &fresh, &[], switchboard_domain::clock::now()).await.expect("write"),
+        "fenced"
+    );
     assert_eq!(status(&s).await.0, "revoked");
     assert!(store.token_set(&s.key).await.expect("read").is_none());
 }

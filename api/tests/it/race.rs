@@ -28,8 +28,23 @@ impl Drop for Workers {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_refresh_each_grant_exactly_once() {
+    race(GRANTS, [0, 0, 0], None).await;
+}
+
+/// FLT-16, clocks: the three workers' host clocks are five minutes off (two behind, one ahead) and access tokens live two minutes — shorter than the skew. Leases and schedules
+/// are measured on the database's clock, so the worker ahead cannot take a live lease, and the
+/// worker behind cannot schedule a refresh in its peers' past (which would loop): still exactly
+/// one refresh per grant, and none again for the token's life.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_with_clocks_minutes_apart_still_refresh_each_grant_once() {
+    race(200, [-300, -300, 300], Some(120)).await;
+}
+
+/// `grants` grants due at once, three worker processes whose clocks are off by `skews` seconds,
+/// a provider issuing access tokens for `expires_in` seconds.
+async fn race(grants: usize, skews: [i64; 3], expires_in: Option<u64>) {
     let app = TestApp::spawn_with(Options { allow_private_networks: true, ..Options::default() }).await;
-    let provider = Arc::new(Mutex::new(Provider::default()));
+    let provider = Arc::new(Mutex::new(Provider { expires_in, ..Provider::default() }));
     let as_base = start_provider(provider.clone());
     let server = app
         .post(
@@ -43,7 +58,7 @@ async fn three_workers_refresh_each_grant_exactly_once() {
     let agent = app.create_agent("bot").await;
     let store = app.store().tenant(app.tenant_id);
     // 500 grants, each with refresh token rt-<i>-0, all due now (their access tokens expire in 1 s).
-    for i in 0..GRANTS {
+    for i in 0..grants {
         let key = switchboard_domain::connection::GrantKey {
             tenant_id: app.tenant_id,
             user_id: format!("user-{i}"),
@@ -52,6 +67,9 @@ async fn three_workers_refresh_each_grant_exactly_once() {
         };
         seed_grant(&store, &provider, &as_base, key, i, chrono::TimeDelta::seconds(1)).await;
     }
+
+    // Overdue by more than the skew, so that every worker sees them due, the one behind included.
+    crate::refresh::make_due_at(&app, switchboard_domain::clock::now() - chrono::TimeDelta::minutes(10)).await;
 
     let spawn = |n: usize| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
@@ -62,6 +80,7 @@ async fn three_workers_refresh_each_grant_exactly_once() {
             .env("SWITCHBOARD_DATA_DIR", std::env::temp_dir())
             .env("RUST_LOG", "warn")
             .env("HOSTNAME", format!("race-worker-{n}"))
+            .env("SWITCHBOARD_TEST_CLOCK_SKEW_SECS", skews[n].to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         cmd.spawn().expect("start a worker process")
@@ -72,19 +91,19 @@ async fn three_workers_refresh_each_grant_exactly_once() {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let done = provider.lock().expect("provider").families.iter().filter(|f| f.presentations > 0).count();
-        if done == GRANTS {
+        if done == grants {
             break;
         }
-        assert!(Instant::now() < deadline, "only {done} of {GRANTS} grants were refreshed within 120 s");
+        assert!(Instant::now() < deadline, "only {done} of {grants} grants were refreshed within 120 s");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Let any straggling duplicate show itself before counting.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Let any straggling duplicate (or a refresh scheduled in the past) show itself before counting.
+    tokio::time::sleep(Duration::from_secs(if skews == [0, 0, 0] { 2 } else { 6 })).await;
     drop(workers);
 
     let (twice, reuse, revoked, current) = {
         let p = provider.lock().expect("provider");
-        let twice: Vec<usize> = (0..GRANTS).filter(|&i| p.families[i].presentations != 1).collect();
+        let twice: Vec<usize> = (0..grants).filter(|&i| p.families[i].presentations != 1).collect();
         let current: Vec<String> = p.families.iter().map(|f| f.current.clone()).collect();
         (twice, p.reuse, p.families.iter().filter(|f| f.revoked).count(), current)
     };

@@ -16,8 +16,13 @@ use crate::peers::Peers;
 
 /// Makes every connection of the app due now (the explicit "drain" of a test; no sleeping).
 pub async fn make_due(app: &TestApp) {
+    make_due_at(app, switchboard_domain::clock::now()).await;
+}
+
+/// Makes every grant of the test's tenant due at `when`.
+pub async fn make_due_at(app: &TestApp, when: chrono::DateTime<chrono::Utc>) {
     connections::Entity::update_many()
-        .col_expr(connections::Column::NextRefreshAt, sea_orm::sea_query::Expr::value(chrono::Utc::now()))
+        .col_expr(connections::Column::NextRefreshAt, sea_orm::sea_query::Expr::value(when))
         .filter(connections::Column::TenantId.eq(app.tenant_id.0))
         .exec(app.store().database())
         .await
@@ -66,7 +71,7 @@ async fn grants_are_refreshed_ahead_of_expiry_with_rotation() {
         .await
         .expect("row")
         .expect("connection");
-    let due_in = (row.next_refresh_at.expect("scheduled") - chrono::Utc::now()).num_seconds();
+    let due_in = (row.next_refresh_at.expect("scheduled") - switchboard_domain::clock::now()).num_seconds();
     assert!((2800..=2880).contains(&due_in), "due at 80 % of the hour: {due_in} s");
 
     let worker = switchboard_worker::Worker::new(app.store().clone(), app.state.servers.discoverer().fetcher().clone());

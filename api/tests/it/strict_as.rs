@@ -47,6 +47,8 @@ pub struct Provider {
     /// Accept a spent refresh token once more (a provider's reuse grace window) instead of
     /// revoking its family.
     pub grace: bool,
+    /// The `expires_in` of issued access tokens (3600 when unset).
+    pub expires_in: Option<u64>,
 }
 
 async fn scripted(fault: Option<Fault>) -> Option<HttpResponse> {
@@ -107,9 +109,11 @@ pub fn start_provider(state: Arc<Mutex<Provider>>) -> String {
                             return res;
                         }
                         let presented = form.get("refresh_token").cloned().unwrap_or_default();
-                        match rotate(&mut state.lock().expect("provider"), &presented) {
+                        let mut provider = state.lock().expect("provider");
+                        let expires_in = provider.expires_in.unwrap_or(3600);
+                        match rotate(&mut provider, &presented) {
                             Some((access, next)) => HttpResponse::Ok().json(json!({"access_token": access,
-                                "token_type": "Bearer", "expires_in": 3600, "refresh_token": next})),
+                                "token_type": "Bearer", "expires_in": expires_in, "refresh_token": next})),
                             None => HttpResponse::BadRequest().json(json!({"error": "invalid_grant"})),
                         }
                     }
@@ -201,13 +205,13 @@ pub async fn seed_grant(
         redirect_uri: String::new(),
         scopes: vec![],
         return_url: None,
-        expires_at: chrono::Utc::now(),
+        expires_at: switchboard_domain::clock::now(),
     };
     let tokens = TokenSet {
         access_token: Secret::new(format!("at-{family}-0")),
         refresh_token: Some(Secret::new(rt)),
         token_type: "Bearer".into(),
-        expires_at: Some(chrono::Utc::now() + life),
+        expires_at: Some(switchboard_domain::clock::now() + life),
         scope: None,
     };
     store.save_tokens(&flow, &tokens, &[]).await.expect("seed");

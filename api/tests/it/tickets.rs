@@ -40,7 +40,7 @@ async fn minting_validates_its_input() {
     assert_eq!(t["user_id"], "user-7");
     assert_eq!(t["agent_ids"], json!([agent]));
     let expires = chrono::DateTime::parse_from_rfc3339(t["expires_at"].as_str().expect("expires_at")).expect("date");
-    let left = expires.signed_duration_since(chrono::Utc::now()).num_seconds();
+    let left = expires.signed_duration_since(switchboard_domain::clock::now()).num_seconds();
     assert!((590..=600).contains(&left), "{left}");
     let key = public_key(&app).await;
     assert_eq!(key.len(), 64);

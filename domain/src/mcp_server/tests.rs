@@ -23,8 +23,8 @@ fn stored(spec: McpServerSpec) -> McpServer {
         config: spec.config,
         secret_hints: secrets.hints(),
         discovery_result: None,
-        created_at: Utc::now(),
-        updated_at: Utc::now(),
+        created_at: crate::clock::now(),
+        updated_at: crate::clock::now(),
     }
 }
 

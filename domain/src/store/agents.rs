@@ -1,6 +1,5 @@
 //! Agents and their attachments to MCP servers.
 
-use chrono::Utc;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde_json::json;
 
@@ -43,7 +42,7 @@ fn attachment(link: agent_mcp_servers::Model, server: &ServerSummary) -> Result<
 impl TenantStore<'_> {
     pub async fn create_agent(&self, actor: &Actor, spec: AgentSpec) -> Result<Agent, DomainError> {
         let (_write, txn) = self.store.begin_write().await?;
-        let now = Utc::now();
+        let now = crate::clock::now();
         let model = agents::ActiveModel {
             id: Set(AgentId::new().0),
             tenant_id: Set(self.tenant_id.0),
@@ -91,7 +90,7 @@ impl TenantStore<'_> {
         let mut active: agents::ActiveModel = self.find_agent(&txn, id).await?.into();
         active.name = Set(spec.name);
         active.description = Set(spec.description);
-        active.updated_at = Set(Utc::now());
+        active.updated_at = Set(crate::clock::now());
         let a = agent(active.update(&txn).await.map_err(map_err)?);
         audit::record(&txn, self.agent_entry(actor, "agent.updated", &a)).await?;
         txn.commit().await.map_err(map_err)?;
@@ -180,7 +179,7 @@ impl TenantStore<'_> {
         let tools_json = tools.as_ref().map(serde_json::to_string).transpose().map_err(json_err("attachment tools"))?;
         let existing =
             agent_mcp_servers::Entity::find_by_id((agent_id.0, server_id.0)).one(&txn).await.map_err(map_err)?;
-        let now = Utc::now();
+        let now = crate::clock::now();
         let (link, created) = match existing {
             Some(link) => {
                 let mut active: agent_mcp_servers::ActiveModel = link.into();

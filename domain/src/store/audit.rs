@@ -1,6 +1,5 @@
 //! The audit trail: written in the same transaction as the change it records.
 
-use chrono::Utc;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde_json::Value;
 
@@ -31,7 +30,7 @@ pub(crate) async fn record(db: &impl ConnectionTrait, entry: AuditEntry<'_>) -> 
         target_type: Set(entry.target_type.to_owned()),
         target_id: Set(entry.target_id),
         data: Set(entry.data.to_string()),
-        created_at: Set(Utc::now()),
+        created_at: Set(crate::clock::now()),
     }
     .insert(db)
     .await

@@ -92,7 +92,7 @@ impl TenantStore<'_> {
             return_url: Set(flow.return_url.clone()),
             expires_at: Set(flow.expires_at),
             used_at: Set(None),
-            created_at: Set(Utc::now()),
+            created_at: Set(crate::clock::now()),
         }
         .insert(&self.store.db)
         .await
@@ -107,7 +107,7 @@ impl TenantStore<'_> {
         status: ConnectionStatus,
         last_error: Option<serde_json::Value>,
     ) -> Result<(), DomainError> {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let (_write, txn) = self.store.begin_write().await?;
         let existing = connections::Entity::find()
             .filter(connections::Column::TenantId.eq(self.tenant_id.0))
@@ -166,7 +166,7 @@ impl TenantStore<'_> {
     /// Takes a flow by its state hash, once: a second take (a replayed or concurrent callback),
     /// an expired flow or an unknown state all give `None`.
     pub async fn take_flow(&self, state_hash: &str) -> Result<Option<AuthFlow>, DomainError> {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let taken = auth_flows::Entity::update_many()
             .col_expr(auth_flows::Column::UsedAt, Expr::value(now))
             .filter(auth_flows::Column::TenantId.eq(self.tenant_id.0))
@@ -228,7 +228,7 @@ impl TenantStore<'_> {
         let plain = serde_json::to_vec(tokens).map_err(json_err("token set"))?;
         let sealed = self.store.envelope.seal(&ctx, &plain).map_err(|e| DomainError::Internal(e.to_string()))?;
         self.set_status(key, ConnectionStatus::Connected, None).await?;
-        let now = Utc::now();
+        let now = crate::clock::now();
         connections::Entity::update_many()
             .col_expr(connections::Column::TokenSet, Expr::value(sealed))
             .col_expr(connections::Column::Issuer, Expr::value(flow.issuer.clone()))
@@ -450,7 +450,7 @@ impl TenantStore<'_> {
         active.version = Set(before_version + 1);
         active.lease_owner = Set(None);
         active.lease_until = Set(None);
-        active.updated_at = Set(Utc::now());
+        active.updated_at = Set(crate::clock::now());
         active.update(txn).await.map_err(map_err)?;
         super::audit::record(txn, super::audit::AuditEntry {
             tenant: Some(self.tenant_id),
@@ -556,7 +556,7 @@ pub(super) async fn insert_issuance(
         reason: Set(reason),
         scopes: Set(serde_json::to_string(scopes).map_err(json_err("scopes"))?),
         expires_at: Set(expires_at),
-        created_at: Set(Utc::now()),
+        created_at: Set(crate::clock::now()),
     }
     .insert(db)
     .await

@@ -5,7 +5,7 @@
 //! server error so that a retry can run it again. The response is sealed: a tenant-creation
 //! response holds an API key. Records older than [`TTL`] are treated as absent and overwritten.
 
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 
 use super::entities::idempotency_keys;
@@ -67,7 +67,7 @@ impl Store {
                 request_hash: Set(key.request_hash.to_vec()),
                 status: Set(None),
                 response: Set(None),
-                created_at: Set(Utc::now()),
+                created_at: Set(crate::clock::now()),
             };
             match claim.insert(&self.db).await {
                 Ok(_) => return Ok(Begin::Proceed),
@@ -79,7 +79,7 @@ impl Store {
             else {
                 continue; // released meanwhile: claim again
             };
-            if row.created_at < Utc::now() - TTL {
+            if row.created_at < crate::clock::now() - TTL {
                 idempotency_keys::Entity::delete_by_id(key.key_hash.clone()).exec(&self.db).await.map_err(map_err)?;
                 continue;
             }

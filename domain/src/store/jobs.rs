@@ -90,7 +90,7 @@ pub(super) async fn enqueue_with_id(
     payload: &serde_json::Value,
     max_attempts: i32,
 ) -> Result<uuid::Uuid, DomainError> {
-    let now = Utc::now();
+    let now = crate::clock::now();
     jobs::ActiveModel {
         id: Set(id),
         tenant_id: Set(tenant.0),
@@ -201,7 +201,7 @@ impl Store {
     /// Ends an attempt, if `owner` still holds the job. A job that ends (done or dead) loses its
     /// payload; a retry past the last attempt is dead.
     pub async fn finish_job(&self, job: &Job, owner: &str, end: &JobEnd) -> Result<bool, DomainError> {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let mut update = jobs::Entity::update_many()
             .col_expr(jobs::Column::LockedBy, Expr::value(Option::<String>::None))
             .col_expr(jobs::Column::LockedUntil, Expr::value(Option::<DateTime<Utc>>::None))
@@ -253,7 +253,7 @@ impl Store {
     /// buries jobs whose worker died during their last attempt (lease lapsed, no attempt left),
     /// which no claim will take again.
     pub async fn purge_done_jobs(&self, before: DateTime<Utc>) -> Result<u64, DomainError> {
-        let now = Utc::now();
+        let now = crate::clock::now();
         jobs::Entity::update_many()
             .col_expr(jobs::Column::Status, Expr::value("dead"))
             .col_expr(jobs::Column::Payload, Expr::value("{}"))

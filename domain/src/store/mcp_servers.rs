@@ -117,7 +117,7 @@ impl TenantStore<'_> {
         let slug = if explicit { base } else { self.free_slug(&txn, &base).await? };
         let id = McpServerId::new();
         let secrets = spec.apply_secrets(&AuthSecrets::default());
-        let now = Utc::now();
+        let now = crate::clock::now();
         let model = mcp_servers::ActiveModel {
             id: Set(id.0),
             tenant_id: Set(self.tenant_id.0),
@@ -231,7 +231,7 @@ impl TenantStore<'_> {
         if let Some(result) = &spec.discovery_result {
             active.discovery_result = Set(Some(result.to_string()));
         }
-        active.updated_at = Set(Utc::now());
+        active.updated_at = Set(crate::clock::now());
         let model = active.update(&txn).await.map_err(|e| slug_conflict(e, &slug))?;
         let server = model_to_server(model)?;
         audit::record(&txn, self.entry(actor, "mcp_server.updated", &server)).await?;

@@ -23,7 +23,7 @@ mod webhooks;
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite as sqlx_sqlite;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
+use sea_orm::{ConnectOptions, ConnectionTrait as _, Database, DatabaseConnection, DbErr, SqlErr, Statement};
 
 pub use connections::{ConnectionFilter, REVOKE_TOKENS};
 pub use idempotency::{Begin, IdempotencyKey};
@@ -183,6 +183,28 @@ impl Store {
     /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), DomainError> {
         self.db.ping().await.map_err(map_err)
+    }
+
+    /// The database's clock, read in one round trip: the time that leases, due dates and token
+    /// expiries are measured against, so that processes whose host clocks disagree still agree
+    /// on them (see [`crate::clock`]).
+    pub async fn database_now(&self) -> Result<crate::clock::Reading, DomainError> {
+        let sql = match self.backend {
+            Backend::Postgres => "SELECT extract(epoch FROM clock_timestamp())::float8 AS now",
+            Backend::Sqlite => "SELECT (julianday('now') - 2440587.5) * 86400.0 AS now",
+        };
+        let row = self
+            .db
+            .query_one(Statement::from_string(self.db.get_database_backend(), sql))
+            .await
+            .map_err(map_err)?
+            .ok_or_else(|| DomainError::Internal("the database clock gave no answer".into()))?;
+        let secs: f64 = row.try_get("", "now").map_err(map_err)?;
+        #[expect(clippy::cast_possible_truncation, reason = "epoch microseconds fit an i64 for 290,000 years")]
+        let micros = (secs * 1e6).round() as i64;
+        let at = chrono::DateTime::from_timestamp_micros(micros)
+            .ok_or_else(|| DomainError::Internal(format!("the database clock reads {secs}, not a time")))?;
+        Ok(crate::clock::Reading::new(at))
     }
 }
 

@@ -1,6 +1,5 @@
 //! Registered OAuth clients; their secrets sealed with AAD bound to (tenant, row, column).
 
-use chrono::Utc;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 
 use super::entities::oauth_clients;
@@ -95,7 +94,7 @@ impl TenantStore<'_> {
             registration_client_uri: Set(new.registration_client_uri),
             token_endpoint_auth_method: Set(new.token_endpoint_auth_method),
             redirect_uri: Set(new.redirect_uri),
-            created_at: Set(Utc::now()),
+            created_at: Set(crate::clock::now()),
         };
         match model.insert(&self.store.db).await {
             Ok(m) => self.client_from_row(m),

@@ -230,14 +230,15 @@ impl TenantStore<'_> {
     /// Stores a refreshed token set if the row is still at `read_version` (compare-and-swap),
     /// releases the lease, schedules the next refresh, and writes the issuance record and
     /// `connection.refreshed` (or `connection.recovered` after failures) in the same transaction. `false`: fenced — another
-    /// writer got there first and nothing was changed.
+    /// writer got there first and nothing was changed. `now` is the database time
+    /// ([`crate::store::Store::database_now`]): the next refresh is scheduled from it.
     pub async fn store_refreshed(
         &self,
         row: &RefreshRow,
         tokens: &TokenSet,
         scopes: &[String],
+        now: DateTime<Utc>,
     ) -> Result<bool, DomainError> {
-        let now = Utc::now();
         let plain = serde_json::to_vec(tokens).map_err(json_err("token set"))?;
         let sealed = self
             .store
@@ -294,8 +295,13 @@ impl TenantStore<'_> {
     }
 
     /// Records a failed attempt if the row is still at `read_version`; returns whether it did.
-    pub async fn refresh_failed(&self, row: &RefreshRow, failure: &RefreshFailure) -> Result<bool, DomainError> {
-        let now = Utc::now();
+    /// `now` is the database time: it decides whether the access token has expired.
+    pub async fn refresh_failed(
+        &self,
+        row: &RefreshRow,
+        failure: &RefreshFailure,
+        now: DateTime<Utc>,
+    ) -> Result<bool, DomainError> {
         let (_write, txn) = self.store.begin_write().await?;
         let mut update = connections::Entity::update_many()
             .col_expr(connections::Column::LeaseOwner, Expr::value(Option::<String>::None))
@@ -406,7 +412,7 @@ pub(super) async fn insert_connection_event(
         connection_id: Set(connection_id),
         event_type: Set(event.to_owned()),
         data: Set(data.to_string()),
-        created_at: Set(Utc::now()),
+        created_at: Set(crate::clock::now()),
     }
     .insert(db)
     .await
@@ -440,7 +446,7 @@ impl TenantStore<'_> {
     /// and load tests. Token sets are sealed exactly as the consent callback seals them. Fails on
     /// a grant that already exists.
     pub async fn import_grants(&self, grants: &[ImportedGrant]) -> Result<(), DomainError> {
-        let now = Utc::now();
+        let now = crate::clock::now();
         for chunk in grants.chunks(500) {
             let mut rows = Vec::with_capacity(chunk.len());
             for g in chunk {

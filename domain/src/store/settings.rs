@@ -1,6 +1,5 @@
 //! Tenant settings.
 
-use chrono::Utc;
 use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 
 use super::entities::tenant_settings;
@@ -26,14 +25,14 @@ impl TenantStore<'_> {
             Some(row) => {
                 let mut active: tenant_settings::ActiveModel = row.into();
                 active.return_urls = Set(urls);
-                active.updated_at = Set(Utc::now());
+                active.updated_at = Set(crate::clock::now());
                 active.update(&txn).await.map_err(map_err)?;
             }
             None => {
                 tenant_settings::ActiveModel {
                     tenant_id: Set(self.tenant_id.0),
                     return_urls: Set(urls),
-                    updated_at: Set(Utc::now()),
+                    updated_at: Set(crate::clock::now()),
                 }
                 .insert(&txn)
                 .await

@@ -1,6 +1,5 @@
 //! Tenants and API keys: the admin plane, plus the key lookup every tenant request makes.
 
-use chrono::Utc;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde_json::json;
 
@@ -55,7 +54,7 @@ impl Store {
             id: Set(TenantId::new().0),
             name: Set(name.to_owned()),
             slug: Set(slug.to_owned()),
-            created_at: Set(Utc::now()),
+            created_at: Set(crate::clock::now()),
         }
         .insert(&txn)
         .await
@@ -190,7 +189,7 @@ async fn insert_key(
         name: Set(name),
         prefix: Set(generated.prefix),
         digest: Set(generated.digest.to_vec()),
-        created_at: Set(Utc::now()),
+        created_at: Set(crate::clock::now()),
     }
     .insert(db)
     .await

@@ -1,6 +1,5 @@
 //! Session-ticket keys (one Ed25519 key per tenant, private half sealed) and revocations.
 
-use chrono::Utc;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 use serde_json::json;
 
@@ -45,7 +44,7 @@ impl TenantStore<'_> {
             tenant_id: Set(self.tenant_id.0),
             private_key: Set(sealed),
             public_key: Set(key.public_hex()),
-            created_at: Set(Utc::now()),
+            created_at: Set(crate::clock::now()),
         };
         match row.insert(&self.store.db).await {
             Ok(_) => Ok(key),
@@ -68,7 +67,7 @@ impl TenantStore<'_> {
                 revoked_tickets::ActiveModel {
                     tenant_id: Set(self.tenant_id.0),
                     revocation_id: Set(id.clone()),
-                    revoked_at: Set(Utc::now()),
+                    revoked_at: Set(crate::clock::now()),
                 }
                 .insert(&txn)
                 .await

@@ -59,7 +59,7 @@ impl TenantStore<'_> {
     /// Sets the webhook URL. A new webhook gets a new secret; an existing one keeps its secret
     /// unless `rotate`. Returns the webhook and whether its secret is new (to be shown once).
     pub async fn put_webhook(&self, url: &str, rotate: bool) -> Result<(Webhook, bool), DomainError> {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let current = self.webhook().await?;
         let (secret, fresh) = match current {
             Some(w) if !rotate => (w.secret.expose().to_owned(), false),
