@@ -21,6 +21,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// A prefix for every Redis key, so deployments (and tests) can share one Redis.
     pub redis_prefix: String,
+    /// How long a request may take before it is answered 503 `request_timeout`.
+    pub request_timeout: std::time::Duration,
 }
 
 impl Settings {
@@ -37,6 +39,7 @@ impl Settings {
             outbound_allowlist: String::new(),
             data_dir: data_dir.to_path_buf(),
             redis_prefix: "switchboard".into(),
+            request_timeout: std::time::Duration::from_secs(30),
         }
     }
 

@@ -63,6 +63,10 @@ pub enum ApiError {
     /// The access token expired and the provider cannot be reached to refresh it right now.
     #[error("the access token expired and could not be refreshed: {message}")]
     TokenUnavailable { message: String, retry_after: u64 },
+    /// The request ran past its deadline (`SWITCHBOARD_REQUEST_TIMEOUT_SECS`), most likely
+    /// waiting on a database that does not answer.
+    #[error("the request did not finish within {0} s")]
+    Timeout(u64),
 }
 
 impl ApiError {
@@ -97,6 +101,7 @@ impl ApiError {
             Self::TokenUnavailable { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "token_unavailable", "Service Unavailable")
             }
+            Self::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "request_timeout", "Service Unavailable"),
         }
     }
 
@@ -166,6 +171,11 @@ impl ApiError {
             Self::TokenUnavailable { .. } => {
                 (self.to_string(), Some("retry after Retry-After seconds; the grant itself is kept".into()), vec![])
             }
+            Self::Timeout(_) => (
+                self.to_string(),
+                Some("retry after Retry-After seconds, with the same Idempotency-Key: the request may or may not have taken effect".into()),
+                vec![],
+            ),
             Self::Domain(_) => (self.to_string(), None, vec![]),
         };
         Problem {
@@ -201,8 +211,15 @@ impl ResponseError for ApiError {
         {
             res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"switchboard\"")));
         }
-        if let Self::TokenUnavailable { retry_after, .. } = self {
-            res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+        match self {
+            Self::TokenUnavailable { retry_after, .. } => {
+                res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            // A database restart or a full pool usually passes within seconds.
+            Self::Domain(DomainError::Unavailable(_)) | Self::Timeout(_) => {
+                res.insert_header((header::RETRY_AFTER, HeaderValue::from_static("2")));
+            }
+            _ => {}
         }
         res.body(serde_json::to_vec(&problem).unwrap_or_default())
     }

@@ -141,6 +141,10 @@ struct ServeArgs {
     /// Database pool size.
     #[arg(long, env = "SWITCHBOARD_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     database_max_connections: u32,
+    /// Seconds a request may take before it is answered 503 `request_timeout` (a database that
+    /// stopped answering holds a statement until then).
+    #[arg(long, env = "SWITCHBOARD_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    request_timeout_secs: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -357,6 +361,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         outbound_allowlist: args.outbound_allowlist.clone(),
         data_dir: args.store.data_dir.clone(),
         redis_prefix: args.redis_prefix.clone(),
+        request_timeout: std::time::Duration::from_secs(args.request_timeout_secs.max(1)),
     };
     let redis = settings
         .redis_url

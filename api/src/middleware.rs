@@ -6,7 +6,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage as _, web};
+use actix_web::{HttpMessage as _, ResponseError as _, web};
 use tracing::Instrument as _;
 
 use crate::metrics::RequestLabels;
@@ -29,9 +29,9 @@ fn request_id(req: &ServiceRequest) -> String {
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
 }
 
-pub async fn observe(
+pub async fn observe<B: MessageBody + 'static>(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<B>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let id = request_id(&req);
@@ -41,7 +41,23 @@ pub async fn observe(
     let path = req.path().to_owned();
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let span = tracing::info_span!("http.request", request.id = %id, http.method = %method, http.route = tracing::field::Empty, http.status = tracing::field::Empty, tenant.id = tracing::field::Empty);
-    let result = next.call(req).instrument(span.clone()).await;
+    // The deadline covers the handler up to the response head (an event stream's body is not
+    // bound by it). A handler cut off here drops its futures: an open transaction rolls back.
+    let deadline = state.as_ref().map_or(std::time::Duration::from_secs(30), |s| s.settings.request_timeout);
+    let Ok(result) = tokio::time::timeout(deadline, next.call(req).instrument(span.clone())).await else {
+        let _enter = span.enter();
+        let err = crate::error::ApiError::Timeout(deadline.as_secs());
+        // Logged there, once, as a failed request.
+        let mut res = err.error_response();
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            res.headers_mut().insert(REQUEST_ID, v);
+        }
+        if let Some(state) = state {
+            let labels = RequestLabels { method, route: "timed_out".into(), status: res.status().as_u16() };
+            state.metrics.observe(labels, started.elapsed().as_secs_f64());
+        }
+        return Err(actix_web::error::InternalError::from_response(err, res).into());
+    };
     let mut res = match result {
         Ok(res) => res,
         Err(err) => {

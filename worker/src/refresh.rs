@@ -209,8 +209,16 @@ impl Refresher {
             let now = clock.now();
             let until = now + chrono::TimeDelta::from_std(self.lease).unwrap_or(chrono::TimeDelta::seconds(30));
             if store.claim_refresh(id, row.version, &self.owner, now, until).await? {
-                let claimed = store.refresh_row(id).await?;
-                self.refresh_claimed(&store, claimed, &clock).await?;
+                // The refresh runs as a task of its own: a caller that goes away (a request cut
+                // off by its deadline) must not cancel it between the provider's answer and the
+                // write, which would lose a rotated refresh token.
+                let this = self.clone();
+                let refresh = tokio::spawn(async move {
+                    let store = this.store.tenant(tenant);
+                    let claimed = store.refresh_row(id).await?;
+                    this.refresh_claimed(&store, claimed, &clock).await
+                });
+                refresh.await.map_err(|e| DomainError::Internal(format!("a refresh task failed: {e}")))??;
                 return store.refresh_row(id).await;
             }
             // Another worker holds the lease: wait for its write (bounded by the lease).

@@ -374,7 +374,11 @@ async fn redis_killed_or_paused_loses_nothing() {
     let port = redis.port;
     let s = setup_with(
         chrono::TimeDelta::seconds(30),
-        Options { allow_private_networks: true, redis_url: Some(format!("redis://127.0.0.1:{port}")) },
+        Options {
+            allow_private_networks: true,
+            redis_url: Some(format!("redis://127.0.0.1:{port}")),
+            ..Options::default()
+        },
     )
     .await;
     let w = worker(&s.app, Duration::from_secs(2));

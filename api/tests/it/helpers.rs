@@ -68,6 +68,10 @@ pub struct TestApp {
 pub struct Options {
     pub allow_private_networks: bool,
     pub redis_url: Option<String>,
+    /// A Postgres server of the test's own (`postgres://…/postgres`) to create the database on,
+    /// instead of the suite's.
+    pub postgres_admin_url: Option<String>,
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 fn random_hex() -> String {
@@ -76,7 +80,12 @@ fn random_hex() -> String {
 
 /// A database of its own for one test: (url, handle that keeps it alive).
 pub async fn fresh_database() -> (String, Db) {
-    match std::env::var("SWITCHBOARD_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+    fresh_database_on(None).await
+}
+
+/// A database of its own, on `admin_url`'s server when given, else as [`fresh_database`].
+pub async fn fresh_database_on(admin_url: Option<String>) -> (String, Db) {
+    match admin_url.or_else(|| std::env::var("SWITCHBOARD_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())) {
         Some(admin_url) => {
             let name = format!("sb_test_{}", &random_hex()[..16]);
             let admin = Database::connect(admin_url.as_str())
@@ -106,7 +115,7 @@ impl TestApp {
     pub async fn spawn_with(options: Options) -> Self {
         captured_logs();
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let (database_url, db) = fresh_database().await;
+        let (database_url, db) = fresh_database_on(options.postgres_admin_url.clone()).await;
         let master_key = Envelope::generate_base64().expect("key");
         let envelope = Envelope::from_base64(&master_key).expect("envelope");
         let store = switchboard_api::bootstrap::open_store(&database_url, envelope, &StoreOptions::default())
@@ -131,6 +140,9 @@ impl TestApp {
         settings.database_url = database_url.clone();
         settings.admin_token = Some(Secret::new(admin_token.clone()));
         settings.allow_private_networks = options.allow_private_networks;
+        if let Some(t) = options.request_timeout {
+            settings.request_timeout = t;
+        }
         settings.redis_prefix = format!("sbtest:{}", random_hex());
         settings.redis_url =
             options.redis_url.or_else(|| std::env::var("SWITCHBOARD_TEST_REDIS_URL").ok().filter(|u| !u.is_empty()));

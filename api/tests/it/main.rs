@@ -20,6 +20,7 @@ mod mcp_servers;
 mod migrations;
 mod ops;
 mod peers;
+mod pg_faults;
 mod race;
 mod refresh;
 mod registration;

@@ -230,9 +230,38 @@ pub(crate) fn map_err(err: DbErr) -> DomainError {
             message: "a resource with these values already exists".into(),
         };
     }
-    match &err {
-        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => DomainError::Unavailable("the database is unreachable".into()),
-        _ => DomainError::Internal(format!("database error: {err}")),
+    if is_unreachable(&err) {
+        return DomainError::Unavailable(format!("the database is unreachable: {err}"));
+    }
+    DomainError::Internal(format!("database error: {err}"))
+}
+
+/// Errors that say the database could not be reached or answered too late — a restart, a
+/// network cut, a full pool, a statement cancelled by its timeout — rather than that the
+/// request was wrong: the caller may retry.
+fn is_unreachable(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+    let sqlx = match err {
+        DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
+        DbErr::Conn(_) => return true,
+        _ => return false,
+    };
+    match sqlx {
+        Sqlx::Io(_)
+        | Sqlx::Tls(_)
+        | Sqlx::PoolTimedOut
+        | Sqlx::PoolClosed
+        | Sqlx::WorkerCrashed
+        | Sqlx::Protocol(_) => true,
+        // Postgres: shutting down (57P01-57P03), a statement timeout (57014), too many connections (53300).
+        Sqlx::Database(db) => {
+            db.code().is_some_and(|c| matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "57014" | "53300"))
+        }
+        _ => false,
     }
 }
 
