@@ -91,6 +91,14 @@ impl KeyCache {
     pub fn evict(&self, key_id: ApiKeyId) {
         self.api_keys.retain(|ctx| ctx.api_key_id != key_id);
     }
+
+    /// Forgets every credential of a deleted tenant.
+    pub fn forget_tenant(&self, tenant: TenantId) {
+        self.api_keys.retain(|ctx| ctx.tenant_id != tenant);
+        if let Ok(mut entries) = self.ticket_keys.entries.lock() {
+            entries.remove(&tenant);
+        }
+    }
 }
 
 fn bearer(req: &HttpRequest) -> Option<&str> {

@@ -13,6 +13,9 @@ pub struct Tenant {
     pub name: String,
     pub slug: String,
     pub created_at: DateTime<Utc>,
+    /// Set when the tenant is being deleted: its grants are revoked and its keys gone; the row
+    /// and all its data disappear once the revocations at the providers have run.
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 /// A stored API key: never its plaintext.

@@ -14,6 +14,7 @@ mod m0006_tenant_settings;
 mod m0007_refresh;
 mod m0008_jobs;
 mod m0009_webhooks;
+mod m0010_tenant_deletion;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_refresh::Migration),
             Box::new(m0008_jobs::Migration),
             Box::new(m0009_webhooks::Migration),
+            Box::new(m0010_tenant_deletion::Migration),
         ]
     }
 }

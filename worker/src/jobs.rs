@@ -19,7 +19,7 @@ use switchboard_discovery::oauth::{self, TokenError};
 use switchboard_domain::DomainError;
 use switchboard_domain::clock::Reading;
 use switchboard_domain::connection::GrantKey;
-use switchboard_domain::store::{DELIVER_EVENT, Job, JobEnd, REVOKE_TOKENS, Store};
+use switchboard_domain::store::{DELIVER_EVENT, Job, JobEnd, PURGE_TENANT, PurgeStep, REVOKE_TOKENS, Store};
 use url::Url;
 
 use crate::refresh::ClientCredentials;
@@ -83,6 +83,16 @@ impl JobRunner {
         match job.kind.as_str() {
             REVOKE_TOKENS => self.revoke_tokens(job, clock).await,
             DELIVER_EVENT => self.deliver_event(job, clock).await,
+            PURGE_TENANT => Ok(match self.store.purge_tenant(job.tenant_id).await? {
+                PurgeStep::Purged => {
+                    tracing::info!(tenant.id = %job.tenant_id, "tenant purged");
+                    JobEnd::Done
+                }
+                PurgeStep::Waiting { jobs } => JobEnd::Retry {
+                    at: retry_at(clock, job.attempts, None),
+                    error: format!("waiting for {jobs} revocation or delivery jobs of the tenant"),
+                },
+            }),
             other => Ok(JobEnd::Dead { error: format!("unknown job kind `{other}`") }),
         }
     }

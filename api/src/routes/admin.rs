@@ -16,6 +16,7 @@ use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create_tenant)
+        .service(delete_tenant)
         .service(list_tenants)
         .service(get_tenant)
         .service(create_api_key)
@@ -28,12 +29,26 @@ pub struct TenantResponse {
     pub name: String,
     pub slug: String,
     pub created_at: DateTime<Utc>,
+    /// Set while the tenant is being deleted (its grants revoked, its keys gone); the tenant
+    /// disappears once its revocations have run at the providers.
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 impl From<Tenant> for TenantResponse {
     fn from(t: Tenant) -> Self {
-        Self { id: t.id.0, name: t.name, slug: t.slug, created_at: t.created_at }
+        Self { id: t.id.0, name: t.name, slug: t.slug, created_at: t.created_at, deleted_at: t.deleted_at }
     }
+}
+
+/// A tenant deletion under way.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TenantDeletionResponse {
+    pub id: uuid::Uuid,
+    /// Always `deleting`: the tenant row goes once its revocations have run.
+    pub status: &'static str,
+    pub deleted_at: DateTime<Utc>,
+    /// Grants revoked by this call (0 when the deletion had already started).
+    pub grants_revoked: usize,
 }
 
 /// A new tenant with its first API key. The key is shown this once.
@@ -191,6 +206,28 @@ pub async fn create_api_key(
         })
     })
     .await
+}
+
+/// Delete a tenant: at once, its API keys and ticket keys stop working and every grant is
+/// revoked; its tokens are then revoked at the providers by background jobs, after which the
+/// tenant and all its data are deleted. Repeating the call is harmless.
+#[utoipa::path(tag = "admin", params(("id" = uuid::Uuid, Path)), responses((status = 202, body = TenantDeletionResponse)), security(("admin_token" = [])))]
+#[delete("/tenants/{id}")]
+#[tracing::instrument(skip_all)]
+pub async fn delete_tenant(
+    state: web::Data<AppState>,
+    _admin: AdminContext,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant_id: TenantId = parse_id("tenant", &id)?;
+    let done = state.store.delete_tenant(&Actor::Admin, tenant_id).await?;
+    state.keys.forget_tenant(tenant_id);
+    Ok(HttpResponse::Accepted().json(TenantDeletionResponse {
+        id: tenant_id.0,
+        status: "deleting",
+        deleted_at: done.deleted_at,
+        grants_revoked: done.grants_revoked,
+    }))
 }
 
 /// Delete (revoke) an API key.

@@ -15,6 +15,7 @@ pub mod runtime;
 pub mod runtime_events;
 pub mod session_tickets;
 pub mod settings;
+pub mod users;
 pub mod webhook;
 
 use actix_web::web;
@@ -38,6 +39,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(utoipa_actix_web::scope("/v1/connections").configure(connections::configure));
     connections::configure_issuances(cfg);
     settings::configure(cfg);
+    users::configure(cfg);
     webhook::configure(cfg);
 }
 

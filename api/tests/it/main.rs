@@ -12,6 +12,7 @@ mod browser;
 mod cli;
 mod client_credentials;
 mod consent;
+mod erasure;
 mod events;
 mod faults;
 mod helpers;

@@ -102,7 +102,7 @@ impl TenantStore<'_> {
         let (_write, txn) = self.store.begin_write().await?;
         let a = agent(self.find_agent(&txn, id).await?);
         // Its grants end with it, and their tokens are revoked at the provider.
-        self.revoke_all(&txn, None, Some(id), actor).await?;
+        self.revoke_all(&txn, None, Some(id), None, actor).await?;
         agents::Entity::delete_by_id(id.0).exec(&txn).await.map_err(map_err)?;
         audit::record(&txn, self.agent_entry(actor, "agent.deleted", &a)).await?;
         txn.commit().await.map_err(map_err)

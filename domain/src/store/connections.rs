@@ -361,14 +361,15 @@ impl TenantStore<'_> {
         Ok(Some(before))
     }
 
-    /// Revokes every grant of a server or an agent about to be deleted, in the deletion's
-    /// transaction: each becomes unusable, and its tokens go to a revocation job that needs
-    /// nothing from the deleted rows.
+    /// Revokes every grant of a server, an agent, a user (or, with no filter, the whole tenant)
+    /// about to be deleted, in the deletion's transaction: each becomes unusable, and its tokens
+    /// go to a revocation job that needs nothing from the deleted rows.
     pub(super) async fn revoke_all(
         &self,
         txn: &sea_orm::DatabaseTransaction,
         server: Option<McpServerId>,
         agent: Option<AgentId>,
+        user: Option<&str>,
         actor: &crate::tenant::Actor,
     ) -> Result<usize, DomainError> {
         let mut q = connections::Entity::find()
@@ -379,6 +380,9 @@ impl TenantStore<'_> {
         }
         if let Some(a) = agent {
             q = q.filter(connections::Column::AgentId.eq(a.0));
+        }
+        if let Some(u) = user {
+            q = q.filter(connections::Column::UserId.eq(u));
         }
         let rows = q.all(txn).await.map_err(map_err)?;
         let n = rows.len();

@@ -12,6 +12,7 @@ pub mod tenants {
         pub name: String,
         pub slug: String,
         pub created_at: DateTimeUtc,
+        pub deleted_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -244,7 +244,7 @@ impl TenantStore<'_> {
         let (_write, txn) = self.store.begin_write().await?;
         let server = model_to_server(self.find_server(&txn, id).await?)?;
         // Its grants end with it, and their tokens are revoked at the provider.
-        self.revoke_all(&txn, Some(id), None, actor).await?;
+        self.revoke_all(&txn, Some(id), None, None, actor).await?;
         mcp_servers::Entity::delete_by_id(id.0).exec(&txn).await.map_err(map_err)?;
         audit::record(&txn, self.entry(actor, "mcp_server.deleted", &server)).await?;
         txn.commit().await.map_err(map_err)

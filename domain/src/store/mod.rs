@@ -10,6 +10,7 @@ mod agents;
 mod audit;
 mod connections;
 pub mod entities;
+mod erasure;
 mod idempotency;
 mod jobs;
 mod mcp_servers;
@@ -26,6 +27,7 @@ use sea_orm::sqlx::sqlite as sqlx_sqlite;
 use sea_orm::{ConnectOptions, ConnectionTrait as _, Database, DatabaseConnection, DbErr, SqlErr, Statement};
 
 pub use connections::{ConnectionFilter, REVOKE_TOKENS};
+pub use erasure::{PURGE_TENANT, PurgeStep, TenantDeletion, UserDeletion};
 pub use idempotency::{Begin, IdempotencyKey};
 pub use jobs::{Job, JobEnd, JobSummary};
 pub use refresh::{DueRefresh, ImportedGrant, RefreshFailure, RefreshRow};

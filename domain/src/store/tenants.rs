@@ -12,7 +12,7 @@ use crate::tenant::{Actor, ApiKey, CreatedApiKey, Tenant, TenantSpec};
 use crate::{ApiKeyId, DomainError, TenantId, slug};
 
 fn tenant(m: tenants::Model) -> Tenant {
-    Tenant { id: m.id.into(), name: m.name, slug: m.slug, created_at: m.created_at }
+    Tenant { id: m.id.into(), name: m.name, slug: m.slug, created_at: m.created_at, deleted_at: m.deleted_at }
 }
 
 fn key(m: api_keys::Model) -> ApiKey {
@@ -55,6 +55,7 @@ impl Store {
             name: Set(name.to_owned()),
             slug: Set(slug.to_owned()),
             created_at: Set(crate::clock::now()),
+            deleted_at: Set(None),
         }
         .insert(&txn)
         .await
@@ -113,8 +114,14 @@ impl Store {
         name: Option<String>,
     ) -> Result<CreatedApiKey, DomainError> {
         let (_write, txn) = self.begin_write().await?;
-        if tenants::Entity::find_by_id(tenant_id.0).one(&txn).await.map_err(map_err)?.is_none() {
+        let Some(tenant) = tenants::Entity::find_by_id(tenant_id.0).one(&txn).await.map_err(map_err)? else {
             return Err(DomainError::not_found("tenant", tenant_id));
+        };
+        if tenant.deleted_at.is_some() {
+            return Err(DomainError::Conflict {
+                code: "tenant_deleted",
+                message: format!("tenant {tenant_id} is being deleted; it takes no new keys"),
+            });
         }
         let created = insert_key(&txn, tenant_id, name).await?;
         audit::record(
