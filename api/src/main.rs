@@ -93,6 +93,10 @@ struct WorkerArgs {
     /// Database pool size.
     #[arg(long, env = "SWITCHBOARD_DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
     database_max_connections: u32,
+    /// Base URL of the deployment (as `serve` has it): rediscovery registers clients with
+    /// redirect URIs under it.
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_URL", default_value = "http://localhost:8080")]
+    public_url: String,
 }
 
 /// The guarded outbound client, as configured.
@@ -280,7 +284,14 @@ async fn run_other(command: Command) -> anyhow::Result<()> {
         Command::Worker(args) => {
             let store = open(&args.store, args.database_max_connections).await?;
             let fetcher = fetcher(args.allow_private_networks, &args.outbound_allowlist)?;
-            switchboard_worker::Worker::new(store, fetcher).run(shutdown_signal()).await;
+            // Rediscovery may register OAuth clients: their redirect URI is under the public URL.
+            let servers = std::sync::Arc::new(switchboard_worker::servers::ServerSetup::new(
+                store.clone(),
+                std::sync::Arc::new(switchboard_discovery::Discoverer::new(fetcher.clone())),
+                args.public_url.trim_end_matches('/'),
+            ));
+            let policy = switchboard_domain::validate::Policy { allow_private_networks: args.allow_private_networks };
+            switchboard_worker::Worker::new(store, fetcher).with_servers(servers, policy).run(shutdown_signal()).await;
             Ok(())
         }
         Command::Migrate(args) => {
@@ -373,13 +384,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let workers =
         args.http_workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
+    let policy = settings.policy();
     let state = AppState::new(store.clone(), settings, redis)?;
+    let servers = state.servers.clone();
     let server = app::serve(state, listener, workers)?;
     tracing::info!(%addr, docs = %format!("http://{addr}/docs"), "switchboard listening");
     // The worker stops on the same signal as the server.
     let worker = if args.run_worker {
         let fetcher = fetcher(args.allow_private_networks, &args.outbound_allowlist)?;
-        Some(tokio::spawn(switchboard_worker::Worker::new(store, fetcher).run(shutdown_signal())))
+        let worker = switchboard_worker::Worker::new(store, fetcher).with_servers(servers, policy);
+        Some(tokio::spawn(worker.run(shutdown_signal())))
     } else {
         None
     };

@@ -15,6 +15,7 @@ mod m0007_refresh;
 mod m0008_jobs;
 mod m0009_webhooks;
 mod m0010_tenant_deletion;
+mod m0011_rediscovery;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0008_jobs::Migration),
             Box::new(m0009_webhooks::Migration),
             Box::new(m0010_tenant_deletion::Migration),
+            Box::new(m0011_rediscovery::Migration),
         ]
     }
 }

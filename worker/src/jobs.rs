@@ -9,6 +9,7 @@
 //! access token, at the provider's revocation endpoint, after which the sealed tokens are purged;
 //! `deliver_event` — one connection event to the tenant's webhook, signed (Standard Webhooks).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -19,10 +20,15 @@ use switchboard_discovery::oauth::{self, TokenError};
 use switchboard_domain::DomainError;
 use switchboard_domain::clock::Reading;
 use switchboard_domain::connection::GrantKey;
-use switchboard_domain::store::{DELIVER_EVENT, Job, JobEnd, PURGE_TENANT, PurgeStep, REVOKE_TOKENS, Store};
+use switchboard_domain::store::{
+    DELIVER_EVENT, Job, JobEnd, PURGE_TENANT, PurgeStep, REDISCOVER_SERVER, REVOKE_TOKENS, Store,
+};
+use switchboard_domain::tenant::Actor;
+use switchboard_domain::validate::Policy;
 use url::Url;
 
 use crate::refresh::ClientCredentials;
+use crate::servers::ServerSetup;
 
 /// Runs jobs. Cheap to clone.
 #[derive(Clone)]
@@ -31,6 +37,9 @@ pub struct JobRunner {
     fetcher: Fetcher,
     owner: String,
     lease: Duration,
+    /// What rediscovery needs (the public URL for registrations, the URL policy); a runner
+    /// without it leaves rediscovery jobs to one that has it.
+    servers: Option<(Arc<ServerSetup>, Policy)>,
 }
 
 impl std::fmt::Debug for JobRunner {
@@ -42,7 +51,14 @@ impl std::fmt::Debug for JobRunner {
 impl JobRunner {
     #[must_use]
     pub fn new(store: Store, fetcher: Fetcher, owner: String) -> Self {
-        Self { store, fetcher, owner, lease: Duration::from_secs(60) }
+        Self { store, fetcher, owner, lease: Duration::from_secs(60), servers: None }
+    }
+
+    /// The same runner, able to run rediscovery jobs.
+    #[must_use]
+    pub fn with_servers(mut self, servers: Arc<ServerSetup>, policy: Policy) -> Self {
+        self.servers = Some((servers, policy));
+        self
     }
 
     /// The same runner with another lease length.
@@ -83,6 +99,7 @@ impl JobRunner {
         match job.kind.as_str() {
             REVOKE_TOKENS => self.revoke_tokens(job, clock).await,
             DELIVER_EVENT => self.deliver_event(job, clock).await,
+            REDISCOVER_SERVER => self.rediscover(job, clock).await,
             PURGE_TENANT => Ok(match self.store.purge_tenant(job.tenant_id).await? {
                 PurgeStep::Purged => {
                     tracing::info!(tenant.id = %job.tenant_id, "tenant purged");
@@ -158,6 +175,28 @@ impl JobRunner {
             }
         }
         Ok(JobEnd::Done)
+    }
+
+    /// Rediscovers one server (the daily background rediscovery).
+    async fn rediscover(&self, job: &Job, clock: &Reading) -> Result<JobEnd, DomainError> {
+        let Some((servers, policy)) = &self.servers else {
+            return Ok(JobEnd::Retry {
+                at: retry_at(clock, job.attempts, None),
+                error: "this worker was started without what rediscovery needs (its public URL)".into(),
+            });
+        };
+        let Some(id) = job.payload["mcp_server_id"].as_str().and_then(|s| uuid::Uuid::parse_str(s).ok()) else {
+            return Ok(JobEnd::Dead { error: "the job names no server".into() });
+        };
+        match servers.rediscover(job.tenant_id, id.into(), &Actor::System, *policy, true).await {
+            Ok(done) => {
+                tracing::info!(mcp_server.id = %id, kept_last_good = done.kept_last_good, grants_ended = done.grants_ended, "server rediscovered");
+                Ok(JobEnd::Done)
+            }
+            // Deleted since it was queued: nothing to do.
+            Err(DomainError::NotFound { .. }) => Ok(JobEnd::Done),
+            Err(e) => Err(e),
+        }
     }
 
     /// Delivers one event to the tenant's webhook (none set: nothing to do), signed in the Standard

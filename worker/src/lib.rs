@@ -2,10 +2,11 @@
 //!
 //! [`consent`] holds the transitions a request drives (connect, consent completion, check,
 //! disconnect); [`refresh`] the one the worker drives on its own: proactive refresh under a
-//! database lease; [`jobs`] the durable jobs (revocation at the provider, event delivery).
-//! [`Worker::run`] ticks both, and sweeps expired consent flows once a minute; `switchboard worker` runs it alone and
-//! `switchboard serve` runs it in-process by default. Event delivery and the other jobs come next,
-//! on the same loop.
+//! database lease; [`jobs`] the durable jobs (revocation at the provider, event delivery,
+//! rediscovery, tenant purge); [`servers`] discovery, hydration and client registration.
+//! [`Worker::run`] ticks both, and once a minute does its housekeeping (expired consent flows,
+//! old finished jobs, the daily rediscoveries); `switchboard worker` runs it alone and
+//! `switchboard serve` runs it in-process by default.
 
 pub mod consent;
 pub mod jobs;
@@ -25,6 +26,8 @@ pub struct Worker {
     store: Store,
     refresher: refresh::Refresher,
     jobs: jobs::JobRunner,
+    /// Whether it queues the daily rediscoveries (it can run them).
+    rediscovers: bool,
     /// How often it looks for due work.
     pub interval: Duration,
 }
@@ -56,6 +59,7 @@ impl Worker {
             refresher: refresh::Refresher::new(store.clone(), fetcher.clone(), owner.clone()).with_lease(lease),
             jobs: jobs::JobRunner::new(store.clone(), fetcher, owner).with_lease(lease),
             store,
+            rediscovers: false,
             interval: Duration::from_secs(1),
         }
     }
@@ -70,6 +74,39 @@ impl Worker {
         &self.jobs
     }
 
+    /// The same worker, able to run rediscovery jobs (and to queue them: [`Worker::housekeeping`]).
+    #[must_use]
+    pub fn with_servers(
+        mut self,
+        servers: std::sync::Arc<servers::ServerSetup>,
+        policy: switchboard_domain::validate::Policy,
+    ) -> Self {
+        self.jobs = self.jobs.with_servers(servers, policy);
+        self.rediscovers = true;
+        self
+    }
+
+    /// What runs once a minute: consent flows past their ten minutes are swept, finished jobs
+    /// older than a week purged, and servers due for their daily rediscovery queued.
+    pub async fn housekeeping(&self) {
+        let now = switchboard_domain::clock::now();
+        match self.store.sweep_expired_flows(now).await {
+            Ok((0, 0)) => {}
+            Ok((flows, grants)) => tracing::info!(flows, grants, "expired consent flows swept"),
+            Err(e) => tracing::warn!(error = %e, "sweeping expired consent flows failed"),
+        }
+        if let Err(e) = self.store.purge_done_jobs(now - chrono::TimeDelta::days(7)).await {
+            tracing::warn!(error = %e, "purging finished jobs failed");
+        }
+        if self.rediscovers {
+            match self.store.enqueue_due_rediscoveries(now, 100).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(servers = n, "rediscoveries queued"),
+                Err(e) => tracing::warn!(error = %e, "queueing rediscoveries failed"),
+            }
+        }
+    }
+
     /// Runs until `shutdown` resolves: every `interval`, runs due jobs and refreshes due grants,
     /// repeating at once while passes come back full.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
@@ -77,20 +114,9 @@ impl Worker {
         let work = async {
             let mut last_sweep: Option<std::time::Instant> = None;
             loop {
-                // Consent flows past their ten minutes: swept once a minute by any worker.
                 if last_sweep.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                     last_sweep = Some(std::time::Instant::now());
-                    match self.store.sweep_expired_flows(switchboard_domain::clock::now()).await {
-                        Ok((0, 0)) => {}
-                        Ok((flows, grants)) => tracing::info!(flows, grants, "expired consent flows swept"),
-                        Err(e) => tracing::warn!(error = %e, "sweeping expired consent flows failed"),
-                    }
-                    // Finished jobs are kept a week (what happened to a revocation, a delivery).
-                    if let Err(e) =
-                        self.store.purge_done_jobs(switchboard_domain::clock::now() - chrono::TimeDelta::days(7)).await
-                    {
-                        tracing::warn!(error = %e, "purging finished jobs failed");
-                    }
+                    self.housekeeping().await;
                 }
                 // Claim only what runs at once (8 jobs, 16 refreshes), so that every claim is
                 // worked on well within its lease; full passes repeat at once.

@@ -13,11 +13,14 @@ use std::sync::{Arc, Mutex};
 use switchboard_discovery::mcp::{self, Verification};
 use switchboard_discovery::register::{self, RegistrationRequest};
 use switchboard_discovery::{Discoverer, DiscoveryResult};
-use switchboard_domain::TenantId;
 use switchboard_domain::crypto::Secret;
+use switchboard_domain::mcp_server;
 use switchboard_domain::mcp_server::{AuthType, Discovered, McpServer, McpServerSpec, SecretChange};
 use switchboard_domain::oauth_client::{ClientType, NewOAuthClient, OAuthClient};
 use switchboard_domain::store::Store;
+use switchboard_domain::tenant::Actor;
+use switchboard_domain::validate::Policy;
+use switchboard_domain::{DomainError, McpServerId, TenantId};
 use url::Url;
 
 /// The path of Switchboard's Client ID Metadata Document under the public URL.
@@ -26,6 +29,16 @@ pub const CLIENT_METADATA_PATH: &str = "/oauth/client-metadata.json";
 pub const CALLBACK_PATH: &str = "/service/mcp/consent/callback";
 
 type LockKey = (TenantId, String, &'static str);
+
+/// What a rediscovery did.
+#[derive(Debug)]
+pub struct Rediscovered {
+    pub server: McpServer,
+    /// The new discovery failed and the stored one was kept.
+    pub kept_last_good: bool,
+    /// Grants sent back to consent because the server moved to another authorization server.
+    pub grants_ended: usize,
+}
 
 pub struct ServerSetup {
     store: Store,
@@ -61,6 +74,45 @@ impl ServerSetup {
     #[must_use]
     pub fn client_metadata_url(&self) -> Option<String> {
         self.public_url.starts_with("https://").then(|| format!("{}{CLIENT_METADATA_PATH}", self.public_url))
+    }
+
+    /// Probes a stored server again and refills what discovery fills (`POST …/rediscover`, and
+    /// the daily background job). When the server now names another authorization server, its
+    /// grants pinned to the old one go to `needs_reauth`. `keep_last_good` (the background job)
+    /// keeps the stored discovery when this one found no authorization server for an OAuth server
+    /// that had one: a provider's bad minute must not erase a working configuration.
+    #[tracing::instrument(skip_all, fields(tenant.id = %tenant))]
+    pub async fn rediscover(
+        &self,
+        tenant: TenantId,
+        id: McpServerId,
+        actor: &Actor,
+        policy: Policy,
+        keep_last_good: bool,
+    ) -> Result<Rediscovered, DomainError> {
+        let store = self.store.tenant(tenant);
+        let current = store.get_mcp_server(id).await?;
+        let mut spec = mcp_server::validate_patch(policy, &current, &serde_json::json!({}))?;
+        self.discoverer.cache().clear();
+        self.prepare(tenant, &mut spec, Some(&current)).await;
+        let old_issuer = crate::consent::discovery_field(&current, "issuer");
+        let new_issuer =
+            spec.discovery_result.as_ref().and_then(|d| d.get("issuer")).and_then(|v| v.as_str()).map(str::to_owned);
+        let oauth = current.config.auth.kind != AuthType::None && current.config.auth.kind != AuthType::Token;
+        if keep_last_good && oauth && old_issuer.is_some() && new_issuer.is_none() {
+            tracing::warn!(mcp_server.id = %id, "rediscovery found no authorization server; keeping the last good discovery");
+            return Ok(Rediscovered { server: current, kept_last_good: true, grants_ended: 0 });
+        }
+        let server = store.update_mcp_server(actor, id, spec).await?;
+        let grants_ended = match (&old_issuer, &new_issuer) {
+            (Some(old), Some(new)) if old != new => {
+                let n = store.reauth_grants_of_other_issuers(id, new).await?;
+                tracing::warn!(mcp_server.id = %id, grants = n, "the server moved to another authorization server; its grants need a new consent");
+                n
+            }
+            _ => 0,
+        };
+        Ok(Rediscovered { server, kept_last_good: false, grants_ended })
     }
 
     /// Discovery only, nothing saved.

@@ -195,6 +195,8 @@ pub async fn discover_mcp_server(
 }
 
 /// Probe the server again and refill what discovery fills (auth fields, client registration).
+/// When the server now names another authorization server, grants pinned to the old one need a
+/// new consent (`needs_reauth`). The worker does the same once a day in the background.
 #[utoipa::path(tag = "mcp-servers", params(("id" = uuid::Uuid, Path)), responses((status = 200, body = McpServerResponse)), security(("api_key" = [])))]
 #[post("/{id}/rediscover")]
 #[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
@@ -204,12 +206,8 @@ pub async fn rediscover_mcp_server(
     id: web::Path<String>,
 ) -> Result<web::Json<McpServerResponse>, ApiError> {
     let id: McpServerId = parse_id("mcp server", &id)?;
-    let store = state.store.tenant(tenant.tenant_id);
-    let current = store.get_mcp_server(id).await?;
-    let mut spec = mcp_server::validate_patch(state.settings.policy(), &current, &serde_json::json!({}))?;
-    state.servers.discoverer().cache().clear();
-    state.servers.prepare(tenant.tenant_id, &mut spec, Some(&current)).await;
-    Ok(web::Json(store.update_mcp_server(&tenant.actor(), id, spec).await?.into()))
+    let done = state.servers.rediscover(tenant.tenant_id, id, &tenant.actor(), state.settings.policy(), false).await?;
+    Ok(web::Json(done.server.into()))
 }
 
 /// Register an MCP server.

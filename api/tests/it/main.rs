@@ -23,6 +23,7 @@ mod ops;
 mod peers;
 mod pg_faults;
 mod race;
+mod rediscovery;
 mod refresh;
 mod registration;
 mod revocation;

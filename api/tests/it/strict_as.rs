@@ -49,6 +49,8 @@ pub struct Provider {
     pub grace: bool,
     /// The `expires_in` of issued access tokens (3600 when unset).
     pub expires_in: Option<u64>,
+    /// The authorization server the protected resource metadata names (this provider when unset).
+    pub authorization_server: Option<String>,
 }
 
 async fn scripted(fault: Option<Fault>) -> Option<HttpResponse> {
@@ -97,6 +99,7 @@ pub fn start_provider(state: Arc<Mutex<Provider>>) -> String {
     let server = HttpServer::new(move || {
         let (token_state, revoke_state, b) = (state.clone(), state.clone(), b.clone());
         let (prm_base, meta_base, mcp_base) = (b.clone(), b.clone(), b.clone());
+        let prm_state = state.clone();
         App::new()
             .route(
                 "/token",
@@ -153,7 +156,11 @@ pub fn start_provider(state: Arc<Mutex<Provider>>) -> String {
                 "/.well-known/oauth-protected-resource/mcp",
                 web::get().to(move || {
                     let b = prm_base.clone();
-                    async move { HttpResponse::Ok().json(json!({"resource": format!("{b}/mcp"), "authorization_servers": [b]})) }
+                    let named = prm_state.lock().expect("provider").authorization_server.clone();
+                    async move {
+                        let server = named.unwrap_or_else(|| b.clone());
+                        HttpResponse::Ok().json(json!({"resource": format!("{b}/mcp"), "authorization_servers": [server]}))
+                    }
                 }),
             )
             .route(

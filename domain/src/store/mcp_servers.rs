@@ -130,6 +130,7 @@ impl TenantStore<'_> {
             discovery_result: Set(spec.discovery_result.as_ref().map(ToString::to_string)),
             created_at: Set(now),
             updated_at: Set(now),
+            rediscover_at: Set(Some(now + super::REDISCOVER_EVERY)),
         }
         .insert(&txn)
         .await
@@ -230,6 +231,7 @@ impl TenantStore<'_> {
         active.secret_hints = Set(serde_json::to_string(&secrets.hints()).map_err(json_err("secret hints"))?);
         if let Some(result) = &spec.discovery_result {
             active.discovery_result = Set(Some(result.to_string()));
+            active.rediscover_at = Set(Some(crate::clock::now() + super::REDISCOVER_EVERY));
         }
         active.updated_at = Set(crate::clock::now());
         let model = active.update(&txn).await.map_err(|e| slug_conflict(e, &slug))?;

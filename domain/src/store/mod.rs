@@ -15,6 +15,7 @@ mod idempotency;
 mod jobs;
 mod mcp_servers;
 mod oauth_clients;
+mod rediscovery;
 mod refresh;
 mod settings;
 mod tenants;
@@ -30,6 +31,7 @@ pub use connections::{ConnectionFilter, REVOKE_TOKENS};
 pub use erasure::{PURGE_TENANT, PurgeStep, TenantDeletion, UserDeletion};
 pub use idempotency::{Begin, IdempotencyKey};
 pub use jobs::{Job, JobEnd, JobSummary};
+pub use rediscovery::{REDISCOVER_EVERY, REDISCOVER_SERVER};
 pub use refresh::{DueRefresh, ImportedGrant, RefreshFailure, RefreshRow};
 pub use webhooks::{DELIVER_EVENT, StoredEvent, Webhook};
 

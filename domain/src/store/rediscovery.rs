@@ -1,0 +1,99 @@
+//! Background rediscovery: every server is probed again once a day (`rediscover_at`), so that a
+//! moved authorization server, a new token endpoint or a server that stopped answering shows in
+//! its `discovery_result` without anyone asking — and grants pinned to an authorization server
+//! the server no longer names are sent back to consent instead of being refreshed there.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::entities::{connections, mcp_servers};
+use super::{RefreshFailure, Store, TenantStore, map_err};
+use crate::connection::ConnectionStatus;
+use crate::{DomainError, McpServerId, TenantId};
+
+/// How often a server is rediscovered in the background.
+pub const REDISCOVER_EVERY: TimeDelta = TimeDelta::hours(24);
+
+/// The job kind that rediscovers one server.
+pub const REDISCOVER_SERVER: &str = "rediscover_server";
+
+impl Store {
+    /// Queues a rediscovery job for up to `limit` servers whose rediscovery is due, moving each one's
+    /// `rediscover_at` a day ahead in the same transaction (so no other worker queues it too).
+    /// Cross-tenant: this is the worker's schedule. Returns how many were queued.
+    pub async fn enqueue_due_rediscoveries(&self, now: DateTime<Utc>, limit: u64) -> Result<usize, DomainError> {
+        let due = mcp_servers::Entity::find()
+            .select_only()
+            .columns([mcp_servers::Column::Id, mcp_servers::Column::TenantId, mcp_servers::Column::RediscoverAt])
+            .filter(mcp_servers::Column::RediscoverAt.lte(now))
+            .order_by_asc(mcp_servers::Column::RediscoverAt)
+            .limit(limit)
+            .into_tuple::<(uuid::Uuid, uuid::Uuid, Option<DateTime<Utc>>)>()
+            .all(&self.db)
+            .await
+            .map_err(map_err)?;
+        let mut queued = 0;
+        for (id, tenant, at) in due {
+            let (_write, txn) = self.begin_write().await?;
+            let moved = mcp_servers::Entity::update_many()
+                .col_expr(mcp_servers::Column::RediscoverAt, Expr::value(Some(now + REDISCOVER_EVERY)))
+                .filter(mcp_servers::Column::Id.eq(id))
+                .filter(mcp_servers::Column::RediscoverAt.eq(at))
+                .exec(&txn)
+                .await
+                .map_err(map_err)?;
+            if moved.rows_affected == 1 {
+                super::jobs::enqueue(
+                    &txn,
+                    TenantId(tenant),
+                    REDISCOVER_SERVER,
+                    &serde_json::json!({"mcp_server_id": id}),
+                    3,
+                )
+                .await?;
+                queued += 1;
+            }
+            txn.commit().await.map_err(map_err)?;
+        }
+        Ok(queued)
+    }
+}
+
+impl TenantStore<'_> {
+    /// After a rediscovery found that `server` now names the authorization server `issuer`: every
+    /// live grant of the server pinned to another issuer goes to `needs_reauth` (one
+    /// `connection.reauth_required` event each). Its refresh token is never sent to the new
+    /// issuer, and no longer to the old one. Returns how many grants it ended.
+    pub async fn reauth_grants_of_other_issuers(
+        &self,
+        server: McpServerId,
+        issuer: &str,
+    ) -> Result<usize, DomainError> {
+        let ids: Vec<uuid::Uuid> = connections::Entity::find()
+            .select_only()
+            .column(connections::Column::Id)
+            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
+            .filter(connections::Column::McpServerId.eq(server.0))
+            .filter(connections::Column::Issuer.ne(issuer))
+            .filter(
+                connections::Column::Status
+                    .is_in([ConnectionStatus::Connected.as_str(), ConnectionStatus::Expired.as_str()]),
+            )
+            .into_tuple()
+            .all(&self.store.db)
+            .await
+            .map_err(map_err)?;
+        let mut ended = 0;
+        for id in ids {
+            let row = self.refresh_row(id).await?;
+            let message = format!(
+                "the server now uses the authorization server {issuer}; the user must connect again to get a grant from it"
+            );
+            if self.refresh_failed(&row, &RefreshFailure::Reauth { message }, crate::clock::now()).await? {
+                ended += 1;
+            }
+        }
+        Ok(ended)
+    }
+}
