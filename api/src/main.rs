@@ -97,6 +97,13 @@ struct WorkerArgs {
     /// redirect URIs under it.
     #[arg(long, env = "SWITCHBOARD_PUBLIC_URL", default_value = "http://localhost:8080")]
     public_url: String,
+    /// Redis URL: the API wakes workers through it when it queues work (they poll every second
+    /// without it).
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Prefix of every Redis key and channel (as `serve` has it).
+    #[arg(long, env = "SWITCHBOARD_REDIS_PREFIX", default_value = "switchboard")]
+    redis_prefix: String,
 }
 
 /// The guarded outbound client, as configured.
@@ -291,7 +298,16 @@ async fn run_other(command: Command) -> anyhow::Result<()> {
                 args.public_url.trim_end_matches('/'),
             ));
             let policy = switchboard_domain::validate::Policy { allow_private_networks: args.allow_private_networks };
-            switchboard_worker::Worker::new(store, fetcher).with_servers(servers, policy).run(shutdown_signal()).await;
+            let wakeups = match args.redis_url.as_deref().filter(|u| !u.is_empty()) {
+                Some(url) => switchboard_worker::wake::Wakeups::with_redis(url, &args.redis_prefix)
+                    .map_err(|e| anyhow::anyhow!("SWITCHBOARD_REDIS_URL: {e}"))?,
+                None => switchboard_worker::wake::Wakeups::in_process(),
+            };
+            switchboard_worker::Worker::new(store, fetcher)
+                .with_servers(servers, policy)
+                .with_wakeups(wakeups)
+                .run(shutdown_signal())
+                .await;
             Ok(())
         }
         Command::Migrate(args) => {
@@ -387,12 +403,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let policy = settings.policy();
     let state = AppState::new(store.clone(), settings, redis)?;
     let servers = state.servers.clone();
+    let wakeups = state.wakeups.clone();
     let server = app::serve(state, listener, workers)?;
     tracing::info!(%addr, docs = %format!("http://{addr}/docs"), "switchboard listening");
     // The worker stops on the same signal as the server.
     let worker = if args.run_worker {
         let fetcher = fetcher(args.allow_private_networks, &args.outbound_allowlist)?;
-        let worker = switchboard_worker::Worker::new(store, fetcher).with_servers(servers, policy);
+        let worker =
+            switchboard_worker::Worker::new(store, fetcher).with_servers(servers, policy).with_wakeups(wakeups);
         Some(tokio::spawn(worker.run(shutdown_signal())))
     } else {
         None

@@ -24,6 +24,8 @@ pub struct AppState {
     pub consent: Arc<Consent>,
     /// Refreshes on demand (the access-token call); the worker refreshes ahead of time.
     pub refresher: switchboard_worker::refresh::Refresher,
+    /// Tells workers that jobs were queued (a disconnect's revocation, a deletion's).
+    pub wakeups: switchboard_worker::wake::Wakeups,
 }
 
 /// The outbound policy of a deployment: the private-network switch and the operator allow-list.
@@ -50,6 +52,11 @@ impl AppState {
         let discoverer = Arc::new(Discoverer::new(fetcher));
         let servers = Arc::new(ServerSetup::new(store.clone(), discoverer.clone(), &settings.public_url));
         let consent = Arc::new(Consent::new(store.clone(), discoverer, servers.redirect_uri()));
+        let wakeups = match &settings.redis_url {
+            Some(url) => switchboard_worker::wake::Wakeups::with_redis(url, &settings.redis_prefix)
+                .map_err(|e| anyhow::anyhow!("SWITCHBOARD_REDIS_URL: {e}"))?,
+            None => switchboard_worker::wake::Wakeups::in_process(),
+        };
         Ok(Self {
             store,
             settings: Arc::new(settings),
@@ -59,6 +66,7 @@ impl AppState {
             servers,
             consent,
             refresher,
+            wakeups,
         })
     }
 }

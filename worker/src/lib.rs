@@ -12,6 +12,7 @@ pub mod consent;
 pub mod jobs;
 pub mod refresh;
 pub mod servers;
+pub mod wake;
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -28,6 +29,8 @@ pub struct Worker {
     jobs: jobs::JobRunner,
     /// Whether it queues the daily rediscoveries (it can run them).
     rediscovers: bool,
+    /// What wakes it before its next poll.
+    wakeups: wake::Wakeups,
     /// How often it looks for due work.
     pub interval: Duration,
 }
@@ -60,7 +63,12 @@ impl Worker {
             jobs: jobs::JobRunner::new(store.clone(), fetcher, owner).with_lease(lease),
             store,
             rediscovers: false,
-            interval: Duration::from_secs(1),
+            wakeups: wake::Wakeups::in_process(),
+            // Tests lengthen it to show that wake-ups, not polling, started the work.
+            interval: std::env::var("SWITCHBOARD_WORKER_POLL_MS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .map_or(Duration::from_secs(1), Duration::from_millis),
         }
     }
 
@@ -83,6 +91,14 @@ impl Worker {
     ) -> Self {
         self.jobs = self.jobs.with_servers(servers, policy);
         self.rediscovers = true;
+        self
+    }
+
+    /// The same worker, woken by `wakeups` (shared with the API in one process; over Redis
+    /// between processes) as well as by its poll.
+    #[must_use]
+    pub fn with_wakeups(mut self, wakeups: wake::Wakeups) -> Self {
+        self.wakeups = wakeups;
         self
     }
 
@@ -110,7 +126,8 @@ impl Worker {
     /// Runs until `shutdown` resolves: every `interval`, runs due jobs and refreshes due grants,
     /// repeating at once while passes come back full.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        tracing::info!(backend = ?self.store.backend(), "worker started");
+        tracing::info!(backend = ?self.store.backend(), poll_ms = self.interval.as_millis(), "worker started");
+        let listener = self.wakeups.listen();
         let work = async {
             let mut last_sweep: Option<std::time::Instant> = None;
             loop {
@@ -146,12 +163,15 @@ impl Worker {
                 if jobs_full {
                     continue;
                 }
-                tokio::time::sleep(self.interval).await;
+                self.wakeups.wait(self.interval).await;
             }
         };
         tokio::select! {
             () = work => {}
             () = shutdown => {}
+        }
+        if let Some(l) = listener {
+            l.abort();
         }
         tracing::info!("worker stopped");
     }

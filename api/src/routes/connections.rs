@@ -137,6 +137,7 @@ pub async fn delete_connection(
     let store = state.store.tenant(tenant.tenant_id);
     let connection = store.get_connection(id).await?;
     store.revoke_connection(&connection.key, &tenant.actor()).await?;
+    state.wakeups.wake();
     Ok(HttpResponse::NoContent().finish())
 }
 

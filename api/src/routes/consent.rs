@@ -41,6 +41,10 @@ pub async fn consent_callback(state: web::Data<AppState>, query: web::Query<Call
     let q = query.into_inner();
     let outcome =
         state.consent.complete(q.state.as_deref(), q.code.as_deref(), q.iss.as_deref(), q.error.as_deref()).await;
+    if outcome.connected {
+        // Its `connection.connected` event may have a webhook delivery to make.
+        state.wakeups.wake();
+    }
     let (title, body) = if outcome.connected {
         let server = escape(outcome.server_name.as_deref().unwrap_or("The server"));
         let agent = escape(outcome.agent_name.as_deref().unwrap_or("your agent"));

@@ -308,5 +308,6 @@ pub async fn delete_mcp_server(
 ) -> Result<HttpResponse, ApiError> {
     let id: McpServerId = parse_id("mcp server", &id)?;
     state.store.tenant(tenant.tenant_id).delete_mcp_server(&tenant.actor(), id).await?;
+    state.wakeups.wake();
     Ok(HttpResponse::NoContent().finish())
 }

@@ -91,7 +91,10 @@ pub async fn connect_mcp_server(
     store.get_attachment(key.agent_id, key.mcp_server_id).await?;
     let server = store.get_mcp_server(key.mcp_server_id).await?;
     Ok(web::Json(match state.consent.connect(key, &server, return_url).await? {
-        ConnectOutcome::Connected => ConnectResponse { status: "connected", auth_url: None, expires_at: None },
+        ConnectOutcome::Connected => {
+            state.wakeups.wake();
+            ConnectResponse { status: "connected", auth_url: None, expires_at: None }
+        }
         ConnectOutcome::PendingConsent { auth_url, expires_at } => {
             ConnectResponse { status: "pending_consent", auth_url: Some(auth_url), expires_at: Some(expires_at) }
         }
@@ -208,7 +211,10 @@ pub async fn disconnect_mcp_server(
     let key = grant(&ticket, &path, "disconnect")?;
     let actor = Actor::User(key.user_id.clone());
     match state.store.tenant(ticket.tenant_id).revoke_connection(&key, &actor).await? {
-        Some(_) => Ok(web::Json(DisconnectResponse { status: "revoked" })),
+        Some(_) => {
+            state.wakeups.wake();
+            Ok(web::Json(DisconnectResponse { status: "revoked" }))
+        }
         None => {
             Err(DomainError::NotFound { kind: "connection", id: format!("{}/{}", key.agent_id, key.mcp_server_id) }
                 .into())

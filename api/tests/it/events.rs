@@ -18,7 +18,8 @@ use crate::strict_as::{Provider, seed_grant, start_provider};
 
 type Received = Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>;
 
-/// A webhook receiver that records every delivery and answers 500 to the first one.
+/// A webhook receiver that records every delivery and answers 500 to the first attempt of each
+/// message (by `webhook-id`), 204 to the retry.
 fn receiver(received: Received) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}/hooks", listener.local_addr().expect("addr"));
@@ -36,8 +37,11 @@ fn receiver(received: Received) -> String {
                         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
                         .collect();
                     let mut r = received.lock().expect("received");
+                    let id =
+                        |h: &Vec<(String, String)>| h.iter().find(|(k, _)| k == "webhook-id").map(|(_, v)| v.clone());
+                    let first = !r.iter().any(|(seen, _)| id(seen) == id(&headers));
                     r.push((headers, body));
-                    if r.len() == 1 {
+                    if first {
                         HttpResponse::InternalServerError().finish()
                     } else {
                         HttpResponse::NoContent().finish()
@@ -160,24 +164,35 @@ async fn events_reach_the_webhook_signed_and_the_runtime_stream() {
         assert!(!String::from_utf8_lossy(&chunk).contains("connection.revoked"));
     }
 
-    // The webhook: the first attempt gets a 500, the retry a 204, both with the same id.
+    // The webhook: two events (the grant connected, then revoked); each one's first attempt gets
+    // a 500, its retry a 204, both attempts with the same id.
     let worker = switchboard_worker::Worker::new(app.store().clone(), app.state.servers.discoverer().fetcher().clone());
     let deadline = Instant::now() + Duration::from_secs(15);
-    while received.lock().expect("received").len() < 2 {
-        assert!(Instant::now() < deadline, "the delivery was not retried");
+    while received.lock().expect("received").len() < 4 {
+        assert!(Instant::now() < deadline, "the deliveries were not retried");
         worker.jobs().tick(10).await.expect("tick");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let deliveries = received.lock().expect("received").clone();
     let id = |d: &(Vec<(String, String)>, String)| d.0.iter().find(|(k, _)| k == "webhook-id").map(|(_, v)| v.clone());
-    assert_eq!(id(&deliveries[0]), id(&deliveries[1]), "one id across retries");
+    let mut ids: Vec<Option<String>> = deliveries.iter().map(id).collect();
+    ids.sort();
+    assert!(
+        ids[0] == ids[1] && ids[2] == ids[3] && ids[1] != ids[2],
+        "one id per event, the same across retries: {ids:?}"
+    );
+    let mut types = Vec::new();
     for (headers, body) in &deliveries {
         let payload = verify_independently(&secret, headers, body).expect("standardwebhooks accepts the signature");
-        assert_eq!(payload["type"], "connection.revoked");
+        types.push(payload["type"].as_str().unwrap_or_default().to_owned());
         assert_eq!(payload["data"]["user_id"], "u");
         // A tampered body is refused by the same library (the test can fail).
-        assert!(verify_independently(&secret, headers, &body.replace("revoked", "refreshed")).is_err());
+        let tampered = body.replace(r#""user_id":"u""#, r#""user_id":"v""#);
+        assert_ne!(&tampered, body);
+        assert!(verify_independently(&secret, headers, &tampered).is_err());
     }
+    types.sort();
+    assert_eq!(types, ["connection.connected", "connection.connected", "connection.revoked", "connection.revoked"]);
     let delivered = app
         .store()
         .tenant(app.tenant_id)

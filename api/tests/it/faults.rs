@@ -134,7 +134,7 @@ async fn transient_token_endpoint_failures_never_end_a_grant() {
     assert_eq!(w.refresher().tick(10).await.expect("tick").get(&Outcome::Refreshed), Some(&1));
     assert_eq!(status(&s).await.0, "connected");
     assert_eq!(stored_refresh_token(&s).await.as_deref(), Some("rt-0-1"));
-    assert_eq!(events(&s).await, ["connection.refresh_failed", "connection.recovered"]);
+    assert_eq!(events(&s).await, ["connection.connected", "connection.refresh_failed", "connection.recovered"]);
     let p = s.provider.lock().expect("provider");
     assert_eq!((p.reuse, p.families[0].revoked), (0, false));
 }
@@ -165,7 +165,7 @@ async fn an_expired_grant_waits_for_its_provider() {
         .call(Method::POST, &format!("/v1/connections/{}/access-token", s.connection), Some(&s.app.key), None)
         .await;
     assert_eq!(res.json()["access_token"], "at-0-1");
-    assert_eq!(events(&s).await, ["connection.refresh_failed", "connection.recovered"]);
+    assert_eq!(events(&s).await, ["connection.connected", "connection.refresh_failed", "connection.recovered"]);
 }
 
 /// Runs `switchboard worker` on the test's database until it exits or `deadline` passes.
@@ -231,14 +231,14 @@ async fn a_crash_after_the_providers_answer_is_never_silent() {
                 stored_refresh_token(&s).await,
                 Some(s.provider.lock().expect("provider").families[0].current.clone())
             );
-            assert_eq!(events(&s).await, ["connection.refreshed"]);
+            assert_eq!(events(&s).await, ["connection.connected", "connection.refreshed"]);
         } else {
             assert_eq!(report.get(&Outcome::NeedsReauth), Some(&1), "{report:?}");
             assert_eq!(status(&s).await.0, "needs_reauth");
-            assert_eq!(events(&s).await, ["connection.reauth_required"]);
+            assert_eq!(events(&s).await, ["connection.connected", "connection.reauth_required"]);
             crate::refresh::make_due(&s.app).await;
             assert!(w.refresher().tick(10).await.expect("tick").is_empty(), "no second event, no retry loop");
-            assert_eq!(events(&s).await, ["connection.reauth_required"]);
+            assert_eq!(events(&s).await, ["connection.connected", "connection.reauth_required"]);
         }
     }
 }
@@ -292,7 +292,7 @@ async fn revocation_survives_a_killed_worker_and_a_flaky_provider() {
     worker(&t.app, Duration::from_secs(2)).jobs().tick(10).await.expect("tick");
     let jobs = revoke_jobs(&store).await;
     assert_eq!(jobs[0].status, "dead", "{jobs:?}");
-    assert_eq!(events(&t).await, ["connection.revoked", "job.dead_lettered"]);
+    assert_eq!(events(&t).await, ["connection.connected", "connection.revoked", "job.dead_lettered"]);
 }
 
 /// FLT-12: a token endpoint whose name does not resolve is a transient failure like any other:
@@ -360,7 +360,7 @@ async fn deleting_a_server_revokes_its_grants_at_the_provider() {
         revoked,
         [("refresh_token".to_owned(), "rt-0-0".to_owned()), ("access_token".to_owned(), "at-0-0".to_owned())]
     );
-    assert_eq!(events(&s).await, ["connection.revoked"]);
+    assert_eq!(events(&s).await, ["connection.connected", "connection.revoked"]);
 }
 
 /// FLT-01/02: Redis killed, and paused, while grants are being refreshed. Nothing on the refresh

@@ -31,3 +31,4 @@ mod secrets;
 mod strict_as;
 mod tenancy;
 mod tickets;
+mod wakeups;

@@ -98,7 +98,7 @@ async fn rediscovery_follows_a_moved_authorization_server_and_keeps_the_last_goo
         .into_iter()
         .map(|(_, kind, _, _)| kind)
         .collect();
-    assert_eq!(events, ["connection.reauth_required"]);
+    assert_eq!(events, ["connection.connected", "connection.reauth_required"]);
     assert_eq!(a.lock().expect("provider").families[0].presentations, 0, "no refresh at the old server");
     assert!(b.lock().expect("provider").tokens.is_empty() && b.lock().expect("provider").reuse == 0);
 }

@@ -16,7 +16,8 @@ use crate::peers::Peers;
 
 /// Makes every connection of the app due now (the explicit "drain" of a test; no sleeping).
 pub async fn make_due(app: &TestApp) {
-    make_due_at(app, switchboard_domain::clock::now()).await;
+    // A second in the past: the claim reads the database's clock, which SQLite keeps to the millisecond.
+    make_due_at(app, switchboard_domain::clock::now() - chrono::TimeDelta::seconds(1)).await;
 }
 
 /// Makes every grant of the test's tenant due at `when`.
@@ -114,7 +115,10 @@ async fn grants_are_refreshed_ahead_of_expiry_with_rotation() {
     assert_eq!(listed["data"][0]["status"], "needs_reauth", "{listed:#}");
     let events: Vec<String> =
         store.connection_events(row.id).await.expect("events").into_iter().map(|(_, kind, _, _)| kind).collect();
-    assert_eq!(events, ["connection.refreshed", "connection.refreshed", "connection.reauth_required"]);
+    assert_eq!(
+        events,
+        ["connection.connected", "connection.refreshed", "connection.refreshed", "connection.reauth_required"]
+    );
     let outcomes: Vec<String> = app.get(&format!("/v1/issuances?mcp_server_id={server}")).await.json()["data"]
         .as_array()
         .expect("data")

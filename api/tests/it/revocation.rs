@@ -77,5 +77,5 @@ async fn disconnect_revokes_at_the_provider_through_a_job() {
         .into_iter()
         .map(|(_, kind, _, _)| kind)
         .collect();
-    assert_eq!(events, ["connection.revoked"]);
+    assert_eq!(events, ["connection.connected", "connection.revoked"]);
 }

@@ -100,21 +100,45 @@ impl TenantStore<'_> {
         self.set_status(&flow.key, ConnectionStatus::PendingConsent, None).await
     }
 
-    /// Upserts the grant's status (and last error).
+    /// Upserts the grant's status (and last error). A grant that becomes `connected` here (a
+    /// server that needs no consent) gets its `connection.connected` event in the same transaction.
     pub async fn set_status(
         &self,
         key: &GrantKey,
         status: ConnectionStatus,
         last_error: Option<serde_json::Value>,
     ) -> Result<(), DomainError> {
-        let now = crate::clock::now();
         let (_write, txn) = self.store.begin_write().await?;
+        let (id, was) = self.upsert_status(&txn, key, status, last_error).await?;
+        if status == ConnectionStatus::Connected && was != Some(ConnectionStatus::Connected) {
+            super::refresh::insert_connection_event(
+                &txn,
+                self.tenant_id,
+                id,
+                key,
+                "connection.connected",
+                serde_json::json!({}),
+            )
+            .await?;
+        }
+        txn.commit().await.map_err(map_err)
+    }
+
+    /// [`Self::set_status`] inside `txn`, without events: the row's id and its status before.
+    async fn upsert_status(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        key: &GrantKey,
+        status: ConnectionStatus,
+        last_error: Option<serde_json::Value>,
+    ) -> Result<(uuid::Uuid, Option<ConnectionStatus>), DomainError> {
+        let now = crate::clock::now();
         let existing = connections::Entity::find()
             .filter(connections::Column::TenantId.eq(self.tenant_id.0))
             .filter(connections::Column::UserId.eq(key.user_id.as_str()))
             .filter(connections::Column::AgentId.eq(key.agent_id.0))
             .filter(connections::Column::McpServerId.eq(key.mcp_server_id.0))
-            .one(&txn)
+            .one(txn)
             .await
             .map_err(map_err)?;
         let error_text = last_error.map(|e| e.to_string());
@@ -123,17 +147,23 @@ impl TenantStore<'_> {
             // (with its required scopes), while a new consent is pending.
             Some(row)
                 if status == ConnectionStatus::PendingConsent
-                    && (row.status == "connected" || row.status == "needs_reauth") => {}
+                    && (row.status == "connected" || row.status == "needs_reauth") =>
+            {
+                Ok((row.id, Some(ConnectionStatus::parse(&row.status))))
+            }
             Some(row) => {
+                let (id, was) = (row.id, ConnectionStatus::parse(&row.status));
                 let mut active: connections::ActiveModel = row.into();
                 active.status = Set(status.as_str().to_owned());
                 active.last_error = Set(error_text);
                 active.updated_at = Set(now);
-                active.update(&txn).await.map_err(map_err)?;
+                active.update(txn).await.map_err(map_err)?;
+                Ok((id, Some(was)))
             }
             None => {
+                let id = uuid::Uuid::now_v7();
                 connections::ActiveModel {
-                    id: Set(uuid::Uuid::now_v7()),
+                    id: Set(id),
                     tenant_id: Set(self.tenant_id.0),
                     user_id: Set(key.user_id.clone()),
                     agent_id: Set(key.agent_id.0),
@@ -155,12 +185,12 @@ impl TenantStore<'_> {
                     lease_until: Set(None),
                     refresh_failures: Set(0),
                 }
-                .insert(&txn)
+                .insert(txn)
                 .await
                 .map_err(map_err)?;
+                Ok((id, None))
             }
         }
-        txn.commit().await.map_err(map_err)
     }
 
     /// Takes a flow by its state hash, once: a second take (a replayed or concurrent callback),
@@ -227,7 +257,9 @@ impl TenantStore<'_> {
             SealContext { tenant: self.tenant_id, table: "connections", column: "token_set", row: grant_row(key) };
         let plain = serde_json::to_vec(tokens).map_err(json_err("token set"))?;
         let sealed = self.store.envelope.seal(&ctx, &plain).map_err(|e| DomainError::Internal(e.to_string()))?;
-        self.set_status(key, ConnectionStatus::Connected, None).await?;
+        // The grant, its tokens and its `connection.connected` event: one transaction.
+        let (_write, txn) = self.store.begin_write().await?;
+        let (id, _) = self.upsert_status(&txn, key, ConnectionStatus::Connected, None).await?;
         let now = crate::clock::now();
         connections::Entity::update_many()
             .col_expr(connections::Column::TokenSet, Expr::value(sealed))
@@ -253,10 +285,19 @@ impl TenantStore<'_> {
             .filter(connections::Column::UserId.eq(key.user_id.as_str()))
             .filter(connections::Column::AgentId.eq(key.agent_id.0))
             .filter(connections::Column::McpServerId.eq(key.mcp_server_id.0))
-            .exec(&self.store.db)
+            .exec(&txn)
             .await
             .map_err(map_err)?;
-        Ok(())
+        super::refresh::insert_connection_event(
+            &txn,
+            self.tenant_id,
+            id,
+            key,
+            "connection.connected",
+            serde_json::json!({"scopes": granted_scopes, "expires_at": tokens.expires_at}),
+        )
+        .await?;
+        txn.commit().await.map_err(map_err)
     }
 
     /// Opens a token set sealed for `key` (a revocation job's payload).
