@@ -100,6 +100,10 @@ pub struct Refresher {
 
 type ClientCache = HashMap<switchboard_domain::McpServerId, (Arc<ClientCredentials>, std::time::Instant)>;
 
+/// How close to its expiry (beyond the caller's margin) an access token is checked against the
+/// database's clock rather than the process clock: more than any plausible clock skew.
+const NEAR_EXPIRY: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
 /// How long one attempt to store a refreshed token set may take before it is retried.
 const WRITE_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -148,9 +152,14 @@ impl Refresher {
                 match self.refresh_due(d, clock).await {
                     Ok(o) => o,
                     Err(e) => {
-                        // Ours, not the provider's: let go of the lease and try again later.
+                        // Ours, not the provider's: let go of the lease and try again — soon when
+                        // the database was only out of reach, later for anything else.
                         tracing::warn!(error = %e, tenant.id = %d.tenant_id, "a refresh failed on our side");
-                        let retry_at = clock.now() + chrono::TimeDelta::minutes(5);
+                        let wait = match e {
+                            DomainError::Unavailable(_) => chrono::TimeDelta::seconds(5),
+                            _ => chrono::TimeDelta::minutes(5),
+                        };
+                        let retry_at = clock.now() + wait;
                         if let Err(e) =
                             self.store.tenant(d.tenant_id).release_refresh(d.connection_id, &self.owner, retry_at).await
                         {
@@ -197,10 +206,24 @@ impl Refresher {
         };
         let _one = gate.lock().await;
         let deadline = tokio::time::Instant::now() + self.lease;
-        let clock = self.store.database_now().await?;
+        let mut clock = None;
         loop {
             let row = store.refresh_row(id).await?;
-            let fresh = row.tokens.as_ref().is_some_and(|t| t.expires_at.is_none_or(|e| e > clock.now() + within));
+            let expires_at = row.tokens.as_ref().map(|t| t.expires_at);
+            // Far from expiry the process clock decides (no round trip on the hot path); near it,
+            // the database's clock does, as it does for every worker.
+            let near =
+                expires_at.flatten().is_some_and(|e| e <= switchboard_domain::clock::now() + within + NEAR_EXPIRY);
+            let now = match (near, clock) {
+                (false, _) => switchboard_domain::clock::now(),
+                (true, Some(c)) => Reading::now(&c),
+                (true, None) => {
+                    let c = self.store.database_now().await?;
+                    clock = Some(c);
+                    c.now()
+                }
+            };
+            let fresh = expires_at.is_some_and(|e| e.is_none_or(|e| e > now + within));
             let refreshable = row.tokens.as_ref().is_some_and(|t| t.refresh_token.is_some());
             if fresh || !refreshable || !matches!(row.status, ConnectionStatus::Connected | ConnectionStatus::Expired) {
                 return Ok(row);

@@ -28,6 +28,7 @@ mod refresh;
 mod registration;
 mod revocation;
 mod secrets;
+mod soak;
 mod strict_as;
 mod tenancy;
 mod tickets;

@@ -51,6 +51,8 @@ pub struct Provider {
     pub expires_in: Option<u64>,
     /// The authorization server the protected resource metadata names (this provider when unset).
     pub authorization_server: Option<String>,
+    /// Spent refresh tokens accepted again inside the grace window.
+    pub grace_uses: u32,
 }
 
 async fn scripted(fault: Option<Fault>) -> Option<HttpResponse> {
@@ -78,6 +80,9 @@ fn rotate(p: &mut Provider, presented: &str) -> Option<(String, String)> {
         p.reuse += 1;
         p.families[family].revoked = true;
         return None;
+    }
+    if spent {
+        p.grace_uses += 1;
     }
     p.tokens.insert(presented.to_owned(), (family, true));
     let f = &mut p.families[family];
