@@ -131,7 +131,7 @@ impl ApiError {
             ),
             Self::Domain(DomainError::Unavailable(_)) => (
                 "a dependency is unavailable; retry shortly".into(),
-                Some("retry with backoff; the request had no effect".into()),
+                Some("retry after Retry-After seconds, with the same Idempotency-Key for a create".into()),
                 vec![],
             ),
             Self::Unauthorized(_) => (self.to_string(), Some("send `Authorization: Bearer <key>`".into()), vec![]),

@@ -94,9 +94,9 @@ struct WorkerArgs {
     #[arg(long, env = "SWITCHBOARD_DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
     database_max_connections: u32,
     /// Base URL of the deployment (as `serve` has it): rediscovery registers clients with
-    /// redirect URIs under it.
-    #[arg(long, env = "SWITCHBOARD_PUBLIC_URL", default_value = "http://localhost:8080")]
-    public_url: String,
+    /// redirect URIs under it, so without it this worker runs no rediscovery.
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_URL")]
+    public_url: Option<String>,
     /// Redis URL: the API wakes workers through it when it queues work (they poll every second
     /// without it).
     #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
@@ -291,23 +291,25 @@ async fn run_other(command: Command) -> anyhow::Result<()> {
         Command::Worker(args) => {
             let store = open(&args.store, args.database_max_connections).await?;
             let fetcher = fetcher(args.allow_private_networks, &args.outbound_allowlist)?;
-            // Rediscovery may register OAuth clients: their redirect URI is under the public URL.
-            let servers = std::sync::Arc::new(switchboard_worker::servers::ServerSetup::new(
-                store.clone(),
-                std::sync::Arc::new(switchboard_discovery::Discoverer::new(fetcher.clone())),
-                args.public_url.trim_end_matches('/'),
-            ));
             let policy = switchboard_domain::validate::Policy { allow_private_networks: args.allow_private_networks };
             let wakeups = match args.redis_url.as_deref().filter(|u| !u.is_empty()) {
                 Some(url) => switchboard_worker::wake::Wakeups::with_redis(url, &args.redis_prefix)
                     .map_err(|e| anyhow::anyhow!("SWITCHBOARD_REDIS_URL: {e}"))?,
                 None => switchboard_worker::wake::Wakeups::in_process(),
             };
-            switchboard_worker::Worker::new(store, fetcher)
-                .with_servers(servers, policy)
-                .with_wakeups(wakeups)
-                .run(shutdown_signal())
-                .await;
+            let mut worker = switchboard_worker::Worker::new(store.clone(), fetcher.clone()).with_wakeups(wakeups);
+            // Rediscovery may register OAuth clients: their redirect URI is under the public URL,
+            // which a worker must not guess.
+            match args.public_url.as_deref().filter(|u| !u.is_empty()) {
+                Some(url) => {
+                    let discoverer = std::sync::Arc::new(switchboard_discovery::Discoverer::new(fetcher));
+                    let servers =
+                        switchboard_worker::servers::ServerSetup::new(store, discoverer, url.trim_end_matches('/'));
+                    worker = worker.with_servers(std::sync::Arc::new(servers), policy);
+                }
+                None => tracing::info!("SWITCHBOARD_PUBLIC_URL is not set: this worker runs no rediscovery"),
+            }
+            worker.run(shutdown_signal()).await;
             Ok(())
         }
         Command::Migrate(args) => {

@@ -38,7 +38,8 @@ pub struct ConsentOutcome {
 }
 
 impl ConsentOutcome {
-    fn failed(message: impl Into<String>) -> Self {
+    /// A consent that did not complete, with what to tell the user.
+    pub fn failed(message: impl Into<String>) -> Self {
         Self { connected: false, server_name: None, agent_name: None, message: message.into(), return_url: None }
     }
 }
@@ -288,6 +289,10 @@ impl Consent {
         let mut steps = Vec::new();
         match oauth::exchange_code(self.discoverer.fetcher(), &exchange, &mut steps).await {
             Ok(tokens) => {
+                // Expiry and the first refresh are measured on the database's clock, like every
+                // later one (the process clock when the database cannot say).
+                let now =
+                    self.store.database_now().await.map_or_else(|_| switchboard_domain::clock::now(), |c| c.now());
                 let granted: Vec<String> = tokens
                     .scope
                     .as_deref()
@@ -296,12 +301,12 @@ impl Consent {
                     access_token: Secret::new(tokens.access_token),
                     refresh_token: tokens.refresh_token.map(Secret::new),
                     token_type: tokens.token_type,
-                    expires_at: tokens.expires_in.map(|s| {
-                        switchboard_domain::clock::now() + Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 2))
-                    }),
+                    expires_at: tokens
+                        .expires_in
+                        .map(|s| now + Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 2))),
                     scope: tokens.scope,
                 };
-                match store.save_tokens(&flow, &set, &granted).await {
+                match store.save_tokens(&flow, &set, &granted, now).await {
                     Ok(()) => {
                         if let Err(e) = store.record_issuance(&flow.key, "issued", None, &granted, set.expires_at).await
                         {

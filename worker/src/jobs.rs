@@ -105,6 +105,7 @@ impl JobRunner {
                     tracing::info!(tenant.id = %job.tenant_id, "tenant purged");
                     JobEnd::Done
                 }
+                PurgeStep::NotDeleting => JobEnd::Dead { error: "the tenant is not being deleted".into() },
                 PurgeStep::Waiting { jobs } => JobEnd::Retry {
                     at: retry_at(clock, job.attempts, None),
                     error: format!("waiting for {jobs} revocation or delivery jobs of the tenant"),
@@ -193,8 +194,8 @@ impl JobRunner {
                 tracing::info!(mcp_server.id = %id, kept_last_good = done.kept_last_good, grants_ended = done.grants_ended, "server rediscovered");
                 Ok(JobEnd::Done)
             }
-            // Deleted since it was queued: nothing to do.
-            Err(DomainError::NotFound { .. }) => Ok(JobEnd::Done),
+            // Deleted since it was queued, or edited while it ran (the edit rediscovered it): done.
+            Err(DomainError::NotFound { .. } | DomainError::Conflict { .. }) => Ok(JobEnd::Done),
             Err(e) => Err(e),
         }
     }

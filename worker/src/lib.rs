@@ -105,7 +105,8 @@ impl Worker {
     /// What runs once a minute: consent flows past their ten minutes are swept, finished jobs
     /// older than a week purged, and servers due for their daily rediscovery queued.
     pub async fn housekeeping(&self) {
-        let now = switchboard_domain::clock::now();
+        // The database's clock, which leases and due dates are measured on.
+        let now = self.store.database_now().await.map_or_else(|_| switchboard_domain::clock::now(), |c| c.now());
         match self.store.sweep_expired_flows(now).await {
             Ok((0, 0)) => {}
             Ok((flows, grants)) => tracing::info!(flows, grants, "expired consent flows swept"),

@@ -385,20 +385,22 @@ impl Refresher {
         let mut delay = Duration::from_millis(200);
         let mut attempt = 0;
         loop {
+            // At least one attempt, even with the lease spent: the write is fenced by the version,
+            // so it cannot overwrite a newer set, and not trying would drop a rotated token.
             let left = self.lease.saturating_sub(clock.age() + Duration::from_secs(1));
-            if left.is_zero() {
+            if left.is_zero() && attempt > 0 {
                 break;
             }
-            let write =
-                tokio::time::timeout(left.min(WRITE_DEADLINE), store.store_refreshed(row, set, scopes, clock.now()));
+            let deadline = if left.is_zero() { WRITE_DEADLINE } else { left.min(WRITE_DEADLINE) };
+            let write = tokio::time::timeout(deadline, store.store_refreshed(row, set, scopes, clock.now()));
             match write.await {
                 // The issuance record was written in the same transaction.
                 Ok(Ok(true)) => return Ok(Outcome::Refreshed),
                 Ok(Ok(false)) => {
                     // Fenced, or our own earlier attempt landed although its answer was lost.
+                    // (The access token tells: a provider that does not rotate keeps the refresh token.)
                     let stored = store.token_set(&row.key).await.ok().flatten();
-                    let ours = stored.and_then(|t| t.refresh_token).map(|r| r.expose().to_owned())
-                        == set.refresh_token.as_ref().map(|r| r.expose().to_owned());
+                    let ours = stored.is_some_and(|t| t.access_token.expose() == set.access_token.expose());
                     return Ok(if ours && attempt > 0 { Outcome::Refreshed } else { Outcome::Fenced });
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, attempt, "storing a refreshed token set failed; retrying"),

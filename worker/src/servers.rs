@@ -103,11 +103,17 @@ impl ServerSetup {
             tracing::warn!(mcp_server.id = %id, "rediscovery found no authorization server; keeping the last good discovery");
             return Ok(Rediscovered { server: current, kept_last_good: true, grants_ended: 0 });
         }
-        let server = store.update_mcp_server(actor, id, spec).await?;
+        let server = store.update_mcp_server(actor, id, spec, Some(current.updated_at)).await?;
+        // Only on a change: a grant made while discovery knew no issuer is pinned to its
+        // authorization URL's origin, which a stable issuer with a path never equals. (A run cut
+        // off between the write above and this leaves the old issuer's grants to their refresh at
+        // the old issuer, where they were issued.)
         let grants_ended = match (&old_issuer, &new_issuer) {
             (Some(old), Some(new)) if old != new => {
                 let n = store.reauth_grants_of_other_issuers(id, new).await?;
-                tracing::warn!(mcp_server.id = %id, grants = n, "the server moved to another authorization server; its grants need a new consent");
+                if n > 0 {
+                    tracing::warn!(mcp_server.id = %id, grants = n, "the server moved to another authorization server; its grants need a new consent");
+                }
                 n
             }
             _ => 0,

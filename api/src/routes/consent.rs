@@ -3,6 +3,7 @@
 
 use actix_web::{HttpResponse, get, web};
 use serde::Deserialize;
+use switchboard_worker::consent::ConsentOutcome;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::state::AppState;
@@ -39,8 +40,16 @@ fn escape(s: &str) -> String {
 #[tracing::instrument(skip_all)]
 pub async fn consent_callback(state: web::Data<AppState>, query: web::Query<CallbackQuery>) -> HttpResponse {
     let q = query.into_inner();
-    let outcome =
-        state.consent.complete(q.state.as_deref(), q.code.as_deref(), q.iss.as_deref(), q.error.as_deref()).await;
+    // Its own task: a request cut off by its deadline must not stop the consent between the code
+    // exchange and the write (the provider's grant would be live, and its tokens lost).
+    let consent = state.consent.clone();
+    let completion = tokio::spawn(async move {
+        consent.complete(q.state.as_deref(), q.code.as_deref(), q.iss.as_deref(), q.error.as_deref()).await
+    });
+    let outcome = completion.await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a consent completion task failed");
+        ConsentOutcome::failed("Something went wrong on our side. Start again from the app.")
+    });
     if outcome.connected {
         // Its `connection.connected` event may have a webhook delivery to make.
         state.wakeups.wake();

@@ -294,7 +294,7 @@ pub async fn update_mcp_server(
     if spec.changes_connection(&current) {
         state.servers.prepare(tenant.tenant_id, &mut spec, Some(&current)).await;
     }
-    Ok(web::Json(store.update_mcp_server(&tenant.actor(), id, spec).await?.into()))
+    Ok(web::Json(store.update_mcp_server(&tenant.actor(), id, spec, None).await?.into()))
 }
 
 /// Delete an MCP server and its attachments.

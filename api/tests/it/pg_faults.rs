@@ -60,7 +60,11 @@ impl OwnPostgres {
 
     /// Starts the server on its port and waits until it accepts connections.
     fn boot(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("log");
         let child = Command::new("runuser")
             .args(["-u", "postgres", "--"])
             .arg(self.bin.join("postgres"))
@@ -132,17 +136,27 @@ impl OwnPostgres {
     }
 
     /// An immediate shutdown (what `pg_ctl stop -m immediate` sends): backends die without a
-    /// checkpoint, and the next start recovers from the write-ahead log.
+    /// checkpoint, and the next start recovers from the write-ahead log. A server that does not
+    /// go within 10 s is killed outright (`SIGKILL` to each of its processes) — a crash either way.
     pub fn crash(&mut self) {
-        if let Some(master) = self.postmaster() {
+        let pids = self.pids();
+        Self::signal(&pids, "-CONT");
+        if let Some(&master) = pids.first() {
             Self::signal(&[master], "-QUIT");
         }
-        if let Some(mut child) = self.server.take() {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while child.try_wait().ok().flatten().is_none() {
-                assert!(Instant::now() < deadline, "own postgres did not stop");
-                std::thread::sleep(Duration::from_millis(50));
+        let Some(mut child) = self.server.take() else { return };
+        let mut deadline = Instant::now() + Duration::from_secs(10);
+        let mut killed = false;
+        while child.try_wait().ok().flatten().is_none() {
+            if Instant::now() >= deadline {
+                assert!(!killed, "own postgres did not stop, even after SIGKILL: {}", self.log());
+                let mut all = self.pids();
+                all.extend(&pids);
+                Self::signal(&all, "-KILL");
+                killed = true;
+                deadline = Instant::now() + Duration::from_secs(10);
             }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

@@ -226,5 +226,5 @@ pub async fn seed_grant(
         expires_at: Some(switchboard_domain::clock::now() + life),
         scope: None,
     };
-    store.save_tokens(&flow, &tokens, &[]).await.expect("seed");
+    store.save_tokens(&flow, &tokens, &[], switchboard_domain::clock::now()).await.expect("seed");
 }

@@ -16,6 +16,10 @@ fn job_secret_ctx(tenant: crate::TenantId, job: uuid::Uuid) -> SealContext<'stat
     SealContext { tenant, table: "jobs", column: "client_secret", row: job }
 }
 
+/// Servers (and their secrets) read while revoking many grants at once.
+type ServerCache =
+    std::collections::HashMap<McpServerId, (Option<crate::mcp_server::McpServer>, crate::mcp_server::AuthSecrets)>;
+
 /// The job kind that revokes a disconnected grant's tokens at the provider.
 pub const REVOKE_TOKENS: &str = "revoke_tokens";
 
@@ -245,12 +249,13 @@ impl TenantStore<'_> {
     }
 
     /// Stores a token set for the grant and marks it connected, pinned to issuer, token endpoint
-    /// and resource.
+    /// and resource. `now` is the database time the first refresh is scheduled from.
     pub async fn save_tokens(
         &self,
         flow: &AuthFlow,
         tokens: &TokenSet,
         granted_scopes: &[String],
+        now: chrono::DateTime<Utc>,
     ) -> Result<(), DomainError> {
         let key = &flow.key;
         let ctx =
@@ -260,7 +265,7 @@ impl TenantStore<'_> {
         // The grant, its tokens and its `connection.connected` event: one transaction.
         let (_write, txn) = self.store.begin_write().await?;
         let (id, _) = self.upsert_status(&txn, key, ConnectionStatus::Connected, None).await?;
-        let now = crate::clock::now();
+        let stamp = crate::clock::now();
         connections::Entity::update_many()
             .col_expr(connections::Column::TokenSet, Expr::value(sealed))
             .col_expr(connections::Column::Issuer, Expr::value(flow.issuer.clone()))
@@ -271,10 +276,10 @@ impl TenantStore<'_> {
                 Expr::value(serde_json::to_string(granted_scopes).map_err(json_err("scopes"))?),
             )
             .col_expr(connections::Column::ExpiresAt, Expr::value(tokens.expires_at))
-            .col_expr(connections::Column::ConnectedAt, Expr::value(now))
+            .col_expr(connections::Column::ConnectedAt, Expr::value(stamp))
             .col_expr(connections::Column::Status, Expr::value("connected"))
             .col_expr(connections::Column::LastError, Expr::value(Option::<String>::None))
-            .col_expr(connections::Column::UpdatedAt, Expr::value(now))
+            .col_expr(connections::Column::UpdatedAt, Expr::value(stamp))
             // A new token set: scheduled for proactive refresh, and any older writer is fenced.
             .col_expr(connections::Column::NextRefreshAt, Expr::value(crate::connection::next_refresh_at(tokens, now)))
             .col_expr(connections::Column::RefreshFailures, Expr::value(0))
@@ -397,7 +402,7 @@ impl TenantStore<'_> {
         else {
             return Ok(None);
         };
-        let before = self.revoke_row(&txn, row, actor).await?;
+        let before = self.revoke_row(&txn, row, actor, &mut ServerCache::new()).await?;
         txn.commit().await.map_err(map_err)?;
         Ok(Some(before))
     }
@@ -427,8 +432,10 @@ impl TenantStore<'_> {
         }
         let rows = q.all(txn).await.map_err(map_err)?;
         let n = rows.len();
+        // Each server is read once, however many grants it has (a tenant's deletion revokes all).
+        let mut servers = ServerCache::new();
         for row in rows {
-            self.revoke_row(txn, row, actor).await?;
+            self.revoke_row(txn, row, actor, &mut servers).await?;
         }
         Ok(n)
     }
@@ -441,6 +448,7 @@ impl TenantStore<'_> {
         txn: &sea_orm::DatabaseTransaction,
         row: connections::Model,
         actor: &crate::tenant::Actor,
+        servers: &mut ServerCache,
     ) -> Result<Connection, DomainError> {
         let before = self.connection_from_row(row.clone())?;
         let before_version = row.version;
@@ -452,8 +460,17 @@ impl TenantStore<'_> {
             use base64::Engine as _;
             let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
             let job_id = uuid::Uuid::now_v7();
-            let server = Some(self.get_mcp_server(key.mcp_server_id).await?);
-            let secrets = self.mcp_server_secrets(key.mcp_server_id).await?;
+            let (server, secrets) = match servers.get(&key.mcp_server_id) {
+                Some(cached) => cached.clone(),
+                None => {
+                    let read = (
+                        Some(self.get_mcp_server(key.mcp_server_id).await?),
+                        self.mcp_server_secrets(key.mcp_server_id).await?,
+                    );
+                    servers.insert(key.mcp_server_id, read.clone());
+                    read
+                }
+            };
             let discovery: serde_json::Value = server
                 .as_ref()
                 .and_then(|s| s.discovery_result.as_ref())

@@ -37,6 +37,8 @@ pub enum PurgeStep {
     /// Revocations (or deliveries of their events to the tenant's webhook) are still running, or a
     /// grant appeared meanwhile and was revoked: later.
     Waiting { jobs: u64 },
+    /// The tenant is not being deleted (a stale job): nothing was done.
+    NotDeleting,
 }
 
 impl Store {
@@ -51,6 +53,18 @@ impl Store {
             .map_err(map_err)?
             .ok_or_else(|| DomainError::not_found("tenant", id))?;
         if let Some(deleted_at) = row.deleted_at {
+            // A purge that gave up (dead-lettered after a day of waiting) is queued again.
+            let queued = jobs::Entity::find()
+                .filter(jobs::Column::TenantId.eq(id.0))
+                .filter(jobs::Column::Kind.eq(PURGE_TENANT))
+                .filter(jobs::Column::Status.eq("queued"))
+                .count(&txn)
+                .await
+                .map_err(map_err)?;
+            if queued == 0 {
+                super::jobs::enqueue(&txn, id, PURGE_TENANT, &json!({}), 30).await?;
+                txn.commit().await.map_err(map_err)?;
+            }
             return Ok(TenantDeletion { deleted_at, grants_revoked: 0 });
         }
         let grants_revoked = self.tenant(id).revoke_all(&txn, None, None, None, actor).await?;
@@ -103,7 +117,7 @@ impl Store {
             return Ok(PurgeStep::Purged);
         };
         if row.deleted_at.is_none() {
-            return Err(DomainError::Internal(format!("tenant {id} is not being deleted; its purge job is stale")));
+            return Ok(PurgeStep::NotDeleting);
         }
         // A grant completed on another instance in the seconds its key cache still knew the
         // tenant: revoked like the others, and waited for.
@@ -147,9 +161,11 @@ pub struct UserDeletion {
 }
 
 impl TenantStore<'_> {
-    /// Deletes what Switchboard holds about one end user: revokes their grants (tokens revoked at
+    /// Deletes one end user's grants and what hangs on them: revokes the grants (tokens revoked at
     /// the providers by jobs that carry them), then deletes their connections, pending consent
-    /// flows and issuance records, in one transaction. The audit trail keeps one entry saying so.
+    /// flows and issuance records, in one transaction. Events already written (the outbox, whose
+    /// deliveries may be under way) and audit entries keep naming the user id, the tenant's own
+    /// identifier; one more audit entry records the deletion.
     pub async fn delete_user_data(&self, actor: &Actor, user_id: &str) -> Result<UserDeletion, DomainError> {
         let (_write, txn) = self.store.begin_write().await?;
         let grants_revoked = self.revoke_all(&txn, None, None, Some(user_id), actor).await?;

@@ -16,6 +16,10 @@ use crate::{DomainError, TenantId};
 /// How long a key is remembered.
 pub const TTL: Duration = Duration::hours(24);
 
+/// How long a claim may stay in progress before it counts as abandoned (its request was cut off
+/// by the request deadline, 30 s by default, or its process died) and a retry may take it over.
+pub const ABANDONED: Duration = Duration::minutes(2);
+
 /// One `Idempotency-Key` in its scope (the caller and the route).
 #[derive(Clone, Debug)]
 pub struct IdempotencyKey {
@@ -81,6 +85,18 @@ impl Store {
             };
             if row.created_at < crate::clock::now() - TTL {
                 idempotency_keys::Entity::delete_by_id(key.key_hash.clone()).exec(&self.db).await.map_err(map_err)?;
+                continue;
+            }
+            if row.status.is_none() && row.created_at < crate::clock::now() - ABANDONED {
+                // Its request was cut off (a deadline, a crash) before it could record or release
+                // the key: the claim is taken over, so the client's retry is not locked out.
+                idempotency_keys::Entity::delete_many()
+                    .filter(idempotency_keys::Column::KeyHash.eq(key.key_hash.clone()))
+                    .filter(idempotency_keys::Column::Status.is_null())
+                    .filter(idempotency_keys::Column::CreatedAt.eq(row.created_at))
+                    .exec(&self.db)
+                    .await
+                    .map_err(map_err)?;
                 continue;
             }
             if row.request_hash != key.request_hash {

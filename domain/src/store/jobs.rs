@@ -91,6 +91,9 @@ pub(super) async fn enqueue_with_id(
     max_attempts: i32,
 ) -> Result<uuid::Uuid, DomainError> {
     let now = crate::clock::now();
+    // Due at once for every worker, including one whose clock is behind this process's: "what
+    // is due" is read on the database's clock, and this stamp is the process's.
+    let run_at = now - chrono::TimeDelta::minutes(10);
     jobs::ActiveModel {
         id: Set(id),
         tenant_id: Set(tenant.0),
@@ -99,7 +102,7 @@ pub(super) async fn enqueue_with_id(
         status: Set("queued".into()),
         attempts: Set(0),
         max_attempts: Set(max_attempts),
-        run_at: Set(now),
+        run_at: Set(run_at),
         locked_by: Set(None),
         locked_until: Set(None),
         last_error: Set(None),

@@ -212,14 +212,24 @@ impl TenantStore<'_> {
     }
 
     /// Replaces the server with a validated spec (the caller merged a PATCH into the stored one).
+    /// With `unchanged_since` (the `updated_at` the spec was built from), a server changed
+    /// meanwhile is a `409 server_changed` and nothing is written: a slow rediscovery must not
+    /// undo an edit made while it ran.
     pub async fn update_mcp_server(
         &self,
         actor: &Actor,
         id: McpServerId,
         spec: McpServerSpec,
+        unchanged_since: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<McpServer, DomainError> {
         let (_write, txn) = self.store.begin_write().await?;
         let current = self.find_server(&txn, id).await?;
+        if unchanged_since.is_some_and(|at| at != current.updated_at) {
+            return Err(DomainError::Conflict {
+                code: "server_changed",
+                message: format!("mcp server {id} was changed while it was being rediscovered; try again"),
+            });
+        }
         let secrets = spec.apply_secrets(&self.open(id, current.secrets.as_deref())?);
         let slug = spec.slug.clone().unwrap_or_else(|| current.slug.clone());
         let mut active: mcp_servers::ActiveModel = current.into();

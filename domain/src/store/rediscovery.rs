@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::entities::{connections, mcp_servers};
 use super::{RefreshFailure, Store, TenantStore, map_err};
@@ -26,7 +26,12 @@ impl Store {
         let due = mcp_servers::Entity::find()
             .select_only()
             .columns([mcp_servers::Column::Id, mcp_servers::Column::TenantId, mcp_servers::Column::RediscoverAt])
-            .filter(mcp_servers::Column::RediscoverAt.lte(now))
+            // Never scheduled (servers from before this column): due now.
+            .filter(
+                Condition::any()
+                    .add(mcp_servers::Column::RediscoverAt.lte(now))
+                    .add(mcp_servers::Column::RediscoverAt.is_null()),
+            )
             .order_by_asc(mcp_servers::Column::RediscoverAt)
             .limit(limit)
             .into_tuple::<(uuid::Uuid, uuid::Uuid, Option<DateTime<Utc>>)>()
@@ -39,7 +44,10 @@ impl Store {
             let moved = mcp_servers::Entity::update_many()
                 .col_expr(mcp_servers::Column::RediscoverAt, Expr::value(Some(now + REDISCOVER_EVERY)))
                 .filter(mcp_servers::Column::Id.eq(id))
-                .filter(mcp_servers::Column::RediscoverAt.eq(at))
+                .filter(match at {
+                    Some(at) => mcp_servers::Column::RediscoverAt.eq(at),
+                    None => mcp_servers::Column::RediscoverAt.is_null(),
+                })
                 .exec(&txn)
                 .await
                 .map_err(map_err)?;
@@ -70,28 +78,34 @@ impl TenantStore<'_> {
         server: McpServerId,
         issuer: &str,
     ) -> Result<usize, DomainError> {
-        let ids: Vec<uuid::Uuid> = connections::Entity::find()
-            .select_only()
-            .column(connections::Column::Id)
-            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
-            .filter(connections::Column::McpServerId.eq(server.0))
-            .filter(connections::Column::Issuer.ne(issuer))
-            .filter(
-                connections::Column::Status
-                    .is_in([ConnectionStatus::Connected.as_str(), ConnectionStatus::Expired.as_str()]),
-            )
-            .into_tuple()
-            .all(&self.store.db)
-            .await
-            .map_err(map_err)?;
         let mut ended = 0;
-        for id in ids {
-            let row = self.refresh_row(id).await?;
-            let message = format!(
-                "the server now uses the authorization server {issuer}; the user must connect again to get a grant from it"
-            );
-            if self.refresh_failed(&row, &RefreshFailure::Reauth { message }, crate::clock::now()).await? {
-                ended += 1;
+        // A grant whose row changed under us (a refresh landed) is read again on the next pass.
+        for _ in 0..3 {
+            let ids: Vec<uuid::Uuid> = connections::Entity::find()
+                .select_only()
+                .column(connections::Column::Id)
+                .filter(connections::Column::TenantId.eq(self.tenant_id.0))
+                .filter(connections::Column::McpServerId.eq(server.0))
+                .filter(connections::Column::Issuer.ne(issuer))
+                .filter(
+                    connections::Column::Status
+                        .is_in([ConnectionStatus::Connected.as_str(), ConnectionStatus::Expired.as_str()]),
+                )
+                .into_tuple()
+                .all(&self.store.db)
+                .await
+                .map_err(map_err)?;
+            if ids.is_empty() {
+                break;
+            }
+            for id in ids {
+                let row = self.refresh_row(id).await?;
+                let message = format!(
+                    "the server now uses the authorization server {issuer}; the user must connect again to get a grant from it"
+                );
+                if self.refresh_failed(&row, &RefreshFailure::Reauth { message }, crate::clock::now()).await? {
+                    ended += 1;
+                }
             }
         }
         Ok(ended)
