@@ -123,11 +123,14 @@ impl OwnPostgres {
         }
     }
 
-    /// Freezes the server: its sockets stay open and nothing answers.
+    /// Freezes the server: its sockets stay open and nothing answers. The returned list, for
+    /// [`OwnPostgres::resume`], also holds our `runuser` process, which stops itself when its
+    /// child stops and must be continued as well.
     pub fn pause(&self) -> Vec<u32> {
-        let pids = self.pids();
+        let mut pids = self.pids();
         assert!(!pids.is_empty(), "no postgres processes to pause");
         Self::signal(&pids, "-STOP");
+        pids.extend(self.server.as_ref().map(Child::id));
         pids
     }
 
@@ -141,6 +144,7 @@ impl OwnPostgres {
     pub fn crash(&mut self) {
         let pids = self.pids();
         Self::signal(&pids, "-CONT");
+        Self::signal(&self.server.as_ref().map(Child::id).into_iter().collect::<Vec<_>>(), "-CONT");
         if let Some(&master) = pids.first() {
             Self::signal(&[master], "-QUIT");
         }
@@ -169,6 +173,7 @@ impl Drop for OwnPostgres {
     fn drop(&mut self) {
         let pids = self.pids();
         Self::signal(&pids, "-CONT");
+        Self::signal(&self.server.as_ref().map(Child::id).into_iter().collect::<Vec<_>>(), "-CONT");
         if let Some(master) = self.postmaster() {
             Self::signal(&[master], "-QUIT");
         }
