@@ -10,7 +10,7 @@ use switchboard_discovery::{Fetcher, Limits, NetworkPolicy};
 use switchboard_domain::connection::GrantKey;
 
 use crate::helpers::{Options, TestApp};
-use crate::strict_as::{Provider, seed_grant, start_provider};
+use crate::strict_as::{Provider, grant_key, seed_grant, start_provider, strict_server};
 
 struct Setup {
     app: TestApp,
@@ -24,24 +24,10 @@ async fn setup() -> Setup {
     let app = TestApp::spawn_with(Options { allow_private_networks: true, ..Options::default() }).await;
     let provider = Arc::new(Mutex::new(Provider::default()));
     let as_base = start_provider(provider.clone());
-    let server = app
-        .post(
-            "/v1/mcp-servers",
-            &json!({"name": "strict", "config": {"endpoint": format!("{as_base}/mcp"),
-            "auth": {"type": "oauth_authorization_code_public_pkce", "client_id": "c"}}}),
-        )
-        .await
-        .json();
-    assert_eq!(server["discovery_result"]["revocation_url"], format!("{as_base}/revoke"), "{server:#}");
-    let agent = app.create_agent("bot").await;
+    let (server, agent) = strict_server(&app, &as_base, true).await;
     let mut keys = Vec::new();
     for (i, user) in ["alice", "bob"].into_iter().enumerate() {
-        let key = GrantKey {
-            tenant_id: app.tenant_id,
-            user_id: user.into(),
-            agent_id: uuid::Uuid::parse_str(&agent).expect("id").into(),
-            mcp_server_id: uuid::Uuid::parse_str(server["id"].as_str().expect("id")).expect("id").into(),
-        };
+        let key = grant_key(&app, user, &agent, &server);
         seed_grant(
             &app.store().tenant(app.tenant_id),
             &provider,

@@ -15,11 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
-use serde_json::json;
 use switchboard_domain::connection::GrantKey;
 
 use crate::helpers::{Options, TestApp};
-use crate::strict_as::{Fault, Provider, seed_grant, start_provider};
+use crate::strict_as::{Fault, Provider, grant_key, seed_grant, start_provider, strict_server};
 
 /// A Postgres server owned by one test.
 pub struct OwnPostgres {
@@ -231,25 +230,11 @@ async fn burst(pg: &OwnPostgres) -> Burst {
         .token_faults
         .extend((0..GRANTS).map(|_| Fault::Delay(Duration::from_millis(300))));
     let as_base = start_provider(provider.clone());
-    let server = app
-        .post(
-            "/v1/mcp-servers",
-            &json!({"name": "strict", "config": {"endpoint": "http://127.0.0.1:9/mcp",
-            "auth": {"type": "oauth_authorization_code_public_pkce", "client_id": "c",
-                     "auth_url": format!("{as_base}/authorize"), "token_url": format!("{as_base}/token")}}}),
-        )
-        .await
-        .id();
-    let agent = app.create_agent("bot").await;
+    let (server, agent) = strict_server(&app, &as_base, false).await;
     let store = app.store().tenant(app.tenant_id);
     let mut keys = Vec::new();
     for i in 0..GRANTS {
-        let key = GrantKey {
-            tenant_id: app.tenant_id,
-            user_id: format!("user-{i}"),
-            agent_id: uuid::Uuid::parse_str(&agent).expect("id").into(),
-            mcp_server_id: uuid::Uuid::parse_str(&server).expect("id").into(),
-        };
+        let key = grant_key(&app, &format!("user-{i}"), &agent, &server);
         seed_grant(&store, &provider, &as_base, key.clone(), i, chrono::TimeDelta::seconds(1)).await;
         keys.push(key);
     }
@@ -271,10 +256,12 @@ async fn burst(pg: &OwnPostgres) -> Burst {
 }
 
 impl Burst {
-    /// The worker met the fault: a pass or a write failed and was retried.
+    /// The worker met the fault (a pass or a write failed and was retried, or its connections
+    /// were cut), so the test did not pass by missing it.
     fn worker_saw_the_fault(&self) {
         let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
-        assert!(log.contains("retrying"), "the worker never noticed the database fault:\n{log}");
+        let seen = ["retrying", "unreachable", "terminating connection"].iter().any(|s| log.contains(s));
+        assert!(seen, "the worker never noticed the database fault:\n{log}");
     }
 
     fn presented(&self) -> usize {

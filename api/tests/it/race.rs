@@ -15,7 +15,8 @@ use crate::strict_as::{Provider, seed_grant, start_provider};
 
 const GRANTS: usize = 500;
 
-struct Workers(Vec<Child>);
+/// Worker processes, killed when dropped.
+pub struct Workers(pub Vec<Child>);
 
 impl Drop for Workers {
     fn drop(&mut self) {

@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use switchboard_domain::connection::GrantKey;
 use switchboard_domain::crypto::Secret;
 
 use crate::helpers::{Options, TestApp};
 use crate::pg_faults::OwnPostgres;
-use crate::strict_as::{Fault, Provider, seed_grant, start_provider};
+use crate::race::Workers;
+use crate::strict_as::{Fault, Provider, grant_key, seed_grant, start_provider, strict_server};
 
 const GRANTS: usize = 200;
 
@@ -58,17 +58,6 @@ fn footprint(pid: u32) -> (u64, usize) {
     (rss, fds)
 }
 
-struct Workers(Vec<Child>);
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the long soak (minutes): scripts/soak [SECONDS]"]
 async fn refreshes_survive_random_faults_for_as_long_as_asked() {
@@ -82,25 +71,11 @@ async fn refreshes_survive_random_faults_for_as_long_as_asked() {
     .await;
     let provider = Arc::new(Mutex::new(Provider { grace: true, expires_in: Some(20), ..Provider::default() }));
     let as_base = start_provider(provider.clone());
-    let server = app
-        .post(
-            "/v1/mcp-servers",
-            &json!({"name": "strict", "config": {"endpoint": "http://127.0.0.1:9/mcp",
-            "auth": {"type": "oauth_authorization_code_public_pkce", "client_id": "c",
-                     "auth_url": format!("{as_base}/authorize"), "token_url": format!("{as_base}/token")}}}),
-        )
-        .await
-        .id();
-    let agent = app.create_agent("bot").await;
+    let (server, agent) = strict_server(&app, &as_base, false).await;
     let store = app.store().tenant(app.tenant_id);
     let mut keys = Vec::new();
     for i in 0..GRANTS {
-        let key = GrantKey {
-            tenant_id: app.tenant_id,
-            user_id: format!("user-{i}"),
-            agent_id: uuid::Uuid::parse_str(&agent).expect("id").into(),
-            mcp_server_id: uuid::Uuid::parse_str(&server).expect("id").into(),
-        };
+        let key = grant_key(&app, &format!("user-{i}"), &agent, &server);
         seed_grant(&store, &provider, &as_base, key.clone(), i, chrono::TimeDelta::seconds(20)).await;
         keys.push(key);
     }

@@ -228,3 +228,35 @@ pub async fn seed_grant(
     };
     store.save_tokens(&flow, &tokens, &[], switchboard_domain::clock::now()).await.expect("seed");
 }
+
+/// A server on the strict provider at `as_base`, and an agent attached to nothing: (server id,
+/// agent id). `discovered`: the server's endpoint is the provider's `/mcp`, so discovery finds the
+/// provider (and its revocation endpoint); otherwise its URLs are configured and nothing answers
+/// at its endpoint.
+pub async fn strict_server(app: &crate::helpers::TestApp, as_base: &str, discovered: bool) -> (String, String) {
+    let auth = if discovered {
+        json!({"type": "oauth_authorization_code_public_pkce", "client_id": "c"})
+    } else {
+        json!({"type": "oauth_authorization_code_public_pkce", "client_id": "c",
+               "auth_url": format!("{as_base}/authorize"), "token_url": format!("{as_base}/token")})
+    };
+    let endpoint = if discovered { format!("{as_base}/mcp") } else { "http://127.0.0.1:9/mcp".into() };
+    let server = app
+        .post("/v1/mcp-servers", &json!({"name": "strict", "config": {"endpoint": endpoint, "auth": auth}}))
+        .await
+        .json();
+    if discovered {
+        assert_eq!(server["discovery_result"]["revocation_url"], format!("{as_base}/revoke"), "{server:#}");
+    }
+    (server["id"].as_str().expect("id").to_owned(), app.create_agent("bot").await)
+}
+
+/// The grant of `user` through `agent` to `server` in the test's tenant.
+pub fn grant_key(app: &crate::helpers::TestApp, user: &str, agent: &str, server: &str) -> GrantKey {
+    GrantKey {
+        tenant_id: app.tenant_id,
+        user_id: user.into(),
+        agent_id: uuid::Uuid::parse_str(agent).expect("id").into(),
+        mcp_server_id: uuid::Uuid::parse_str(server).expect("id").into(),
+    }
+}

@@ -7,12 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
-use serde_json::json;
-use switchboard_domain::connection::GrantKey;
 
 use crate::helpers::{Options, TestApp};
 use crate::ops::OwnRedis;
-use crate::strict_as::{Provider, seed_grant, start_provider};
+use crate::strict_as::{Provider, grant_key, seed_grant, start_provider, strict_server};
 
 struct Setup {
     app: TestApp,
@@ -25,24 +23,11 @@ async fn setup(options: Options) -> Setup {
     let app = TestApp::spawn_with(Options { allow_private_networks: true, ..options }).await;
     let provider = Arc::new(Mutex::new(Provider::default()));
     let as_base = start_provider(provider.clone());
-    let server = app
-        .post(
-            "/v1/mcp-servers",
-            &json!({"name": "strict", "config": {"endpoint": format!("{as_base}/mcp"),
-            "auth": {"type": "oauth_authorization_code_public_pkce", "client_id": "c"}}}),
-        )
-        .await
-        .json();
-    let agent = app.create_agent("bot").await;
+    let (server, agent) = strict_server(&app, &as_base, true).await;
     let store = app.store().tenant(app.tenant_id);
     let mut connections = Vec::new();
     for i in 0..3 {
-        let key = GrantKey {
-            tenant_id: app.tenant_id,
-            user_id: format!("u{i}"),
-            agent_id: uuid::Uuid::parse_str(&agent).expect("id").into(),
-            mcp_server_id: uuid::Uuid::parse_str(server["id"].as_str().expect("id")).expect("id").into(),
-        };
+        let key = grant_key(&app, &format!("u{i}"), &agent, &server);
         seed_grant(&store, &provider, &as_base, key, i, chrono::TimeDelta::hours(1)).await;
         let listed = app.get(&format!("/v1/connections?user_id=u{i}")).await.json();
         connections.push(listed["data"][0]["id"].as_str().expect("id").to_owned());

@@ -34,6 +34,15 @@ pub(super) fn grant_row(key: &GrantKey) -> uuid::Uuid {
 }
 
 impl TenantStore<'_> {
+    /// The one row of a grant: every lookup is keyed by the full (tenant, user, agent, server).
+    fn grant_filter(&self, key: &GrantKey) -> sea_orm::Condition {
+        sea_orm::Condition::all()
+            .add(connections::Column::TenantId.eq(self.tenant_id.0))
+            .add(connections::Column::UserId.eq(key.user_id.as_str()))
+            .add(connections::Column::AgentId.eq(key.agent_id.0))
+            .add(connections::Column::McpServerId.eq(key.mcp_server_id.0))
+    }
+
     fn connection_from_row(&self, m: connections::Model) -> Result<Connection, DomainError> {
         Ok(Connection {
             id: m.id,
@@ -137,14 +146,7 @@ impl TenantStore<'_> {
         last_error: Option<serde_json::Value>,
     ) -> Result<(uuid::Uuid, Option<ConnectionStatus>), DomainError> {
         let now = crate::clock::now();
-        let existing = connections::Entity::find()
-            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
-            .filter(connections::Column::UserId.eq(key.user_id.as_str()))
-            .filter(connections::Column::AgentId.eq(key.agent_id.0))
-            .filter(connections::Column::McpServerId.eq(key.mcp_server_id.0))
-            .one(txn)
-            .await
-            .map_err(map_err)?;
+        let existing = connections::Entity::find().filter(self.grant_filter(key)).one(txn).await.map_err(map_err)?;
         let error_text = last_error.map(|e| e.to_string());
         match existing {
             // A grant that is connected keeps working, and one that needs re-consent keeps saying so
@@ -286,10 +288,7 @@ impl TenantStore<'_> {
             .col_expr(connections::Column::LeaseOwner, Expr::value(Option::<String>::None))
             .col_expr(connections::Column::LeaseUntil, Expr::value(Option::<chrono::DateTime<Utc>>::None))
             .col_expr(connections::Column::Version, Expr::col(connections::Column::Version).add(1))
-            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
-            .filter(connections::Column::UserId.eq(key.user_id.as_str()))
-            .filter(connections::Column::AgentId.eq(key.agent_id.0))
-            .filter(connections::Column::McpServerId.eq(key.mcp_server_id.0))
+            .filter(self.grant_filter(key))
             .exec(&txn)
             .await
             .map_err(map_err)?;
@@ -316,14 +315,8 @@ impl TenantStore<'_> {
 
     /// The grant's token set, for the code that sends it upstream.
     pub async fn token_set(&self, key: &GrantKey) -> Result<Option<TokenSet>, DomainError> {
-        let row = connections::Entity::find()
-            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
-            .filter(connections::Column::UserId.eq(key.user_id.as_str()))
-            .filter(connections::Column::AgentId.eq(key.agent_id.0))
-            .filter(connections::Column::McpServerId.eq(key.mcp_server_id.0))
-            .one(&self.store.db)
-            .await
-            .map_err(map_err)?;
+        let row =
+            connections::Entity::find().filter(self.grant_filter(key)).one(&self.store.db).await.map_err(map_err)?;
         let Some(sealed) = row.and_then(|r| r.token_set) else { return Ok(None) };
         let ctx =
             SealContext { tenant: self.tenant_id, table: "connections", column: "token_set", row: grant_row(key) };
@@ -391,14 +384,7 @@ impl TenantStore<'_> {
         actor: &crate::tenant::Actor,
     ) -> Result<Option<Connection>, DomainError> {
         let (_write, txn) = self.store.begin_write().await?;
-        let Some(row) = connections::Entity::find()
-            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
-            .filter(connections::Column::UserId.eq(key.user_id.as_str()))
-            .filter(connections::Column::AgentId.eq(key.agent_id.0))
-            .filter(connections::Column::McpServerId.eq(key.mcp_server_id.0))
-            .one(&txn)
-            .await
-            .map_err(map_err)?
+        let Some(row) = connections::Entity::find().filter(self.grant_filter(key)).one(&txn).await.map_err(map_err)?
         else {
             return Ok(None);
         };
