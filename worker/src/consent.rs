@@ -466,7 +466,28 @@ impl Consent {
             AuthType::OauthAuthorizationCodePublicPkce | AuthType::OauthAuthorizationCodeConfidentialPkce => {
                 match store.token_set(key).await? {
                     Some(tokens) => Some(tokens.access_token.expose().to_owned()),
-                    None => return Ok(precondition("this user has not connected this server: call connect first")),
+                    None => {
+                        // Say why there is no token: never connected, disconnected, or ended by the provider.
+                        let status = store
+                            .user_connections(&key.user_id, key.agent_id)
+                            .await?
+                            .into_iter()
+                            .find(|c| c.key.mcp_server_id == key.mcp_server_id)
+                            .map(|c| c.status);
+                        let why = match status {
+                            Some(ConnectionStatus::Revoked) => {
+                                "this user disconnected this server: call connect again to get a new consent"
+                            }
+                            Some(ConnectionStatus::NeedsReauth) => {
+                                "the provider ended this user's grant: call connect to get a new consent"
+                            }
+                            Some(ConnectionStatus::PendingConsent) => {
+                                "this user has not finished the consent yet: open the auth_url from connect"
+                            }
+                            _ => "this user has not connected this server: call connect first",
+                        };
+                        return Ok(precondition(why));
+                    }
                 }
             }
         };

@@ -186,7 +186,10 @@ async fn a_user_connects_through_the_providers_consent() {
     assert_eq!(outcomes, [json!("revoked"), json!("issued")]);
     let check = rt(Method::POST, format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/check")).await.json();
     assert_eq!(check["ok"], false);
-    assert!(check["error"].as_str().is_some_and(|e| e.contains("call connect first")), "{check:#}");
+    assert!(
+        check["error"].as_str().is_some_and(|e| e.contains("disconnected this server: call connect again")),
+        "{check:#}"
+    );
 }
 
 #[tokio::test]

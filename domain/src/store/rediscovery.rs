@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::entities::{connections, mcp_servers};
+use super::entities::{connections, mcp_servers, tenants};
 use super::{RefreshFailure, Store, TenantStore, map_err};
 use crate::connection::ConnectionStatus;
 use crate::{DomainError, McpServerId, TenantId};
@@ -26,6 +26,16 @@ impl Store {
         let due = mcp_servers::Entity::find()
             .select_only()
             .columns([mcp_servers::Column::Id, mcp_servers::Column::TenantId, mcp_servers::Column::RediscoverAt])
+            // Not for a tenant being deleted: its purge is coming.
+            .filter(
+                mcp_servers::Column::TenantId.not_in_subquery(
+                    sea_orm::sea_query::Query::select()
+                        .column(tenants::Column::Id)
+                        .from(tenants::Entity)
+                        .and_where(tenants::Column::DeletedAt.is_not_null())
+                        .to_owned(),
+                ),
+            )
             // Never scheduled (servers from before this column): due now.
             .filter(
                 Condition::any()
