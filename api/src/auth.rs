@@ -71,6 +71,12 @@ impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
         }
     }
 
+    fn remove(&self, key: &K) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(key);
+        }
+    }
+
     fn retain(&self, keep: impl Fn(&V) -> bool) {
         if let Ok(mut entries) = self.entries.lock() {
             entries.retain(|_, (v, _)| keep(v));
@@ -95,9 +101,7 @@ impl KeyCache {
     /// Forgets every credential of a deleted tenant.
     pub fn forget_tenant(&self, tenant: TenantId) {
         self.api_keys.retain(|ctx| ctx.tenant_id != tenant);
-        if let Ok(mut entries) = self.ticket_keys.entries.lock() {
-            entries.remove(&tenant);
-        }
+        self.ticket_keys.remove(&tenant);
     }
 }
 

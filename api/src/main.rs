@@ -292,11 +292,8 @@ async fn run_other(command: Command) -> anyhow::Result<()> {
             let store = open(&args.store, args.database_max_connections).await?;
             let fetcher = fetcher(args.allow_private_networks, &args.outbound_allowlist)?;
             let policy = switchboard_domain::validate::Policy { allow_private_networks: args.allow_private_networks };
-            let wakeups = match args.redis_url.as_deref().filter(|u| !u.is_empty()) {
-                Some(url) => switchboard_worker::wake::Wakeups::with_redis(url, &args.redis_prefix)
-                    .map_err(|e| anyhow::anyhow!("SWITCHBOARD_REDIS_URL: {e}"))?,
-                None => switchboard_worker::wake::Wakeups::in_process(),
-            };
+            let wakeups = switchboard_worker::wake::Wakeups::configured(args.redis_url.as_deref(), &args.redis_prefix)
+                .map_err(|e| anyhow::anyhow!("SWITCHBOARD_REDIS_URL: {e}"))?;
             let mut worker = switchboard_worker::Worker::new(store.clone(), fetcher.clone()).with_wakeups(wakeups);
             // Rediscovery may register OAuth clients: their redirect URI is under the public URL,
             // which a worker must not guess.

@@ -52,11 +52,9 @@ impl AppState {
         let discoverer = Arc::new(Discoverer::new(fetcher));
         let servers = Arc::new(ServerSetup::new(store.clone(), discoverer.clone(), &settings.public_url));
         let consent = Arc::new(Consent::new(store.clone(), discoverer, servers.redirect_uri()));
-        let wakeups = match &settings.redis_url {
-            Some(url) => switchboard_worker::wake::Wakeups::with_redis(url, &settings.redis_prefix)
-                .map_err(|e| anyhow::anyhow!("SWITCHBOARD_REDIS_URL: {e}"))?,
-            None => switchboard_worker::wake::Wakeups::in_process(),
-        };
+        let wakeups =
+            switchboard_worker::wake::Wakeups::configured(settings.redis_url.as_deref(), &settings.redis_prefix)
+                .map_err(|e| anyhow::anyhow!("SWITCHBOARD_REDIS_URL: {e}"))?;
         Ok(Self {
             store,
             settings: Arc::new(settings),

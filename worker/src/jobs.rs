@@ -61,6 +61,12 @@ impl JobRunner {
         self
     }
 
+    /// Whether this runner can run rediscovery jobs (and so its worker queues them).
+    #[must_use]
+    pub fn rediscovers(&self) -> bool {
+        self.servers.is_some()
+    }
+
     /// The same runner with another lease length.
     #[must_use]
     pub fn with_lease(mut self, lease: Duration) -> Self {

@@ -27,8 +27,6 @@ pub struct Worker {
     store: Store,
     refresher: refresh::Refresher,
     jobs: jobs::JobRunner,
-    /// Whether it queues the daily rediscoveries (it can run them).
-    rediscovers: bool,
     /// What wakes it before its next poll.
     wakeups: wake::Wakeups,
     /// How often it looks for due work.
@@ -62,7 +60,6 @@ impl Worker {
             refresher: refresh::Refresher::new(store.clone(), fetcher.clone(), owner.clone()).with_lease(lease),
             jobs: jobs::JobRunner::new(store.clone(), fetcher, owner).with_lease(lease),
             store,
-            rediscovers: false,
             wakeups: wake::Wakeups::in_process(),
             // Tests lengthen it to show that wake-ups, not polling, started the work.
             interval: std::env::var("SWITCHBOARD_WORKER_POLL_MS")
@@ -90,7 +87,6 @@ impl Worker {
         policy: switchboard_domain::validate::Policy,
     ) -> Self {
         self.jobs = self.jobs.with_servers(servers, policy);
-        self.rediscovers = true;
         self
     }
 
@@ -112,10 +108,10 @@ impl Worker {
             Ok((flows, grants)) => tracing::info!(flows, grants, "expired consent flows swept"),
             Err(e) => tracing::warn!(error = %e, "sweeping expired consent flows failed"),
         }
-        if let Err(e) = self.store.purge_done_jobs(now - chrono::TimeDelta::days(7)).await {
+        if let Err(e) = self.store.purge_done_jobs(now, now - chrono::TimeDelta::days(7)).await {
             tracing::warn!(error = %e, "purging finished jobs failed");
         }
-        if self.rediscovers {
+        if self.jobs.rediscovers() {
             match self.store.enqueue_due_rediscoveries(now, 100).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(servers = n, "rediscoveries queued"),

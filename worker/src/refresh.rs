@@ -206,7 +206,7 @@ impl Refresher {
         };
         let _one = gate.lock().await;
         let deadline = tokio::time::Instant::now() + self.lease;
-        let mut clock = None;
+        let mut clock: Option<Reading> = None;
         loop {
             let row = store.refresh_row(id).await?;
             let expires_at = row.tokens.as_ref().map(|t| t.expires_at);
@@ -216,7 +216,7 @@ impl Refresher {
                 expires_at.flatten().is_some_and(|e| e <= switchboard_domain::clock::now() + within + NEAR_EXPIRY);
             let now = match (near, clock) {
                 (false, _) => switchboard_domain::clock::now(),
-                (true, Some(c)) => Reading::now(&c),
+                (true, Some(c)) => c.now(),
                 (true, None) => {
                     let c = self.store.database_now().await?;
                     clock = Some(c);

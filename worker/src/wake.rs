@@ -55,6 +55,15 @@ impl Wakeups {
         Self { local: Arc::default(), redis: None }
     }
 
+    /// Wake-ups through Redis when a URL is configured (an empty one counts as none), within
+    /// this process otherwise.
+    pub fn configured(redis_url: Option<&str>, prefix: &str) -> Result<Self, String> {
+        match redis_url.filter(|u| !u.is_empty()) {
+            Some(url) => Self::with_redis(url, prefix),
+            None => Ok(Self::in_process()),
+        }
+    }
+
     /// Wake-ups within this process and, through Redis at `url`, to every worker sharing
     /// `prefix`. Nothing connects until the first use.
     pub fn with_redis(url: &str, prefix: &str) -> Result<Self, String> {

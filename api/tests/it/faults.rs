@@ -433,15 +433,18 @@ async fn finished_jobs_are_purged_dead_ones_kept() {
     assert_eq!(
         ok.app
             .store()
-            .purge_done_jobs(switchboard_domain::clock::now() - chrono::TimeDelta::days(7))
+            .purge_done_jobs(
+                switchboard_domain::clock::now(),
+                switchboard_domain::clock::now() - chrono::TimeDelta::days(7)
+            )
             .await
             .expect("purge"),
         0
     );
     // As of a week later: the done one goes, the dead one stays.
     let later = switchboard_domain::clock::now() + chrono::TimeDelta::seconds(1);
-    assert_eq!(ok.app.store().purge_done_jobs(later).await.expect("purge"), 1);
-    assert_eq!(refused.app.store().purge_done_jobs(later).await.expect("purge"), 0);
+    assert_eq!(ok.app.store().purge_done_jobs(switchboard_domain::clock::now(), later).await.expect("purge"), 1);
+    assert_eq!(refused.app.store().purge_done_jobs(switchboard_domain::clock::now(), later).await.expect("purge"), 0);
     assert!(status(&ok).await.is_empty());
     assert_eq!(status(&refused).await, ["dead"]);
 }

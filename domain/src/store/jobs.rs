@@ -253,10 +253,9 @@ impl TenantStore<'_> {
 
 impl Store {
     /// Deletes jobs that finished (`done`) before `before`; dead jobs stay for operators. Also
-    /// buries jobs whose worker died during their last attempt (lease lapsed, no attempt left),
-    /// which no claim will take again.
-    pub async fn purge_done_jobs(&self, before: DateTime<Utc>) -> Result<u64, DomainError> {
-        let now = crate::clock::now();
+    /// buries jobs whose worker died during their last attempt (lease lapsed as of `now`, the
+    /// database time leases are measured on; no attempt left), which no claim will take again.
+    pub async fn purge_done_jobs(&self, now: DateTime<Utc>, before: DateTime<Utc>) -> Result<u64, DomainError> {
         jobs::Entity::update_many()
             .col_expr(jobs::Column::Status, Expr::value("dead"))
             .col_expr(jobs::Column::Payload, Expr::value("{}"))

@@ -17,6 +17,7 @@ mod mcp_servers;
 mod oauth_clients;
 mod rediscovery;
 mod refresh;
+mod revocation;
 mod settings;
 mod tenants;
 mod tickets;
@@ -27,12 +28,13 @@ use std::time::Duration;
 use sea_orm::sqlx::sqlite as sqlx_sqlite;
 use sea_orm::{ConnectOptions, ConnectionTrait as _, Database, DatabaseConnection, DbErr, SqlErr, Statement};
 
-pub use connections::{ConnectionFilter, REVOKE_TOKENS};
+pub use connections::ConnectionFilter;
 pub use erasure::{PURGE_TENANT, PurgeStep, TenantDeletion, UserDeletion};
 pub use idempotency::{Begin, IdempotencyKey};
 pub use jobs::{Job, JobEnd, JobSummary};
 pub use rediscovery::{REDISCOVER_EVERY, REDISCOVER_SERVER};
 pub use refresh::{DueRefresh, ImportedGrant, RefreshFailure, RefreshRow};
+pub use revocation::REVOKE_TOKENS;
 pub use webhooks::{DELIVER_EVENT, StoredEvent, Webhook};
 
 use crate::crypto::Envelope;
