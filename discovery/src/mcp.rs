@@ -246,79 +246,50 @@ pub async fn verify(
     v
 }
 
-/// A client-credentials token request (RFC 6749 §4.4) with the `resource` (RFC 8707). Returns the
-/// access token; errors are reduced to the RFC 6749 error code.
+/// A client-credentials token, with its lifetime when the server said and the client
+/// authentication method that obtained it.
+#[derive(Clone)]
+pub struct ClientCredentialsToken {
+    pub access_token: String,
+    pub expires_in: Option<u64>,
+    pub method: crate::oauth::AuthMethod,
+}
+
+/// A client-credentials token request (RFC 6749 §4.4) with the `resource` (RFC 8707), trying the
+/// provider's other client authentication method once when the first is refused
+/// (`invalid_client`). Errors are reduced to the RFC 6749 error code.
 pub async fn client_credentials_token(
     fetcher: &Fetcher,
     token_url: &Url,
-    client_id: &str,
-    client_secret: &str,
+    auth: &crate::oauth::ClientAuth<'_>,
+    advertised: &[String],
     scopes: &[String],
     resource: Option<&str>,
     steps: &mut Vec<Step>,
-) -> Result<String, String> {
-    client_credentials(fetcher, token_url, client_id, client_secret, scopes, resource, steps).await.map(|(t, _)| t)
+) -> Result<ClientCredentialsToken, String> {
+    let out = crate::oauth::client_credentials(fetcher, token_url, auth, advertised, scopes, resource, steps).await;
+    if let Some(step) = steps.last_mut() {
+        step.learned = match &out {
+            Ok(t) => format!("verification: client credentials accepted ({})", t.client_auth.as_str()),
+            Err(e) => format!("verification: {}", cc_message(e)),
+        };
+    }
+    out.map(|t| ClientCredentialsToken {
+        access_token: t.access_token,
+        expires_in: t.expires_in,
+        method: t.client_auth,
+    })
+    .map_err(|e| cc_message(&e))
 }
 
-/// [`client_credentials_token`] with the token's lifetime in seconds, when the server said.
-pub async fn client_credentials(
-    fetcher: &Fetcher,
-    token_url: &Url,
-    client_id: &str,
-    client_secret: &str,
-    scopes: &[String],
-    resource: Option<&str>,
-    steps: &mut Vec<Step>,
-) -> Result<(String, Option<u64>), String> {
-    let scope = scopes.join(" ");
-    let mut pairs = vec![("grant_type", "client_credentials")];
-    if !scope.is_empty() {
-        pairs.push(("scope", &scope));
-    }
-    if let Some(r) = resource {
-        pairs.push(("resource", r));
-    }
-    let auth = crate::oauth::ClientAuth::Basic { client_id, secret: client_secret };
-    let (body, h) = crate::oauth::with_client_auth(&pairs, &auth);
-    let start = Instant::now();
-    let res = fetcher.post(token_url, h, body.into_bytes()).await;
-    let mut step = Step {
-        method: "POST".into(),
-        url: token_url.to_string(),
-        status: None,
-        ms: ms_since(start),
-        error: None,
-        learned: String::new(),
-    };
-    let out = match res {
-        Ok(f) => {
-            step.status = Some(f.status.as_u16());
-            let json: Value = serde_json::from_slice(&f.body).unwrap_or_default();
-            match json.get("access_token").and_then(Value::as_str) {
-                Some(t) if f.status.is_success() && !t.is_empty() => {
-                    Ok((t.to_owned(), json.get("expires_in").and_then(Value::as_u64)))
-                }
-                _ => {
-                    let code = json
-                        .get("error")
-                        .and_then(Value::as_str)
-                        .filter(|c| c.len() < 64 && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
-                    Err(format!(
-                        "the token endpoint refused the client credentials ({})",
-                        code.unwrap_or("no error code")
-                    ))
-                }
-            }
+fn cc_message(e: &crate::oauth::TokenError) -> String {
+    match e {
+        crate::oauth::TokenError::InvalidGrant => {
+            "the token endpoint refused the client credentials (invalid_grant)".into()
         }
-        Err(e) => {
-            step.error = Some(e.to_string());
-            Err(format!("the token endpoint could not be reached ({e})"))
+        crate::oauth::TokenError::Refused(code) => {
+            format!("the token endpoint refused the client credentials ({code})")
         }
-    };
-    step.learned = match &out {
-        Ok(_) => "verification: client credentials accepted".into(),
-        Err(e) => format!("verification: {e}"),
-    };
-    steps.push(step);
-    out
+        crate::oauth::TokenError::Transient { message, .. } => message.clone(),
+    }
 }

@@ -80,6 +80,68 @@ pub fn authorize_url(r: &AuthorizeRequest<'_>) -> Url {
     url
 }
 
+/// A client authentication method at the token and revocation endpoints, by its RFC 7591 name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    /// A public client: `client_id` only.
+    None,
+}
+
+impl AuthMethod {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::None => "none",
+        }
+    }
+
+    /// The method named `name`, if Switchboard can use it.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "client_secret_basic" => Some(Self::ClientSecretBasic),
+            "client_secret_post" => Some(Self::ClientSecretPost),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+
+    /// The method a client uses: `stored` (what a registration answered, or what worked last
+    /// time) when it fits the client, else the first secret method the provider advertises —
+    /// `client_secret_basic`, RFC 8414's default, when it advertises none of them. A client
+    /// without a secret can only be public.
+    #[must_use]
+    pub fn choose(stored: Option<&str>, has_secret: bool, advertised: &[String]) -> Self {
+        if !has_secret {
+            return Self::None;
+        }
+        match stored.and_then(Self::parse) {
+            Some(m @ (Self::ClientSecretBasic | Self::ClientSecretPost)) => m,
+            _ if advertised.iter().any(|m| m == "client_secret_basic") => Self::ClientSecretBasic,
+            _ if advertised.iter().any(|m| m == "client_secret_post") => Self::ClientSecretPost,
+            _ => Self::ClientSecretBasic,
+        }
+    }
+
+    /// The method worth one more try after the endpoint refused the client with `self`
+    /// (`invalid_client`): the other way of sending the secret, when the provider advertises it
+    /// — or advertises nothing, since one more request costs nothing then. A public client has
+    /// nothing else to try.
+    #[must_use]
+    pub fn fallback(self, advertised: &[String]) -> Option<Self> {
+        let other = match self {
+            Self::ClientSecretBasic => Self::ClientSecretPost,
+            Self::ClientSecretPost => Self::ClientSecretBasic,
+            Self::None => return None,
+        };
+        (advertised.is_empty() || advertised.iter().any(|m| m == other.as_str())).then_some(other)
+    }
+}
+
 /// How the client authenticates at the token endpoint.
 #[derive(Clone, Debug)]
 pub enum ClientAuth<'a> {
@@ -87,6 +149,8 @@ pub enum ClientAuth<'a> {
     None {
         client_id: &'a str,
     },
+    /// HTTP Basic, with `client_id` repeated in the body (RFC 6749 §2.3.1 allows it, and servers
+    /// built on the MCP Python SDK require it).
     Basic {
         client_id: &'a str,
         secret: &'a str,
@@ -97,6 +161,38 @@ pub enum ClientAuth<'a> {
     },
 }
 
+impl<'a> ClientAuth<'a> {
+    /// The authentication for `method`; a secret method without a secret falls back to `none`.
+    #[must_use]
+    pub fn new(client_id: &'a str, secret: Option<&'a str>, method: AuthMethod) -> Self {
+        match (method, secret) {
+            (AuthMethod::ClientSecretBasic, Some(secret)) => Self::Basic { client_id, secret },
+            (AuthMethod::ClientSecretPost, Some(secret)) => Self::Post { client_id, secret },
+            _ => Self::None { client_id },
+        }
+    }
+
+    #[must_use]
+    pub fn method(&self) -> AuthMethod {
+        match self {
+            Self::None { .. } => AuthMethod::None,
+            Self::Basic { .. } => AuthMethod::ClientSecretBasic,
+            Self::Post { .. } => AuthMethod::ClientSecretPost,
+        }
+    }
+
+    /// The same client, authenticating with `method`.
+    #[must_use]
+    pub fn with_method(&self, method: AuthMethod) -> Self {
+        match self {
+            Self::None { client_id } => Self::None { client_id },
+            Self::Basic { client_id, secret } | Self::Post { client_id, secret } => {
+                Self::new(client_id, Some(secret), method)
+            }
+        }
+    }
+}
+
 /// A validated token response. `Debug` redacts the tokens.
 #[derive(Clone)]
 pub struct Tokens {
@@ -105,6 +201,9 @@ pub struct Tokens {
     pub token_type: String,
     pub expires_in: Option<u64>,
     pub scope: Option<String>,
+    /// The client authentication method the endpoint accepted: the one asked for, or the other
+    /// one after the first was refused (callers keep it for next time).
+    pub client_auth: AuthMethod,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -113,6 +212,7 @@ impl std::fmt::Debug for Tokens {
             .field("token_type", &self.token_type)
             .field("expires_in", &self.expires_in)
             .field("scope", &self.scope)
+            .field("client_auth", &self.client_auth)
             .finish_non_exhaustive()
     }
 }
@@ -122,59 +222,40 @@ impl std::fmt::Debug for Tokens {
 pub struct CodeExchange<'a> {
     pub token_url: &'a Url,
     pub auth: ClientAuth<'a>,
+    /// The provider's `token_endpoint_auth_methods_supported`: where to look for another method
+    /// when the first is refused.
+    pub advertised: &'a [String],
     pub code: &'a str,
     pub verifier: &'a str,
     pub redirect_uri: &'a str,
     pub resource: &'a str,
 }
 
-/// Exchanges an authorization code. Errors are reduced to words safe to show (the RFC 6749
-/// error code, never the body).
-pub async fn exchange_code(fetcher: &Fetcher, x: &CodeExchange<'_>, steps: &mut Vec<Step>) -> Result<Tokens, String> {
-    let (token_url, auth, code, verifier, redirect_uri, resource) =
-        (x.token_url, &x.auth, x.code, x.verifier, x.redirect_uri, x.resource);
+/// Exchanges an authorization code at the recorded token endpoint. Errors carry the RFC 6749
+/// error code, never the body; [`TokenError::exchange_message`] words them for a person.
+pub async fn exchange_code(
+    fetcher: &Fetcher,
+    x: &CodeExchange<'_>,
+    steps: &mut Vec<Step>,
+) -> Result<Tokens, TokenError> {
     let pairs = [
         ("grant_type", "authorization_code"),
-        ("code", code),
-        ("redirect_uri", redirect_uri),
-        ("code_verifier", verifier),
-        ("resource", resource),
+        ("code", x.code),
+        ("redirect_uri", x.redirect_uri),
+        ("code_verifier", x.verifier),
+        ("resource", x.resource),
     ];
-    let (body, h) = with_client_auth(&pairs, auth);
-    let start = Instant::now();
-    let res = fetcher.post(token_url, h, body.into_bytes()).await;
-    let mut step = Step {
-        method: "POST".into(),
-        url: token_url.to_string(),
-        status: None,
-        ms: ms_since(start),
-        error: None,
-        learned: String::new(),
-    };
-    let out = match res {
-        Err(e) => {
-            step.error = Some(e.to_string());
-            Err(format!("the token endpoint could not be reached ({e})"))
-        }
-        Ok(f) => {
-            step.status = Some(f.status.as_u16());
-            let json: Value = serde_json::from_slice(&f.body).unwrap_or_default();
-            if f.status.is_success() {
-                validate(&json)
-            } else {
-                Err(format!("the token endpoint refused the code ({})", error_code(&json)))
-            }
-        }
-    };
-    step.learned = match &out {
-        Ok(t) => format!(
-            "code exchanged: {} token{}",
-            t.token_type,
-            if t.refresh_token.is_some() { " with a refresh token" } else { "" }
-        ),
-        Err(e) => e.clone(),
-    };
-    steps.push(step);
+    let out = token_request(fetcher, x.token_url, &pairs, &x.auth, x.advertised, steps).await;
+    if let Some(step) = steps.last_mut() {
+        step.learned = match &out {
+            Ok(t) => format!(
+                "code exchanged: {} token{}",
+                t.token_type,
+                if t.refresh_token.is_some() { " with a refresh token" } else { "" }
+            ),
+            Err(e) => e.exchange_message(),
+        };
+    }
     out
 }
 
@@ -196,21 +277,51 @@ pub enum TokenError {
     Transient { message: String, retry_after: Option<u64> },
 }
 
-/// A refresh (RFC 6749 §6) at the grant's pinned token endpoint, with the grant's `resource`
-/// (RFC 8707) and without following redirects. Never logs or returns a token in an error.
-pub async fn refresh(
+impl TokenError {
+    /// The error as the outcome of an authorization-code exchange.
+    #[must_use]
+    pub fn exchange_message(&self) -> String {
+        match self {
+            Self::InvalidGrant => "the token endpoint refused the code (invalid_grant)".into(),
+            Self::Refused(code) => format!("the token endpoint refused the code ({code})"),
+            Self::Transient { message, .. } => message.clone(),
+        }
+    }
+}
+
+/// A token-endpoint request with `auth`, and once more with the provider's other advertised
+/// method when it refuses the client (`invalid_client`) — servers disagree on Basic vs. the
+/// body, and their metadata does not always say which they mean.
+async fn token_request(
     fetcher: &Fetcher,
     token_url: &Url,
+    pairs: &[(&str, &str)],
     auth: &ClientAuth<'_>,
-    refresh_token: &str,
-    resource: Option<&str>,
+    advertised: &[String],
     steps: &mut Vec<Step>,
 ) -> Result<Tokens, TokenError> {
-    let mut pairs = vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
-    if let Some(r) = resource {
-        pairs.push(("resource", r));
+    let first = token_request_once(fetcher, token_url, pairs, auth, steps).await;
+    match (&first, auth.method().fallback(advertised)) {
+        (Err(TokenError::Refused(code)), Some(other)) if code == "invalid_client" => {
+            match token_request_once(fetcher, token_url, pairs, &auth.with_method(other), steps).await {
+                Err(TokenError::Refused(code)) if code == "invalid_client" => first,
+                again => again,
+            }
+        }
+        _ => first,
     }
-    let (body, h) = with_client_auth(&pairs, auth);
+}
+
+/// One token-endpoint request (no redirects followed), its answer validated and classified, its
+/// step recorded. Never puts a token in an error.
+async fn token_request_once(
+    fetcher: &Fetcher,
+    token_url: &Url,
+    pairs: &[(&str, &str)],
+    auth: &ClientAuth<'_>,
+    steps: &mut Vec<Step>,
+) -> Result<Tokens, TokenError> {
+    let (body, h) = with_client_auth(pairs, auth);
     let start = Instant::now();
     let res = fetcher.post(token_url, h, body.into_bytes()).await;
     let mut step = Step {
@@ -233,44 +344,111 @@ pub async fn refresh(
             step.status = Some(f.status.as_u16());
             let json: Value = serde_json::from_slice(&f.body).unwrap_or_default();
             let status = f.status.as_u16();
-            let retry_after = f.retry_after();
             match status {
-                200..=299 => validate(&json).map_err(|message| TokenError::Transient { message, retry_after: None }),
+                200..=299 => validate(&json)
+                    .map(|t| Tokens { client_auth: auth.method(), ..t })
+                    .map_err(|message| TokenError::Transient { message, retry_after: None }),
                 400 | 401 => match error_code(&json) {
                     "invalid_grant" => Err(TokenError::InvalidGrant),
                     code => Err(TokenError::Refused(code.to_owned())),
                 },
                 _ => Err(TokenError::Transient {
                     message: format!("the token endpoint answered {status} ({})", error_code(&json)),
-                    retry_after,
+                    retry_after: f.retry_after(),
                 }),
             }
         }
     };
     step.learned = match &out {
-        Ok(t) => format!(
-            "refreshed: {} token{}",
-            t.token_type,
-            if t.refresh_token.is_some() { ", rotated refresh token" } else { "" }
-        ),
+        Ok(_) => "tokens issued".into(),
         Err(e) => e.to_string(),
     };
     steps.push(step);
     out
 }
 
+/// A refresh (RFC 6749 §6) at the grant's pinned token endpoint, with the grant's `resource`
+/// (RFC 8707) and without following redirects. Never logs or returns a token in an error.
+pub async fn refresh(
+    fetcher: &Fetcher,
+    token_url: &Url,
+    auth: &ClientAuth<'_>,
+    advertised: &[String],
+    refresh_token: &str,
+    resource: Option<&str>,
+    steps: &mut Vec<Step>,
+) -> Result<Tokens, TokenError> {
+    let mut pairs = vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
+    if let Some(r) = resource {
+        pairs.push(("resource", r));
+    }
+    let out = token_request(fetcher, token_url, &pairs, auth, advertised, steps).await;
+    if let (Ok(t), Some(step)) = (&out, steps.last_mut()) {
+        step.learned = format!(
+            "refreshed: {} token{}",
+            t.token_type,
+            if t.refresh_token.is_some() { ", rotated refresh token" } else { "" }
+        );
+    }
+    out
+}
+
+/// A client-credentials grant (RFC 6749 §4.4) with the configured scopes and `resource`.
+pub async fn client_credentials(
+    fetcher: &Fetcher,
+    token_url: &Url,
+    auth: &ClientAuth<'_>,
+    advertised: &[String],
+    scopes: &[String],
+    resource: Option<&str>,
+    steps: &mut Vec<Step>,
+) -> Result<Tokens, TokenError> {
+    let scope = scopes.join(" ");
+    let mut pairs = vec![("grant_type", "client_credentials")];
+    if !scope.is_empty() {
+        pairs.push(("scope", &scope));
+    }
+    if let Some(r) = resource {
+        pairs.push(("resource", r));
+    }
+    token_request(fetcher, token_url, &pairs, auth, advertised, steps).await
+}
+
 /// RFC 7009 revocation of one token at the grant's revocation endpoint (no redirects followed).
-/// 200 is success whether or not the server knew the token; `unsupported_token_type` is reported
-/// as [`TokenError::Refused`] so the caller can move on; 503, other 5xx, 429 and network errors are
-/// transient (with `Retry-After`).
+/// 200 is success whether or not the server knew the token, and answers the client
+/// authentication method that was accepted (the provider's other advertised one is tried once
+/// after `invalid_client`); `unsupported_token_type` is reported as [`TokenError::Refused`] so the
+/// caller can move on; 503, other 5xx, 429 and network errors are transient (with `Retry-After`).
 pub async fn revoke(
+    fetcher: &Fetcher,
+    revocation_url: &Url,
+    auth: &ClientAuth<'_>,
+    advertised: &[String],
+    token: &str,
+    token_type_hint: &str,
+    steps: &mut Vec<Step>,
+) -> Result<AuthMethod, TokenError> {
+    let first = revoke_once(fetcher, revocation_url, auth, token, token_type_hint, steps).await;
+    match (&first, auth.method().fallback(advertised)) {
+        (Err(TokenError::Refused(code)), Some(other)) if code == "invalid_client" => {
+            let other_auth = auth.with_method(other);
+            match revoke_once(fetcher, revocation_url, &other_auth, token, token_type_hint, steps).await {
+                Err(TokenError::Refused(code)) if code == "invalid_client" => first,
+                again => again,
+            }
+        }
+        _ => first,
+    }
+}
+
+async fn revoke_once(
     fetcher: &Fetcher,
     revocation_url: &Url,
     auth: &ClientAuth<'_>,
     token: &str,
     token_type_hint: &str,
     steps: &mut Vec<Step>,
-) -> Result<(), TokenError> {
+) -> Result<AuthMethod, TokenError> {
     let (body, h) = with_client_auth(&[("token", token), ("token_type_hint", token_type_hint)], auth);
     let start = Instant::now();
     let res = fetcher.post(revocation_url, h, body.into_bytes()).await;
@@ -295,7 +473,7 @@ pub async fn revoke(
             let retry_after = f.retry_after();
             let json: Value = serde_json::from_slice(&f.body).unwrap_or_default();
             match f.status.as_u16() {
-                200..=299 => Ok(()),
+                200..=299 => Ok(auth.method()),
                 400..=428 | 430..=499 => Err(TokenError::Refused(error_code(&json).to_owned())),
                 s => {
                     Err(TokenError::Transient { message: format!("the revocation endpoint answered {s}"), retry_after })
@@ -304,7 +482,7 @@ pub async fn revoke(
         }
     };
     step.learned = match &out {
-        Ok(()) => format!("{token_type_hint} revoked"),
+        Ok(_) => format!("{token_type_hint} revoked"),
         Err(e) => e.to_string(),
     };
     steps.push(step);
@@ -325,6 +503,9 @@ pub(crate) fn with_client_auth(pairs: &[(&str, &str)], auth: &ClientAuth<'_>) ->
             form.append_pair("client_id", client_id).append_pair("client_secret", secret);
         }
         ClientAuth::Basic { client_id, secret } => {
+            // Liberal in what we send: `client_id` in the body as well as in the header, which
+            // RFC 6749 §2.3.1 allows and some servers require (the MCP Python SDK's).
+            form.append_pair("client_id", client_id);
             // RFC 6749 §2.3.1: id and secret are form-urlencoded before base64.
             let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
             let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(client_id), enc(secret)));
@@ -370,6 +551,7 @@ fn validate(json: &Value) -> Result<Tokens, String> {
         token_type: "Bearer".into(),
         expires_in,
         scope: text("scope"),
+        client_auth: AuthMethod::None,
     })
 }
 
@@ -426,6 +608,35 @@ mod tests {
             ("scope", "read write"),
         ] {
             assert_eq!(q.get(k).map(String::as_str), Some(v), "{k}");
+        }
+    }
+
+    #[test]
+    fn basic_also_sends_the_client_id_in_the_body() {
+        let (body, h) =
+            with_client_auth(&[("grant_type", "refresh_token")], &ClientAuth::Basic { client_id: "a b", secret: "s" });
+        assert_eq!(body, "grant_type=refresh_token&client_id=a+b");
+        assert!(h.get("authorization").is_some_and(|v| v.is_sensitive()));
+        let (body, h) = with_client_auth(&[], &ClientAuth::Post { client_id: "a", secret: "s" });
+        assert_eq!(body, "client_id=a&client_secret=s");
+        assert!(h.get("authorization").is_none());
+    }
+
+    #[test]
+    fn methods_are_chosen_from_the_registration_then_the_metadata() {
+        let list = |m: &[&str]| m.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        use AuthMethod::{ClientSecretBasic as Basic, ClientSecretPost as Post};
+        assert_eq!(AuthMethod::choose(None, false, &list(&["client_secret_basic"])), AuthMethod::None);
+        assert_eq!(AuthMethod::choose(None, true, &[]), Basic, "RFC 8414's default");
+        assert_eq!(AuthMethod::choose(None, true, &list(&["none", "client_secret_post"])), Post);
+        assert_eq!(AuthMethod::choose(Some("client_secret_post"), true, &list(&["client_secret_basic"])), Post);
+        assert_eq!(AuthMethod::choose(Some("private_key_jwt"), true, &list(&["client_secret_basic"])), Basic);
+        assert_eq!(Basic.fallback(&list(&["client_secret_basic", "client_secret_post"])), Some(Post));
+        assert_eq!(Post.fallback(&[]), Some(Basic), "nothing advertised: one more try is cheap");
+        assert_eq!(Basic.fallback(&list(&["client_secret_basic"])), None);
+        assert_eq!(AuthMethod::None.fallback(&[]), None);
+        for m in [Basic, Post, AuthMethod::None] {
+            assert_eq!(AuthMethod::parse(m.as_str()), Some(m));
         }
     }
 

@@ -40,6 +40,12 @@ pub struct DiscoveryResult {
     /// `challenge` (the 401's `scope`), `resource_metadata` (PRM `scopes_supported`) or `none`.
     pub scopes_source: String,
     pub token_endpoint_auth_methods_supported: Vec<String>,
+    /// How Switchboard authenticates its client at the token and revocation endpoints
+    /// (`client_secret_basic`, `client_secret_post` or `none`): what the registration answered,
+    /// else the first the provider advertises — and, after the provider refused one method
+    /// (`invalid_client`) and accepted another, the one that worked.
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<String>,
     pub grant_types_supported: Vec<String>,
     pub code_challenge_methods_supported: Vec<String>,
     pub client_id_metadata_document_supported: bool,

@@ -272,22 +272,34 @@ impl Consent {
             outcome.message = "This server no longer exists.".into();
             return outcome;
         };
-        let creds = crate::refresh::ClientCredentials::of(&store, &server).await;
-        let auth = creds.auth();
+        let creds = match crate::refresh::ClientCredentials::of(&store, &server).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the server's client credentials failed");
+                outcome.message =
+                    "Something went wrong on our side while completing the sign-in. Start again from the app.".into();
+                return outcome;
+            }
+        };
         let Ok(token_url) = Url::parse(&flow.token_endpoint) else {
             outcome.message = "The provider's token endpoint is not valid.".into();
             return outcome;
         };
         let exchange = CodeExchange {
             token_url: &token_url,
-            auth,
+            auth: creds.auth(),
+            advertised: creds.advertised(),
             code,
             verifier: flow.verifier.expose(),
             redirect_uri: &flow.redirect_uri,
             resource: &flow.resource,
         };
         let mut steps = Vec::new();
-        match oauth::exchange_code(self.discoverer.fetcher(), &exchange, &mut steps).await {
+        let answer = oauth::exchange_code(self.discoverer.fetcher(), &exchange, &mut steps).await;
+        if let Ok(tokens) = &answer {
+            creds.keep(&store, tokens.client_auth).await;
+        }
+        match answer {
             Ok(tokens) => {
                 // Expiry and the first refresh are measured on the database's clock, like every
                 // later one (the process clock when the database cannot say).
@@ -335,6 +347,7 @@ impl Consent {
                 }
             }
             Err(e) => {
+                let e = e.exchange_message();
                 let _ = store
                     .set_status(
                         &flow.key,
@@ -406,6 +419,7 @@ impl Consent {
             AuthType::Token => store.mcp_server_secrets(server.id).await?.auth_token.map(|t| t.expose().to_owned()),
             AuthType::OauthClientCredentials => {
                 let secrets = store.mcp_server_secrets(server.id).await?;
+                let creds = crate::refresh::ClientCredentials::of(&store, &server).await?;
                 let auth = &server.config.auth;
                 let (Some(token_url), Some(id), Some(secret)) = (
                     auth.token_url.as_deref().and_then(|u| Url::parse(u).ok()),
@@ -437,25 +451,29 @@ impl Consent {
                 });
                 match cached {
                     Some(t) => Some(t),
-                    None => match switchboard_discovery::mcp::client_credentials(
+                    None => match switchboard_discovery::mcp::client_credentials_token(
                         fetcher,
                         &token_url,
-                        id,
-                        secret.expose(),
+                        &creds.auth(),
+                        creds.advertised(),
                         &scopes,
                         auth.resource.as_deref(),
                         &mut steps,
                     )
                     .await
                     {
-                        Ok((t, expires_in)) => {
+                        Ok(token) => {
+                            creds.keep(&store, token.method).await;
+                            let (t, expires_in) = (token.access_token, token.expires_in);
                             let life = expires_in.map_or(CC_DEFAULT_LIFE, std::time::Duration::from_secs);
                             let keep = life.saturating_sub(CC_MARGIN).min(life / 2);
                             if let Ok(mut m) = self.cc_tokens.lock() {
                                 if m.len() > 10_000 {
                                     m.clear();
                                 }
-                                m.insert(cache_key, (Secret::new(t.clone()), std::time::Instant::now() + keep));
+                                let until =
+                                    std::time::Instant::now().checked_add(keep).unwrap_or_else(std::time::Instant::now);
+                                m.insert(cache_key, (Secret::new(t.clone()), until));
                             }
                             Some(t)
                         }

@@ -151,17 +151,26 @@ impl JobRunner {
                 Some(sealed) => Some(store.open_job_secret(job.id, &sealed)?),
                 None => None,
             };
+            // Jobs queued before the method was snapshotted by name carry `client_auth`.
+            let stored = p["token_endpoint_auth_method"].as_str().or(match p["client_auth"].as_str() {
+                Some("post") => Some("client_secret_post"),
+                Some(_) => Some("client_secret_basic"),
+                None => None,
+            });
+            let advertised =
+                serde_json::from_value(p["token_endpoint_auth_methods_supported"].clone()).unwrap_or_default();
             let creds = ClientCredentials::from_parts(
                 p["client_id"].as_str().unwrap_or_default().to_owned(),
                 secret,
-                p["client_auth"].as_str() != Some("post"),
+                stored,
+                advertised,
             );
             (p["revocation_url"].as_str().map(str::to_owned), creds)
         } else {
             let Ok(server) = store.get_mcp_server(key.mcp_server_id).await else {
                 return Ok(JobEnd::Dead { error: "the server was deleted before its tokens could be revoked".into() });
             };
-            (crate::consent::discovery_field(&server, "revocation_url"), ClientCredentials::of(&store, &server).await)
+            (crate::consent::discovery_field(&server, "revocation_url"), ClientCredentials::of(&store, &server).await?)
         };
         let Some(url) = url.and_then(|u| Url::parse(&u).ok()) else {
             // The provider offers no revocation: purging the tokens here is all there is to do.
@@ -171,8 +180,11 @@ impl JobRunner {
         let pending = [("refresh_token", tokens.refresh_token.as_ref()), ("access_token", Some(&tokens.access_token))];
         for (hint, token) in pending {
             let Some(token) = token else { continue };
-            match oauth::revoke(&self.fetcher, &url, &creds.auth(), token.expose(), hint, &mut steps).await {
-                Ok(()) => {}
+            let answer =
+                oauth::revoke(&self.fetcher, &url, &creds.auth(), creds.advertised(), token.expose(), hint, &mut steps)
+                    .await;
+            match answer {
+                Ok(_) => {}
                 // RFC 7009 §2.2.1: this provider cannot revoke this kind of token; move on.
                 Err(TokenError::Refused(code)) if code == "unsupported_token_type" => {}
                 Err(TokenError::Transient { message, retry_after }) => {

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use switchboard_discovery::Fetcher;
-use switchboard_discovery::oauth::{self, ClientAuth, TokenError};
+use switchboard_discovery::oauth::{self, AuthMethod, ClientAuth, TokenError};
 use switchboard_domain::clock::Reading;
 use switchboard_domain::connection::{ConnectionStatus, TokenSet, refresh_backoff};
 use switchboard_domain::crypto::Secret;
@@ -51,33 +51,63 @@ pub enum Outcome {
 /// Counts of a [`Refresher::tick`].
 pub type TickReport = HashMap<Outcome, usize>;
 
-/// The client's credentials at a token endpoint, chosen as the provider allows.
+/// The client's credentials at a token or revocation endpoint, and how it authenticates there:
+/// the method the registration answered (or that worked last time), else the one the provider
+/// advertises. One place decides this for the consent callback, refreshes, checks and revocations.
 pub(crate) struct ClientCredentials {
+    /// The server whose discovery result keeps a method that worked better (none for a
+    /// revocation job's snapshot).
+    server: Option<switchboard_domain::McpServerId>,
     id: String,
     secret: Option<Secret>,
-    basic: bool,
+    method: AuthMethod,
+    /// The provider's `token_endpoint_auth_methods_supported`.
+    advertised: Vec<String>,
 }
 
 impl ClientCredentials {
-    pub(crate) async fn of(store: &TenantStore<'_>, server: &McpServer) -> Self {
-        let secrets = store.mcp_server_secrets(server.id).await.unwrap_or_default();
-        let methods = crate::consent::discovery_list(server, "token_endpoint_auth_methods_supported");
-        Self {
+    /// The credentials of `server`'s client. A failure to read its secret is an error, not a
+    /// request sent without it (which the provider would refuse, and be blamed for).
+    pub(crate) async fn of(store: &TenantStore<'_>, server: &McpServer) -> Result<Self, DomainError> {
+        let secrets = store.mcp_server_secrets(server.id).await?;
+        let advertised = crate::consent::discovery_list(server, "token_endpoint_auth_methods_supported");
+        let stored = crate::consent::discovery_field(server, "token_endpoint_auth_method");
+        Ok(Self {
+            server: Some(server.id),
             id: server.config.auth.client_id.clone().unwrap_or_default(),
+            method: AuthMethod::choose(stored.as_deref(), secrets.client_secret.is_some(), &advertised),
             secret: secrets.client_secret,
-            basic: methods.is_empty() || methods.iter().any(|m| m == "client_secret_basic"),
-        }
+            advertised,
+        })
     }
 
-    pub(crate) fn from_parts(id: String, secret: Option<Secret>, basic: bool) -> Self {
-        Self { id, secret, basic }
+    pub(crate) fn from_parts(
+        id: String,
+        secret: Option<Secret>,
+        stored: Option<&str>,
+        advertised: Vec<String>,
+    ) -> Self {
+        let method = AuthMethod::choose(stored, secret.is_some(), &advertised);
+        Self { server: None, id, secret, method, advertised }
     }
 
     pub(crate) fn auth(&self) -> ClientAuth<'_> {
-        match &self.secret {
-            None => ClientAuth::None { client_id: &self.id },
-            Some(s) if self.basic => ClientAuth::Basic { client_id: &self.id, secret: s.expose() },
-            Some(s) => ClientAuth::Post { client_id: &self.id, secret: s.expose() },
+        ClientAuth::new(&self.id, self.secret.as_ref().map(Secret::expose), self.method)
+    }
+
+    pub(crate) fn advertised(&self) -> &[String] {
+        &self.advertised
+    }
+
+    /// After a request went through with `used` instead of the method these credentials chose
+    /// (the provider refused the first with `invalid_client`): keeps it on the server and its
+    /// client registration, so the next request does not fail first. Best effort.
+    pub(crate) async fn keep(&self, store: &TenantStore<'_>, used: AuthMethod) {
+        let Some(server) = self.server.filter(|_| used != self.method) else { return };
+        tracing::info!(mcp_server.id = %server, from = self.method.as_str(), to = used.as_str(),
+            "the token endpoint refused one client authentication method and accepted another; keeping it");
+        if let Err(e) = store.keep_token_endpoint_auth_method(server, &self.id, used.as_str()).await {
+            tracing::warn!(error = %e, "keeping the client authentication method that worked failed");
         }
     }
 }
@@ -281,11 +311,20 @@ impl Refresher {
             &self.fetcher,
             &token_url,
             &creds.auth(),
+            creds.advertised(),
             refresh_token.expose(),
             row.resource.as_deref(),
             &mut steps,
         )
         .await;
+        if let Ok(new) = &answer
+            && new.client_auth != creds.method
+        {
+            creds.keep(store, new.client_auth).await;
+            if let Ok(mut m) = self.clients.lock() {
+                m.remove(&row.key.mcp_server_id);
+            }
+        }
         match answer {
             Ok(new) => {
                 // The provider has rotated: from here until the write, a crash loses the new set.
@@ -358,7 +397,7 @@ impl Refresher {
         if let Some(c) = cached {
             return Ok(c);
         }
-        let creds = Arc::new(ClientCredentials::of(store, &store.get_mcp_server(server).await?).await);
+        let creds = Arc::new(ClientCredentials::of(store, &store.get_mcp_server(server).await?).await?);
         if let Ok(mut m) = self.clients.lock() {
             if m.len() > 10_000 {
                 m.clear();

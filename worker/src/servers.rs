@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use switchboard_discovery::mcp::{self, Verification};
+use switchboard_discovery::oauth::{AuthMethod, ClientAuth};
 use switchboard_discovery::register::{self, RegistrationRequest};
 use switchboard_discovery::{Discoverer, DiscoveryResult};
 use switchboard_domain::crypto::Secret;
@@ -173,6 +174,10 @@ impl ServerSetup {
                 self.verify(tenant, spec, previous, &endpoint, &mut result).await;
             }
         }
+        if oauth && result.token_endpoint_auth_method.is_none() {
+            let chosen = kept_auth_method(spec, previous, &result);
+            result.token_endpoint_auth_method = Some(chosen.as_str().into());
+        }
         spec.discovery_result = serde_json::to_value(&result).ok();
     }
 
@@ -207,18 +212,24 @@ impl ServerSetup {
                     return;
                 };
                 let scopes = auth.scopes.clone().unwrap_or_default();
+                let method = kept_auth_method(spec, previous, result);
+                let client = ClientAuth::new(id, Some(secret.expose()), method);
+                result.token_endpoint_auth_method = Some(method.as_str().into());
                 match mcp::client_credentials_token(
                     fetcher,
                     &token_url,
-                    id,
-                    secret.expose(),
+                    &client,
+                    &result.token_endpoint_auth_methods_supported,
                     &scopes,
                     auth.resource.as_deref(),
                     &mut result.steps,
                 )
                 .await
                 {
-                    Ok(token) => Some(token),
+                    Ok(token) => {
+                        result.token_endpoint_auth_method = Some(token.method.as_str().into());
+                        Some(token.access_token)
+                    }
                     Err(e) => {
                         result.warnings.push(format!("verification failed: {e}"));
                         result.verification = Some(Verification { error: Some(e), ..Verification::default() });
@@ -277,6 +288,12 @@ impl ServerSetup {
             result.hydrated_fields.push("client_secret".into());
         }
         result.client_registration = Some(client.registration.clone());
+        let method = AuthMethod::choose(
+            Some(&client.token_endpoint_auth_method),
+            client_type == ClientType::Confidential && client.client_secret.is_some(),
+            &result.token_endpoint_auth_methods_supported,
+        );
+        result.token_endpoint_auth_method = Some(method.as_str().into());
     }
 
     async fn register(
@@ -383,4 +400,15 @@ fn clear_hydrated(spec: &mut McpServerSpec, prev: &McpServer) {
             _ => {}
         }
     }
+}
+
+/// The client authentication method for a server whose client Switchboard did not register just
+/// now: the one its last discovery recorded while the client is the same (it may be one that
+/// worked after another was refused), else the first the provider advertises.
+fn kept_auth_method(spec: &McpServerSpec, previous: Option<&McpServer>, result: &DiscoveryResult) -> AuthMethod {
+    let kept = previous
+        .filter(|p| p.config.auth.client_id == spec.config.auth.client_id)
+        .and_then(|p| crate::consent::discovery_field(p, "token_endpoint_auth_method"));
+    let has_secret = spec.config.auth.kind != AuthType::OauthAuthorizationCodePublicPkce;
+    AuthMethod::choose(kept.as_deref(), has_secret, &result.token_endpoint_auth_methods_supported)
 }

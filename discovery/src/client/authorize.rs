@@ -11,7 +11,7 @@ use url::Url;
 use super::{Authorizer, Client, Grant, McpClient};
 use crate::http::{Fetcher, headers, ms_since};
 use crate::mcp;
-use crate::oauth::{self, AuthorizeRequest, ClientAuth, CodeExchange};
+use crate::oauth::{self, AuthMethod, AuthorizeRequest, ClientAuth, CodeExchange};
 use crate::register::{self, RegistrationRequest};
 use crate::result::{DiscoveryResult, Step};
 
@@ -135,16 +135,22 @@ impl McpClient {
                 _ => self.pre_registered_issuer = Some(issuer),
             }
             let secret = pre.client_secret.ok_or("client credentials need --client-secret")?;
+            let auth = ClientAuth::new(
+                &pre.client_id,
+                Some(&secret),
+                AuthMethod::choose(None, true, &r.token_endpoint_auth_methods_supported),
+            );
             let token = mcp::client_credentials_token(
                 &self.fetcher,
                 &token_url,
-                &pre.client_id,
-                &secret,
+                &auth,
+                &r.token_endpoint_auth_methods_supported,
                 &scopes,
                 Some(&resource),
                 &mut self.report.steps,
             )
-            .await?;
+            .await?
+            .access_token;
             self.report.authorizations += 1;
             (self.progress)("client credentials: token obtained");
             self.token = Some(token);
@@ -219,28 +225,28 @@ impl McpClient {
             return Err(format!("the authorization server refused: {code}"));
         }
         let code = params.get("code").filter(|c| !c.is_empty()).ok_or("the authorization response has no code")?;
-        let auth = match client.method.as_str() {
-            "client_secret_basic" => {
-                ClientAuth::Basic { client_id: &client.id, secret: client.secret.as_deref().unwrap_or_default() }
-            }
-            "client_secret_post" => {
-                ClientAuth::Post { client_id: &client.id, secret: client.secret.as_deref().unwrap_or_default() }
-            }
-            _ => ClientAuth::None { client_id: &client.id },
+        let auth = ClientAuth::new(&client.id, client.secret.as_deref(), client.method);
+        let exchange = CodeExchange {
+            token_url: &token_url,
+            auth,
+            advertised: &r.token_endpoint_auth_methods_supported,
+            code,
+            verifier: &verifier,
+            redirect_uri: &self.opts.redirect_uri,
+            resource: &resource,
         };
-        let tokens = oauth::exchange_code(
-            &self.fetcher,
-            &CodeExchange {
-                token_url: &token_url,
-                auth,
-                code,
-                verifier: &verifier,
-                redirect_uri: &self.opts.redirect_uri,
-                resource: &resource,
-            },
-            &mut self.report.steps,
-        )
-        .await?;
+        let tokens = oauth::exchange_code(&self.fetcher, &exchange, &mut self.report.steps).await;
+        if let Ok(t) = &tokens
+            && t.client_auth != client.method
+            && let Some(c) = self.clients.get_mut(&issuer)
+        {
+            (self.progress)(&format!(
+                "the token endpoint accepts {} for this client; keeping it",
+                t.client_auth.as_str()
+            ));
+            c.method = t.client_auth;
+        }
+        let tokens = tokens.map_err(|e| e.exchange_message())?;
         (self.progress)(&format!(
             "token obtained{}",
             tokens.scope.as_deref().map_or(String::new(), |s| format!(" (granted scope {s:?})"))
@@ -268,14 +274,10 @@ impl McpClient {
                 }
                 _ => self.pre_registered_issuer = Some(issuer.clone()),
             }
-            let method = match &pre.client_secret {
-                Some(_) if supports("client_secret_basic") => "client_secret_basic",
-                Some(_) if supports("client_secret_post") => "client_secret_post",
-                _ => "none",
-            };
-            (Client { id: pre.client_id, secret: pre.client_secret, method: method.into() }, "pre_registered")
+            let method = AuthMethod::choose(None, pre.client_secret.is_some(), methods);
+            (Client { id: pre.client_id, secret: pre.client_secret, method }, "pre_registered")
         } else if let (true, Some(url)) = (r.client_id_metadata_document_supported, &self.opts.client_metadata_url) {
-            (Client { id: url.clone(), secret: None, method: "none".into() }, "client_id_metadata_document")
+            (Client { id: url.clone(), secret: None, method: AuthMethod::None }, "client_id_metadata_document")
         } else if let Some(register_url) = r.register_url.as_deref().and_then(|u| Url::parse(u).ok()) {
             let registered = register::register(
                 &self.fetcher,
@@ -293,9 +295,13 @@ impl McpClient {
             .map_err(|e| e.to_string())?;
             (
                 Client {
+                    method: AuthMethod::choose(
+                        Some(&registered.token_endpoint_auth_method),
+                        registered.client_secret.is_some(),
+                        methods,
+                    ),
                     id: registered.client_id,
                     secret: registered.client_secret,
-                    method: registered.token_endpoint_auth_method,
                 },
                 "dynamic_registration",
             )

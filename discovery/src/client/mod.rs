@@ -111,8 +111,7 @@ pub struct Report {
 struct Client {
     id: String,
     secret: Option<String>,
-    /// `none`, `client_secret_basic` or `client_secret_post`.
-    method: String,
+    method: crate::oauth::AuthMethod,
 }
 
 /// A request the server refused in a way the client can act on.

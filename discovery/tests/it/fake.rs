@@ -20,6 +20,9 @@ pub struct Route {
     pub flood: usize,
     /// Answer 401 unless `Authorization` is exactly this.
     pub require_auth: Option<String>,
+    /// Answer 401 `invalid_client` unless the form body has each of these pairs (a token
+    /// endpoint's client authentication).
+    pub require_form: Vec<(String, String)>,
 }
 
 impl Route {
@@ -38,6 +41,11 @@ impl Route {
 
     pub fn requires(mut self, authorization: &str) -> Self {
         self.require_auth = Some(authorization.into());
+        self
+    }
+
+    pub fn requires_form(mut self, name: &str, value: &str) -> Self {
+        self.require_form.push((name.into(), value.into()));
         self
     }
 
@@ -117,6 +125,14 @@ async fn handle(req: HttpRequest, body: web::Bytes, fake: web::Data<Fake>) -> Ht
             return HttpResponse::Unauthorized()
                 .insert_header(("www-authenticate", "Bearer error=\"invalid_token\""))
                 .finish();
+        }
+    }
+    if !route.require_form.is_empty() {
+        let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+        if !route.require_form.iter().all(|want| form.contains(want)) {
+            return HttpResponse::Unauthorized()
+                .content_type("application/json")
+                .body(r#"{"error":"invalid_client","error_description":"client authentication failed"}"#);
         }
     }
     if !route.delay.is_zero() {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 use switchboard_discovery::mcp;
+use switchboard_discovery::oauth::{AuthMethod, ClientAuth};
 use url::Url;
 
 use crate::fake::{Fake, Route};
@@ -82,18 +83,60 @@ async fn client_credentials_are_exchanged_then_used() {
     );
     let token_url = Url::parse(&format!("{}/token", server.base)).expect("url");
     let mut steps = Vec::new();
+    let basic_only = ["client_secret_basic".to_owned()];
+    let auth = ClientAuth::Basic { client_id: "my client", secret: "s3cr:t" };
     let token = mcp::client_credentials_token(
         d.fetcher(),
         &token_url,
-        "my client",
-        "s3cr:t",
+        &auth,
+        &basic_only,
         &["read".into()],
         Some("https://r.example/mcp"),
         &mut steps,
     )
-    .await;
-    assert_eq!(token.as_deref(), Ok("cc-access-token"));
-    let bad = mcp::client_credentials_token(d.fetcher(), &token_url, "my client", "wrong", &[], None, &mut steps).await;
+    .await
+    .map(|t| (t.access_token, t.method));
+    assert_eq!(token, Ok(("cc-access-token".to_owned(), AuthMethod::ClientSecretBasic)));
+    let wrong = ClientAuth::Basic { client_id: "my client", secret: "wrong" };
+    let bad = mcp::client_credentials_token(d.fetcher(), &token_url, &wrong, &basic_only, &[], None, &mut steps)
+        .await
+        .map(|t| t.access_token);
     assert!(bad.is_err());
     assert!(!format!("{steps:?}{bad:?}").contains("cc-access-token") && !format!("{steps:?}").contains("s3cr"));
+}
+
+/// Servers built on the MCP Python SDK want `client_id` in the body even with HTTP Basic; and a
+/// provider that refuses one advertised method (`invalid_client`) gets the other, once.
+#[tokio::test]
+async fn client_authentication_is_liberal_and_falls_back_once() {
+    let d = discoverer();
+    let server = Fake::start();
+    let ok = json!({"access_token": "cc-access-token", "token_type": "Bearer", "expires_in": 60});
+    server.route(
+        "POST",
+        "/basic-and-body",
+        Route::json(200, ok.clone()).requires("Basic bXkrY2xpZW50OnMzY3IlM0F0").requires_form("client_id", "my client"),
+    );
+    server.route("POST", "/post-only", Route::json(200, ok).requires_form("client_secret", "s3cr:t"));
+    let url = |p: &str| Url::parse(&format!("{}{p}", server.base)).expect("url");
+    let (basic_and_body, post_only) = (url("/basic-and-body"), url("/post-only"));
+    let auth = ClientAuth::Basic { client_id: "my client", secret: "s3cr:t" };
+    let both = ["client_secret_basic".to_owned(), "client_secret_post".to_owned()];
+    let mut steps = Vec::new();
+    let got = |r: Result<mcp::ClientCredentialsToken, String>| r.map(|t| t.method);
+
+    let r = mcp::client_credentials_token(d.fetcher(), &basic_and_body, &auth, &both, &[], None, &mut steps);
+    assert_eq!(got(r.await), Ok(AuthMethod::ClientSecretBasic));
+    assert_eq!(server.hits("/basic-and-body"), 1);
+
+    let r = mcp::client_credentials_token(d.fetcher(), &post_only, &auth, &both, &[], None, &mut steps);
+    assert_eq!(got(r.await), Ok(AuthMethod::ClientSecretPost), "one refusal, then the other method");
+    assert_eq!(server.hits("/post-only"), 2);
+
+    // Not advertised: not tried.
+    let basic_only = ["client_secret_basic".to_owned()];
+    let r = mcp::client_credentials_token(d.fetcher(), &post_only, &auth, &basic_only, &[], None, &mut steps);
+    assert_eq!(got(r.await), Err("the token endpoint refused the client credentials (invalid_client)".into()));
+    assert_eq!(server.hits("/post-only"), 3);
+    assert!(!format!("{steps:?}").contains("s3cr"));
 }

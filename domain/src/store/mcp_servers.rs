@@ -251,6 +251,42 @@ impl TenantStore<'_> {
         Ok(server)
     }
 
+    /// Keeps the client authentication method that the server's token endpoint accepted (after it
+    /// refused the one discovery chose) in the server's discovery result, and on the registration
+    /// of that client when Switchboard registered it, so that rediscovery keeps it too. The
+    /// server's `updated_at` is left alone: this is no edit that a rediscovery should yield to.
+    pub async fn keep_token_endpoint_auth_method(
+        &self,
+        id: McpServerId,
+        client_id: &str,
+        method: &str,
+    ) -> Result<(), DomainError> {
+        use sea_orm::sea_query::Expr;
+        let (_write, txn) = self.store.begin_write().await?;
+        let current = self.find_server(&txn, id).await?;
+        let mut discovery: serde_json::Value =
+            current.discovery_result.as_deref().and_then(|d| serde_json::from_str(d).ok()).unwrap_or_else(|| json!({}));
+        if let Some(d) = discovery.as_object_mut() {
+            d.insert("token_endpoint_auth_method".into(), json!(method));
+        }
+        mcp_servers::Entity::update_many()
+            .col_expr(mcp_servers::Column::DiscoveryResult, Expr::value(discovery.to_string()))
+            .filter(mcp_servers::Column::Id.eq(id.0))
+            .filter(mcp_servers::Column::TenantId.eq(self.tenant_id.0))
+            .exec(&txn)
+            .await
+            .map_err(map_err)?;
+        super::entities::oauth_clients::Entity::update_many()
+            .col_expr(super::entities::oauth_clients::Column::TokenEndpointAuthMethod, Expr::value(method))
+            .filter(super::entities::oauth_clients::Column::TenantId.eq(self.tenant_id.0))
+            .filter(super::entities::oauth_clients::Column::ClientId.eq(client_id))
+            .exec(&txn)
+            .await
+            .map_err(map_err)?;
+        txn.commit().await.map_err(map_err)?;
+        Ok(())
+    }
+
     /// Deletes the server; its attachments go with it.
     pub async fn delete_mcp_server(&self, actor: &Actor, id: McpServerId) -> Result<(), DomainError> {
         let (_write, txn) = self.store.begin_write().await?;

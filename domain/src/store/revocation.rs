@@ -125,7 +125,8 @@ impl TenantStore<'_> {
                 "revocation_url": discovery["revocation_url"],
                 "client_id": server.as_ref().and_then(|s| s.config.auth.client_id.clone()),
                 "client_secret": client_secret,
-                "client_auth": if methods.is_empty() || methods.iter().any(|m| m == "client_secret_basic") { "basic" } else { "post" }});
+                "token_endpoint_auth_method": discovery["token_endpoint_auth_method"],
+                "token_endpoint_auth_methods_supported": methods});
             super::jobs::enqueue_with_id(txn, job_id, self.tenant_id, REVOKE_TOKENS, &payload, 8).await?;
         }
         super::refresh::insert_connection_event(
