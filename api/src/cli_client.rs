@@ -156,7 +156,7 @@ fn loopback(listener: Arc<TcpListener>, wait: Duration) -> Authorizer {
                     let (mut socket, _) = listener.accept().await.map_err(|e| e.to_string())?;
                     let mut buf = vec![0u8; 8192];
                     let n = socket.read(&mut buf).await.unwrap_or(0);
-                    let head = String::from_utf8_lossy(&buf[..n]);
+                    let head = String::from_utf8_lossy(buf.get(..n).unwrap_or_default());
                     let target = head.lines().next().and_then(|l| l.split(' ').nth(1)).unwrap_or("/");
                     let Ok(back) = base.join(target) else { continue };
                     if back.path() != "/callback" {

@@ -111,8 +111,8 @@ impl ApiError {
         let (status, code, title) = self.parts();
         let (detail, hint, errors) = match self {
             Self::Domain(DomainError::Invalid(errors)) => {
-                let detail = if errors.len() == 1 {
-                    errors[0].message.clone()
+                let detail = if let [only] = errors.as_slice() {
+                    only.message.clone()
                 } else {
                     format!(
                         "{} fields are invalid: {}",
@@ -120,7 +120,7 @@ impl ApiError {
                         errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>().join(", ")
                     )
                 };
-                let hint = if errors.len() == 1 { errors[0].hint.clone() } else { None };
+                let hint = if let [only] = errors.as_slice() { only.hint.clone() } else { None };
                 (detail, hint, errors.clone())
             }
             // Never echo internals: the cause is in the log, under the request id.

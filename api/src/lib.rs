@@ -10,6 +10,7 @@ pub mod error;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+pub mod panics;
 pub mod redis;
 pub mod report;
 pub mod routes;

@@ -44,6 +44,11 @@ impl Metrics {
         });
         registry.register("http_requests", "HTTP requests handled", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
+        registry.register(
+            "panics",
+            "Panics caught in this process (each logged with its backtrace)",
+            crate::panics::PANICS.clone(),
+        );
         Self { registry, requests, latency }
     }
 

@@ -7,6 +7,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage as _, ResponseError as _, web};
+use futures_util::FutureExt as _;
 use tracing::Instrument as _;
 
 use crate::metrics::RequestLabels;
@@ -44,7 +45,8 @@ pub async fn observe<B: MessageBody + 'static>(
     // The deadline covers the handler up to the response head (an event stream's body is not
     // bound by it). A handler cut off here drops its futures: an open transaction rolls back.
     let deadline = state.as_ref().map_or(std::time::Duration::from_secs(30), |s| s.settings.request_timeout);
-    let Ok(result) = tokio::time::timeout(deadline, next.call(req).instrument(span.clone())).await else {
+    let handled = std::panic::AssertUnwindSafe(next.call(req).instrument(span.clone())).catch_unwind();
+    let Ok(caught) = tokio::time::timeout(deadline, handled).await else {
         let _enter = span.enter();
         let err = crate::error::ApiError::Timeout(deadline.as_secs());
         // Logged there, once, as a failed request.
@@ -58,6 +60,14 @@ pub async fn observe<B: MessageBody + 'static>(
         }
         return Err(actix_web::error::InternalError::from_response(err, res).into());
     };
+    // A panic was logged (once, with its backtrace) and counted by the panic hook; the caller gets
+    // a 500 problem without detail, and the connection and the worker thread live on.
+    let result = caught.unwrap_or_else(|_| {
+        let err =
+            crate::error::ApiError::Domain(switchboard_domain::DomainError::Internal("a handler panicked".into()));
+        let res = err.error_response();
+        Err(actix_web::error::InternalError::from_response(err, res).into())
+    });
     let mut res = match result {
         Ok(res) => res,
         Err(err) => {

@@ -59,5 +59,6 @@ pub fn init(format: LogFormat) -> anyhow::Result<Telemetry> {
         .as_ref()
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("switchboard")).with_filter(filter()));
     tracing_subscriber::registry().with(fmt).with(otel).try_init()?;
+    crate::panics::install_hook();
     Ok(Telemetry { provider })
 }

@@ -439,7 +439,7 @@ impl Discoverer {
     async fn authorization_server(&self, r: &mut DiscoveryResult, issuer: &Url, legacy: bool) -> bool {
         let issuer_str = issuer.as_str().trim_end_matches('/').to_owned();
         let candidates = if legacy {
-            vec![urls::as_metadata_candidates(issuer)[0].clone()]
+            urls::as_metadata_candidates(issuer).into_iter().take(1).collect()
         } else {
             urls::as_metadata_candidates(issuer)
         };

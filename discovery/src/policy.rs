@@ -68,14 +68,17 @@ impl AllowEntry {
 fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
     let full = usize::from(prefix / 8);
     let rest = prefix % 8;
-    if a[..full] != b[..full] {
+    if a.get(..full).is_none() || a.get(..full) != b.get(..full) {
         return false;
     }
     if rest == 0 {
         return true;
     }
     let mask = 0xffu8 << (8 - rest);
-    (a[full] & mask) == (b[full] & mask)
+    match (a.get(full), b.get(full)) {
+        (Some(x), Some(y)) => (x & mask) == (y & mask),
+        _ => false,
+    }
 }
 
 /// The IPv4 address an IPv6 address carries, for the forms that route to IPv4.

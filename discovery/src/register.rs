@@ -65,7 +65,7 @@ fn methods(req: &RegistrationRequest<'_>) -> Vec<&'static str> {
         if req.confidential { &["client_secret_basic", "client_secret_post", "none"] } else { &["none"] };
     let allowed: Vec<&'static str> =
         wanted.iter().copied().filter(|m| req.supported_methods.iter().any(|s| s == m)).collect();
-    if allowed.is_empty() { wanted[..1].to_vec() } else { allowed }
+    if allowed.is_empty() { wanted.iter().copied().take(1).collect() } else { allowed }
 }
 
 /// An RFC 7591 error response, reduced to what is safe to show: a known code and a short,

@@ -76,7 +76,7 @@ impl Cursor<'_> {
             self.i += 1;
         }
         // tchars are ASCII, so the slice is valid UTF-8.
-        (self.i > start).then(|| String::from_utf8_lossy(&self.s[start..self.i]).into_owned())
+        self.s.get(start..self.i).filter(|t| !t.is_empty()).map(|t| String::from_utf8_lossy(t).into_owned())
     }
 
     fn err(&self, reason: &'static str) -> ParseError {
@@ -153,7 +153,7 @@ impl Cursor<'_> {
             return None;
         }
         self.i = j;
-        Some(String::from_utf8_lossy(&self.s[start..end]).into_owned())
+        self.s.get(start..end).map(|t| String::from_utf8_lossy(t).into_owned())
     }
 }
 

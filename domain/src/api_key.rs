@@ -26,7 +26,7 @@ pub struct GeneratedKey {
 pub fn generate() -> Result<GeneratedKey, CryptoError> {
     let bytes = random_bytes::<32>()?;
     let plaintext = format!("{KEY_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
-    let prefix = plaintext[..VISIBLE_PREFIX_LEN].to_owned();
+    let prefix = plaintext.get(..VISIBLE_PREFIX_LEN).unwrap_or_default().to_owned();
     let digest = sha256(plaintext.as_bytes());
     Ok(GeneratedKey { plaintext: Secret::new(plaintext), prefix, digest })
 }
@@ -37,7 +37,7 @@ pub fn parse(presented: &str) -> Option<(&str, [u8; 32])> {
     if presented.len() != KEY_LEN || !presented.starts_with(KEY_PREFIX) || !presented.is_ascii() {
         return None;
     }
-    Some((&presented[..VISIBLE_PREFIX_LEN], sha256(presented.as_bytes())))
+    Some((presented.get(..VISIBLE_PREFIX_LEN)?, sha256(presented.as_bytes())))
 }
 
 /// Constant-time comparison of two digests.

@@ -160,6 +160,15 @@ pub fn next_refresh_at(tokens: &TokenSet, now: DateTime<Utc>) -> Option<DateTime
     Some(now + at.clamp(MIN_REFRESH_INTERVAL, MAX_REFRESH_INTERVAL))
 }
 
+/// When a token that lives `expires_in` seconds from `now` expires, capped at ten years: a
+/// provider's lifetime is outside input, and date arithmetic must not overflow on it.
+#[must_use]
+pub fn expiry(now: DateTime<Utc>, expires_in: u64) -> DateTime<Utc> {
+    const TEN_YEARS: i64 = 10 * 366 * 24 * 3600;
+    let secs = i64::try_from(expires_in).unwrap_or(i64::MAX).min(TEN_YEARS);
+    now.checked_add_signed(chrono::TimeDelta::seconds(secs)).unwrap_or(now)
+}
+
 /// The retry delay after `failures` consecutive transient refresh failures: exponential from 5 s,
 /// capped at 10 minutes, with up to 20 % jitter (`jitter` in 0..=1) so that a provider outage does
 /// not end in a synchronized stampede; a `Retry-After` the provider sent wins when longer.

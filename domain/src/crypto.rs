@@ -121,7 +121,9 @@ impl Envelope {
         let unbound = UnboundKey::new(&aead::AES_256_GCM, bytes).map_err(|_| CryptoError::BadKeyLength(bytes.len()))?;
         let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
         let mut key_id = [0u8; KEY_ID_LEN];
-        key_id.copy_from_slice(&digest.as_ref()[..KEY_ID_LEN]);
+        for (k, d) in key_id.iter_mut().zip(digest.as_ref()) {
+            *k = *d;
+        }
         Ok(Self { key: std::sync::Arc::new(LessSafeKey::new(unbound)), key_id, rng: SystemRandom::new() })
     }
 
@@ -161,17 +163,17 @@ impl Envelope {
     }
 
     pub fn open(&self, ctx: &SealContext<'_>, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let header = 1 + KEY_ID_LEN + NONCE_LEN;
-        if sealed.len() < header + aead::AES_256_GCM.tag_len() || sealed[0] != FORMAT_V1 {
+        let Some((&FORMAT_V1, rest)) = sealed.split_first() else { return Err(CryptoError::Malformed) };
+        let Some((key_id, rest)) = rest.split_at_checked(KEY_ID_LEN) else { return Err(CryptoError::Malformed) };
+        let Some((nonce_bytes, body)) = rest.split_at_checked(NONCE_LEN) else { return Err(CryptoError::Malformed) };
+        if body.len() < aead::AES_256_GCM.tag_len() {
             return Err(CryptoError::Malformed);
         }
-        let key_id = &sealed[1..=KEY_ID_LEN];
         if key_id != self.key_id {
             return Err(CryptoError::UnknownKey(hex(key_id)));
         }
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&sealed[1 + KEY_ID_LEN..header]);
-        let mut body = sealed[header..].to_vec();
+        let nonce: [u8; NONCE_LEN] = nonce_bytes.try_into().map_err(|_| CryptoError::Malformed)?;
+        let mut body = body.to_vec();
         let plain = self
             .key
             .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(ctx.aad()), &mut body)

@@ -51,8 +51,9 @@ pub fn numbered(base: &str, n: u32) -> String {
         return base.to_owned();
     }
     let suffix = format!("-{n}");
-    let keep = MAX_LEN.saturating_sub(suffix.len()).min(base.len());
-    format!("{}{suffix}", base[..keep].trim_end_matches('-'))
+    let room = MAX_LEN.saturating_sub(suffix.len());
+    let kept: String = base.chars().take(room).collect();
+    format!("{}{suffix}", kept.trim_end_matches('-'))
 }
 
 #[cfg(test)]

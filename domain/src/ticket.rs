@@ -257,7 +257,7 @@ pub fn attenuate(ticket: &str, public_hex: &str, checks: &str) -> Result<String,
     let block = builder::BlockBuilder::new().code(checks).map_err(|_| TicketError::Malformed)?;
     let attenuated = token.append(block).map_err(|_| TicketError::Internal)?;
     let encoded = attenuated.to_base64().map_err(|_| TicketError::Internal)?;
-    Ok(format!("{}{encoded}", &ticket[..HEADER_LEN]))
+    Ok(format!("{}{encoded}", ticket.get(..HEADER_LEN).ok_or(TicketError::Malformed)?))
 }
 
 #[cfg(test)]

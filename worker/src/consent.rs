@@ -195,7 +195,7 @@ impl Consent {
         let Some(state) = state.filter(|s| s.len() > 32 && s.len() < 512) else {
             return ConsentOutcome::failed("This sign-in link is incomplete. Start again from the app.");
         };
-        let Ok(tenant) = uuid::Uuid::try_parse(&state[..32]).map(TenantId) else {
+        let Some(Ok(tenant)) = state.get(..32).map(|t| uuid::Uuid::try_parse(t).map(TenantId)) else {
             return ConsentOutcome::failed("This sign-in link is not valid. Start again from the app.");
         };
         let store = self.store.tenant(tenant);
@@ -313,9 +313,7 @@ impl Consent {
                     access_token: Secret::new(tokens.access_token),
                     refresh_token: tokens.refresh_token.map(Secret::new),
                     token_type: tokens.token_type,
-                    expires_at: tokens
-                        .expires_in
-                        .map(|s| now + Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 2))),
+                    expires_at: tokens.expires_in.map(|s| switchboard_domain::connection::expiry(now, s)),
                     scope: tokens.scope,
                 };
                 match store.save_tokens(&flow, &set, &granted, now).await {
@@ -419,7 +417,7 @@ impl Consent {
             AuthType::Token => store.mcp_server_secrets(server.id).await?.auth_token.map(|t| t.expose().to_owned()),
             AuthType::OauthClientCredentials => {
                 let secrets = store.mcp_server_secrets(server.id).await?;
-                let creds = crate::refresh::ClientCredentials::of(&store, &server).await?;
+                let creds = crate::refresh::ClientCredentials::of(&store, server).await?;
                 let auth = &server.config.auth;
                 let (Some(token_url), Some(id), Some(secret)) = (
                     auth.token_url.as_deref().and_then(|u| Url::parse(u).ok()),

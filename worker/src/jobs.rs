@@ -204,7 +204,12 @@ impl JobRunner {
                 error: "this worker was started without what rediscovery needs (its public URL)".into(),
             });
         };
-        let Some(id) = job.payload["mcp_server_id"].as_str().and_then(|s| uuid::Uuid::parse_str(s).ok()) else {
+        let Some(id) = job
+            .payload
+            .get("mcp_server_id")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+        else {
             return Ok(JobEnd::Dead { error: "the job names no server".into() });
         };
         match servers.rediscover(job.tenant_id, id.into(), &Actor::System, *policy, true).await {
@@ -223,7 +228,9 @@ impl JobRunner {
     /// any 2xx is a delivery, anything else (3xx included) is retried.
     async fn deliver_event(&self, job: &Job, clock: &Reading) -> Result<JobEnd, DomainError> {
         let store = self.store.tenant(job.tenant_id);
-        let Some(id) = job.payload["event_id"].as_str().and_then(|s| uuid::Uuid::parse_str(s).ok()) else {
+        let Some(id) =
+            job.payload.get("event_id").and_then(serde_json::Value::as_str).and_then(|s| uuid::Uuid::parse_str(s).ok())
+        else {
             return Ok(JobEnd::Dead { error: "the job names no event".into() });
         };
         let (Some(webhook), Some(event)) = (store.webhook().await?, store.event(id).await?) else {
@@ -299,7 +306,7 @@ fn retry_at(clock: &Reading, attempts: i32, retry_after: Option<u64>) -> chrono:
     const SCHEDULE: [i64; 7] = [1, 5, 30, 120, 600, 1800, 3600];
     let jitter = switchboard_domain::crypto::random_bytes::<1>().map_or(0.5, |b| f64::from(b[0]) / 255.0);
     let step = usize::try_from(attempts.max(1) - 1).unwrap_or(0).min(SCHEDULE.len() - 1);
-    let base = (SCHEDULE[step] as f64 * (1.0 + 0.2 * jitter)) as i64;
+    let base = (SCHEDULE.get(step).copied().unwrap_or(3600) as f64 * (1.0 + 0.2 * jitter)) as i64;
     let secs = retry_after.map_or(base, |r| base.max(i64::try_from(r).unwrap_or(i64::MAX)));
     clock.now() + chrono::TimeDelta::seconds(secs.min(3600))
 }

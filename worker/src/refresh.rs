@@ -339,9 +339,7 @@ impl Refresher {
                     // No new refresh token: the old one stays valid (RFC 6749 §6).
                     refresh_token: new.refresh_token.map(Secret::new).or(old.and_then(|o| o.refresh_token)),
                     token_type: new.token_type,
-                    expires_at: new
-                        .expires_in
-                        .map(|s| clock.now() + chrono::TimeDelta::seconds(i64::try_from(s).unwrap_or(i64::MAX / 2))),
+                    expires_at: new.expires_in.map(|s| switchboard_domain::connection::expiry(clock.now(), s)),
                     scope: new.scope,
                 };
                 self.persist(store, &row, &set, &scopes, clock).await

@@ -61,9 +61,13 @@ pub async fn stream_runtime_events(
                 let mut chunk = String::new();
                 for e in &events {
                     cur.after = e.id;
-                    let agent =
-                        e.data["agent_id"].as_str().and_then(|a| uuid::Uuid::parse_str(a).ok()).map(AgentId::from);
-                    let mine = e.data["user_id"].as_str() == Some(user.as_str())
+                    let agent = e
+                        .data
+                        .get("agent_id")
+                        .and_then(serde_json::Value::as_str)
+                        .and_then(|a| uuid::Uuid::parse_str(a).ok())
+                        .map(AgentId::from);
+                    let mine = e.data.get("user_id").and_then(serde_json::Value::as_str) == Some(user.as_str())
                         && agent.is_some_and(|a| ticket.authorize_agent(a, "events").is_ok());
                     if mine {
                         let data = serde_json::json!({"type": e.event_type, "timestamp": e.created_at, "data": e.data});

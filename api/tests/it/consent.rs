@@ -200,6 +200,9 @@ async fn bad_callbacks_say_what_happened_and_exchange_nothing() {
         ("state=short", "incomplete"),
         (&format!("state={}{}&code=x", "0".repeat(32), "a".repeat(40)) as &str, "expired or was already used"),
         (&format!("state={}{}&code=x", "z".repeat(32), "a".repeat(40)), "not valid"),
+        // The 32nd byte inside a multi-byte character (a crafted link once panicked here).
+        (&format!("state={}%E2%98%83{}&code=x", "0".repeat(31), "a".repeat(40)), "not valid"),
+        (&format!("state={}%F0%9F%92%A9{}", "é".repeat(16), "a".repeat(40)), "not valid"),
     ] {
         let res = app
             .client

@@ -3,6 +3,11 @@
 //! set, on Postgres and Redis.
 
 #![expect(clippy::expect_used, reason = "test helpers fail loudly, naming what they expected")]
+#![expect(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    reason = "tests index JSON they just asserted on; a panic is a failed test"
+)]
 
 mod admin;
 mod agents;
@@ -20,6 +25,7 @@ mod idempotency;
 mod mcp_servers;
 mod migrations;
 mod ops;
+mod panics;
 mod peers;
 mod pg_faults;
 mod race;

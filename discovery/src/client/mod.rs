@@ -259,9 +259,11 @@ impl McpClient {
             self.next_id += 1;
             Some(self.next_id)
         };
-        let mut body = json!({"jsonrpc": "2.0", "method": method});
+        let mut message = serde_json::Map::new();
+        message.insert("jsonrpc".into(), json!("2.0"));
+        message.insert("method".into(), json!(method));
         if let Some(id) = id {
-            body["id"] = json!(id);
+            message.insert("id".into(), json!(id));
         }
         if let Some(mut p) = params {
             if self.stateless()
@@ -273,8 +275,9 @@ impl McpClient {
                         "io.modelcontextprotocol/clientCapabilities": {}}),
                 );
             }
-            body["params"] = p;
+            message.insert("params".into(), p);
         }
+        let body = Value::Object(message);
         loop {
             match self.send(method, &body, id).await {
                 Ok(v) => return Ok(v),

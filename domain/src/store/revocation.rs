@@ -110,8 +110,10 @@ impl TenantStore<'_> {
                 .and_then(|s| s.discovery_result.as_ref())
                 .and_then(|d| serde_json::from_str(d.get()).ok())
                 .unwrap_or_default();
-            let methods: Vec<String> =
-                serde_json::from_value(discovery["token_endpoint_auth_methods_supported"].clone()).unwrap_or_default();
+            let methods: Vec<String> = discovery
+                .get("token_endpoint_auth_methods_supported")
+                .and_then(|m| serde_json::from_value(m.clone()).ok())
+                .unwrap_or_default();
             let client_secret = match &secrets.client_secret {
                 Some(secret) => Some(b64(&self
                     .store
@@ -122,10 +124,10 @@ impl TenantStore<'_> {
             };
             let payload = serde_json::json!({"connection_id": row.id, "user_id": key.user_id,
                 "agent_id": key.agent_id, "mcp_server_id": key.mcp_server_id, "sealed": b64(sealed),
-                "revocation_url": discovery["revocation_url"],
+                "revocation_url": discovery.get("revocation_url"),
                 "client_id": server.as_ref().and_then(|s| s.config.auth.client_id.clone()),
                 "client_secret": client_secret,
-                "token_endpoint_auth_method": discovery["token_endpoint_auth_method"],
+                "token_endpoint_auth_method": discovery.get("token_endpoint_auth_method"),
                 "token_endpoint_auth_methods_supported": methods});
             super::jobs::enqueue_with_id(txn, job_id, self.tenant_id, REVOKE_TOKENS, &payload, 8).await?;
         }
