@@ -298,12 +298,24 @@ fn classify(err: reqwest::Error) -> FetchError {
 }
 
 impl Fetched {
-    /// The `Retry-After` the server sent, in seconds (delta form), capped at an hour.
+    /// The `Retry-After` the server sent, in seconds, capped at an hour (see [`retry_after`]).
     #[must_use]
     pub fn retry_after(&self) -> Option<u64> {
         let v = self.headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-        v.trim().parse::<u64>().ok().map(|s| s.min(3600))
+        retry_after(v, std::time::SystemTime::now())
     }
+}
+
+/// A `Retry-After` value (RFC 9110 §10.2.3) in seconds from `now`, capped at an hour: delay
+/// seconds, or an HTTP date (a date in the past is 0). Anything else is no advice at all.
+#[must_use]
+pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(secs.min(3600));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).map_or(0, |d| d.as_secs().min(3600)))
 }
 
 /// Header map helper: `[("accept", "application/json")]`.
@@ -322,4 +334,34 @@ pub fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
 #[must_use]
 pub fn ms_since(start: Instant) -> u64 {
     u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod retry_after_tests {
+    use std::time::{Duration, SystemTime};
+
+    use proptest::prelude::*;
+
+    use super::retry_after;
+
+    #[test]
+    fn seconds_and_dates_are_read() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(retry_after("120", now), Some(120));
+        assert_eq!(retry_after(" 99999 ", now), Some(3600));
+        assert_eq!(retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now), Some(0));
+        assert_eq!(retry_after("Sun, 06 Nov 1994 08:59:37 GMT", now), Some(600));
+        assert_eq!(retry_after("-5", now), None);
+        assert_eq!(retry_after("soon", now), None);
+    }
+
+    proptest! {
+        #[test]
+        fn any_value_is_bounded_advice_or_none(v in "\\PC{0,40}", digits in "[0-9]{1,30}", secs in any::<u64>()) {
+            let now = SystemTime::UNIX_EPOCH + Duration::from_secs(secs % (1 << 40));
+            for v in [v, digits] {
+                prop_assert!(retry_after(&v, now).is_none_or(|s| s <= 3600));
+            }
+        }
+    }
 }

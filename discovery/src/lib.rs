@@ -8,6 +8,8 @@
 //!   [`result::DiscoveryResult`];
 //! - [`client`]: the engine of `switchboard client`, an MCP client that authorizes itself.
 
+#[cfg(test)]
+mod arbitrary;
 pub mod client;
 pub mod discover;
 pub mod http;

@@ -654,4 +654,40 @@ mod tests {
             Ok(Some(60))
         );
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Whatever a token endpoint answers, reading it never panics; what is accepted is
+            /// bounded, and an error code shown to a person is short and plain.
+            #[test]
+            fn token_responses_are_read_safely(body in crate::arbitrary::body()) {
+                let json: Value = serde_json::from_slice(&body).unwrap_or_default();
+                let code = error_code(&json);
+                prop_assert!(code.len() < 64 && code.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == ' '));
+                if let Ok(t) = validate(&json) {
+                    prop_assert!(!t.access_token.is_empty() && t.access_token.len() <= 16 * 1024);
+                    prop_assert!(t.expires_in.is_none_or(|e| e <= 10 * 365 * 24 * 3600));
+                }
+            }
+
+            /// Client credentials of any Unicode go into a body and a Basic header that parse back.
+            #[test]
+            fn any_client_credentials_make_a_valid_request(id in "\\PC{1,40}", secret in "\\PC{1,40}") {
+                for auth in [ClientAuth::Basic { client_id: &id, secret: &secret }, ClientAuth::Post { client_id: &id, secret: &secret }] {
+                    let (body, h) = with_client_auth(&[("grant_type", "refresh_token")], &auth);
+                    let form: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+                    prop_assert!(form.contains(&("client_id".to_owned(), id.clone())));
+                    if matches!(auth, ClientAuth::Basic { .. }) {
+                        prop_assert!(h.get("authorization").is_some());
+                    }
+                }
+            }
+        }
+    }
 }

@@ -205,3 +205,35 @@ pub fn client_metadata_document(client_id: &str, redirect_uri: &str) -> Value {
         "application_type": "web",
     })
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever a registration endpoint answers, it is refused or accepted without a panic; a
+        /// refusal shown to a person is short and printable, and nothing accepted changes the
+        /// redirect URI or lacks the secret its method needs.
+        #[test]
+        fn registration_responses_are_read_safely(body in crate::arbitrary::body(), status in 100u16..600) {
+            let why = rejection(&body, status);
+            prop_assert!(why.chars().count() <= 260 && !why.chars().any(char::is_control));
+            let req = RegistrationRequest {
+                register_url: &Url::parse("https://as.example/reg").map_err(|e| TestCaseError::fail(e.to_string()))?,
+                redirect_uri: "https://sb.example/service/mcp/consent/callback",
+                client_name: "Switchboard",
+                confidential: true,
+                supported_methods: &[],
+                application_type: "web",
+            };
+            if let Ok(r) = accept(&body, &req, "client_secret_basic") {
+                prop_assert!(!r.client_id.is_empty());
+                prop_assert!(r.token_endpoint_auth_method == "none" || r.client_secret.is_some());
+            }
+        }
+    }
+}

@@ -332,4 +332,48 @@ mod tests {
         let unterminated = format!("Bearer realm=\"{}", "y".repeat(64 * 1024));
         assert!(parse(&unterminated).is_err());
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn quote(v: &str) -> String {
+            format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Any header a server can send (any Unicode, any bytes read as Latin-1) parses or
+            /// is refused with a position inside it — never a panic.
+            #[test]
+            fn any_header_parses_or_is_refused(header in any::<String>(), bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+                for h in [header, bytes.iter().map(|&b| char::from(b)).collect::<String>()] {
+                    if let Err(e) = parse(&h) {
+                        prop_assert!(e.at <= h.len());
+                    }
+                    let _ = bearer(&h);
+                }
+            }
+
+            /// Structured noise: challenge-shaped input with arbitrary Unicode values.
+            #[test]
+            fn challenge_shaped_noise_never_panics(parts in proptest::collection::vec(
+                prop_oneof![Just(",".to_owned()), Just("=".to_owned()), Just("\"".to_owned()), Just("\\".to_owned()),
+                    Just(" ".to_owned()), "[A-Za-z_]{1,8}", "\\PC{0,8}"], 0..40)) {
+                let _ = parse(&parts.concat());
+            }
+
+            /// Quoted values come back exactly as the server meant them, escapes undone.
+            #[test]
+            fn quoted_values_round_trip(url in "\\PC{0,80}", scope in "[a-z:]{1,10}( [a-z:]{1,10}){0,3}", desc in "\\PC{0,40}") {
+                let header = format!("Bearer resource_metadata={}, scope={}, error_description={}, Basic realm=x", quote(&url), quote(&scope), quote(&desc));
+                let b = bearer(&header).map_err(|e| TestCaseError::fail(e.to_string()))?.ok_or_else(|| TestCaseError::fail("no bearer"))?;
+                prop_assert_eq!(b.resource_metadata.as_deref(), Some(url.as_str()));
+                prop_assert_eq!(b.scope.as_deref(), Some(scope.as_str()));
+                prop_assert_eq!(b.error_description.as_deref(), Some(desc.as_str()));
+            }
+        }
+    }
 }

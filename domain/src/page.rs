@@ -69,3 +69,25 @@ impl<T> Page<T> {
         Page { data: self.data.into_iter().map(f).collect(), next_cursor: self.next_cursor }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any `limit` and `cursor` a caller sends is a page request within bounds or an
+        /// `invalid` error naming the field — never a panic.
+        #[test]
+        fn any_limit_and_cursor_are_bounded_or_refused(limit in proptest::option::of("\\PC{0,24}|[0-9]{1,25}"), cursor in proptest::option::of("\\PC{0,40}")) {
+            match PageRequest::parse(limit.as_deref(), cursor.as_deref()) {
+                Ok(p) => prop_assert!((1..=MAX_LIMIT).contains(&p.limit)),
+                Err(DomainError::Invalid(errors)) => {
+                    prop_assert!(errors.iter().all(|e| e.field == "limit" || e.field == "cursor"));
+                }
+                Err(other) => prop_assert!(false, "unexpected {other:?}"),
+            }
+        }
+    }
+}

@@ -264,7 +264,7 @@ pub fn attenuate(ticket: &str, public_hex: &str, checks: &str) -> Result<String,
 mod tests {
     use super::*;
 
-    fn setup() -> (TenantId, SigningKey, AgentId, AgentId, String) {
+    pub(super) fn setup() -> (TenantId, SigningKey, AgentId, AgentId, String) {
         let tenant = TenantId::new();
         let key = SigningKey::generate();
         let (a1, a2) = (AgentId::new(), AgentId::new());
@@ -427,4 +427,49 @@ pub fn validate_mint(body: &serde_json::Value) -> Result<MintRequest, crate::Dom
         .finish(user_id)?
         .ok_or_else(|| crate::DomainError::invalid("user_id", "required", "user_id is required"))?;
     Ok(MintRequest { user_id, agents, expires_in: Duration::from_secs(expires_in) })
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::tests::setup;
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever a caller presents as a ticket is refused as malformed or unsigned — never
+        /// a panic, never accepted.
+        #[test]
+        fn any_presented_ticket_is_refused_cleanly(text in "\\PC{0,200}", prefixed in "sbt_[0-9a-f]{32}_\\PC{0,100}") {
+            let key = SigningKey::generate();
+            for t in [text, prefixed] {
+                let _ = tenant_of(&t);
+                prop_assert!(open(&t, &key.public_hex()).is_err());
+                let _ = attenuate(&t, &key.public_hex(), "check if time($t), $t <= 2100-01-01T00:00:00Z");
+            }
+        }
+
+        /// A real ticket damaged anywhere (a character changed, or cut short) does not open.
+        #[test]
+        fn damaged_tickets_do_not_open(at in any::<prop::sample::Index>(), with in any::<char>(), cut in any::<prop::sample::Index>()) {
+            let (_, key, _, _, ticket) = setup();
+            let chars: Vec<char> = ticket.chars().collect();
+            let i = at.index(chars.len());
+            let mut changed = chars.clone();
+            if changed.get(i) != Some(&with) && i >= HEADER_LEN {
+                if let Some(c) = changed.get_mut(i) {
+                    *c = with;
+                }
+                let changed: String = changed.into_iter().collect();
+                prop_assert!(open(&changed, &key.public_hex()).is_err(), "{changed}");
+            }
+            // (Base64 padding is optional to the decoder: cutting only `=` changes nothing.)
+            let short: String = chars.iter().take(cut.index(chars.len())).collect();
+            if short.len() < ticket.trim_end_matches('=').len() {
+                prop_assert!(open(&short, &key.public_hex()).is_err(), "{short}");
+            }
+        }
+    }
 }

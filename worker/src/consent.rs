@@ -195,7 +195,7 @@ impl Consent {
         let Some(state) = state.filter(|s| s.len() > 32 && s.len() < 512) else {
             return ConsentOutcome::failed("This sign-in link is incomplete. Start again from the app.");
         };
-        let Some(Ok(tenant)) = state.get(..32).map(|t| uuid::Uuid::try_parse(t).map(TenantId)) else {
+        let Some(tenant) = state_tenant(state) else {
             return ConsentOutcome::failed("This sign-in link is not valid. Start again from the app.");
         };
         let store = self.store.tenant(tenant);
@@ -545,5 +545,36 @@ impl Consent {
             }
         }
         Ok(CheckOutcome { verification: v, latency_ms, precondition: None })
+    }
+}
+
+/// The tenant a consent `state` names: its first 32 characters, in hex. The state is outside
+/// input (anyone can craft a callback link), so it is read without slicing through a character.
+fn state_tenant(state: &str) -> Option<TenantId> {
+    state.get(..32).and_then(|t| uuid::Uuid::try_parse(t).ok()).map(TenantId)
+}
+
+#[cfg(test)]
+mod state_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn the_state_names_its_tenant() {
+        let tenant = TenantId::new();
+        assert_eq!(state_tenant(&format!("{}{}", tenant.0.simple(), "x".repeat(40))), Some(tenant));
+        assert_eq!(state_tenant(&format!("{}☃{}", "0".repeat(31), "a".repeat(40))), None);
+    }
+
+    proptest! {
+        #[test]
+        fn any_state_is_read_without_panicking(state in "\\PC{0,80}", hexish in "[0-9a-f]{30,34}\\PC{0,8}") {
+            for s in [state, hexish] {
+                if let Some(t) = state_tenant(&s) {
+                    prop_assert!(s.starts_with(&t.0.simple().to_string()));
+                }
+            }
+        }
     }
 }

@@ -5,5 +5,6 @@
 
 mod fake;
 mod layouts;
+mod metadata_fuzz;
 mod ssrf;
 mod verify;
