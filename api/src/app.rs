@@ -49,16 +49,63 @@ pub fn build(
         .app_data(web::QueryConfig::default().error_handler(error::query_error))
         .app_data(web::PayloadConfig::default().limit(JSON_LIMIT));
     let (app, spec) = with_routes(app);
+    let methods = std::sync::Arc::new(MethodTable::from_spec(&spec));
     app.route(
         "/docs",
         web::get().to(|| async { HttpResponse::PermanentRedirect().insert_header(("location", "/docs/")).finish() }),
     )
     .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", spec))
-    .default_service(web::to(not_found))
+    .default_service(web::to(move |req: actix_web::HttpRequest| {
+        let methods = methods.clone();
+        async move { not_found(&methods, &req) }
+    }))
     .wrap(from_fn(crate::middleware::observe))
 }
 
-async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, error::ApiError> {
+/// Every documented path with the methods it answers, for the `405` + `Allow` of a known path
+/// asked with another method (`TRACE /v1/agents`), as RFC 9110 §15.5.6 wants.
+struct MethodTable(Vec<(actix_web::dev::ResourceDef, String)>);
+
+impl MethodTable {
+    fn from_spec(spec: &utoipa::openapi::OpenApi) -> Self {
+        let rows = spec
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let mut methods = Vec::new();
+                for (m, op) in [
+                    ("GET", &item.get),
+                    ("PUT", &item.put),
+                    ("POST", &item.post),
+                    ("DELETE", &item.delete),
+                    ("PATCH", &item.patch),
+                    ("HEAD", &item.head),
+                    ("OPTIONS", &item.options),
+                ] {
+                    if op.is_some() {
+                        methods.push(m);
+                    }
+                }
+                (actix_web::dev::ResourceDef::new(path.as_str()), methods.join(", "))
+            })
+            .collect();
+        Self(rows)
+    }
+
+    fn allowed(&self, path: &str) -> Option<&str> {
+        self.0.iter().find(|(def, _)| def.is_match(path)).map(|(_, m)| m.as_str())
+    }
+}
+
+fn not_found(methods: &MethodTable, req: &actix_web::HttpRequest) -> Result<HttpResponse, error::ApiError> {
+    if let Some(allow) = methods.allowed(req.path()) {
+        return Err(error::ApiError::MethodNotAllowed {
+            method: req.method().to_string(),
+            path: req.path().to_owned(),
+            allow: allow.to_owned(),
+        });
+    }
     Err(switchboard_domain::DomainError::NotFound { kind: "route", id: format!("{} {}", req.method(), req.path()) }
         .into())
 }

@@ -67,6 +67,9 @@ pub enum ApiError {
     /// waiting on a database that does not answer.
     #[error("the request did not finish within {0} s")]
     Timeout(u64),
+    /// The path exists, the method does not (`allow` lists those that do, for the `Allow` header).
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String, allow: String },
 }
 
 impl ApiError {
@@ -102,6 +105,9 @@ impl ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "token_unavailable", "Service Unavailable")
             }
             Self::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "request_timeout", "Service Unavailable"),
+            Self::MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method Not Allowed")
+            }
         }
     }
 
@@ -176,6 +182,7 @@ impl ApiError {
                 Some("retry after Retry-After seconds, with the same Idempotency-Key: the request may or may not have taken effect".into()),
                 vec![],
             ),
+            Self::MethodNotAllowed { allow, .. } => (self.to_string(), Some(format!("use {allow}")), vec![]),
             Self::Domain(_) => (self.to_string(), None, vec![]),
         };
         Problem {
@@ -218,6 +225,11 @@ impl ResponseError for ApiError {
             // A database restart or a full pool usually passes within seconds.
             Self::Domain(DomainError::Unavailable(_)) | Self::Timeout(_) => {
                 res.insert_header((header::RETRY_AFTER, HeaderValue::from_static("2")));
+            }
+            Self::MethodNotAllowed { allow, .. } => {
+                if let Ok(v) = HeaderValue::from_str(allow) {
+                    res.insert_header((header::ALLOW, v));
+                }
             }
             _ => {}
         }

@@ -159,3 +159,30 @@ async fn a_paused_redis_does_not_hang_requests() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A documented path asked with a method it does not answer is `405` with `Allow` (RFC 9110
+/// §15.5.6), as problem+json; an unknown path stays `404`.
+#[tokio::test]
+async fn undeclared_methods_are_405_with_allow() {
+    let app = TestApp::spawn().await;
+    for (method, path, allow) in [
+        ("TRACE", "/v1/agents", "GET, POST"),
+        ("DELETE", "/v1/agents", "GET, POST"),
+        ("PUT", "/v1/agents/01234567-89ab-7def-8123-456789abcdef", "GET, DELETE, PATCH"),
+        ("POST", "/healthz", "GET"),
+        ("PATCH", "/v1/webhook", "GET, PUT, DELETE"),
+    ] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let res = app.call(m, path, Some(&app.key), None).await;
+        assert_eq!(res.status, reqwest::StatusCode::METHOD_NOT_ALLOWED, "{method} {path}: {}", res.text);
+        let mut got: Vec<&str> = res.header("allow").unwrap_or_default().split(", ").collect();
+        let mut want: Vec<&str> = allow.split(", ").collect();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want, "{method} {path}");
+        assert_eq!(res.header("content-type"), Some("application/problem+json"));
+        assert_eq!(res.json()["code"], "method_not_allowed");
+    }
+    let res = app.call(reqwest::Method::GET, "/v1/nothing-here", Some(&app.key), None).await;
+    assert_eq!(res.status, reqwest::StatusCode::NOT_FOUND);
+}
