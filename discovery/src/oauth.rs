@@ -111,9 +111,11 @@ impl AuthMethod {
     }
 
     /// The method a client uses: `stored` (what a registration answered, or what worked last
-    /// time) when it fits the client, else the first secret method the provider advertises —
-    /// `client_secret_basic`, RFC 8414's default, when it advertises none of them. A client
-    /// without a secret can only be public.
+    /// time) when it fits the client, else the first secret method in the provider's list (its
+    /// order is the only preference it can express: the MCP Python SDK lists
+    /// `client_secret_post` first, and only that method works at its revocation endpoint) —
+    /// `client_secret_basic`, RFC 8414's default, when it lists neither. A client without a
+    /// secret can only be public.
     #[must_use]
     pub fn choose(stored: Option<&str>, has_secret: bool, advertised: &[String]) -> Self {
         if !has_secret {
@@ -121,9 +123,11 @@ impl AuthMethod {
         }
         match stored.and_then(Self::parse) {
             Some(m @ (Self::ClientSecretBasic | Self::ClientSecretPost)) => m,
-            _ if advertised.iter().any(|m| m == "client_secret_basic") => Self::ClientSecretBasic,
-            _ if advertised.iter().any(|m| m == "client_secret_post") => Self::ClientSecretPost,
-            _ => Self::ClientSecretBasic,
+            _ => advertised
+                .iter()
+                .filter_map(|m| Self::parse(m))
+                .find(|m| *m != Self::None)
+                .unwrap_or(Self::ClientSecretBasic),
         }
     }
 
@@ -428,14 +432,21 @@ pub async fn revoke(
     token_type_hint: &str,
     steps: &mut Vec<Step>,
 ) -> Result<AuthMethod, TokenError> {
-    let first = revoke_once(fetcher, revocation_url, auth, token, token_type_hint, steps).await;
-    match (&first, auth.method().fallback(advertised)) {
-        (Err(TokenError::Refused(code)), Some(other)) if code == "invalid_client" => {
+    let first = revoke_once(fetcher, revocation_url, auth, token, token_type_hint, false, steps).await;
+    match (&first, auth, auth.method().fallback(advertised)) {
+        (Err(TokenError::Refused(code)), _, Some(other))
+            if code == "invalid_client" || code == "unauthorized_client" =>
+        {
             let other_auth = auth.with_method(other);
-            match revoke_once(fetcher, revocation_url, &other_auth, token, token_type_hint, steps).await {
-                Err(TokenError::Refused(code)) if code == "invalid_client" => first,
+            match revoke_once(fetcher, revocation_url, &other_auth, token, token_type_hint, false, steps).await {
+                Err(TokenError::Refused(code)) if code == "invalid_client" || code == "unauthorized_client" => first,
                 again => again,
             }
+        }
+        // The MCP Python SDK's revocation endpoint wants `client_secret` in the body even from a
+        // Basic client (its request model requires the field): once more, with the secret in both.
+        (Err(TokenError::Refused(code)), ClientAuth::Basic { .. }, _) if code == "invalid_request" => {
+            revoke_once(fetcher, revocation_url, auth, token, token_type_hint, true, steps).await.or(first)
         }
         _ => first,
     }
@@ -447,9 +458,14 @@ async fn revoke_once(
     auth: &ClientAuth<'_>,
     token: &str,
     token_type_hint: &str,
+    secret_in_body_too: bool,
     steps: &mut Vec<Step>,
 ) -> Result<AuthMethod, TokenError> {
-    let (body, h) = with_client_auth(&[("token", token), ("token_type_hint", token_type_hint)], auth);
+    let (mut body, h) = with_client_auth(&[("token", token), ("token_type_hint", token_type_hint)], auth);
+    if let (true, ClientAuth::Basic { secret, .. }) = (secret_in_body_too, auth) {
+        body.push_str("&client_secret=");
+        body.extend(url::form_urlencoded::byte_serialize(secret.as_bytes()));
+    }
     let start = Instant::now();
     let res = fetcher.post(revocation_url, h, body.into_bytes()).await;
     let mut step = Step {
@@ -629,6 +645,13 @@ mod tests {
         assert_eq!(AuthMethod::choose(None, false, &list(&["client_secret_basic"])), AuthMethod::None);
         assert_eq!(AuthMethod::choose(None, true, &[]), Basic, "RFC 8414's default");
         assert_eq!(AuthMethod::choose(None, true, &list(&["none", "client_secret_post"])), Post);
+        assert_eq!(
+            AuthMethod::choose(None, true, &list(&["client_secret_post", "client_secret_basic"])),
+            Post,
+            "the provider's order"
+        );
+        assert_eq!(AuthMethod::choose(None, true, &list(&["client_secret_basic", "client_secret_post"])), Basic);
+        assert_eq!(AuthMethod::choose(None, true, &list(&["private_key_jwt"])), Basic);
         assert_eq!(AuthMethod::choose(Some("client_secret_post"), true, &list(&["client_secret_basic"])), Post);
         assert_eq!(AuthMethod::choose(Some("private_key_jwt"), true, &list(&["client_secret_basic"])), Basic);
         assert_eq!(Basic.fallback(&list(&["client_secret_basic", "client_secret_post"])), Some(Post));

@@ -59,12 +59,22 @@ pub enum RegistrationError {
     Fetch(FetchError),
 }
 
-/// The methods to try, in order, among those the provider allows.
+/// The methods to try, in order, among those the provider allows: for a confidential client the
+/// secret methods in the order the provider lists them (its only way to say which it prefers),
+/// then `none`; `client_secret_basic` when it lists nothing usable.
 fn methods(req: &RegistrationRequest<'_>) -> Vec<&'static str> {
     let wanted: &[&'static str] =
         if req.confidential { &["client_secret_basic", "client_secret_post", "none"] } else { &["none"] };
-    let allowed: Vec<&'static str> =
-        wanted.iter().copied().filter(|m| req.supported_methods.iter().any(|s| s == m)).collect();
+    let mut allowed: Vec<&'static str> = req
+        .supported_methods
+        .iter()
+        .filter_map(|s| wanted.iter().copied().find(|m| m == s))
+        .filter(|m| *m != "none")
+        .collect();
+    allowed.dedup();
+    if wanted.contains(&"none") && req.supported_methods.iter().any(|s| s == "none") {
+        allowed.push("none");
+    }
     if allowed.is_empty() { wanted.iter().copied().take(1).collect() } else { allowed }
 }
 
@@ -211,6 +221,34 @@ mod properties {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn registration_follows_the_providers_order() {
+        let url = Url::parse("https://as.example/reg").expect("url");
+        let order = |confidential: bool, supported: &[&str]| {
+            let supported: Vec<String> = supported.iter().map(|s| (*s).to_owned()).collect();
+            let req = RegistrationRequest {
+                register_url: &url,
+                redirect_uri: "https://sb.example/cb",
+                client_name: "Switchboard",
+                confidential,
+                supported_methods: &supported,
+                application_type: "web",
+            };
+            methods(&req)
+        };
+        assert_eq!(
+            order(true, &["client_secret_post", "client_secret_basic"]),
+            ["client_secret_post", "client_secret_basic"]
+        );
+        assert_eq!(
+            order(true, &["none", "client_secret_basic", "private_key_jwt", "client_secret_post"]),
+            ["client_secret_basic", "client_secret_post", "none"]
+        );
+        assert_eq!(order(true, &[]), ["client_secret_basic"]);
+        assert_eq!(order(false, &["client_secret_basic", "none"]), ["none"]);
+        assert_eq!(order(false, &["client_secret_basic"]), ["none"]);
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]

@@ -22,6 +22,7 @@ mod events;
 mod faults;
 mod helpers;
 mod idempotency;
+mod interop;
 mod mcp_servers;
 mod migrations;
 mod ops;

@@ -21,12 +21,26 @@ What the SDK does (mcp 2.3.0, read from mcp/server/auth/*):
   `authorization_response_iss_parameter_supported` (no `iss` on the redirect).
 * `ClientAuthenticator` (token AND revocation endpoint) reads `client_id` from the FORM BODY and
   answers `401 {"error": "invalid_client", "error_description": "Missing client_id"}` when it is
-  absent, even when an `Authorization: Basic` header carries it. With Basic, the header's
-  client id must equal the body's ("Client ID mismatch in Basic auth"). A client registered
+  absent, even when an `Authorization: Basic` header carries it. The client is looked up by
+  the body's `client_id` and authenticated by the method IT registered: for a
+  `client_secret_basic` client the header's id must equal the body's ("Client ID mismatch in
+  Basic auth"); a header naming another client is simply ignored. A client registered
   with `client_secret_basic` MUST use the header (a secret in the body is ignored and the
   request fails "Missing or invalid Basic authentication..."); one registered with
   `client_secret_post` must put the secret in the body (a Basic header is ignored). This is
-  kept exactly as the SDK ships it on purpose.
+  kept exactly as the SDK ships it on purpose. At /revoke the same failure is
+  `401 {"error": "unauthorized_client", "error_description": "Missing client_id"}`.
+* /revoke also demands a `client_secret` FIELD in the body: its `RevocationRequest` model
+  declares `client_secret: str | None` without a default, so a Basic-only request with
+  `client_id` in the body fails `400 {"error": "invalid_request", "error_description":
+  "client_secret: Field required"}` (a public `none` client cannot revoke at all, short of
+  sending an empty `client_secret=`). The value in the body is not checked for a
+  `client_secret_basic` client; the header is.
+* /authorize: `code_challenge` is required, `code_challenge_method` may be omitted (the SDK then
+  assumes S256) and anything but S256 is `invalid_request`; errors after the client and
+  redirect_uri are known are redirects, earlier ones JSON 400.
+* Refresh-token reuse and unknown tokens both answer `400 {"error": "invalid_grant",
+  "error_description": "refresh token does not exist"}`.
 * Registration without `token_endpoint_auth_method` registers `client_secret_post` (not the RFC
   7591 default `client_secret_basic`); `private_key_jwt` is refused; `grant_types` must contain
   `authorization_code`; the token endpoint refuses a grant type the client did not register.
@@ -76,6 +90,11 @@ import time
 from importlib.metadata import version as package_version
 from typing import Any
 from urllib.parse import parse_qsl
+
+# SIGTERM/SIGINT before the server runs (imports take about a second): exit 0 at once, nothing
+# needs cleaning up yet. _on_signal below takes over once uvicorn is about to start.
+signal.signal(signal.SIGTERM, lambda _sig, _frame: os._exit(0))
+signal.signal(signal.SIGINT, lambda _sig, _frame: os._exit(0))
 
 # stdout carries exactly one line (the ready JSON); everything printed by anyone else goes to stderr.
 READY_OUT = sys.stdout
@@ -207,7 +226,6 @@ class InMemoryProvider:
         bump(STATS["registration_auth_methods"], str(client_info.token_endpoint_auth_method))
 
     async def authorize(self, client: OAuthClientInformationFull, params: AuthorizationParams) -> str:
-        bump(STATS["resource_param"]["authorize"], "present" if params.resource else "absent")
         if params.resource is None:
             if REQUIRE_RESOURCE:
                 raise AuthorizeError("invalid_target", "the resource parameter is required")
@@ -342,8 +360,10 @@ def echo(text: str) -> str:
 
 @server.tool(description="Returns the subject of the access token used for this call.")
 def whoami(ctx: Context) -> str:
+    # mcp 2.3.0 carries the verified token to the tool through this contextvar (checked); the
+    # HTTP request's `user` is only a fallback in case a later SDK version stops doing so.
     token = get_access_token()
-    if token is None:  # not in this task's context: read it from the HTTP request instead
+    if token is None:
         request = ctx.request_context.request
         user = getattr(request, "user", None) if request is not None else None
         token = getattr(user, "access_token", None)
@@ -368,11 +388,15 @@ class StatsMiddleware:
         path, method = scope["path"], scope["method"]
         if path == "/register" and method == "POST":
             STATS["registration_requests"] += 1
-        elif path == "/authorize":
-            STATS["authorization_requests"] += 1
         elif path == "/mcp":
             STATS["mcp_requests"] += 1
-        if path not in ("/token", "/revoke", "/mcp") or (path != "/mcp" and method != "POST"):
+        elif path == "/authorize":
+            STATS["authorization_requests"] += 1
+        watched = path == "/mcp" or (method == "POST" and path in ("/token", "/revoke", "/authorize"))
+        if not watched:
+            if path == "/authorize":
+                query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+                bump(STATS["resource_param"]["authorize"], "present" if query.get("resource") else "absent")
             await self.app(scope, receive, send)
             return
 
@@ -415,6 +439,8 @@ class StatsMiddleware:
             bump(STATS["resource_param"]["token"], "present" if "resource" in form else "absent")
         elif path == "/revoke":
             STATS["revocation_requests"] += 1
+        elif path == "/authorize":
+            bump(STATS["resource_param"]["authorize"], "present" if form.get("resource") else "absent")
 
         status = 0
         body_out: list[bytes] = []
@@ -432,6 +458,8 @@ class StatsMiddleware:
         if path == "/mcp":
             if status in (401, 403):
                 STATS["mcp_unauthorized"] += 1
+            return
+        if path == "/authorize":
             return
         try:
             answer = json.loads(b"".join(body_out) or b"{}")
@@ -459,7 +487,7 @@ def _on_signal(_sig: int, _frame: Any) -> None:
     # Before uvicorn runs: exit at once. While it runs it has its own handlers; when it stops it
     # restores this one and re-raises the signal it caught, which then only confirms the stop.
     if USERVER is None:
-        raise SystemExit(0)
+        os._exit(0)
     USERVER.should_exit = True
 
 
