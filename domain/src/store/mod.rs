@@ -183,6 +183,16 @@ impl Store {
             None => None,
         };
         let txn = sea_orm::TransactionTrait::begin(&self.db).await.map_err(map_err)?;
+        if self.backend == Backend::Sqlite {
+            // Take SQLite's write lock before the first read (what `BEGIN IMMEDIATE` would do):
+            // a transaction that read first and writes after another connection's autocommit
+            // write fails at once with SQLITE_BUSY_SNAPSHOT ("database is locked", code 517) —
+            // the lock above only orders this process's transactions. A write that matches no
+            // row still starts a write transaction, and waits out the busy timeout like any.
+            sea_orm::ConnectionTrait::execute_unprepared(&txn, "UPDATE tenants SET name = name WHERE 1 = 0")
+                .await
+                .map_err(map_err)?;
+        }
         Ok((guard, txn))
     }
 
@@ -277,4 +287,50 @@ pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
 
 pub(crate) fn json_err(what: &str) -> impl FnOnce(serde_json::Error) -> DomainError + '_ {
     move |e| DomainError::Internal(format!("stored {what} is not valid JSON: {e}"))
+}
+
+#[cfg(test)]
+mod sqlite_write_tests {
+    use std::time::Duration;
+
+    use sea_orm::{ConnectionTrait as _, EntityTrait as _};
+    use switchboard_migrations::{Migrator, MigratorTrait as _};
+
+    use super::*;
+
+    /// A write transaction that reads first, while another connection — another process's
+    /// pool, which this process's writer lock does not order — commits a write, still commits.
+    #[tokio::test]
+    async fn a_transaction_that_reads_first_survives_another_connections_write()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = std::env::temp_dir().join(format!("sb-write-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)?;
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.display());
+        let envelope = Envelope::from_bytes(&[9u8; 32])?;
+        let options = StoreOptions::default();
+        let ours = Store::connect(&url, envelope.clone(), &options).await?;
+        Migrator::up(ours.connection(), None).await?;
+        let theirs = Store::connect(&url, envelope, &options).await?;
+        let spec = crate::tenant::TenantSpec { name: "one".into(), slug: None };
+        ours.create_tenant(&crate::tenant::Actor::System, spec).await?;
+
+        let (_lock, txn) = ours.begin_write().await?;
+        entities::tenants::Entity::find().all(&txn).await?;
+        // Their autocommit write either waits for our commit (our write lock is held) or, were it
+        // not, would commit now and leave our snapshot stale.
+        let other = tokio::spawn(async move {
+            theirs.connection().execute_unprepared("UPDATE tenants SET name = name || '!'").await.map(|_| ())
+        });
+        let _ = tokio::time::timeout(Duration::from_millis(300), async {
+            while !other.is_finished() {
+                tokio::task::yield_now().await
+            }
+        })
+        .await;
+        txn.execute_unprepared("UPDATE tenants SET name = name").await?;
+        txn.commit().await?;
+        other.await??;
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
 }
