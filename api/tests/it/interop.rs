@@ -247,6 +247,7 @@ async fn oidc_provider_public_and_confidential() {
 #[tokio::test]
 async fn mcp_python_sdk_authorization_server() {
     let peer = PyPeer::start("mcp_sdk_as.py", &[]);
+    assert_eq!(peer.version, "2.3.0", "the README's table names the version tested");
     let app = TestApp::spawn_with(local()).await;
     let life =
         life_of_a_grant(&app, &peer.mcp_url, json!({"type": "oauth_authorization_code_confidential_pkce"})).await;
@@ -295,6 +296,7 @@ async fn mcp_python_sdk_with_a_basic_client() {
 #[tokio::test]
 async fn authlib_authorization_server() {
     let peer = PyPeer::start("authlib_as.py", &[]);
+    assert_eq!(peer.version, "1.9.10", "the README's table names the version tested");
     let app = TestApp::spawn_with(local()).await;
     let life =
         life_of_a_grant(&app, &peer.mcp_url, json!({"type": "oauth_authorization_code_confidential_pkce"})).await;
