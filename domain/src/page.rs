@@ -18,7 +18,7 @@ pub struct PageRequest {
 impl PageRequest {
     /// Checks `limit` (1..=100, default 20) and decodes `cursor`.
     pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self, DomainError> {
-        let limit = match limit.filter(|l| !l.is_empty()) {
+        let limit = match limit {
             None => DEFAULT_LIMIT,
             Some(raw) => raw.parse::<u64>().map_err(|_| {
                 DomainError::invalid(
@@ -35,7 +35,7 @@ impl PageRequest {
                 format!("limit must be between 1 and {MAX_LIMIT}, got {limit}"),
             ));
         }
-        let after = match cursor.filter(|c| !c.is_empty()) {
+        let after = match cursor {
             None => None,
             Some(c) => Some(Uuid::parse_str(c).map_err(|_| {
                 DomainError::invalid(

@@ -67,20 +67,30 @@ pub fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// A string field: absent and null are `None`, anything else not a string is an error.
+/// A string field: absent and null are `None`, anything else not a string is an error. The
+/// rules are exactly what the OpenAPI document states (`minLength: 1`, `maxLength: max`, no NUL
+/// character — Postgres text cannot hold one); the value is stored trimmed of surrounding
+/// whitespace, unless that would leave nothing.
 pub fn opt_string(errs: &mut Errors, map: &Map<String, Value>, parent: &str, key: &str, max: usize) -> Option<String> {
     let field = path(parent, key);
     match map.get(key) {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => {
-            let s = s.trim();
-            if s.is_empty() {
+        Some(Value::String(raw)) => {
+            let s = if raw.trim().is_empty() { raw.as_str() } else { raw.trim() };
+            if raw.contains('\0') {
+                errs.push(FieldError::new(
+                    field,
+                    "invalid",
+                    format!("{} must not contain a NUL character", path(parent, key)),
+                ));
+                None
+            } else if s.is_empty() {
                 errs.push(
                     FieldError::new(field, "invalid", format!("{} must not be empty", path(parent, key)))
                         .with_hint("omit the field instead of sending an empty string"),
                 );
                 None
-            } else if s.chars().count() > max {
+            } else if raw.chars().count() > max {
                 errs.push(FieldError::new(
                     field,
                     "too_long",

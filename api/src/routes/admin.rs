@@ -98,9 +98,13 @@ impl From<CreatedApiKey> for CreatedApiKeyResponse {
 
 #[derive(utoipa::ToSchema)]
 #[expect(dead_code, reason = "documents the request body; the domain validates the JSON itself")]
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateTenantRequest {
+    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\x00]*$")]
     name: String,
     /// Derived from the name when omitted.
+    #[schema(min_length = 1, max_length = 63, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$")]
     slug: Option<String>,
 }
 

@@ -88,11 +88,14 @@ pub struct AttachmentList {
     pub next_cursor: Option<String>,
 }
 
-#[derive(utoipa::ToSchema)]
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[expect(dead_code, reason = "documents the request body; the domain validates the JSON itself")]
 pub struct AgentRequest {
     /// Display name, e.g. "support-bot".
+    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\x00]*$")]
     name: String,
+    #[schema(min_length = 1, max_length = 2000, pattern = "^[^\\x00]*$")]
     description: Option<String>,
 }
 

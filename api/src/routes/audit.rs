@@ -59,6 +59,7 @@ pub struct AuditQuery {
     #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<uuid::Uuid>)]
     pub cursor: Option<String>,
     /// An exact action (`mcp_server.updated`) or a prefix ending in `.` (`mcp_server.`).
     pub action: Option<String>,

@@ -70,11 +70,14 @@ pub struct ConnectionList {
 #[into_params(parameter_in = Query)]
 pub struct ConnectionQuery {
     pub user_id: Option<String>,
+    #[param(value_type = Option<uuid::Uuid>)]
     pub agent_id: Option<String>,
+    #[param(value_type = Option<uuid::Uuid>)]
     pub mcp_server_id: Option<String>,
     pub status: Option<String>,
     #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
+    #[param(value_type = Option<uuid::Uuid>)]
     pub cursor: Option<String>,
 }
 

@@ -110,33 +110,46 @@ pub struct McpServerList {
 
 /// The body of a create. Documentation only: bodies are validated field by field by the domain,
 /// which reports every bad field at once.
-#[derive(utoipa::ToSchema)]
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[expect(dead_code, reason = "documents the request body; the domain validates the JSON itself")]
 pub struct CreateMcpServerRequest {
     /// Display name, e.g. "Linear".
+    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\x00]*$")]
     name: String,
     /// Unique per tenant; derived from the name when omitted (`linear`, then `linear-2`).
+    #[schema(min_length = 1, max_length = 63, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$")]
     slug: Option<String>,
+    #[schema(min_length = 1, max_length = 2000, pattern = "^[^\\x00]*$")]
     description: Option<String>,
     config: McpServerConfigRequest,
 }
 
 /// A PATCH is a JSON merge patch (RFC 7396) of the create body. Omitted secrets are kept;
 /// `null` clears a field; changing `config.auth.type` replaces `config.auth` whole.
-#[derive(utoipa::ToSchema)]
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[expect(dead_code, reason = "documents the request body; the domain validates the JSON itself")]
 pub struct UpdateMcpServerRequest {
+    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\x00]*$")]
     name: Option<String>,
+    #[schema(min_length = 1, max_length = 63, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$")]
     slug: Option<String>,
+    #[schema(min_length = 1, max_length = 2000, pattern = "^[^\\x00]*$")]
     description: Option<String>,
     config: Option<McpServerConfigRequest>,
 }
 
-#[derive(utoipa::ToSchema)]
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[expect(dead_code, reason = "documents the request body; the domain validates the JSON itself")]
 pub struct McpServerConfigRequest {
     /// The MCP server's Streamable HTTP URL: absolute https, no userinfo, no fragment.
     #[schema(example = "https://mcp.linear.app/mcp")]
+    #[schema(
+        max_length = 2048,
+        pattern = "^https://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*\\.[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~!$&'()*+,;=:@/-]*)?$"
+    )]
     endpoint: String,
     /// Extra, non-secret headers sent with every request.
     headers: Option<BTreeMap<String, String>>,
@@ -146,10 +159,11 @@ pub struct McpServerConfigRequest {
 /// Which fields apply depends on `type`: `token` needs `auth_token`; `oauth_client_credentials`
 /// needs `client_id` and `client_secret`; the authorization-code types take the optional OAuth
 /// fields (discovery fills the rest) and, for confidential clients, `client_secret` with `client_id`.
-#[derive(utoipa::ToSchema)]
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[expect(dead_code, reason = "documents the request body; the domain validates the JSON itself")]
 pub struct AuthConfigRequest {
-    #[schema(rename = "type")]
+    #[serde(rename = "type")]
     kind: AuthType,
     /// Write-only.
     auth_token: Option<String>,

@@ -39,14 +39,18 @@ pub struct PublicKeyResponse {
     pub ticket_format: &'static str,
 }
 
-#[derive(utoipa::ToSchema)]
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[expect(dead_code, reason = "documents the request body; the domain validates the JSON itself")]
 pub struct CreateSessionTicketRequest {
     /// Your identifier of the end user.
+    #[schema(min_length = 1, max_length = 256, pattern = "^[^\\x00]*$")]
     user_id: String,
     /// The agents the session may act for (1–50).
+    #[schema(min_items = 1, max_items = 50)]
     agent_ids: Vec<uuid::Uuid>,
     /// Seconds, 60–86400 (default 3600).
+    #[schema(minimum = 60, maximum = 86400)]
     expires_in: Option<u64>,
 }
 

@@ -22,9 +22,21 @@ pub struct WebhookResponse {
     pub url: String,
     /// The signing secret (`whsec_…`) in full when it was just created or rotated — store it, it
     /// is not shown again — else `{"set": true, "last4": "…"}`.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = secret_schema)]
     pub secret: serde_json::Value,
     pub updated_at: DateTime<Utc>,
+}
+
+/// The secret in full (a string) or its hint (`{"set": true, "last4": "…"}`).
+fn secret_schema() -> impl Into<utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>> {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new().item(ObjectBuilder::new().schema_type(Type::String).pattern(Some("^whsec_"))).item(
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("set", ObjectBuilder::new().schema_type(Type::Boolean))
+            .property("last4", ObjectBuilder::new().schema_type(Type::String))
+            .required("set"),
+    )
 }
 
 fn response(w: &Webhook, show: bool) -> WebhookResponse {

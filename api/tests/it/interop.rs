@@ -12,8 +12,7 @@
 //! scripts/test. Plus the method fallback: a client registered for `client_secret_post` behind a
 //! server that advertises Basic first is refused once, then kept on `client_secret_post`.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -45,24 +44,9 @@ impl PyPeer {
             "the Python peers are not installed in {}: run scripts/test (or tests/peers/python/install.sh)",
             dir.display()
         );
-        let mut child = Command::new(python)
-            .arg(dir.join(script))
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the Python peer");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line =
-            rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("{script} did not start within 60 s"));
-        let info: Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {line}"));
+        let mut command = Command::new(python);
+        command.arg(dir.join(script)).envs(env.iter().copied());
+        let (child, info) = crate::peers::spawn_until_ready(command, script, Duration::from_secs(60));
         let s = |k: &str| info[k].as_str().unwrap_or_else(|| panic!("{script}: no {k} in {info}")).to_owned();
         Self { issuer: s("issuer"), mcp_url: s("mcp_url"), version: s("version"), child }
     }

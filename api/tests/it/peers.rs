@@ -35,23 +35,9 @@ impl Peers {
             script.exists(),
             "the test peers are not installed in {dir}: run scripts/test (or tests/peers/install.sh)"
         );
-        let mut child = Command::new("node")
-            .arg(&script)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node must be installed to run the peer tests (scripts/test installs it)");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(30)).expect("peers.mjs did not start within 30 s");
-        let info: Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("peers.mjs printed no JSON ({e}): {line}"));
+        let mut command = Command::new("node");
+        command.arg(&script).envs(env.iter().copied());
+        let (child, info) = spawn_until_ready(command, "peers.mjs", Duration::from_secs(30));
         let s = |k: &str| info[k].as_str().expect("peer url").to_owned();
         Self { issuer: s("issuer"), mcp_url: s("mcp_url"), prm_url: s("prm_url"), mcp_b_url: s("mcp_b_url"), child }
     }
@@ -60,6 +46,25 @@ impl Peers {
     pub async fn stats(&self) -> Value {
         reqwest::get(format!("{}/__stats", self.issuer)).await.expect("stats").json().await.expect("stats json")
     }
+}
+
+/// Starts a peer process and waits for the one JSON line it prints on stdout once it listens.
+pub fn spawn_until_ready(mut command: Command, name: &str, within: Duration) -> (Child, Value) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{name} could not be started ({e}); scripts/test installs what the peers need"));
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(within).unwrap_or_else(|_| panic!("{name} did not start within {within:?}"));
+    let info = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{name} printed no JSON ({e}): {line}"));
+    (child, info)
 }
 
 impl Drop for Peers {
