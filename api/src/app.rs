@@ -55,10 +55,12 @@ pub fn build(
         web::get().to(|| async { HttpResponse::PermanentRedirect().insert_header(("location", "/docs/")).finish() }),
     )
     .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", spec))
+    .app_data(web::Data::from(methods.clone()))
     .default_service(web::to(move |req: actix_web::HttpRequest| {
         let methods = methods.clone();
         async move { not_found(&methods, &req) }
     }))
+    .wrap(from_fn(literal_paths))
     .wrap(from_fn(crate::middleware::observe))
 }
 
@@ -96,6 +98,34 @@ impl MethodTable {
     fn allowed(&self, path: &str) -> Option<&str> {
         self.0.iter().find(|(def, _)| def.is_match(path)).map(|(_, m)| m.as_str())
     }
+
+    /// A literal documented path (`/v1/mcp-servers/discover`) asked with a method it does not
+    /// answer: its `Allow`, even where a templated sibling (`/v1/mcp-servers/{id}`) would take it.
+    fn literal_refusal(&self, path: &str, method: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(def, _)| !def.pattern().unwrap_or("{").contains('{') && def.is_match(path))
+            .map(|(_, m)| m.as_str())
+            .filter(|allow| !allow.split(", ").any(|m| m == method))
+    }
+}
+
+/// Answers 405 for a literal documented path before the router can hand it to a templated route.
+async fn literal_paths<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<B>,
+) -> Result<ServiceResponse<B>, actix_web::Error> {
+    if let Some(table) = req.app_data::<web::Data<MethodTable>>()
+        && let Some(allow) = table.literal_refusal(req.path(), req.method().as_str())
+    {
+        return Err(error::ApiError::MethodNotAllowed {
+            method: req.method().to_string(),
+            path: req.path().to_owned(),
+            allow: allow.to_owned(),
+        }
+        .into());
+    }
+    next.call(req).await
 }
 
 fn not_found(methods: &MethodTable, req: &actix_web::HttpRequest) -> Result<HttpResponse, error::ApiError> {

@@ -74,6 +74,17 @@ pub fn add_problem_responses(spec: &mut Spec) {
         for item in spec.paths.paths.values_mut() {
             let ops = [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
             for op in ops.into_iter().flatten() {
+                // The rule `idempotency::key` enforces, stated once for every operation.
+                for param in op.parameters.iter_mut().flatten() {
+                    if param.name == "Idempotency-Key" {
+                        param.schema = Some(RefOr::T(utoipa::openapi::schema::Schema::Object(
+                            utoipa::openapi::schema::ObjectBuilder::new()
+                                .schema_type(utoipa::openapi::schema::Type::String)
+                                .pattern(Some("^[\\x21-\\x7e]{1,255}$"))
+                                .build(),
+                        )));
+                    }
+                }
                 let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
                 let mut add = |code: &str| {
                     op.responses.responses.entry(code.to_owned()).or_insert_with(|| RefOr::T(problem()));

@@ -92,8 +92,15 @@ pub fn validate_attach(body: Option<&Value>) -> Result<Option<Vec<String>>, Doma
         Some(Value::Array(items)) => {
             let mut out: Vec<String> = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                match item.as_str().map(str::trim) {
-                    Some(t) if !t.is_empty() && t.len() <= 128 => {
+                // Exactly the document's rule: 1-128 characters, no control character, no
+                // surrounding whitespace.
+                match item.as_str() {
+                    Some(t)
+                        if !t.is_empty()
+                            && t.chars().count() <= 128
+                            && t.trim() == t
+                            && !t.chars().any(char::is_control) =>
+                    {
                         if !out.iter().any(|o| o == t) {
                             out.push(t.to_owned());
                         }
@@ -101,7 +108,7 @@ pub fn validate_attach(body: Option<&Value>) -> Result<Option<Vec<String>>, Doma
                     _ => errs.push(FieldError::new(
                         format!("tools[{i}]"),
                         "invalid",
-                        "each tool must be a tool name of 1-128 characters",
+                        "each tool must be a tool name of 1-128 characters, without control characters or surrounding spaces",
                     )),
                 }
             }

@@ -75,12 +75,10 @@ pub fn validate_create(body: &Value) -> Result<TenantSpec, DomainError> {
         errs.required("name", "the tenant's display name");
     }
     let slug = opt_string(&mut errs, map, "", "slug", slug::MAX_LEN + 1);
-    if let Some(s) = &slug {
-        if let Err(e) = slug::check("slug", s) {
-            errs.push(e);
-        }
-    } else if name.as_deref().is_some_and(|n| slug::derive(n).is_none()) {
-        errs.required("slug", "no slug can be derived from this name; pass one");
+    if let Some(s) = &slug
+        && let Err(e) = slug::check("slug", s)
+    {
+        errs.push(e);
     }
     let spec = name.map(|name| TenantSpec { name, slug });
     errs.finish(spec).and_then(|s| s.ok_or_else(|| DomainError::invalid("name", "required", "name is required")))
@@ -116,7 +114,10 @@ pub fn validate_settings(policy: crate::validate::Policy, body: &Value) -> Resul
     reject_unknown(&mut errs, map, "", &["return_urls"], &[]);
     let mut urls: Vec<String> = Vec::new();
     match map.get("return_urls") {
-        None | Some(Value::Null) => {}
+        None | Some(Value::Null) => errs.required(
+            "return_urls",
+            "the exact URLs connect may name, e.g. [\"https://app.example.com/connected\"], or [] for none",
+        ),
         Some(Value::Array(items)) if items.len() <= 20 => {
             for (i, item) in items.iter().enumerate() {
                 let field = format!("return_urls[{i}]");

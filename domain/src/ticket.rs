@@ -411,7 +411,12 @@ pub fn validate_mint(body: &serde_json::Value) -> Result<MintRequest, crate::Dom
     }
     let expires_in = match map.get("expires_in") {
         None | Some(serde_json::Value::Null) => 3600,
-        Some(v) => match v.as_u64().filter(|s| (60..=MAX_LIFETIME.as_secs()).contains(s)) {
+        // `3600.0` is a whole number too (JSON Schema's `integer`).
+        Some(v) => match v
+            .as_u64()
+            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 1e9).map(|f| f as u64))
+            .filter(|s| (60..=MAX_LIFETIME.as_secs()).contains(s))
+        {
             Some(s) => s,
             None => {
                 errs.push(FieldError::new(

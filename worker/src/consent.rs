@@ -35,12 +35,21 @@ pub struct ConsentOutcome {
     /// In plain words, for the end user.
     pub message: String,
     pub return_url: Option<String>,
+    /// No consent in progress has this state: expired, already used, or never started here.
+    pub unknown: bool,
 }
 
 impl ConsentOutcome {
     /// A consent that did not complete, with what to tell the user.
     pub fn failed(message: impl Into<String>) -> Self {
-        Self { connected: false, server_name: None, agent_name: None, message: message.into(), return_url: None }
+        Self {
+            connected: false,
+            server_name: None,
+            agent_name: None,
+            message: message.into(),
+            return_url: None,
+            unknown: false,
+        }
     }
 }
 
@@ -202,9 +211,12 @@ impl Consent {
         let flow = match store.take_flow(&hex_digest(state.as_bytes())).await {
             Ok(Some(flow)) => flow,
             Ok(None) => {
-                return ConsentOutcome::failed(
-                    "This sign-in link has expired or was already used. Start again from the app.",
-                );
+                return ConsentOutcome {
+                    unknown: true,
+                    ..ConsentOutcome::failed(
+                        "This sign-in link has expired or was already used. Start again from the app.",
+                    )
+                };
             }
             Err(e) => {
                 tracing::error!(error = %e, "reading a consent flow failed");
@@ -219,6 +231,7 @@ impl Consent {
             agent_name: agent.map(|a| a.name),
             message: String::new(),
             return_url: flow.return_url.clone(),
+            unknown: false,
         };
         // RFC 9207: a mismatched issuer means the response may come from another server: act on
         // nothing it says, not even its error.

@@ -108,10 +108,12 @@ pub struct CreateTenantRequest {
     slug: Option<String>,
 }
 
-#[derive(utoipa::ToSchema)]
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[expect(dead_code, reason = "documents the request body; the domain validates the JSON itself")]
 pub struct CreateApiKeyRequest {
     /// A label, e.g. "ci" or "console".
+    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\x00]*$")]
     name: Option<String>,
 }
 

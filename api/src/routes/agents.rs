@@ -99,12 +99,31 @@ pub struct AgentRequest {
     description: Option<String>,
 }
 
-#[derive(utoipa::ToSchema)]
+/// A JSON merge patch (RFC 7396) of an agent: `description: null` clears it.
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[expect(dead_code, reason = "documents the request body; the domain validates the JSON itself")]
+pub struct AgentPatchRequest {
+    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\x00]*$", nullable = false)]
+    name: Option<String>,
+    #[schema(min_length = 1, max_length = 2000, pattern = "^[^\\x00]*$")]
+    description: Option<String>,
+}
+
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[expect(dead_code, reason = "documents the request body; the domain validates the JSON itself")]
 pub struct AttachRequest {
     /// Allow-list of tool names; omit (or send no body) to allow every tool, `[]` to allow none.
+    #[schema(max_items = 500, value_type = Option<Vec<ToolName>>)]
     tools: Option<Vec<String>>,
 }
+
+/// A tool name: 1–128 characters, no control character, no surrounding whitespace.
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[schema(pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]([^\\x00-\\x1f\\x7f-\\x9f]{0,126}[^\\s\\x00-\\x1f\\x7f-\\x9f])?$")]
+#[expect(dead_code, reason = "documents a string format")]
+pub struct ToolName(String);
 
 /// Create an agent.
 #[utoipa::path(
@@ -164,7 +183,7 @@ pub async fn get_agent(
 }
 
 /// Update an agent (JSON merge patch).
-#[utoipa::path(tag = "agents", params(("id" = uuid::Uuid, Path)), request_body = AgentRequest, responses((status = 200, body = AgentResponse)), security(("api_key" = [])))]
+#[utoipa::path(tag = "agents", params(("id" = uuid::Uuid, Path)), request_body = AgentPatchRequest, responses((status = 200, body = AgentResponse)), security(("api_key" = [])))]
 #[patch("/{id}")]
 #[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
 pub async fn update_agent(

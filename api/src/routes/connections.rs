@@ -69,11 +69,14 @@ pub struct ConnectionList {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ConnectionQuery {
+    #[param(min_length = 1)]
     pub user_id: Option<String>,
     #[param(value_type = Option<uuid::Uuid>)]
     pub agent_id: Option<String>,
     #[param(value_type = Option<uuid::Uuid>)]
     pub mcp_server_id: Option<String>,
+    /// One of the connection statuses (ignored by the issuance list).
+    #[param(pattern = "^(not_connected|pending_consent|connected|refreshing|expired|needs_reauth|revoked|error)$")]
     pub status: Option<String>,
     #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
@@ -82,13 +85,35 @@ pub struct ConnectionQuery {
 }
 
 fn id_filter<T: From<uuid::Uuid>>(field: &'static str, raw: Option<&str>) -> Result<Option<T>, ApiError> {
-    raw.filter(|r| !r.is_empty())
-        .map(|r| {
-            uuid::Uuid::try_parse(r).map(T::from).map_err(|_| {
-                switchboard_domain::DomainError::invalid(field, "invalid", format!("{field} must be a UUID")).into()
-            })
+    raw.map(|r| {
+        uuid::Uuid::try_parse(r).map(T::from).map_err(|_| {
+            switchboard_domain::DomainError::invalid(field, "invalid", format!("{field} must be a UUID")).into()
         })
-        .transpose()
+    })
+    .transpose()
+}
+
+fn user_filter(raw: Option<&str>) -> Result<Option<String>, ApiError> {
+    match raw {
+        Some("") => {
+            Err(switchboard_domain::DomainError::invalid("user_id", "invalid", "user_id must not be empty").into())
+        }
+        other => Ok(other.map(str::to_owned)),
+    }
+}
+
+fn status_filter(raw: Option<&str>) -> Result<Option<String>, ApiError> {
+    const STATUSES: [&str; 8] =
+        ["not_connected", "pending_consent", "connected", "refreshing", "expired", "needs_reauth", "revoked", "error"];
+    match raw {
+        Some(s) if !STATUSES.contains(&s) => Err(switchboard_domain::DomainError::invalid(
+            "status",
+            "invalid",
+            format!("status must be one of: {}", STATUSES.join(", ")),
+        )
+        .into()),
+        other => Ok(other.map(str::to_owned)),
+    }
 }
 
 /// List consent grants, oldest first.
@@ -102,10 +127,10 @@ pub async fn list_connections(
 ) -> Result<web::Json<ConnectionList>, ApiError> {
     let page = PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref())?;
     let filter = ConnectionFilter {
-        user_id: q.user_id.clone().filter(|u| !u.is_empty()),
+        user_id: user_filter(q.user_id.as_deref())?,
         agent_id: id_filter::<AgentId>("agent_id", q.agent_id.as_deref())?,
         mcp_server_id: id_filter::<McpServerId>("mcp_server_id", q.mcp_server_id.as_deref())?,
-        status: q.status.clone().filter(|s| !s.is_empty()),
+        status: status_filter(q.status.as_deref())?,
     };
     let page = state.store.tenant(tenant.tenant_id).list_connections(page, &filter).await?;
     Ok(web::Json(ConnectionList {
@@ -234,10 +259,11 @@ pub async fn list_issuances(
 ) -> Result<web::Json<IssuanceList>, ApiError> {
     let page = PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref())?;
     let filter = ConnectionFilter {
-        user_id: q.user_id.clone().filter(|u| !u.is_empty()),
+        user_id: user_filter(q.user_id.as_deref())?,
         agent_id: id_filter::<AgentId>("agent_id", q.agent_id.as_deref())?,
         mcp_server_id: id_filter::<McpServerId>("mcp_server_id", q.mcp_server_id.as_deref())?,
-        status: None,
+        // Issuances have no status; a bad value is still refused, as the shared query states.
+        status: status_filter(q.status.as_deref()).map(|_| None)?,
     };
     let page = state.store.tenant(tenant.tenant_id).list_issuances(page, &filter).await?;
     let data = page

@@ -16,6 +16,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
 #[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
     pub code: Option<String>,
+    /// The `state` Switchboard put in the authorization URL: the tenant (32 hex digits), then a
+    /// random part.
+    #[param(required = true, pattern = "^[0-9a-fA-F]{32}[A-Za-z0-9_-]{1,400}$")]
     pub state: Option<String>,
     pub iss: Option<String>,
     pub error: Option<String>,
@@ -35,7 +38,7 @@ fn escape(s: &str) -> String {
 }
 
 /// The consent callback (browser). Renders what happened in plain words.
-#[utoipa::path(tag = "runtime", params(CallbackQuery), responses((status = 200, content_type = "text/html", body = String), (status = 400, content_type = "text/html", body = String)))]
+#[utoipa::path(tag = "runtime", params(CallbackQuery), responses((status = 200, content_type = "text/html", body = String), (status = 400, description = "The link is incomplete or not valid (a page), or its query string cannot be read (a problem)", content((String = "text/html"), (crate::error::Problem = "application/problem+json"))), (status = 404, description = "No consent in progress has this state (expired, already used, or never started)", content_type = "text/html", body = String)))]
 #[get("/service/mcp/consent/callback")]
 #[tracing::instrument(skip_all)]
 pub async fn consent_callback(state: web::Data<AppState>, query: web::Query<CallbackQuery>) -> HttpResponse {
@@ -83,7 +86,13 @@ pub async fn consent_callback(state: web::Data<AppState>, query: web::Query<Call
          <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}}h1{{font-size:1.4rem}}</style></head>\
          <body><h1>{title}</h1>{body}</body></html>"
     );
-    let mut res = if outcome.connected { HttpResponse::Ok() } else { HttpResponse::BadRequest() };
+    let mut res = if outcome.connected {
+        HttpResponse::Ok()
+    } else if outcome.unknown {
+        HttpResponse::NotFound()
+    } else {
+        HttpResponse::BadRequest()
+    };
     res.content_type("text/html; charset=utf-8")
         .insert_header(("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"))
         .insert_header(("referrer-policy", "no-referrer"))

@@ -51,11 +51,15 @@ where
             let c = work().await?;
             return Ok(respond(c.status, c.body.to_string().into_bytes(), c.location.as_deref(), false));
         }
-        Some(v) => v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255).ok_or_else(|| ApiError::BadRequest {
-            code: "invalid_idempotency_key",
-            detail: "Idempotency-Key must be 1-255 visible ASCII characters".into(),
-            hint: Some("use a UUID per logical operation".into()),
-        })?,
+        Some(v) => v
+            .to_str()
+            .ok()
+            .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| (0x21..=0x7e).contains(&b)))
+            .ok_or_else(|| ApiError::BadRequest {
+                code: "invalid_idempotency_key",
+                detail: "Idempotency-Key must be 1-255 visible ASCII characters".into(),
+                hint: Some("use a UUID per logical operation".into()),
+            })?,
     };
     let fingerprint = format!("{} {}\n{}", req.method(), req.path(), body);
     let record = IdempotencyKey::new(tenant, scope, key, fingerprint.as_bytes());

@@ -148,7 +148,7 @@ pub struct McpServerConfigRequest {
     #[schema(example = "https://mcp.linear.app/mcp")]
     #[schema(
         max_length = 2048,
-        pattern = "^https://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*\\.[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~!$&'()*+,;=:@/-]*)?$"
+        pattern = "^https://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*\\.[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~!$&'()+,;=:@/-]*)?$"
     )]
     endpoint: String,
     /// Extra, non-secret headers sent with every request.
@@ -184,9 +184,14 @@ fn location(id: McpServerId) -> String {
 
 /// The body of `POST /v1/mcp-servers/discover`.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DiscoverRequest {
     /// The MCP server's Streamable HTTP URL.
     #[schema(example = "https://mcp.linear.app/mcp")]
+    #[schema(
+        max_length = 2048,
+        pattern = "^https://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*\\.[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~!$&'()+,;=:@/-]*)?$"
+    )]
     pub endpoint: String,
 }
 

@@ -46,7 +46,8 @@ pub struct ConnectResponse {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-#[derive(utoipa::ToSchema)]
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[expect(dead_code, reason = "documents the request body; the handler reads the JSON itself")]
 pub struct ConnectRequest {
     /// Where the consent page sends the browser afterwards: one of the tenant's `return_urls`, exactly.
@@ -72,22 +73,34 @@ pub async fn connect_mcp_server(
 ) -> Result<web::Json<ConnectResponse>, ApiError> {
     let key = grant(&ticket, &path, "connect")?;
     let store = state.store.tenant(ticket.tenant_id);
-    let return_url =
-        match super::optional_json(&body)?.as_ref().and_then(|b| b.get("return_url")).filter(|r| !r.is_null()) {
-            None => None,
-            Some(serde_json::Value::String(url)) if store.settings().await?.return_urls.contains(url) => {
-                Some(url.clone())
-            }
-            Some(_) => {
-                return Err(DomainError::Invalid(vec![
+    let body = super::optional_json(&body)?;
+    if let Some(b) = &body {
+        // The body is an object with `return_url` at most, as the document says.
+        let mut errs = switchboard_domain::validate::Errors::default();
+        match b.as_object() {
+            Some(map) => switchboard_domain::validate::reject_unknown(&mut errs, map, "", &["return_url"], &[]),
+            None => errs.push(FieldError::new("", "invalid_type", "the body must be a JSON object")),
+        }
+        if !errs.0.is_empty() {
+            return Err(DomainError::Invalid(errs.0).into());
+        }
+    }
+    let return_url = match body.as_ref().and_then(|b| b.get("return_url")).filter(|r| !r.is_null()) {
+        None => None,
+        Some(serde_json::Value::String(url)) if store.settings().await?.return_urls.contains(url) => Some(url.clone()),
+        Some(serde_json::Value::String(_)) => {
+            return Err(DomainError::Invalid(vec![
                 FieldError::new("return_url", "not_allowed", "return_url is not one of this tenant's return URLs")
                     .with_hint(
                         "add it, exactly, with PUT /v1/settings {\"return_urls\": [...]}; patterns are never matched",
                     ),
             ])
-                .into());
-            }
-        };
+            .into());
+        }
+        Some(_) => {
+            return Err(DomainError::invalid("return_url", "invalid_type", "return_url must be a string").into());
+        }
+    };
     store.get_attachment(key.agent_id, key.mcp_server_id).await?;
     let server = store.get_mcp_server(key.mcp_server_id).await?;
     Ok(web::Json(match state.consent.connect(key, &server, return_url).await? {

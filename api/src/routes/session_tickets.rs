@@ -54,13 +54,32 @@ pub struct CreateSessionTicketRequest {
     expires_in: Option<u64>,
 }
 
-#[derive(utoipa::ToSchema)]
+/// Either a ticket or a revocation id.
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[serde(untagged)]
+pub enum RevokeSessionTicketRequest {
+    #[schema(title = "ByTicket")]
+    Ticket(RevokeByTicket),
+    #[schema(title = "ByRevocationId")]
+    RevocationId(RevokeByRevocationId),
+}
+
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[expect(dead_code, reason = "documents the request body; the handler reads the JSON itself")]
-pub struct RevokeSessionTicketRequest {
+pub struct RevokeByTicket {
     /// A ticket to revoke (it and the tickets attenuated from it).
-    ticket: Option<String>,
-    /// Or a revocation id.
-    revocation_id: Option<String>,
+    #[schema(min_length = 1, pattern = "^[^\\x00]*$")]
+    ticket: String,
+}
+
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[expect(dead_code, reason = "documents the request body; the handler reads the JSON itself")]
+pub struct RevokeByRevocationId {
+    /// A revocation id from the mint response (hex).
+    #[schema(pattern = "^[0-9a-fA-F]{1,256}$")]
+    revocation_id: String,
 }
 
 /// Mint a session ticket for an end user and the agents their session may use.
@@ -84,18 +103,9 @@ pub async fn create_session_ticket(
     idempotency::run(&state, &req, tenant.tenant_id, &scope, &body, || async {
         let mint = ticket::validate_mint(&body)?;
         let store = state.store.tenant(tenant.tenant_id);
-        let mut missing = Vec::new();
-        for (i, agent) in mint.agents.iter().enumerate() {
-            if matches!(store.get_agent(*agent).await, Err(DomainError::NotFound { .. })) {
-                missing.push(FieldError::new(
-                    format!("agent_ids[{i}]"),
-                    "not_found",
-                    format!("agent `{agent}` not found"),
-                ));
-            }
-        }
-        if !missing.is_empty() {
-            return Err(DomainError::Invalid(missing).into());
+        // An agent the tenant does not have is a 404, like any other id of another tenant.
+        for agent in &mint.agents {
+            store.get_agent(*agent).await?;
         }
         let expires_at = SystemTime::now() + mint.expires_in;
         let key = store.signing_key().await?;
@@ -140,6 +150,13 @@ pub async fn revoke_session_ticket(
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
     let store = state.store.tenant(tenant.tenant_id);
+    if let Some(map) = body.as_object() {
+        let mut errs = switchboard_domain::validate::Errors::default();
+        switchboard_domain::validate::reject_unknown(&mut errs, map, "", &["ticket", "revocation_id"], &[]);
+        if !errs.0.is_empty() {
+            return Err(DomainError::Invalid(errs.0).into());
+        }
+    }
     let ids = match (body.get("ticket").and_then(|t| t.as_str()), body.get("revocation_id").and_then(|r| r.as_str())) {
         (Some(t), None) => {
             // Only this tenant's tickets: another tenant's is not found here.

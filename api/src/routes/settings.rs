@@ -25,10 +25,12 @@ impl From<TenantSettings> for SettingsResponse {
     }
 }
 
-#[derive(utoipa::ToSchema)]
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[expect(dead_code, reason = "documents the request body; the domain validates the JSON itself")]
 pub struct SettingsRequest {
     /// Absolute https URLs, at most 20, matched exactly (no patterns).
+    #[schema(max_items = 20, inline, value_type = Vec<HttpsUrl>)]
     return_urls: Vec<String>,
 }
 
@@ -60,3 +62,11 @@ pub async fn update_settings(
     let settings = tenant::validate_settings(state.settings.policy(), &body)?;
     Ok(web::Json(state.store.tenant(tenant.tenant_id).put_settings(&settings).await?.into()))
 }
+
+/// An absolute https URL without user info or fragment, as every URL Switchboard stores.
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[schema(
+    pattern = "^https://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*\\.[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~!$&'()+,;=:@/-]*)?$"
+)]
+#[expect(dead_code, reason = "documents a string format")]
+pub struct HttpsUrl(String);

@@ -52,10 +52,15 @@ fn response(w: &Webhook, show: bool) -> WebhookResponse {
     }
 }
 
-#[derive(utoipa::ToSchema)]
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[expect(dead_code, reason = "documents the request body; the handler validates the JSON itself")]
 pub struct WebhookRequest {
     /// An https URL (http only for loopback in development); it receives a POST per event.
+    #[schema(
+        max_length = 2048,
+        pattern = "^https://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*\\.[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~!$&'()+,;=:@/-]*)?$"
+    )]
     url: String,
     /// Replace the signing secret (the new one is returned once).
     rotate_secret: Option<bool>,

@@ -97,7 +97,7 @@ async fn a_user_connects_through_the_providers_consent() {
         pages
             .iter()
             .filter(|(s, _, _)| *s != StatusCode::OK)
-            .all(|(s, _, p)| *s == StatusCode::BAD_REQUEST && p.contains("expired or was already used"))
+            .all(|(s, _, p)| *s == StatusCode::NOT_FOUND && p.contains("expired or was already used"))
     );
     assert_eq!(peers.stats().await["token_grants"]["authorization_code"], 1);
 
@@ -195,14 +195,19 @@ async fn a_user_connects_through_the_providers_consent() {
 #[tokio::test]
 async fn bad_callbacks_say_what_happened_and_exchange_nothing() {
     let app = TestApp::spawn().await;
-    for (query, needle) in [
-        ("", "incomplete"),
-        ("state=short", "incomplete"),
-        (&format!("state={}{}&code=x", "0".repeat(32), "a".repeat(40)) as &str, "expired or was already used"),
-        (&format!("state={}{}&code=x", "z".repeat(32), "a".repeat(40)), "not valid"),
+    for (query, needle, status) in [
+        ("", "incomplete", StatusCode::BAD_REQUEST),
+        ("state=short", "incomplete", StatusCode::BAD_REQUEST),
+        // Well formed, but no consent in progress has it.
+        (
+            &format!("state={}{}&code=x", "0".repeat(32), "a".repeat(40)) as &str,
+            "expired or was already used",
+            StatusCode::NOT_FOUND,
+        ),
+        (&format!("state={}{}&code=x", "z".repeat(32), "a".repeat(40)), "not valid", StatusCode::BAD_REQUEST),
         // The 32nd byte inside a multi-byte character (a crafted link once panicked here).
-        (&format!("state={}%E2%98%83{}&code=x", "0".repeat(31), "a".repeat(40)), "not valid"),
-        (&format!("state={}%F0%9F%92%A9{}", "é".repeat(16), "a".repeat(40)), "not valid"),
+        (&format!("state={}%E2%98%83{}&code=x", "0".repeat(31), "a".repeat(40)), "not valid", StatusCode::BAD_REQUEST),
+        (&format!("state={}%F0%9F%92%A9{}", "é".repeat(16), "a".repeat(40)), "not valid", StatusCode::BAD_REQUEST),
     ] {
         let res = app
             .client
@@ -210,7 +215,7 @@ async fn bad_callbacks_say_what_happened_and_exchange_nothing() {
             .send()
             .await
             .expect("callback");
-        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(res.status(), status, "{query}");
         let page = res.text().await.expect("page");
         assert!(page.contains(needle), "{query}: {page}");
     }
@@ -537,7 +542,7 @@ async fn a_state_cannot_be_replayed_in_another_tenant() {
         }
     };
     let (status, page) = callback(moved).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(page.contains("expired or was already used"), "{page}");
     assert_eq!(peers.stats().await["token_requests"], 0, "no code exchange for a state of another tenant");
     let (status, page) = callback(state).await;
@@ -577,7 +582,7 @@ async fn an_expired_flow_exchanges_nothing() {
         .send()
         .await
         .expect("callback");
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert!(res.text().await.expect("page").contains("expired or was already used"));
 }
 

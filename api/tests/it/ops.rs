@@ -171,6 +171,9 @@ async fn undeclared_methods_are_405_with_allow() {
         ("PUT", "/v1/agents/01234567-89ab-7def-8123-456789abcdef", "GET, DELETE, PATCH"),
         ("POST", "/healthz", "GET"),
         ("PATCH", "/v1/webhook", "GET, PUT, DELETE"),
+        // A literal path wins over its templated sibling (`/v1/mcp-servers/{id}` takes PATCH).
+        ("PATCH", "/v1/mcp-servers/discover", "POST"),
+        ("GET", "/v1/session-tickets/revoke", "POST"),
     ] {
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let res = app.call(m, path, Some(&app.key), None).await;

@@ -36,7 +36,7 @@ pub fn validate_endpoint(policy: Policy, body: &Value) -> Result<url::Url, Domai
 
 /// Validates a create request.
 pub fn validate_create(policy: Policy, body: &Value) -> Result<McpServerSpec, DomainError> {
-    validate_spec(policy, body, StoredSecrets::default(), None)
+    validate_spec(policy, body, StoredSecrets::default())
 }
 
 /// Validates a PATCH against the stored server: the patch is merged into the stored public view
@@ -78,7 +78,7 @@ pub fn validate_patch(policy: Policy, current: &McpServer, patch: &Value) -> Res
         auth_token: stored.auth_token && !cleared("auth_token"),
         client_secret: stored.client_secret && !cleared("client_secret"),
     };
-    let mut spec = validate_spec(policy, &merged, stored, Some(&current.slug))?;
+    let mut spec = validate_spec(policy, &merged, stored)?;
     if cleared("auth_token") {
         spec.auth_token = SecretChange::Clear;
     }
@@ -116,12 +116,7 @@ fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-fn validate_spec(
-    policy: Policy,
-    body: &Value,
-    stored: StoredSecrets,
-    current_slug: Option<&str>,
-) -> Result<McpServerSpec, DomainError> {
+fn validate_spec(policy: Policy, body: &Value, stored: StoredSecrets) -> Result<McpServerSpec, DomainError> {
     let mut errs = Errors::default();
     let Some(map) = validate::object(&mut errs, "", body) else {
         return Err(DomainError::Invalid(errs.0));
@@ -153,18 +148,8 @@ fn validate_spec(
                 None
             }
         },
-        None => {
-            if current_slug.is_none()
-                && let Some(n) = &name
-                && slug::derive(n).is_none()
-            {
-                errs.push(
-                    FieldError::new("slug", "required", "slug is required: no slug can be derived from this name")
-                        .with_hint("pass a slug of lowercase letters, digits and dashes"),
-                );
-            }
-            None
-        }
+        // A name with nothing to derive a slug from gets `server` (then `server-2`, …).
+        None => None,
     };
     let config =
         match map.get("config") {

@@ -108,11 +108,7 @@ impl TenantStore<'_> {
     /// (`linear-2`) when taken; an explicit slug that is taken is a conflict.
     pub async fn create_mcp_server(&self, actor: &Actor, spec: McpServerSpec) -> Result<McpServer, DomainError> {
         let explicit = spec.slug.is_some();
-        let base = spec
-            .slug
-            .clone()
-            .or_else(|| slug::derive(&spec.name))
-            .ok_or_else(|| DomainError::invalid("slug", "required", "slug is required"))?;
+        let base = spec.slug.clone().unwrap_or_else(|| slug::derive(&spec.name).unwrap_or_else(|| "server".to_owned()));
         let (_write, txn) = self.store.begin_write().await?;
         let slug = if explicit { base } else { self.free_slug(&txn, &base).await? };
         let id = McpServerId::new();

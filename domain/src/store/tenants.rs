@@ -23,10 +23,7 @@ impl Store {
     /// Creates a tenant and its first API key in one transaction.
     pub async fn create_tenant(&self, actor: &Actor, spec: TenantSpec) -> Result<(Tenant, CreatedApiKey), DomainError> {
         let explicit = spec.slug.is_some();
-        let base = spec
-            .slug
-            .or_else(|| slug::derive(&spec.name))
-            .ok_or_else(|| DomainError::invalid("slug", "required", "slug is required"))?;
+        let base = spec.slug.unwrap_or_else(|| slug::derive(&spec.name).unwrap_or_else(|| "tenant".to_owned()));
         for n in 1..=20 {
             let candidate = slug::numbered(&base, n);
             match self.insert_tenant(actor, &spec.name, &candidate).await {
