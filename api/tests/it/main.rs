@@ -17,6 +17,7 @@ mod browser;
 mod cli;
 mod client_credentials;
 mod consent;
+mod contract;
 mod erasure;
 mod events;
 mod faults;
