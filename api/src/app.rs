@@ -66,7 +66,11 @@ pub fn build(
 
 /// Every documented path with the methods it answers, for the `405` + `Allow` of a known path
 /// asked with another method (`TRACE /v1/agents`), as RFC 9110 §15.5.6 wants.
-struct MethodTable(Vec<(actix_web::dev::ResourceDef, String)>);
+struct MethodTable {
+    paths: Vec<(actix_web::dev::ResourceDef, String)>,
+    /// The paths without a parameter, looked up on every request.
+    literal: std::collections::HashMap<String, String>,
+}
 
 impl MethodTable {
     fn from_spec(spec: &utoipa::openapi::OpenApi) -> Self {
@@ -91,22 +95,27 @@ impl MethodTable {
                 }
                 (actix_web::dev::ResourceDef::new(path.as_str()), methods.join(", "))
             })
+            .collect::<Vec<_>>();
+        let literal = spec
+            .paths
+            .paths
+            .keys()
+            .filter(|p| !p.contains('{'))
+            .filter_map(|p| {
+                rows.iter().find(|(d, _)| d.pattern() == Some(p.as_str())).map(|(_, m)| (p.clone(), m.clone()))
+            })
             .collect();
-        Self(rows)
+        Self { paths: rows, literal }
     }
 
     fn allowed(&self, path: &str) -> Option<&str> {
-        self.0.iter().find(|(def, _)| def.is_match(path)).map(|(_, m)| m.as_str())
+        self.paths.iter().find(|(def, _)| def.is_match(path)).map(|(_, m)| m.as_str())
     }
 
     /// A literal documented path (`/v1/mcp-servers/discover`) asked with a method it does not
     /// answer: its `Allow`, even where a templated sibling (`/v1/mcp-servers/{id}`) would take it.
     fn literal_refusal(&self, path: &str, method: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(def, _)| !def.pattern().unwrap_or("{").contains('{') && def.is_match(path))
-            .map(|(_, m)| m.as_str())
-            .filter(|allow| !allow.split(", ").any(|m| m == method))
+        self.literal.get(path).map(String::as_str).filter(|allow| !allow.split(", ").any(|m| m == method))
     }
 }
 
