@@ -309,9 +309,8 @@ impl Consent {
         };
         let mut steps = Vec::new();
         let answer = oauth::exchange_code(self.discoverer.fetcher(), &exchange, &mut steps).await;
-        if let Ok(tokens) = &answer {
-            creds.keep(&store, tokens.client_auth).await;
-        }
+        // Kept after the tokens are stored (below): nothing may stand between the exchange and that write.
+        let used = answer.as_ref().ok().map(|t| t.client_auth);
         match answer {
             Ok(tokens) => {
                 // Expiry and the first refresh are measured on the database's clock, like every
@@ -331,6 +330,9 @@ impl Consent {
                 };
                 match store.save_tokens(&flow, &set, &granted, now).await {
                     Ok(()) => {
+                        if let Some(method) = used {
+                            creds.keep(&store, method).await;
+                        }
                         if let Err(e) = store.record_issuance(&flow.key, "issued", None, &granted, set.expires_at).await
                         {
                             tracing::warn!(error = %e, "recording an issuance failed");

@@ -317,14 +317,9 @@ impl Refresher {
             &mut steps,
         )
         .await;
-        if let Ok(new) = &answer
-            && new.client_auth != creds.method
-        {
-            creds.keep(store, new.client_auth).await;
-            if let Ok(mut m) = self.clients.lock() {
-                m.remove(&row.key.mcp_server_id);
-            }
-        }
+        // A method that worked after another was refused is kept — after the rotated tokens are
+        // stored, so nothing stands between the provider's answer and that write.
+        let better = answer.as_ref().ok().map(|t| t.client_auth).filter(|m| *m != creds.method);
         match answer {
             Ok(new) => {
                 // The provider has rotated: from here until the write, a crash loses the new set.
@@ -342,7 +337,14 @@ impl Refresher {
                     expires_at: new.expires_in.map(|s| switchboard_domain::connection::expiry(clock.now(), s)),
                     scope: new.scope,
                 };
-                self.persist(store, &row, &set, &scopes, clock).await
+                let stored = self.persist(store, &row, &set, &scopes, clock).await;
+                if let Some(method) = better {
+                    creds.keep(store, method).await;
+                    if let Ok(mut m) = self.clients.lock() {
+                        m.remove(&row.key.mcp_server_id);
+                    }
+                }
+                stored
             }
             Err(TokenError::InvalidGrant) => {
                 // A peer may have rotated while we waited: only an unchanged grant is dead.
