@@ -249,8 +249,12 @@ impl FromRequest for TicketContext {
             let public = match state.keys.ticket_keys.get(&tenant_id) {
                 Some(k) => k,
                 None => {
-                    // An unknown tenant has no key: the ticket cannot be valid.
-                    state.store.get_tenant(tenant_id).await.map_err(|_| TicketError::BadSignature)?;
+                    // An unknown tenant has no key: the ticket cannot be valid. A database that does
+                    // not answer is a 503 to retry, not a verdict on the ticket.
+                    state.store.get_tenant(tenant_id).await.map_err(|e| match e {
+                        switchboard_domain::DomainError::NotFound { .. } => ApiError::from(TicketError::BadSignature),
+                        other => ApiError::from(other),
+                    })?;
                     let k: std::sync::Arc<str> = store.signing_key().await?.public_hex().into();
                     state.keys.ticket_keys.put(tenant_id, k.clone());
                     k
