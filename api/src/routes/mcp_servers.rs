@@ -137,7 +137,19 @@ pub struct UpdateMcpServerRequest {
     slug: Option<String>,
     #[schema(min_length = 1, max_length = 2000, pattern = "^[^\\x00]*$")]
     description: Option<String>,
-    config: Option<McpServerConfigRequest>,
+    config: Option<McpServerConfigPatchRequest>,
+}
+
+/// `config` in a PATCH: what the merge changes (its rules depend on the stored server, too).
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[expect(dead_code, reason = "documents the request body; the domain validates the JSON itself")]
+pub struct McpServerConfigPatchRequest {
+    #[schema(nullable = false, max_length = 2048)]
+    endpoint: Option<String>,
+    headers: Option<BTreeMap<String, String>>,
+    #[schema(nullable = false)]
+    auth: Option<AuthConfigRequest>,
 }
 
 #[derive(utoipa::ToSchema, serde::Deserialize)]
@@ -151,8 +163,9 @@ pub struct McpServerConfigRequest {
         pattern = "^https://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*\\.[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~!$&'()+,;=:@/-]*)?$"
     )]
     endpoint: String,
-    /// Extra, non-secret headers sent with every request.
+    #[schema(schema_with = super::mcp_server_schema::headers)]
     headers: Option<BTreeMap<String, String>>,
+    #[schema(schema_with = super::mcp_server_schema::auth)]
     auth: AuthConfigRequest,
 }
 

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod connections;
 pub mod consent;
 pub mod idempotency;
+pub mod mcp_server_schema;
 pub mod mcp_servers;
 pub mod oauth;
 pub mod ops;

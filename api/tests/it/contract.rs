@@ -26,6 +26,9 @@ async fn strings_lists_and_filters_follow_the_document() {
         .await;
     assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
     assert_eq!(res.json()["slug"], "server");
+    // Auth: the masked form of a secret keeps a stored one; on create there is none to keep.
+    let res = app.post("/v1/mcp-servers", &json!({"name": "T", "config": {"endpoint": "https://mcp.example.invalid/mcp", "auth": {"type": "token", "auth_token": {"set": true, "last4": "abcd"}}}})).await;
+    assert!(res.field_errors().contains(&("config.auth.auth_token".into(), "invalid".into())), "{}", res.text);
     // Lists: an empty limit, cursor or filter is not "no filter" but a bad value.
     for query in ["limit=", "cursor=", "agent_id=", "user_id=", "status=", "status=sleeping"] {
         let res = app.get(&format!("/v1/connections?{query}")).await;

@@ -358,8 +358,8 @@ fn validate_auth(
         }
     });
     let scopes = if allowed.contains(&"scopes") { validate_scopes(errs, map.get("scopes")) } else { None };
-    let auth_token = secret_change(errs, map, "auth_token", allowed);
-    let client_secret = secret_change(errs, map, "client_secret", allowed);
+    let auth_token = secret_change(errs, map, "auth_token", allowed, stored.auth_token);
+    let client_secret = secret_change(errs, map, "client_secret", allowed, stored.client_secret);
 
     let has =
         |c: &SecretChange, stored: bool| matches!(c, SecretChange::Set(_)) || (stored && *c == SecretChange::Keep);
@@ -471,15 +471,24 @@ fn validate_scopes(errs: &mut Errors, value: Option<&Value>) -> Option<Vec<Strin
     Some(out)
 }
 
-fn secret_change(errs: &mut Errors, map: &Map<String, Value>, key: &str, allowed: &[&str]) -> SecretChange {
+fn secret_change(
+    errs: &mut Errors,
+    map: &Map<String, Value>,
+    key: &str,
+    allowed: &[&str],
+    stored: bool,
+) -> SecretChange {
     if !allowed.contains(&key) {
         return SecretChange::Keep;
     }
     match map.get(key) {
         None | Some(Value::Null) => SecretChange::Keep,
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= 8192 => SecretChange::Set(Secret::new(s.clone())),
-        // The masked form a GET returned, sent back unchanged by a console: keep the stored value.
-        Some(Value::Object(o)) if o.contains_key("set") => SecretChange::Keep,
+        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= 8192 => {
+            SecretChange::Set(Secret::new(s.clone()))
+        }
+        // The masked form a GET returned, sent back unchanged by a console: keep the stored value
+        // (there must be one to keep).
+        Some(Value::Object(o)) if o.contains_key("set") && stored => SecretChange::Keep,
         Some(_) => {
             errs.push(FieldError::new(
                 format!("config.auth.{key}"),
