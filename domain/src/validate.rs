@@ -135,6 +135,28 @@ pub fn reject_unknown(
     }
 }
 
+/// The grammar of an https URL Switchboard stores, as the OpenAPI document states it: a DNS name
+/// (two labels or more, the last starting with a letter), an optional port, a path and a query of
+/// unreserved, sub-delim and percent-encoded characters; no user info, no fragment. What the
+/// document's pattern accepts the server accepts, and the reverse.
+pub const HTTPS_URL: &str = r"^https://([A-Za-z0-9-]+\.)+[A-Za-z][A-Za-z0-9-]*(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/([A-Za-z0-9._~!$&'()+,;=:@/-]|%[0-9A-Fa-f]{2})*)?(\?([A-Za-z0-9._~!$&'()+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$";
+
+#[expect(clippy::expect_used, reason = "a constant pattern; the tests compile it")]
+static HTTPS_URL_RE: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new(HTTPS_URL).expect("the https URL pattern compiles"));
+
+#[expect(clippy::expect_used, reason = "a constant pattern; the tests compile it")]
+static RESOURCE_RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(&HTTPS_URL.replacen("^https://", "^https?://", 1)).expect("the resource pattern compiles")
+});
+
+/// An RFC 8707 resource indicator in the document's grammar (http allowed: it names, it is not
+/// fetched); private networks relax it like [`url`].
+#[must_use]
+pub fn resource_matches(policy: Policy, raw: &str) -> bool {
+    policy.allow_private_networks || RESOURCE_RE.is_match(raw)
+}
+
 /// Checks an outbound URL: absolute http(s), a host, no userinfo, no fragment; http only for
 /// loopback hosts and only when the policy allows private networks.
 pub fn url(policy: Policy, field: &str, raw: &str) -> Result<Url, FieldError> {
@@ -157,6 +179,16 @@ pub fn url(policy: Policy, field: &str, raw: &str) -> Result<Url, FieldError> {
     }
     if parsed.fragment().is_some() {
         return Err(FieldError::new(field, "invalid_url", format!("{field} must not contain a fragment (`#…`)")));
+    }
+    // The document's grammar, where it holds: private networks (development, tests) also allow
+    // IP literals and single-label hosts.
+    if parsed.scheme() == "https" && !policy.allow_private_networks && !HTTPS_URL_RE.is_match(raw) {
+        return Err(FieldError::new(
+            field,
+            "invalid_url",
+            format!("{field} must be an https URL with a DNS name, e.g. https://mcp.example.com/mcp"),
+        )
+        .with_hint("no IP address, user info or fragment; other characters percent-encoded"));
     }
     if parsed.scheme() == "http" {
         let loopback = is_loopback(&parsed);
@@ -184,6 +216,31 @@ fn is_loopback(url: &Url) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn https_urls_follow_the_documented_grammar() {
+        let strict = Policy { allow_private_networks: false };
+        for ok in [
+            "https://mcp.linear.app/mcp",
+            "https://a.b:8443/x/y?q=1&r=%20",
+            "https://mcp.example.com",
+            "https://x-1.example.io/a-b",
+        ] {
+            assert!(url(strict, "u", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "https://1.2.3.4/mcp",
+            "https://localhost/mcp",
+            "https://a.b:70000/",
+            "https://a.b/é",
+            "https://a.b/x y",
+            "https://a.1/",
+        ] {
+            assert!(url(strict, "u", bad).is_err(), "{bad}");
+        }
+        // Development: loopback and IP literals stay usable.
+        assert!(url(Policy { allow_private_networks: true }, "u", "https://127.0.0.1:8443/mcp").is_ok());
+    }
 
     #[test]
     fn urls_follow_the_policy() {

@@ -66,7 +66,7 @@ pub async fn update_settings(
 /// An absolute https URL without user info or fragment, as every URL Switchboard stores.
 #[derive(utoipa::ToSchema, serde::Deserialize)]
 #[schema(
-    pattern = "^https://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*\\.[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~!$&'()+,;=:@/-]*)?$"
+    pattern = "^https://([A-Za-z0-9-]+\\.)+[A-Za-z][A-Za-z0-9-]*(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/([A-Za-z0-9._~!$&'()+,;=:@/-]|%[0-9A-Fa-f]{2})*)?(\\?([A-Za-z0-9._~!$&'()+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$"
 )]
 #[expect(dead_code, reason = "documents a string format")]
 pub struct HttpsUrl(String);

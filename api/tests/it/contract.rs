@@ -78,3 +78,20 @@ async fn strings_lists_and_filters_follow_the_document() {
         .expect("post");
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
 }
+
+/// Every https-URL pattern in the served document is the one the validators apply.
+#[tokio::test]
+async fn the_documents_url_patterns_are_the_validators() {
+    let app = TestApp::spawn().await;
+    let doc = app.get("/openapi.json").await.text;
+    let mut found = 0;
+    for (i, _) in doc.match_indices("\"pattern\":\"^https") {
+        let rest = &doc[i + "\"pattern\":".len()..];
+        let end = rest[1..].find('"').map(|e| e + 2).expect("end of the pattern");
+        let pattern: String = serde_json::from_str(&rest[..end]).expect("a JSON string");
+        let pattern = pattern.replace("^https?://", "^https://");
+        assert_eq!(pattern, switchboard_domain::validate::HTTPS_URL);
+        found += 1;
+    }
+    assert!(found >= 5, "{found} URL patterns");
+}

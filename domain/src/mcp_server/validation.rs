@@ -350,7 +350,13 @@ fn validate_auth(
     let token_url = url_field(errs, "token_url");
     let register_url = url_field(errs, "register_url");
     let resource = get(errs, "resource", 2048).and_then(|raw| match url::Url::parse(&raw) {
-        Ok(u) if u.fragment().is_none() && matches!(u.scheme(), "https" | "http") => Some(raw),
+        Ok(u)
+            if u.fragment().is_none()
+                && matches!(u.scheme(), "https" | "http")
+                && validate::resource_matches(policy, &raw) =>
+        {
+            Some(raw)
+        }
         _ => {
             errs.push(FieldError::new("config.auth.resource", "invalid_url", "config.auth.resource must be an absolute http(s) URI without a fragment (RFC 8707)")
                 .with_hint("usually the MCP endpoint itself, e.g. https://mcp.example.com/mcp; leave it out to use the one discovery finds"));
