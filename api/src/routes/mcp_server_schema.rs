@@ -1,7 +1,9 @@
 //! The JSON Schema of `config.auth` and `config.headers` on create, written out as the validators
 //! in `domain::mcp_server::validation` apply them: one shape per auth `type` (a field another type
 //! takes may be sent as `null`, nothing else), the confidential client's `client_id` and
-//! `client_secret` together or not at all, header names as RFC 9110 tokens. Kept beside the route so that a change to either is seen with the other.
+//! `client_secret` together or not at all, header names as RFC 9110 tokens. Kept beside the
+//! route so that a change to either is seen with the other; the committed `openapi.json` (its
+//! drift test) shows what these produce.
 
 use serde_json::{Value, json};
 use utoipa::openapi::RefOr;
