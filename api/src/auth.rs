@@ -114,7 +114,7 @@ fn bearer(req: &HttpRequest) -> Option<&str> {
 fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
     req.app_data::<web::Data<AppState>>()
         .cloned()
-        .ok_or_else(|| switchboard_domain::DomainError::Internal("app state missing".into()).into())
+        .ok_or_else(|| switchboard_domain::DomainError::internal("app state missing").into())
 }
 
 fn is_admin_token(state: &AppState, presented: &str) -> bool {

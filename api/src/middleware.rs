@@ -63,8 +63,7 @@ pub async fn observe<B: MessageBody + 'static>(
     // A panic was logged (once, with its backtrace) and counted by the panic hook; the caller gets
     // a 500 problem without detail, and the connection and the worker thread live on.
     let result = caught.unwrap_or_else(|_| {
-        let err =
-            crate::error::ApiError::Domain(switchboard_domain::DomainError::Internal("a handler panicked".into()));
+        let err = crate::error::ApiError::Domain(switchboard_domain::DomainError::internal("a handler panicked"));
         let res = err.error_response();
         Err(actix_web::error::InternalError::from_response(err, res).into())
     });
@@ -86,11 +85,8 @@ pub async fn observe<B: MessageBody + 'static>(
     span.record("http.status", status);
     let _enter = span.enter();
     let ms = elapsed.as_secs_f64() * 1000.0;
-    if status >= 500 {
-        tracing::warn!(%path, status, ms, "request failed");
-    } else {
-        tracing::info!(%path, status, ms, "request");
-    }
+    // The access line; a 5xx's cause was logged once, at error level, where it was rendered.
+    tracing::info!(%path, status, ms, "request");
     if let Some(state) = state {
         state.metrics.observe(RequestLabels { method, route, status }, elapsed.as_secs_f64());
     }

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod connection;
 pub mod crypto;
 pub mod error;
+pub mod error_code;
 pub mod ids;
 pub mod mcp_server;
 pub mod oauth_client;
@@ -23,4 +24,5 @@ pub mod validate;
 pub mod webhook;
 
 pub use error::{DomainError, FieldError};
+pub use error_code::ErrorCode;
 pub use ids::{AgentId, ApiKeyId, AuditEventId, McpServerId, TenantId};

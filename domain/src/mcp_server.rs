@@ -152,7 +152,7 @@ impl AuthSecrets {
     /// Reads what [`Self::to_sealable_json`] wrote.
     pub fn from_sealed_json(bytes: &[u8]) -> Result<Self, DomainError> {
         let value: Value =
-            serde_json::from_slice(bytes).map_err(|_| DomainError::Internal("sealed secrets are not JSON".into()))?;
+            serde_json::from_slice(bytes).map_err(|_| DomainError::internal("sealed secrets are not JSON"))?;
         let get = |k: &str| value.get(k).and_then(Value::as_str).map(|s| Secret::new(s.to_owned()));
         Ok(Self { auth_token: get("auth_token"), client_secret: get("client_secret") })
     }

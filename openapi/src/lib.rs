@@ -10,6 +10,12 @@ pub fn committed_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openapi.json")
 }
 
+/// The README, whose error table is generated too.
+#[must_use]
+pub fn readme_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md")
+}
+
 /// The document the code describes now.
 #[must_use]
 pub fn render() -> String {

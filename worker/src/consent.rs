@@ -76,7 +76,7 @@ impl std::fmt::Debug for Consent {
 }
 
 fn not_ready(message: String) -> DomainError {
-    DomainError::Conflict { code: "server_not_ready", message }
+    DomainError::Conflict { code: switchboard_domain::ErrorCode::ServerNotReady, message }
 }
 
 impl Consent {
@@ -137,7 +137,7 @@ impl Consent {
         let resource =
             auth.resource.clone().unwrap_or_else(|| switchboard_discovery::urls::canonical_resource(&endpoint));
         let issuer = discovery_field(server, "issuer").unwrap_or_else(|| auth_url.origin().ascii_serialization());
-        let random = |_| DomainError::Internal("the system random generator failed".into());
+        let random = |_| DomainError::internal("the system random generator failed");
         let (verifier, challenge) = oauth::pkce_pair(random_bytes::<32>().map_err(random)?);
         // The state names the tenant (the callback has nothing else to go on) and 256 random bits.
         let state = format!(

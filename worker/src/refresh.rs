@@ -231,7 +231,7 @@ impl Refresher {
     ) -> Result<RefreshRow, DomainError> {
         let store = self.store.tenant(tenant);
         let gate = {
-            let mut map = self.inflight.lock().map_err(|_| DomainError::Internal("refresh map poisoned".into()))?;
+            let mut map = self.inflight.lock().map_err(|_| DomainError::internal("refresh map poisoned"))?;
             map.entry(id).or_default().clone()
         };
         let _one = gate.lock().await;
@@ -271,7 +271,7 @@ impl Refresher {
                     let claimed = store.refresh_row(id).await?;
                     this.refresh_claimed(&store, claimed, &clock).await
                 });
-                refresh.await.map_err(|e| DomainError::Internal(format!("a refresh task failed: {e}")))??;
+                refresh.await.map_err(|e| DomainError::internal_from("a refresh task failed", e))??;
                 return store.refresh_row(id).await;
             }
             // Another worker holds the lease: wait for its write (bounded by the lease).

@@ -56,7 +56,7 @@ where
             .ok()
             .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| (0x21..=0x7e).contains(&b)))
             .ok_or_else(|| ApiError::BadRequest {
-                code: "invalid_idempotency_key",
+                code: switchboard_domain::ErrorCode::InvalidIdempotencyKey,
                 detail: "Idempotency-Key must be 1-255 visible ASCII characters".into(),
                 hint: Some("use a UUID per logical operation".into()),
             })?,

@@ -73,7 +73,7 @@ pub fn optional_json(body: &web::Bytes) -> Result<Option<serde_json::Value>, Api
         return Ok(None);
     }
     serde_json::from_slice(body).map(Some).map_err(|e| ApiError::BadRequest {
-        code: "invalid_json",
+        code: switchboard_domain::ErrorCode::InvalidJson,
         detail: format!("the body is not valid JSON: {e}"),
         hint: None,
     })

@@ -72,11 +72,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 /// Prometheus metrics (OpenMetrics text).
 #[utoipa::path(tag = "ops", responses((status = 200, content_type = "application/openmetrics-text", body = String)))]
 #[get("/metrics")]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    match state.metrics.render() {
-        Ok(text) => {
-            HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(text)
-        }
-        Err(_) => HttpResponse::InternalServerError().finish(),
-    }
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, crate::error::ApiError> {
+    // A failed render is a problem like any other 500 (logged once, with its cause).
+    let text = state
+        .metrics
+        .render()
+        .map_err(|e| switchboard_domain::DomainError::internal_from("rendering the metrics failed", e))?;
+    Ok(HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(text))
 }

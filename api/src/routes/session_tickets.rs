@@ -110,8 +110,8 @@ pub async fn create_session_ticket(
         let expires_at = SystemTime::now() + mint.expires_in;
         let key = store.signing_key().await?;
         let claims = TicketClaims { user_id: mint.user_id.clone(), agents: mint.agents.clone(), expires_at };
-        let (ticket, ids) =
-            ticket::mint(tenant.tenant_id, &key, &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
+        let (ticket, ids) = ticket::mint(tenant.tenant_id, &key, &claims)
+            .map_err(|e| DomainError::internal_from("minting a ticket failed", e))?;
         let res = SessionTicketResponse {
             ticket,
             expires_at: DateTime::<Utc>::from(expires_at),

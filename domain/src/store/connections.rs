@@ -77,7 +77,7 @@ impl TenantStore<'_> {
             .store
             .envelope
             .seal(&ctx, flow.verifier.expose().as_bytes())
-            .map_err(|e| DomainError::Internal(e.to_string()))?;
+            .map_err(|e| DomainError::internal_from("sealing a token set failed", e))?;
         auth_flows::ActiveModel {
             id: Set(id),
             tenant_id: Set(self.tenant_id.0),
@@ -214,11 +214,8 @@ impl TenantStore<'_> {
             return Ok(None);
         };
         let ctx = SealContext { tenant: self.tenant_id, table: "auth_flows", column: "verifier", row: m.id };
-        let verifier = self
-            .store
-            .envelope
-            .open(&ctx, &m.verifier)
-            .map_err(|e| DomainError::Internal(format!("flow verifier: {e}")))?;
+        let verifier =
+            self.store.envelope.open(&ctx, &m.verifier).map_err(|e| DomainError::internal_from("flow verifier", e))?;
         Ok(Some(AuthFlow {
             key: GrantKey {
                 tenant_id: self.tenant_id,
@@ -227,7 +224,7 @@ impl TenantStore<'_> {
                 mcp_server_id: McpServerId(m.mcp_server_id),
             },
             verifier: Secret::new(
-                String::from_utf8(verifier).map_err(|_| DomainError::Internal("verifier is not UTF-8".into()))?,
+                String::from_utf8(verifier).map_err(|_| DomainError::internal("verifier is not UTF-8"))?,
             ),
             issuer: m.issuer,
             token_endpoint: m.token_endpoint,
@@ -252,7 +249,11 @@ impl TenantStore<'_> {
         let ctx =
             SealContext { tenant: self.tenant_id, table: "connections", column: "token_set", row: grant_row(key) };
         let plain = serde_json::to_vec(tokens).map_err(json_err("token set"))?;
-        let sealed = self.store.envelope.seal(&ctx, &plain).map_err(|e| DomainError::Internal(e.to_string()))?;
+        let sealed = self
+            .store
+            .envelope
+            .seal(&ctx, &plain)
+            .map_err(|e| DomainError::internal_from("sealing a token set failed", e))?;
         // The grant, its tokens and its `connection.connected` event: one transaction.
         let (_write, txn) = self.store.begin_write().await?;
         let (id, _) = self.upsert_status(&txn, key, ConnectionStatus::Connected, None).await?;
@@ -297,8 +298,7 @@ impl TenantStore<'_> {
     pub fn open_token_set(&self, key: &GrantKey, sealed: &[u8]) -> Result<TokenSet, DomainError> {
         let ctx =
             SealContext { tenant: self.tenant_id, table: "connections", column: "token_set", row: grant_row(key) };
-        let plain =
-            self.store.envelope.open(&ctx, sealed).map_err(|e| DomainError::Internal(format!("token set: {e}")))?;
+        let plain = self.store.envelope.open(&ctx, sealed).map_err(|e| DomainError::internal_from("token set", e))?;
         serde_json::from_slice(&plain).map_err(json_err("token set"))
     }
 
@@ -309,8 +309,7 @@ impl TenantStore<'_> {
         let Some(sealed) = row.and_then(|r| r.token_set) else { return Ok(None) };
         let ctx =
             SealContext { tenant: self.tenant_id, table: "connections", column: "token_set", row: grant_row(key) };
-        let plain =
-            self.store.envelope.open(&ctx, &sealed).map_err(|e| DomainError::Internal(format!("token set: {e}")))?;
+        let plain = self.store.envelope.open(&ctx, &sealed).map_err(|e| DomainError::internal_from("token set", e))?;
         serde_json::from_slice(&plain).map(Some).map_err(json_err("token set"))
     }
 }

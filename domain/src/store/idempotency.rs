@@ -107,7 +107,7 @@ impl Store {
                     let body = self
                         .envelope
                         .open(&key.seal_ctx(), &sealed)
-                        .map_err(|e| DomainError::Internal(e.to_string()))?;
+                        .map_err(|e| DomainError::internal_from("sealing an idempotent response failed", e))?;
                     Ok(Begin::Replay { status: u16::try_from(status).unwrap_or(500), body })
                 }
                 _ => Ok(Begin::InProgress),
@@ -117,7 +117,10 @@ impl Store {
     }
 
     pub async fn complete_idempotent(&self, key: &IdempotencyKey, status: u16, body: &[u8]) -> Result<(), DomainError> {
-        let sealed = self.envelope.seal(&key.seal_ctx(), body).map_err(|e| DomainError::Internal(e.to_string()))?;
+        let sealed = self
+            .envelope
+            .seal(&key.seal_ctx(), body)
+            .map_err(|e| DomainError::internal_from("sealing an idempotent response failed", e))?;
         idempotency_keys::Entity::update_many()
             .col_expr(idempotency_keys::Column::Status, sea_orm::sea_query::Expr::value(i32::from(status)))
             .col_expr(idempotency_keys::Column::Response, sea_orm::sea_query::Expr::value(sealed))

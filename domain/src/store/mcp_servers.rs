@@ -101,7 +101,7 @@ impl TenantStore<'_> {
             .envelope
             .seal(&self.seal_ctx(id), &secrets.to_sealable_json())
             .map(Some)
-            .map_err(|e| DomainError::Internal(e.to_string()))
+            .map_err(|e| DomainError::internal_from("sealing server secrets failed", e))
     }
 
     /// Creates a server. Without an explicit slug one is derived from the name and numbered
@@ -148,7 +148,7 @@ impl TenantStore<'_> {
             .await
             .map_err(map_err)?;
         (1..=1000).map(|n| slug::numbered(base, n)).find(|c| !taken.contains(c)).ok_or_else(|| DomainError::Conflict {
-            code: "slug_taken",
+            code: crate::ErrorCode::SlugTaken,
             message: format!("no free slug near `{base}`; pass one"),
         })
     }
@@ -203,7 +203,7 @@ impl TenantStore<'_> {
             .store
             .envelope
             .open(&self.seal_ctx(id), sealed)
-            .map_err(|e| DomainError::Internal(format!("mcp server {id} secrets: {e}")))?;
+            .map_err(|e| DomainError::internal(format!("mcp server {id} secrets: {e}")))?;
         AuthSecrets::from_sealed_json(&plain)
     }
 
@@ -222,7 +222,7 @@ impl TenantStore<'_> {
         let current = self.find_server(&txn, id).await?;
         if unchanged_since.is_some_and(|at| at != current.updated_at) {
             return Err(DomainError::Conflict {
-                code: "server_changed",
+                code: crate::ErrorCode::ServerChanged,
                 message: format!("mcp server {id} was changed while it was being rediscovered; try again"),
             });
         }
@@ -309,7 +309,7 @@ impl TenantStore<'_> {
 fn slug_conflict(e: sea_orm::DbErr, slug: &str) -> DomainError {
     if is_unique_violation(&e) {
         DomainError::Conflict {
-            code: "slug_taken",
+            code: crate::ErrorCode::SlugTaken,
             message: format!("an mcp server with slug `{slug}` already exists"),
         }
     } else {

@@ -214,12 +214,12 @@ impl Store {
             .query_one(Statement::from_string(self.db.get_database_backend(), sql))
             .await
             .map_err(map_err)?
-            .ok_or_else(|| DomainError::Internal("the database clock gave no answer".into()))?;
+            .ok_or_else(|| DomainError::internal("the database clock gave no answer"))?;
         let secs: f64 = row.try_get("", "now").map_err(map_err)?;
         #[expect(clippy::cast_possible_truncation, reason = "epoch microseconds fit an i64 for 290,000 years")]
         let micros = (secs * 1e6).round() as i64;
         let at = chrono::DateTime::from_timestamp_micros(micros)
-            .ok_or_else(|| DomainError::Internal(format!("the database clock reads {secs}, not a time")))?;
+            .ok_or_else(|| DomainError::internal(format!("the database clock reads {secs}, not a time")))?;
         Ok(crate::clock::Reading::new(at))
     }
 }
@@ -242,14 +242,14 @@ impl TenantStore<'_> {
 pub(crate) fn map_err(err: DbErr) -> DomainError {
     if let Some(SqlErr::UniqueConstraintViolation(_)) = err.sql_err() {
         return DomainError::Conflict {
-            code: "conflict",
+            code: crate::ErrorCode::Conflict,
             message: "a resource with these values already exists".into(),
         };
     }
     if is_unreachable(&err) {
         return DomainError::Unavailable(format!("the database is unreachable: {err}"));
     }
-    DomainError::Internal(format!("database error: {err}"))
+    DomainError::internal_from("database error", err)
 }
 
 /// Errors that say the database could not be reached or answered too late — a restart, a
@@ -286,7 +286,7 @@ pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
 }
 
 pub(crate) fn json_err(what: &str) -> impl FnOnce(serde_json::Error) -> DomainError + '_ {
-    move |e| DomainError::Internal(format!("stored {what} is not valid JSON: {e}"))
+    move |e| DomainError::internal_from(format!("stored {what} is not valid JSON"), e)
 }
 
 #[cfg(test)]

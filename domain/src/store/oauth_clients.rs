@@ -19,7 +19,7 @@ impl TenantStore<'_> {
         secret
             .map(|s| self.store.envelope.seal(&self.client_ctx(row, column), s.expose().as_bytes()))
             .transpose()
-            .map_err(|e| DomainError::Internal(e.to_string()))
+            .map_err(|e| DomainError::internal_from("sealing an oauth client secret failed", e))
     }
 
     fn open_opt(&self, row: uuid::Uuid, column: &str, sealed: Option<&[u8]>) -> Result<Option<Secret>, DomainError> {
@@ -29,10 +29,10 @@ impl TenantStore<'_> {
                     .store
                     .envelope
                     .open(&self.client_ctx(row, column), b)
-                    .map_err(|e| DomainError::Internal(format!("oauth client {row}: {e}")))?;
+                    .map_err(|e| DomainError::internal(format!("oauth client {row}: {e}")))?;
                 String::from_utf8(plain)
                     .map(Secret::new)
-                    .map_err(|_| DomainError::Internal("sealed secret is not UTF-8".into()))
+                    .map_err(|_| DomainError::internal("sealed secret is not UTF-8"))
             })
             .transpose()
     }
@@ -101,7 +101,7 @@ impl TenantStore<'_> {
             Err(e) if is_unique_violation(&e) => self
                 .find_oauth_client(&new.issuer, new.client_type)
                 .await?
-                .ok_or_else(|| DomainError::Internal("oauth client vanished after a conflict".into())),
+                .ok_or_else(|| DomainError::internal("oauth client vanished after a conflict")),
             Err(e) => Err(map_err(e)),
         }
     }

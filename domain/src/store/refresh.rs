@@ -206,7 +206,7 @@ impl TenantStore<'_> {
                     .store
                     .envelope
                     .open(&self.token_ctx(&key), sealed)
-                    .map_err(|e| DomainError::Internal(format!("token set: {e}")))?;
+                    .map_err(|e| DomainError::internal_from("token set", e))?;
                 Some(serde_json::from_slice(&plain).map_err(json_err("token set"))?)
             }
             None => None,
@@ -244,7 +244,7 @@ impl TenantStore<'_> {
             .store
             .envelope
             .seal(&self.token_ctx(&row.key), &plain)
-            .map_err(|e| DomainError::Internal(e.to_string()))?;
+            .map_err(|e| DomainError::internal_from("sealing a token set failed", e))?;
         let (_write, txn) = self.store.begin_write().await?;
         let res = connections::Entity::update_many()
             .col_expr(connections::Column::TokenSet, Expr::value(sealed))
@@ -455,7 +455,7 @@ impl TenantStore<'_> {
                     .store
                     .envelope
                     .seal(&self.token_ctx(&g.key), &plain)
-                    .map_err(|e| DomainError::Internal(e.to_string()))?;
+                    .map_err(|e| DomainError::internal_from("sealing a token set failed", e))?;
                 rows.push(connections::ActiveModel {
                     id: Set(uuid::Uuid::now_v7()),
                     tenant_id: Set(self.tenant_id.0),

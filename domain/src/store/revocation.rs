@@ -119,7 +119,7 @@ impl TenantStore<'_> {
                     .store
                     .envelope
                     .seal(&job_secret_ctx(self.tenant_id, job_id), secret.expose().as_bytes())
-                    .map_err(|e| DomainError::Internal(e.to_string()))?)),
+                    .map_err(|e| DomainError::internal_from("sealing a job secret failed", e))?)),
                 None => None,
             };
             let payload = serde_json::json!({"connection_id": row.id, "user_id": key.user_id,
@@ -172,7 +172,7 @@ impl TenantStore<'_> {
             .store
             .envelope
             .open(&job_secret_ctx(self.tenant_id, job_id), sealed)
-            .map_err(|e| DomainError::Internal(format!("job secret: {e}")))?;
-        String::from_utf8(plain).map(Secret::new).map_err(|_| DomainError::Internal("job secret is not text".into()))
+            .map_err(|e| DomainError::internal_from("job secret", e))?;
+        String::from_utf8(plain).map(Secret::new).map_err(|_| DomainError::internal("job secret is not text"))
     }
 }

@@ -30,14 +30,17 @@ impl Store {
                 Err(DomainError::Conflict { .. }) if !explicit => continue,
                 Err(DomainError::Conflict { .. }) => {
                     return Err(DomainError::Conflict {
-                        code: "slug_taken",
+                        code: crate::ErrorCode::SlugTaken,
                         message: format!("a tenant with slug `{candidate}` already exists"),
                     });
                 }
                 other => return other,
             }
         }
-        Err(DomainError::Conflict { code: "slug_taken", message: format!("no free slug near `{base}`; pass one") })
+        Err(DomainError::Conflict {
+            code: crate::ErrorCode::SlugTaken,
+            message: format!("no free slug near `{base}`; pass one"),
+        })
     }
 
     async fn insert_tenant(
@@ -58,7 +61,7 @@ impl Store {
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
-                DomainError::Conflict { code: "slug_taken", message: String::new() }
+                DomainError::Conflict { code: crate::ErrorCode::SlugTaken, message: String::new() }
             } else {
                 map_err(e)
             }
@@ -116,7 +119,7 @@ impl Store {
         };
         if tenant.deleted_at.is_some() {
             return Err(DomainError::Conflict {
-                code: "tenant_deleted",
+                code: crate::ErrorCode::TenantDeleted,
                 message: format!("tenant {tenant_id} is being deleted; it takes no new keys"),
             });
         }
@@ -186,7 +189,8 @@ async fn insert_key(
     tenant_id: TenantId,
     name: Option<String>,
 ) -> Result<CreatedApiKey, DomainError> {
-    let generated = api_key::generate().map_err(|e| DomainError::Internal(e.to_string()))?;
+    let generated =
+        api_key::generate().map_err(|e| DomainError::internal_from("an API key could not be generated", e))?;
     let model = api_keys::ActiveModel {
         id: Set(ApiKeyId::new().0),
         tenant_id: Set(tenant_id.0),

@@ -23,7 +23,7 @@ impl TenantStore<'_> {
 
     /// The tenant's signing key, created on first use.
     pub async fn signing_key(&self) -> Result<SigningKey, DomainError> {
-        let internal = |e: crate::ticket::TicketError| DomainError::Internal(e.to_string());
+        let internal = |e: crate::ticket::TicketError| DomainError::internal_from("a ticket key could not be made", e);
         if let Some(row) =
             tenant_signing_keys::Entity::find_by_id(self.tenant_id.0).one(&self.store.db).await.map_err(map_err)?
         {
@@ -31,7 +31,7 @@ impl TenantStore<'_> {
                 .store
                 .envelope
                 .open(&self.key_ctx(), &row.private_key)
-                .map_err(|e| DomainError::Internal(format!("ticket key: {e}")))?;
+                .map_err(|e| DomainError::internal_from("ticket key", e))?;
             return SigningKey::from_private_bytes(&private).map_err(internal);
         }
         let key = SigningKey::generate();
@@ -39,7 +39,7 @@ impl TenantStore<'_> {
             .store
             .envelope
             .seal(&self.key_ctx(), &key.private_bytes())
-            .map_err(|e| DomainError::Internal(e.to_string()))?;
+            .map_err(|e| DomainError::internal_from("a ticket key could not be made", e))?;
         let row = tenant_signing_keys::ActiveModel {
             tenant_id: Set(self.tenant_id.0),
             private_key: Set(sealed),

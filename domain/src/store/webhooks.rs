@@ -50,9 +50,8 @@ impl TenantStore<'_> {
             .store
             .envelope
             .open(&self.webhook_ctx(), &row.secret)
-            .map_err(|e| DomainError::Internal(format!("webhook secret: {e}")))?;
-        let secret =
-            String::from_utf8(plain).map_err(|_| DomainError::Internal("webhook secret is not text".into()))?;
+            .map_err(|e| DomainError::internal_from("webhook secret", e))?;
+        let secret = String::from_utf8(plain).map_err(|_| DomainError::internal("webhook secret is not text"))?;
         Ok(Some(Webhook { url: row.url, secret: Secret::new(secret), updated_at: row.updated_at }))
     }
 
@@ -63,13 +62,17 @@ impl TenantStore<'_> {
         let current = self.webhook().await?;
         let (secret, fresh) = match current {
             Some(w) if !rotate => (w.secret.expose().to_owned(), false),
-            _ => (crate::webhook::generate_secret().map_err(|e| DomainError::Internal(e.to_string()))?, true),
+            _ => (
+                crate::webhook::generate_secret()
+                    .map_err(|e| DomainError::internal_from("a webhook secret could not be made", e))?,
+                true,
+            ),
         };
         let sealed = self
             .store
             .envelope
             .seal(&self.webhook_ctx(), secret.as_bytes())
-            .map_err(|e| DomainError::Internal(e.to_string()))?;
+            .map_err(|e| DomainError::internal_from("a webhook secret could not be made", e))?;
         let (_write, txn) = self.store.begin_write().await?;
         match tenant_webhooks::Entity::find_by_id(self.tenant_id.0).one(&txn).await.map_err(map_err)? {
             Some(row) => {
