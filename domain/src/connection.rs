@@ -35,18 +35,105 @@ impl ConnectionStatus {
         }
     }
 
+    /// Every status, for parsing and for the transition table's tests.
+    pub const ALL: [Self; 8] = [
+        Self::NotConnected,
+        Self::PendingConsent,
+        Self::Connected,
+        Self::Refreshing,
+        Self::Expired,
+        Self::NeedsReauth,
+        Self::Revoked,
+        Self::Error,
+    ];
+
+    /// What a request to move a grant from `self` to `next` does — the state machine's one
+    /// table, which every status write of the store goes through:
+    /// - a new consent does not hide a grant that works, nor the reason one needs re-consent
+    ///   (with its required scopes): `connected` and `needs_reauth` stay while it is pending;
+    /// - a grant the user disconnected is not brought back by a late failure: `revoked` stays
+    ///   on `error`, `expired`, `needs_reauth` and `refreshing` (only a new connect or consent
+    ///   moves it);
+    /// - every other move happens.
     #[must_use]
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "pending_consent" => Self::PendingConsent,
-            "connected" => Self::Connected,
-            "refreshing" => Self::Refreshing,
-            "expired" => Self::Expired,
-            "needs_reauth" => Self::NeedsReauth,
-            "revoked" => Self::Revoked,
-            "error" => Self::Error,
-            _ => Self::NotConnected,
+    pub fn on(self, next: Self) -> Transition {
+        use ConnectionStatus as S;
+        match (self, next) {
+            (S::Connected | S::NeedsReauth, S::PendingConsent)
+            | (S::Revoked, S::Error | S::Expired | S::NeedsReauth | S::Refreshing) => Transition::Stay,
+            _ => Transition::To(next),
         }
+    }
+}
+
+/// The outcome of [`ConnectionStatus::on`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// The grant moves to this status.
+    To(ConnectionStatus),
+    /// The grant keeps its status (and its `last_error`).
+    Stay,
+}
+
+/// A stored status that is none of [`ConnectionStatus::ALL`]: the row was written by something
+/// else than this code, and reading it as any status would be a guess.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a connection status")]
+pub struct UnknownStatus(pub String);
+
+impl std::str::FromStr for ConnectionStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| UnknownStatus(s.chars().take(64).collect()))
+    }
+}
+
+/// Why a grant is not usable, as `last_error` says it (DESIGN §4): a stable `code`, a message in
+/// words, and when it happened; a refresh failure adds when it is retried, an insufficient
+/// scope the scopes the server asked for (a step-up consent asks for them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LastError {
+    /// `refresh_failed`, `reauth_required`, `insufficient_scope`, `upstream_unauthorized`,
+    /// `upstream_error`, `token_exchange_failed`, `issuer_mismatch`, `access_denied`,
+    /// `authorization_failed`.
+    pub code: String,
+    pub message: String,
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_scopes: Vec<String>,
+}
+
+impl LastError {
+    #[must_use]
+    pub fn new(code: &str, message: impl Into<String>, at: DateTime<Utc>) -> Self {
+        Self { code: code.to_owned(), message: message.into(), at, retry_at: None, required_scopes: vec![] }
+    }
+
+    /// Reads a stored `last_error`; rows written before every error carried `at` take `written`
+    /// (the row's last update).
+    pub fn from_stored(text: &str, written: DateTime<Utc>) -> Result<Self, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Stored {
+            code: String,
+            #[serde(default)]
+            message: String,
+            at: Option<DateTime<Utc>>,
+            #[serde(default)]
+            retry_at: Option<DateTime<Utc>>,
+            #[serde(default)]
+            required_scopes: Vec<String>,
+        }
+        let s: Stored = serde_json::from_str(text)?;
+        Ok(Self {
+            code: s.code,
+            message: s.message,
+            at: s.at.unwrap_or(written),
+            retry_at: s.retry_at,
+            required_scopes: s.required_scopes,
+        })
     }
 }
 
@@ -70,7 +157,7 @@ pub struct Connection {
     pub scopes: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
     pub connected_at: Option<DateTime<Utc>>,
-    pub last_error: Option<serde_json::Value>,
+    pub last_error: Option<LastError>,
 }
 
 /// Tokens as the provider issued them. `Debug` shows no token ([`Secret`] redacts itself).
@@ -213,5 +300,47 @@ mod refresh_tests {
         assert_eq!(refresh_backoff(30, 0.0, None).num_seconds(), 600);
         assert_eq!(refresh_backoff(0, 1.0, None).num_seconds(), 6);
         assert_eq!(refresh_backoff(0, 0.0, Some(120)).num_seconds(), 120);
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_and_unknown_ones_are_refused() {
+        for s in ConnectionStatus::ALL {
+            assert_eq!(s.as_str().parse::<ConnectionStatus>().ok(), Some(s));
+        }
+        // Once read as `not_connected`, which hid a corrupted or foreign row.
+        assert!("connnected".parse::<ConnectionStatus>().is_err());
+        assert!("".parse::<ConnectionStatus>().is_err());
+    }
+
+    #[test]
+    fn the_transition_table_keeps_working_and_disconnected_grants() {
+        use ConnectionStatus as S;
+        assert_eq!(S::Connected.on(S::PendingConsent), Transition::Stay);
+        assert_eq!(S::NeedsReauth.on(S::PendingConsent), Transition::Stay);
+        assert_eq!(S::Revoked.on(S::Error), Transition::Stay);
+        assert_eq!(S::Revoked.on(S::PendingConsent), Transition::To(S::PendingConsent));
+        assert_eq!(S::Revoked.on(S::Connected), Transition::To(S::Connected));
+        for from in S::ALL {
+            assert_eq!(from.on(S::Connected), Transition::To(S::Connected), "{from:?}");
+            assert_eq!(from.on(S::Revoked), Transition::To(S::Revoked), "{from:?}");
+        }
+    }
+
+    #[test]
+    fn a_stored_error_without_its_time_takes_the_rows() {
+        let written = crate::clock::now();
+        let e = LastError::from_stored(r#"{"code":"token_exchange_failed","message":"no"}"#, written).ok();
+        assert_eq!(e.map(|e| e.at), Some(written));
+    }
+
+    #[test]
+    fn an_expiry_from_any_expires_in_is_bounded() {
+        let now = crate::clock::now();
+        assert!(expiry(now, u64::MAX) <= now + chrono::TimeDelta::days(3660 + 1));
     }
 }

@@ -9,7 +9,8 @@ use base64::Engine as _;
 use chrono::{Duration, Utc};
 use switchboard_discovery::Discoverer;
 use switchboard_discovery::oauth::{self, AuthorizeRequest, CodeExchange};
-use switchboard_domain::connection::{AuthFlow, ConnectionStatus, GrantKey, TokenSet};
+use switchboard_domain::clock::now;
+use switchboard_domain::connection::{AuthFlow, ConnectionStatus, GrantKey, LastError, TokenSet};
 use switchboard_domain::crypto::{Secret, hex_digest, random_bytes};
 use switchboard_domain::mcp_server::{AuthType, McpServer};
 use switchboard_domain::store::Store;
@@ -154,12 +155,7 @@ impl Consent {
             .into_iter()
             .find(|c| c.key.mcp_server_id == key.mcp_server_id);
         if let Some(c) = existing.filter(|c| c.status == ConnectionStatus::NeedsReauth) {
-            let required: Vec<String> = c
-                .last_error
-                .as_ref()
-                .and_then(|e| e.get("required_scopes"))
-                .and_then(|r| serde_json::from_value(r.clone()).ok())
-                .unwrap_or_default();
+            let required = c.last_error.map(|e| e.required_scopes).unwrap_or_default();
             for s in c.scopes.into_iter().chain(required) {
                 if !scopes.contains(&s) {
                     scopes.push(s);
@@ -241,7 +237,11 @@ impl Consent {
             .unwrap_or(false);
         match switchboard_discovery::oauth::check_iss(&flow.issuer, iss_supported, iss) {
             Err(switchboard_discovery::oauth::IssError::Mismatch) => {
-                let _ = store.set_status(&flow.key, ConnectionStatus::Error, Some(serde_json::json!({"code": "issuer_mismatch", "message": "the authorization response came from another issuer"}))).await;
+                let error =
+                    LastError::new("issuer_mismatch", "the authorization response came from another issuer", now());
+                if let Err(e) = store.set_status(&flow.key, ConnectionStatus::Error, Some(error)).await {
+                    tracing::warn!(error = %e, "recording a consent failure failed");
+                }
                 outcome.message = "The sign-in response did not come from the expected provider, so it was ignored. Start again from the app.".into();
                 return outcome;
             }
@@ -269,7 +269,11 @@ impl Consent {
                 tracing::warn!(error = %e, "recording an audit event failed");
             }
             let code = if denied { "access_denied" } else { "authorization_failed" };
-            let _ = store.set_status(&flow.key, if denied { ConnectionStatus::NotConnected } else { ConnectionStatus::Error }, Some(serde_json::json!({"code": code, "message": format!("the provider answered `{}`", safe_code(err))}))).await;
+            let status = if denied { ConnectionStatus::NotConnected } else { ConnectionStatus::Error };
+            let error = LastError::new(code, format!("the provider answered `{}`", safe_code(err)), now());
+            if let Err(e) = store.set_status(&flow.key, status, Some(error)).await {
+                tracing::warn!(error = %e, "recording a consent failure failed");
+            }
             outcome.message = if denied {
                 "You declined access, so nothing was connected.".into()
             } else {
@@ -361,13 +365,10 @@ impl Consent {
             }
             Err(e) => {
                 let e = e.exchange_message();
-                let _ = store
-                    .set_status(
-                        &flow.key,
-                        ConnectionStatus::Error,
-                        Some(serde_json::json!({"code": "token_exchange_failed", "message": e})),
-                    )
-                    .await;
+                let error = LastError::new("token_exchange_failed", e.clone(), now());
+                if let Err(e) = store.set_status(&flow.key, ConnectionStatus::Error, Some(error)).await {
+                    tracing::warn!(error = %e, "recording a failed token exchange failed");
+                }
                 outcome.message = format!("The provider did not accept the sign-in ({e}). Start again from the app.");
             }
         }
@@ -555,7 +556,8 @@ impl Consent {
                 server.config.auth.kind,
                 AuthType::OauthAuthorizationCodePublicPkce | AuthType::OauthAuthorizationCodeConfidentialPkce
             ) {
-                let detail = serde_json::json!({"code": code, "message": e, "required_scopes": v.required_scopes, "at": switchboard_domain::clock::now()});
+                let detail =
+                    LastError { required_scopes: v.required_scopes.clone(), ..LastError::new(code, e.clone(), now()) };
                 store.set_status(key, status, Some(detail)).await?;
             }
         }

@@ -37,8 +37,7 @@ pub struct ConnectionResponse {
     pub scopes: Vec<String>,
     pub connected_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
-    #[schema(value_type = Option<Object>)]
-    pub last_error: Option<serde_json::Value>,
+    pub last_error: Option<switchboard_domain::connection::LastError>,
 }
 
 impl From<Connection> for ConnectionResponse {

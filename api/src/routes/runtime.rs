@@ -128,8 +128,7 @@ pub struct RuntimeMcpServer {
     pub connected_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
     pub scopes: Vec<String>,
-    #[schema(value_type = Option<Object>)]
-    pub last_error: Option<serde_json::Value>,
+    pub last_error: Option<switchboard_domain::connection::LastError>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -8,7 +8,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 
 use super::entities::{auth_flows, connections};
 use super::{TenantStore, json_err, map_err};
-use crate::connection::{AuthFlow, Connection, ConnectionStatus, GrantKey, TokenSet};
+use crate::connection::{AuthFlow, Connection, ConnectionStatus, GrantKey, LastError, TokenSet, Transition};
 use crate::crypto::{SealContext, Secret};
 use crate::{AgentId, DomainError, McpServerId};
 
@@ -41,7 +41,7 @@ impl TenantStore<'_> {
                 agent_id: m.agent_id.into(),
                 mcp_server_id: m.mcp_server_id.into(),
             },
-            status: ConnectionStatus::parse(&m.status),
+            status: m.status.parse().map_err(|e| DomainError::internal_from(format!("connection {}", m.id), e))?,
             issuer: m.issuer,
             token_endpoint: m.token_endpoint,
             resource: m.resource,
@@ -51,7 +51,7 @@ impl TenantStore<'_> {
             last_error: m
                 .last_error
                 .as_deref()
-                .map(serde_json::from_str)
+                .map(|t| LastError::from_stored(t, m.updated_at))
                 .transpose()
                 .map_err(json_err("connection error"))?,
         })
@@ -108,7 +108,7 @@ impl TenantStore<'_> {
         &self,
         key: &GrantKey,
         status: ConnectionStatus,
-        last_error: Option<serde_json::Value>,
+        last_error: Option<LastError>,
     ) -> Result<(), DomainError> {
         let (_write, txn) = self.store.begin_write().await?;
         let (id, was) = self.upsert_status(&txn, key, status, last_error).await?;
@@ -132,22 +132,19 @@ impl TenantStore<'_> {
         txn: &sea_orm::DatabaseTransaction,
         key: &GrantKey,
         status: ConnectionStatus,
-        last_error: Option<serde_json::Value>,
+        last_error: Option<LastError>,
     ) -> Result<(uuid::Uuid, Option<ConnectionStatus>), DomainError> {
         let now = crate::clock::now();
         let existing = connections::Entity::find().filter(self.grant_filter(key)).one(txn).await.map_err(map_err)?;
-        let error_text = last_error.map(|e| e.to_string());
+        let error_text =
+            last_error.map(|e| serde_json::to_string(&e)).transpose().map_err(json_err("connection error"))?;
+        let parse = |row: &connections::Model| -> Result<ConnectionStatus, DomainError> {
+            row.status.parse().map_err(|e| DomainError::internal_from(format!("connection {}", row.id), e))
+        };
         match existing {
-            // A grant that is connected keeps working, and one that needs re-consent keeps saying so
-            // (with its required scopes), while a new consent is pending.
-            Some(row)
-                if status == ConnectionStatus::PendingConsent
-                    && (row.status == "connected" || row.status == "needs_reauth") =>
-            {
-                Ok((row.id, Some(ConnectionStatus::parse(&row.status))))
-            }
+            Some(row) if parse(&row)?.on(status) == Transition::Stay => Ok((row.id, Some(parse(&row)?))),
             Some(row) => {
-                let (id, was) = (row.id, ConnectionStatus::parse(&row.status));
+                let (id, was) = (row.id, parse(&row)?);
                 let mut active: connections::ActiveModel = row.into();
                 active.status = Set(status.as_str().to_owned());
                 active.last_error = Set(error_text);

@@ -19,7 +19,7 @@ use sea_orm::{
 
 use super::entities::{connection_events, connections};
 use super::{Store, TenantStore, json_err, map_err};
-use crate::connection::{ConnectionStatus, GrantKey, TokenSet, next_refresh_at};
+use crate::connection::{ConnectionStatus, GrantKey, LastError, TokenSet, next_refresh_at};
 use crate::crypto::SealContext;
 use crate::{DomainError, TenantId};
 
@@ -213,7 +213,7 @@ impl TenantStore<'_> {
         };
         Ok(RefreshRow {
             id: m.id,
-            status: ConnectionStatus::parse(&m.status),
+            status: m.status.parse().map_err(|e| DomainError::internal_from(format!("connection {}", m.id), e))?,
             version: m.version,
             tokens,
             issuer: m.issuer,
@@ -316,14 +316,17 @@ impl TenantStore<'_> {
             RefreshFailure::Transient { retry_at, message } => {
                 let expired = row.tokens.as_ref().and_then(|t| t.expires_at).is_some_and(|e| e <= now);
                 let error =
-                    serde_json::json!({"code": "refresh_failed", "message": message, "at": now, "retry_at": retry_at});
+                    LastError { retry_at: Some(*retry_at), ..LastError::new("refresh_failed", message.clone(), now) };
                 update = update
                     .col_expr(connections::Column::NextRefreshAt, Expr::value(*retry_at))
                     .col_expr(
                         connections::Column::RefreshFailures,
                         Expr::col(connections::Column::RefreshFailures).add(1),
                     )
-                    .col_expr(connections::Column::LastError, Expr::value(error.to_string()));
+                    .col_expr(
+                        connections::Column::LastError,
+                        Expr::value(serde_json::to_string(&error).map_err(json_err("connection error"))?),
+                    );
                 if expired {
                     update = update.col_expr(connections::Column::Status, Expr::value("expired"));
                 }
@@ -331,11 +334,14 @@ impl TenantStore<'_> {
                 ((row.refresh_failures == 0).then_some("connection.refresh_failed"), error)
             }
             RefreshFailure::Reauth { message } => {
-                let error = serde_json::json!({"code": "reauth_required", "message": message, "at": now});
+                let error = LastError::new("reauth_required", message.clone(), now);
                 update = update
                     .col_expr(connections::Column::Status, Expr::value(ConnectionStatus::NeedsReauth.as_str()))
                     .col_expr(connections::Column::NextRefreshAt, Expr::value(Option::<DateTime<Utc>>::None))
-                    .col_expr(connections::Column::LastError, Expr::value(error.to_string()));
+                    .col_expr(
+                        connections::Column::LastError,
+                        Expr::value(serde_json::to_string(&error).map_err(json_err("connection error"))?),
+                    );
                 (Some("connection.reauth_required"), error)
             }
         };
