@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod error;
 pub mod error_code;
 pub mod ids;
+pub mod job;
 pub mod mcp_server;
 pub mod oauth_client;
 pub mod page;

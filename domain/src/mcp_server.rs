@@ -177,14 +177,49 @@ pub struct McpServer {
     pub description: Option<String>,
     pub config: McpServerConfig,
     pub secret_hints: SecretHints,
-    /// Filled by discovery; `None` until a server has been probed. Kept as the stored JSON text:
-    /// it is only ever passed through to responses, so it is never parsed into a tree.
+    /// Filled by discovery; `None` until a server has been probed. Kept as the stored JSON text,
+    /// passed through to responses as it is; what the lifecycle needs of it is read as typed
+    /// fields through [`McpServer::facts`].
     pub discovery_result: Option<Box<serde_json::value::RawValue>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
+/// What discovery learned about a server's authorization server that the connection lifecycle
+/// acts on — the consent callback, refreshes, checks, revocations and rediscovery. Written once,
+/// by discovery (its `discovery_result`), and read here by name rather than by key at each use.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct AuthFacts {
+    /// The authorization server's issuer, which grants are pinned to.
+    pub issuer: Option<String>,
+    /// Its RFC 7009 revocation endpoint.
+    pub revocation_url: Option<String>,
+    /// The client authentication method registered, or the one that last worked.
+    pub token_endpoint_auth_method: Option<String>,
+    /// The methods the provider advertises, in its order.
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+    /// RFC 9207: the provider puts `iss` in its authorization responses.
+    pub authorization_response_iss_parameter_supported: bool,
+    /// The auth fields discovery filled in (Switchboard's to refill on rediscovery).
+    pub hydrated_fields: Vec<String>,
+}
+
+impl AuthFacts {
+    /// The facts in a discovery result (none when there is none, or it cannot be read).
+    #[must_use]
+    pub fn of(discovery_result: Option<&serde_json::value::RawValue>) -> Self {
+        discovery_result.and_then(|raw| serde_json::from_str(raw.get()).ok()).unwrap_or_default()
+    }
+}
+
 impl McpServer {
+    /// The typed facts of its last discovery.
+    #[must_use]
+    pub fn facts(&self) -> AuthFacts {
+        AuthFacts::of(self.discovery_result.as_deref())
+    }
+
     /// The public view of the server as a create request would spell it; the base a PATCH merges into.
     #[must_use]
     pub fn as_request_json(&self) -> Value {

@@ -137,7 +137,7 @@ impl Consent {
             Url::parse(&server.config.endpoint).map_err(|_| not_ready("the endpoint is not a URL".into()))?;
         let resource =
             auth.resource.clone().unwrap_or_else(|| switchboard_discovery::urls::canonical_resource(&endpoint));
-        let issuer = discovery_field(server, "issuer").unwrap_or_else(|| auth_url.origin().ascii_serialization());
+        let issuer = server.facts().issuer.unwrap_or_else(|| auth_url.origin().ascii_serialization());
         let random = |_| DomainError::internal("the system random generator failed");
         let (verifier, challenge) = oauth::pkce_pair(random_bytes::<32>().map_err(random)?);
         // The state names the tenant (the callback has nothing else to go on) and 256 random bits.
@@ -231,10 +231,7 @@ impl Consent {
         };
         // RFC 9207: a mismatched issuer means the response may come from another server: act on
         // nothing it says, not even its error.
-        let iss_supported = server
-            .as_ref()
-            .and_then(|s| discovery_bool(s, "authorization_response_iss_parameter_supported"))
-            .unwrap_or(false);
+        let iss_supported = server.as_ref().is_some_and(|s| s.facts().authorization_response_iss_parameter_supported);
         match switchboard_discovery::oauth::check_iss(&flow.issuer, iss_supported, iss) {
             Err(switchboard_discovery::oauth::IssError::Mismatch) => {
                 let error =
@@ -289,7 +286,7 @@ impl Consent {
             outcome.message = "This server no longer exists.".into();
             return outcome;
         };
-        let creds = match crate::refresh::ClientCredentials::of(&store, &server).await {
+        let creds = match crate::client_auth::ClientCredentials::of(&store, &server).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "reading the server's client credentials failed");
@@ -376,23 +373,6 @@ impl Consent {
     }
 }
 
-fn discovery_value(server: &McpServer, field: &str) -> Option<serde_json::Value> {
-    let raw = server.discovery_result.as_ref()?;
-    serde_json::from_str::<serde_json::Value>(raw.get()).ok()?.get(field).cloned()
-}
-
-pub(crate) fn discovery_field(server: &McpServer, field: &str) -> Option<String> {
-    discovery_value(server, field)?.as_str().map(str::to_owned)
-}
-
-fn discovery_bool(server: &McpServer, field: &str) -> Option<bool> {
-    discovery_value(server, field)?.as_bool()
-}
-
-pub(crate) fn discovery_list(server: &McpServer, field: &str) -> Vec<String> {
-    discovery_value(server, field).and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default()
-}
-
 /// An OAuth error code as a provider sent it, reduced to what is safe to display.
 fn safe_code(code: &str) -> String {
     code.chars().filter(|c| c.is_ascii_lowercase() || *c == '_').take(64).collect()
@@ -433,7 +413,7 @@ impl Consent {
             AuthType::Token => store.mcp_server_secrets(server.id).await?.auth_token.map(|t| t.expose().to_owned()),
             AuthType::OauthClientCredentials => {
                 let secrets = store.mcp_server_secrets(server.id).await?;
-                let creds = crate::refresh::ClientCredentials::of(&store, server).await?;
+                let creds = crate::client_auth::ClientCredentials::of(&store, server).await?;
                 let auth = &server.config.auth;
                 let (Some(token_url), Some(id), Some(secret)) = (
                     auth.token_url.as_deref().and_then(|u| Url::parse(u).ok()),

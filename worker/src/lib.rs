@@ -8,6 +8,7 @@
 //! old finished jobs, the daily rediscoveries); `switchboard worker` runs it alone and
 //! `switchboard serve` runs it in-process by default.
 
+pub mod client_auth;
 pub mod consent;
 pub mod jobs;
 pub mod refresh;

@@ -20,14 +20,15 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use switchboard_discovery::Fetcher;
-use switchboard_discovery::oauth::{self, AuthMethod, ClientAuth, TokenError};
+use switchboard_discovery::oauth::{self, TokenError};
 use switchboard_domain::clock::Reading;
 use switchboard_domain::connection::{ConnectionStatus, TokenSet, refresh_backoff};
 use switchboard_domain::crypto::Secret;
-use switchboard_domain::mcp_server::McpServer;
 use switchboard_domain::store::{DueRefresh, RefreshFailure, RefreshRow, Store, TenantStore};
 use switchboard_domain::{DomainError, TenantId};
 use url::Url;
+
+use crate::client_auth::ClientCredentials;
 
 /// How one refresh attempt ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -50,67 +51,6 @@ pub enum Outcome {
 
 /// Counts of a [`Refresher::tick`].
 pub type TickReport = HashMap<Outcome, usize>;
-
-/// The client's credentials at a token or revocation endpoint, and how it authenticates there:
-/// the method the registration answered (or that worked last time), else the one the provider
-/// advertises. One place decides this for the consent callback, refreshes, checks and revocations.
-pub(crate) struct ClientCredentials {
-    /// The server whose discovery result keeps a method that worked better (none for a
-    /// revocation job's snapshot).
-    server: Option<switchboard_domain::McpServerId>,
-    id: String,
-    secret: Option<Secret>,
-    method: AuthMethod,
-    /// The provider's `token_endpoint_auth_methods_supported`.
-    advertised: Vec<String>,
-}
-
-impl ClientCredentials {
-    /// The credentials of `server`'s client. A failure to read its secret is an error, not a
-    /// request sent without it (which the provider would refuse, and be blamed for).
-    pub(crate) async fn of(store: &TenantStore<'_>, server: &McpServer) -> Result<Self, DomainError> {
-        let secrets = store.mcp_server_secrets(server.id).await?;
-        let advertised = crate::consent::discovery_list(server, "token_endpoint_auth_methods_supported");
-        let stored = crate::consent::discovery_field(server, "token_endpoint_auth_method");
-        Ok(Self {
-            server: Some(server.id),
-            id: server.config.auth.client_id.clone().unwrap_or_default(),
-            method: AuthMethod::choose(stored.as_deref(), secrets.client_secret.is_some(), &advertised),
-            secret: secrets.client_secret,
-            advertised,
-        })
-    }
-
-    pub(crate) fn from_parts(
-        id: String,
-        secret: Option<Secret>,
-        stored: Option<&str>,
-        advertised: Vec<String>,
-    ) -> Self {
-        let method = AuthMethod::choose(stored, secret.is_some(), &advertised);
-        Self { server: None, id, secret, method, advertised }
-    }
-
-    pub(crate) fn auth(&self) -> ClientAuth<'_> {
-        ClientAuth::new(&self.id, self.secret.as_ref().map(Secret::expose), self.method)
-    }
-
-    pub(crate) fn advertised(&self) -> &[String] {
-        &self.advertised
-    }
-
-    /// After a request went through with `used` instead of the method these credentials chose
-    /// (the provider refused the first with `invalid_client`): keeps it on the server and its
-    /// client registration, so the next request does not fail first. Best effort.
-    pub(crate) async fn keep(&self, store: &TenantStore<'_>, used: AuthMethod) {
-        let Some(server) = self.server.filter(|_| used != self.method) else { return };
-        tracing::info!(mcp_server.id = %server, from = self.method.as_str(), to = used.as_str(),
-            "the token endpoint refused one client authentication method and accepted another; keeping it");
-        if let Err(e) = store.keep_token_endpoint_auth_method(server, &self.id, used.as_str()).await {
-            tracing::warn!(error = %e, "keeping the client authentication method that worked failed");
-        }
-    }
-}
 
 /// Refreshes grants. Cheap to clone; one per worker process (its `owner` names it in leases).
 #[derive(Clone)]
@@ -319,7 +259,7 @@ impl Refresher {
         .await;
         // A method that worked after another was refused is kept — after the rotated tokens are
         // stored, so nothing stands between the provider's answer and that write.
-        let better = answer.as_ref().ok().map(|t| t.client_auth).filter(|m| *m != creds.method);
+        let better = answer.as_ref().ok().map(|t| t.client_auth).filter(|m| *m != creds.method());
         match answer {
             Ok(new) => {
                 // The provider has rotated: from here until the write, a crash loses the new set.

@@ -96,7 +96,7 @@ impl ServerSetup {
         let mut spec = mcp_server::validate_patch(policy, &current, &serde_json::json!({}))?;
         self.discoverer.cache().clear();
         self.prepare(tenant, &mut spec, Some(&current)).await;
-        let old_issuer = crate::consent::discovery_field(&current, "issuer");
+        let old_issuer = current.facts().issuer;
         let new_issuer =
             spec.discovery_result.as_ref().and_then(|d| d.get("issuer")).and_then(|v| v.as_str()).map(str::to_owned);
         let oauth = current.config.auth.kind != AuthType::None && current.config.auth.kind != AuthType::Token;
@@ -191,8 +191,19 @@ impl ServerSetup {
         endpoint: &Url,
         result: &mut DiscoveryResult,
     ) {
+        // A secret that cannot be read is not a check to run without it: the provider would
+        // refuse, and be blamed for it.
         let stored = match previous {
-            Some(p) => self.store.tenant(tenant).mcp_server_secrets(p.id).await.unwrap_or_default(),
+            Some(p) => match self.store.tenant(tenant).mcp_server_secrets(p.id).await {
+                Ok(stored) => stored,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading a server's stored secrets failed; its live check is skipped");
+                    result.warnings.push(
+                        "the live check was skipped: the stored secrets could not be read; run rediscover again".into(),
+                    );
+                    return;
+                }
+            },
             None => Default::default(),
         };
         let secrets = spec.apply_secrets(&stored);
@@ -376,12 +387,7 @@ impl ServerSetup {
 /// Clears what the previous discovery filled in, unless this request changed it: those fields are
 /// Switchboard's to refill (a new endpoint may have a new authorization server).
 fn clear_hydrated(spec: &mut McpServerSpec, prev: &McpServer) {
-    let hydrated: Vec<String> = prev
-        .discovery_result
-        .as_ref()
-        .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
-        .and_then(|r| serde_json::from_value(r.get("hydrated_fields")?.clone()).ok())
-        .unwrap_or_default();
+    let hydrated = prev.facts().hydrated_fields;
     let auth = &mut spec.config.auth;
     let old = &prev.config.auth;
     for field in &hydrated {
@@ -408,7 +414,7 @@ fn clear_hydrated(spec: &mut McpServerSpec, prev: &McpServer) {
 fn kept_auth_method(spec: &McpServerSpec, previous: Option<&McpServer>, result: &DiscoveryResult) -> AuthMethod {
     let kept = previous
         .filter(|p| p.config.auth.client_id == spec.config.auth.client_id)
-        .and_then(|p| crate::consent::discovery_field(p, "token_endpoint_auth_method"));
+        .and_then(|p| p.facts().token_endpoint_auth_method);
     let has_secret = spec.config.auth.kind != AuthType::OauthAuthorizationCodePublicPkce;
     AuthMethod::choose(kept.as_deref(), has_secret, &result.token_endpoint_auth_methods_supported)
 }

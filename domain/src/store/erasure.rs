@@ -15,11 +15,9 @@ use serde_json::json;
 use super::audit::{self, AuditEntry};
 use super::entities::{api_keys, auth_flows, connections, issuances, jobs, tenant_signing_keys, tenants};
 use super::{Store, TenantStore, map_err};
+use crate::job::{Job, PURGE_TENANT};
 use crate::tenant::Actor;
 use crate::{DomainError, TenantId};
-
-/// The job kind that deletes a tenant once its revocations have run.
-pub const PURGE_TENANT: &str = "purge_tenant";
 
 /// What a tenant deletion did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,7 +60,7 @@ impl Store {
                 .await
                 .map_err(map_err)?;
             if queued == 0 {
-                super::jobs::enqueue(&txn, id, PURGE_TENANT, &json!({}), 30).await?;
+                super::jobs::enqueue(&txn, id, &Job::PurgeTenant, 30).await?;
                 txn.commit().await.map_err(map_err)?;
             }
             return Ok(TenantDeletion { deleted_at, grants_revoked: 0 });
@@ -91,7 +89,7 @@ impl Store {
             .await
             .map_err(map_err)?;
         // Up to about a day of retries (hourly after the first hour): revocations retry for less.
-        super::jobs::enqueue(&txn, id, PURGE_TENANT, &json!({}), 30).await?;
+        super::jobs::enqueue(&txn, id, &Job::PurgeTenant, 30).await?;
         // A platform entry (no tenant): it outlives the tenant's own audit trail.
         audit::record(
             &txn,
@@ -124,7 +122,7 @@ impl Store {
         let late = self.tenant(id).revoke_all(&txn, None, None, None, &Actor::System).await?;
         let pending = jobs::Entity::find()
             .filter(jobs::Column::TenantId.eq(id.0))
-            .filter(jobs::Column::Kind.is_in([super::REVOKE_TOKENS, super::DELIVER_EVENT]))
+            .filter(jobs::Column::Kind.is_in([crate::job::REVOKE_TOKENS, crate::job::DELIVER_EVENT]))
             .filter(jobs::Column::Status.eq("queued"))
             .count(&txn)
             .await

@@ -15,16 +15,19 @@ use sea_orm::{
 };
 
 use super::entities::jobs;
-use super::{Store, TenantStore, json_err, map_err};
+use super::{Store, TenantStore, map_err};
+use crate::job::Job;
 use crate::{DomainError, TenantId};
 
 /// A claimed job.
 #[derive(Clone, Debug)]
-pub struct Job {
+pub struct ClaimedJob {
     pub id: uuid::Uuid,
     pub tenant_id: TenantId,
+    /// The `kind` column, as stored (for logs, and for a kind this code does not know).
     pub kind: String,
-    pub payload: serde_json::Value,
+    /// What to do; an error when the stored kind or payload is not one this code knows.
+    pub job: Result<Job, String>,
     /// Attempts so far, this one included.
     pub attempts: i32,
     pub max_attempts: i32,
@@ -74,11 +77,10 @@ fn lease_free(now: DateTime<Utc>) -> Condition {
 pub(super) async fn enqueue(
     db: &impl ConnectionTrait,
     tenant: TenantId,
-    kind: &str,
-    payload: &serde_json::Value,
+    job: &Job,
     max_attempts: i32,
 ) -> Result<uuid::Uuid, DomainError> {
-    enqueue_with_id(db, uuid::Uuid::now_v7(), tenant, kind, payload, max_attempts).await
+    enqueue_with_id(db, uuid::Uuid::now_v7(), tenant, job, max_attempts).await
 }
 
 /// [`enqueue`] with the id chosen by the caller (a payload sealed for this job names it).
@@ -86,10 +88,10 @@ pub(super) async fn enqueue_with_id(
     db: &impl ConnectionTrait,
     id: uuid::Uuid,
     tenant: TenantId,
-    kind: &str,
-    payload: &serde_json::Value,
+    job: &Job,
     max_attempts: i32,
 ) -> Result<uuid::Uuid, DomainError> {
+    let (kind, payload) = job.to_columns().map_err(|e| DomainError::internal_from("encoding a job", e))?;
     let now = crate::clock::now();
     // Due at once for every worker, including one whose clock is behind this process's: "what
     // is due" is read on the database's clock, and this stamp is the process's.
@@ -98,7 +100,7 @@ pub(super) async fn enqueue_with_id(
         id: Set(id),
         tenant_id: Set(tenant.0),
         kind: Set(kind.to_owned()),
-        payload: Set(payload.to_string()),
+        payload: Set(payload),
         status: Set("queued".into()),
         attempts: Set(0),
         max_attempts: Set(max_attempts),
@@ -123,7 +125,7 @@ impl Store {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
         limit: u64,
-    ) -> Result<Vec<Job>, DomainError> {
+    ) -> Result<Vec<ClaimedJob>, DomainError> {
         let rows = match self.db.get_database_backend() {
             DbBackend::Postgres => {
                 let sql = "UPDATE jobs SET locked_by = $1, locked_until = $2, attempts = attempts + 1, updated_at = $3 \
@@ -144,11 +146,11 @@ impl Store {
         };
         rows.into_iter()
             .map(|r| {
-                Ok(Job {
+                Ok(ClaimedJob {
                     id: r.id,
                     tenant_id: TenantId(r.tenant_id),
+                    job: Job::from_columns(&r.kind, &r.payload).map_err(|e| e.to_string()),
                     kind: r.kind,
-                    payload: serde_json::from_str(&r.payload).map_err(json_err("job payload"))?,
                     attempts: r.attempts,
                     max_attempts: r.max_attempts,
                 })
@@ -203,7 +205,7 @@ impl Store {
 
     /// Ends an attempt, if `owner` still holds the job. A job that ends (done or dead) loses its
     /// payload; a retry past the last attempt is dead.
-    pub async fn finish_job(&self, job: &Job, owner: &str, end: &JobEnd) -> Result<bool, DomainError> {
+    pub async fn finish_job(&self, job: &ClaimedJob, owner: &str, end: &JobEnd) -> Result<bool, DomainError> {
         let now = crate::clock::now();
         let mut update = jobs::Entity::update_many()
             .col_expr(jobs::Column::LockedBy, Expr::value(Option::<String>::None))

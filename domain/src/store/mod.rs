@@ -29,13 +29,12 @@ use sea_orm::sqlx::sqlite as sqlx_sqlite;
 use sea_orm::{ConnectOptions, ConnectionTrait as _, Database, DatabaseConnection, DbErr, SqlErr, Statement};
 
 pub use connections::ConnectionFilter;
-pub use erasure::{PURGE_TENANT, PurgeStep, TenantDeletion, UserDeletion};
+pub use erasure::{PurgeStep, TenantDeletion, UserDeletion};
 pub use idempotency::{Begin, IdempotencyKey};
-pub use jobs::{Job, JobEnd, JobSummary};
-pub use rediscovery::{REDISCOVER_EVERY, REDISCOVER_SERVER};
+pub use jobs::{ClaimedJob, JobEnd, JobSummary};
+pub use rediscovery::REDISCOVER_EVERY;
 pub use refresh::{DueRefresh, ImportedGrant, RefreshFailure, RefreshRow};
-pub use revocation::REVOKE_TOKENS;
-pub use webhooks::{DELIVER_EVENT, StoredEvent, Webhook};
+pub use webhooks::{StoredEvent, Webhook};
 
 use crate::crypto::Envelope;
 use crate::{DomainError, TenantId};

@@ -15,9 +15,6 @@ use crate::{DomainError, McpServerId, TenantId};
 /// How often a server is rediscovered in the background.
 pub const REDISCOVER_EVERY: TimeDelta = TimeDelta::hours(24);
 
-/// The job kind that rediscovers one server.
-pub const REDISCOVER_SERVER: &str = "rediscover_server";
-
 impl Store {
     /// Queues a rediscovery job for up to `limit` servers whose rediscovery is due, moving each one's
     /// `rediscover_at` a day ahead in the same transaction (so no other worker queues it too).
@@ -65,8 +62,7 @@ impl Store {
                 super::jobs::enqueue(
                     &txn,
                     TenantId(tenant),
-                    REDISCOVER_SERVER,
-                    &serde_json::json!({"mcp_server_id": id}),
+                    &crate::job::Job::RediscoverServer { mcp_server_id: id.into() },
                     3,
                 )
                 .await?;

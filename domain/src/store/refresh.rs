@@ -428,8 +428,7 @@ pub(super) async fn insert_connection_event(
     let hooked =
         super::entities::tenant_webhooks::Entity::find_by_id(tenant.0).one(db).await.map_err(map_err)?.is_some();
     if hooked {
-        super::jobs::enqueue(db, tenant, super::webhooks::DELIVER_EVENT, &serde_json::json!({"event_id": id}), 8)
-            .await?;
+        super::jobs::enqueue(db, tenant, &crate::job::Job::DeliverEvent { event_id: id }, 8).await?;
     }
     Ok(())
 }

@@ -12,9 +12,6 @@ use crate::connection::{Connection, ConnectionStatus, GrantKey};
 use crate::crypto::{SealContext, Secret};
 use crate::{AgentId, DomainError, McpServerId};
 
-/// The job kind that revokes a disconnected grant's tokens at the provider.
-pub const REVOKE_TOKENS: &str = "revoke_tokens";
-
 fn job_secret_ctx(tenant: crate::TenantId, job: uuid::Uuid) -> SealContext<'static> {
     SealContext { tenant, table: "jobs", column: "client_secret", row: job }
 }
@@ -105,15 +102,7 @@ impl TenantStore<'_> {
                     read
                 }
             };
-            let discovery: serde_json::Value = server
-                .as_ref()
-                .and_then(|s| s.discovery_result.as_ref())
-                .and_then(|d| serde_json::from_str(d.get()).ok())
-                .unwrap_or_default();
-            let methods: Vec<String> = discovery
-                .get("token_endpoint_auth_methods_supported")
-                .and_then(|m| serde_json::from_value(m.clone()).ok())
-                .unwrap_or_default();
+            let facts = server.as_ref().map(crate::mcp_server::McpServer::facts).unwrap_or_default();
             let client_secret = match &secrets.client_secret {
                 Some(secret) => Some(b64(&self
                     .store
@@ -122,14 +111,20 @@ impl TenantStore<'_> {
                     .map_err(|e| DomainError::internal_from("sealing a job secret failed", e))?)),
                 None => None,
             };
-            let payload = serde_json::json!({"connection_id": row.id, "user_id": key.user_id,
-                "agent_id": key.agent_id, "mcp_server_id": key.mcp_server_id, "sealed": b64(sealed),
-                "revocation_url": discovery.get("revocation_url"),
-                "client_id": server.as_ref().and_then(|s| s.config.auth.client_id.clone()),
-                "client_secret": client_secret,
-                "token_endpoint_auth_method": discovery.get("token_endpoint_auth_method"),
-                "token_endpoint_auth_methods_supported": methods});
-            super::jobs::enqueue_with_id(txn, job_id, self.tenant_id, REVOKE_TOKENS, &payload, 8).await?;
+            let job = crate::job::Job::RevokeTokens(Box::new(crate::job::RevokeTokens {
+                connection_id: row.id,
+                user_id: key.user_id.clone(),
+                agent_id: key.agent_id,
+                mcp_server_id: key.mcp_server_id,
+                sealed: b64(sealed),
+                client_id: Some(server.as_ref().and_then(|s| s.config.auth.client_id.clone())),
+                revocation_url: facts.revocation_url,
+                client_secret,
+                token_endpoint_auth_method: facts.token_endpoint_auth_method,
+                client_auth: None,
+                token_endpoint_auth_methods_supported: facts.token_endpoint_auth_methods_supported,
+            }));
+            super::jobs::enqueue_with_id(txn, job_id, self.tenant_id, &job, 8).await?;
         }
         super::refresh::insert_connection_event(
             txn,

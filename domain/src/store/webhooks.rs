@@ -8,9 +8,6 @@ use super::{TenantStore, json_err, map_err};
 use crate::DomainError;
 use crate::crypto::{SealContext, Secret};
 
-/// The job kind that delivers one event to the tenant's webhook.
-pub const DELIVER_EVENT: &str = "deliver_event";
-
 /// A tenant's webhook. `Debug` hides the secret.
 #[derive(Clone)]
 pub struct Webhook {
