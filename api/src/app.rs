@@ -6,26 +6,13 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
-use utoipa::OpenApi as _;
-use utoipa_actix_web::AppExt as _;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error;
-use crate::openapi::{ApiDoc, add_problem_responses};
+use crate::openapi::with_routes;
 use crate::state::AppState;
 
 const JSON_LIMIT: usize = 256 * 1024;
-
-/// Registers every route on `app` and returns it with the OpenAPI document collected from them.
-pub fn with_routes<T>(app: App<T>) -> (App<T>, utoipa::openapi::OpenApi)
-where
-    T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
-{
-    let (app, mut spec) =
-        app.into_utoipa_app().openapi(ApiDoc::openapi()).configure(crate::routes::configure).split_for_parts();
-    add_problem_responses(&mut spec);
-    (app, spec)
-}
 
 /// The application with its state, middleware, routes and docs. Each HTTP worker thread builds
 /// its own, with a database pool of its own ([`AppState::for_worker`]).

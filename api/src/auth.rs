@@ -1,109 +1,22 @@
 //! Credentials → contexts. Handlers learn who is calling only through these extractors:
 //! [`TenantContext`] from a tenant API key, [`AdminContext`] from the platform admin token.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 use subtle::ConstantTimeEq as _;
 use switchboard_domain::crypto::sha256;
-use switchboard_domain::tenant::Actor;
-use switchboard_domain::{ApiKeyId, TenantId, api_key};
+use switchboard_domain::{TenantId, api_key};
 
+pub use crate::credentials::TenantContext;
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// How long a verified key is trusted without asking the database again. A key deleted through
-/// this process stops working at once; through another process, within this time.
-const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
-const KEY_CACHE_MAX: usize = 10_000;
-
-/// A caller authenticated with a tenant API key.
-#[derive(Clone, Copy, Debug)]
-pub struct TenantContext {
-    pub tenant_id: TenantId,
-    pub api_key_id: ApiKeyId,
-}
-
-impl TenantContext {
-    #[must_use]
-    pub fn actor(&self) -> Actor {
-        Actor::ApiKey(self.api_key_id)
-    }
-}
 
 /// A caller authenticated with `SWITCHBOARD_ADMIN_TOKEN`.
 #[derive(Clone, Copy, Debug)]
 pub struct AdminContext;
-
-/// Entries trusted for [`KEY_CACHE_TTL`], at most [`KEY_CACHE_MAX`] of them (expired ones are
-/// swept when full; if all are live, everything is dropped rather than growing).
-#[derive(Debug)]
-struct TtlCache<K, V> {
-    entries: Mutex<HashMap<K, (V, Instant)>>,
-}
-
-impl<K, V> Default for TtlCache<K, V> {
-    fn default() -> Self {
-        Self { entries: Mutex::new(HashMap::new()) }
-    }
-}
-
-impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
-    fn get(&self, key: &K) -> Option<V> {
-        let entries = self.entries.lock().ok()?;
-        entries.get(key).filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL).map(|(v, _)| v.clone())
-    }
-
-    fn put(&self, key: K, value: V) {
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= KEY_CACHE_MAX {
-                entries.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
-                if entries.len() >= KEY_CACHE_MAX {
-                    entries.clear();
-                }
-            }
-            entries.insert(key, (value, Instant::now()));
-        }
-    }
-
-    fn remove(&self, key: &K) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(key);
-        }
-    }
-
-    fn retain(&self, keep: impl Fn(&V) -> bool) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.retain(|_, (v, _)| keep(v));
-        }
-    }
-}
-
-/// Verified credentials: API keys by digest, and each tenant's ticket-verification (public) key.
-/// Only successes are cached, so garbage cannot fill it.
-#[derive(Debug, Default)]
-pub struct KeyCache {
-    api_keys: TtlCache<[u8; 32], TenantContext>,
-    ticket_keys: TtlCache<TenantId, std::sync::Arc<str>>,
-}
-
-impl KeyCache {
-    /// Forgets a deleted key.
-    pub fn evict(&self, key_id: ApiKeyId) {
-        self.api_keys.retain(|ctx| ctx.api_key_id != key_id);
-    }
-
-    /// Forgets every credential of a deleted tenant.
-    pub fn forget_tenant(&self, tenant: TenantId) {
-        self.api_keys.retain(|ctx| ctx.tenant_id != tenant);
-        self.ticket_keys.remove(&tenant);
-    }
-}
 
 fn bearer(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod cli_client;
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod metrics;
 pub mod middleware;

@@ -1,9 +1,12 @@
 //! The OpenAPI document: collected from the route registrations by `utoipa_actix_web`, with the
 //! security schemes and the shared problem responses added here once.
 
+use actix_web::App;
+use actix_web::dev::{ServiceFactory, ServiceRequest};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Spec, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
+use utoipa_actix_web::AppExt as _;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -101,10 +104,21 @@ pub fn add_problem_responses(spec: &mut Spec) {
     }
 }
 
+/// Registers every route on `app` and returns it with the OpenAPI document collected from them.
+pub fn with_routes<T>(app: App<T>) -> (App<T>, Spec)
+where
+    T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
+{
+    let (app, mut spec) =
+        app.into_utoipa_app().openapi(ApiDoc::openapi()).configure(crate::routes::configure).split_for_parts();
+    add_problem_responses(&mut spec);
+    (app, spec)
+}
+
 /// The document as the running server serves it.
 #[must_use]
 pub fn spec() -> Spec {
-    crate::app::with_routes(actix_web::App::new()).1
+    with_routes(actix_web::App::new()).1
 }
 
 /// The document as committed in `openapi/openapi.json`.

@@ -8,8 +8,8 @@ use switchboard_domain::store::Store;
 use switchboard_worker::consent::Consent;
 use switchboard_worker::servers::ServerSetup;
 
-use crate::auth::KeyCache;
 use crate::config::Settings;
+use crate::credentials::KeyCache;
 use crate::metrics::Metrics;
 use crate::redis::RedisHandle;
 

@@ -27,8 +27,7 @@ use crate::result::{DiscoveryResult, Step};
 use crate::urls::{self, ResourceMatch};
 use crate::www_authenticate;
 
-/// The protocol version discovery speaks in its probe.
-pub const PROTOCOL_VERSION: &str = "2025-11-25";
+pub use crate::mcp::PROTOCOL_VERSION;
 const OK_TTL: Duration = Duration::from_secs(300);
 const FAILURE_TTL: Duration = Duration::from_secs(15);
 const CACHE_MAX: usize = 1024;

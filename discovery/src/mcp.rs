@@ -8,31 +8,16 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::discover::PROTOCOL_VERSION;
 use crate::http::{Fetched, Fetcher, headers, ms_since};
 use crate::result::Step;
 
-/// The outcome of a live check.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Verification {
-    pub ok: bool,
-    /// Tool names from `tools/list`.
-    pub tools: Vec<String>,
-    pub server_name: Option<String>,
-    pub protocol_version: Option<String>,
-    /// What failed, in words (`null` when `ok`).
-    pub error: Option<String>,
-    /// The upstream's HTTP status when it refused (401, 403, …).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    /// On `403 insufficient_scope`: the scopes the server's challenge asks for (step-up).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub required_scopes: Vec<String>,
-}
+/// The protocol version discovery speaks in its probe.
+pub const PROTOCOL_VERSION: &str = "2025-11-25";
+
+pub use crate::result::Verification;
 
 /// A failed call: words, and the scopes a 403 challenge asked for.
 struct Failure {

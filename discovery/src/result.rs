@@ -62,7 +62,7 @@ pub struct DiscoveryResult {
     /// For `none`, `token` and client-credentials servers: a live `initialize` + `tools/list` with
     /// the configured credentials (null for authorization-code servers, which need a user).
     #[serde(default)]
-    pub verification: Option<crate::mcp::Verification>,
+    pub verification: Option<Verification>,
     /// Config fields Switchboard filled from discovery (and may refill on `rediscover`).
     #[serde(default)]
     pub hydrated_fields: Vec<String>,
@@ -71,4 +71,22 @@ pub struct DiscoveryResult {
     /// The conclusion in one or two sentences, and what to do next.
     pub message: String,
     pub steps: Vec<Step>,
+}
+
+/// The outcome of a live check.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Verification {
+    pub ok: bool,
+    /// Tool names from `tools/list`.
+    pub tools: Vec<String>,
+    pub server_name: Option<String>,
+    pub protocol_version: Option<String>,
+    /// What failed, in words (`null` when `ok`).
+    pub error: Option<String>,
+    /// The upstream's HTTP status when it refused (401, 403, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// On `403 insufficient_scope`: the scopes the server's challenge asks for (step-up).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_scopes: Vec<String>,
 }

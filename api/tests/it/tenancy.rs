@@ -80,3 +80,96 @@ async fn planes_keep_their_credentials_apart() {
         .problem(StatusCode::UNAUTHORIZED, "unauthorized");
     app.call(Method::GET, "/v1/admin/tenants", None, None).await.problem(StatusCode::UNAUTHORIZED, "unauthorized");
 }
+
+/// Every operation of the served document that names a resource by id, asked by a second tenant
+/// with the first tenant's ids: each is a 404, and nothing of the first tenant changes. The list
+/// of operations comes from the document, so a new `{id}` route is covered (or this test names it)
+/// the day it is added.
+#[tokio::test]
+async fn every_id_operation_of_the_document_is_scoped_to_its_tenant() {
+    let app = TestApp::spawn().await;
+    let server = app.create_server("mine").await;
+    let agent = app.create_agent("mine").await;
+    assert_eq!(app.put(&format!("/v1/agents/{agent}/mcp-servers/{server}"), None).await.status, StatusCode::CREATED);
+    let ticket =
+        app.post("/v1/session-tickets", &json!({"user_id": "alice", "agent_ids": [agent]})).await.json()["ticket"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+    let connect = format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/connect");
+    let res = app.call(Method::POST, &connect, Some(&ticket), Some(&json!({}))).await;
+    assert_eq!(res.json()["status"], "connected", "{}", res.text);
+    let connection = app.get("/v1/connections").await.json()["data"][0]["id"].as_str().unwrap_or_default().to_owned();
+    assert!(!connection.is_empty());
+
+    let (_, other) = app.other_tenant().await;
+    let other_agent = app.call(Method::POST, "/v1/agents", Some(&other), Some(&json!({"name": "theirs"}))).await.id();
+    let res = app
+        .call(
+            Method::POST,
+            "/v1/session-tickets",
+            Some(&other),
+            Some(&json!({"user_id": "alice", "agent_ids": [other_agent]})),
+        )
+        .await;
+    let other_ticket = res.json()["ticket"].as_str().unwrap_or_default().to_owned();
+    assert!(!other_ticket.is_empty(), "{}", res.text);
+
+    let spec = serde_json::to_value(switchboard_api::openapi::spec()).unwrap_or_default();
+    let mut asked = 0;
+    for (path, ops) in spec["paths"].as_object().into_iter().flatten() {
+        if !path.contains('{') || path.starts_with("/v1/admin/") {
+            // The admin plane spans tenants by design; it has its own credential.
+            continue;
+        }
+        for (method, op) in ops.as_object().into_iter().flatten() {
+            let Ok(method) = method.to_uppercase().parse::<Method>() else { continue };
+            let runtime = op["security"].to_string().contains("session_ticket");
+            // On the runtime plane the agent is the caller's own (a ticket names its agents; one
+            // of the first tenant's would be a scope refusal before any lookup) and the server
+            // is the first tenant's.
+            let (agent_id, credential) = if runtime { (&other_agent, &other_ticket) } else { (&agent, &other) };
+            let id = match path.split('/').nth(2) {
+                Some("mcp-servers") => &server,
+                Some("agents") => &agent,
+                Some("connections") => &connection,
+                Some("users") => &"alice".to_owned(),
+                _ => panic!("{method} {path}: which of the first tenant's ids does it take? add it here"),
+            };
+            let concrete = path
+                .replace("{id}", id)
+                .replace("{agent_id}", agent_id)
+                .replace("{server_id}", &server)
+                .replace("{user_id}", "alice");
+            assert!(!concrete.contains('{'), "{method} {path}: a parameter this test does not fill");
+            let body = match method {
+                Method::PATCH => Some(json!({"name": "stolen"})),
+                Method::POST | Method::PUT => Some(json!({})),
+                _ => None,
+            };
+            let res = app.call(method.clone(), &concrete, Some(credential), body.as_ref()).await;
+            if path == "/v1/users/{user_id}" {
+                // A user id is the tenant's own name for a person: the second tenant erases its
+                // own `alice` (nobody), never the first tenant's.
+                assert!(
+                    res.status.is_success() || res.status == StatusCode::NOT_FOUND,
+                    "{method} {path}: {}",
+                    res.text
+                );
+            } else {
+                res.problem(StatusCode::NOT_FOUND, "not_found");
+            }
+            assert!(!res.text.contains("mine"), "{method} {path} leaked: {}", res.text);
+            asked += 1;
+        }
+    }
+    assert!(asked >= 17, "only {asked} operations were asked: did the document lose its paths?");
+    // Nothing of the first tenant's changed.
+    assert_eq!(app.get(&format!("/v1/mcp-servers/{server}")).await.json()["name"], "mine");
+    assert_eq!(app.get(&format!("/v1/agents/{agent}")).await.json()["name"], "mine");
+    assert_eq!(
+        app.get(&format!("/v1/agents/{agent}/mcp-servers")).await.json()["data"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(app.get(&format!("/v1/connections/{connection}")).await.json()["status"], "connected");
+}

@@ -5,8 +5,8 @@
 
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 
-use super::connections::insert_issuance;
 use super::entities::connections;
+use super::issuances::insert_issuance;
 use super::{TenantStore, map_err};
 use crate::connection::{Connection, ConnectionStatus, GrantKey};
 use crate::crypto::{SealContext, Secret};
@@ -126,7 +126,7 @@ impl TenantStore<'_> {
             }));
             super::jobs::enqueue_with_id(txn, job_id, self.tenant_id, &job, 8).await?;
         }
-        super::refresh::insert_connection_event(
+        super::events::insert_connection_event(
             txn,
             self.tenant_id,
             row.id,
