@@ -375,8 +375,21 @@ async fn a_crashed_and_restarted_postgres_loses_nothing() {
     b.wait_for_presentations(10, Duration::from_secs(30)).await;
 
     let acked = b.app.create_agent("acknowledged-before-the-crash").await;
+    let ticket = b
+        .app
+        .post("/v1/session-tickets", &serde_json::json!({"user_id": "u", "agent_ids": [acked]}))
+        .await
+        .json()["ticket"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     pg.crash();
     b.callers_get_a_bounded_503(&connection).await;
+    // A ticket whose tenant cannot be looked up gets a 503 to retry, not a verdict on the ticket
+    // (it read 401 invalid_ticket, telling the caller to mint a new one).
+    let runtime =
+        b.app.call(Method::GET, &format!("/v1/runtime/agents/{acked}/mcp-servers"), Some(&ticket), None).await;
+    assert_eq!(runtime.status, StatusCode::SERVICE_UNAVAILABLE, "{}", runtime.text);
     tokio::time::sleep(Duration::from_secs(2)).await;
     pg.restart();
 

@@ -125,15 +125,20 @@ async fn every_id_operation_of_the_document_is_scoped_to_its_tenant() {
         for (method, op) in ops.as_object().into_iter().flatten() {
             let Ok(method) = method.to_uppercase().parse::<Method>() else { continue };
             let runtime = op["security"].to_string().contains("session_ticket");
-            // On the runtime plane the agent is the caller's own (a ticket names its agents; one
-            // of the first tenant's would be a scope refusal before any lookup) and the server
-            // is the first tenant's.
-            let (agent_id, credential) = if runtime { (&other_agent, &other_ticket) } else { (&agent, &other) };
+            // On the runtime plane a route that names a server is asked with the caller's own
+            // agent and the first tenant's server; one that names only an agent, with the first
+            // tenant's agent (which no ticket of the second tenant can name: a scope refusal).
+            let names_server = path.contains("{server_id}");
+            let (agent_id, credential) = match (runtime, names_server) {
+                (true, true) => (&other_agent, &other_ticket),
+                (true, false) => (&agent, &other_ticket),
+                (false, _) => (&agent, &other),
+            };
             let id = match path.split('/').nth(2) {
+                _ if !path.contains("{id}") => "",
                 Some("mcp-servers") => &server,
                 Some("agents") => &agent,
                 Some("connections") => &connection,
-                Some("users") => &"alice".to_owned(),
                 _ => panic!("{method} {path}: which of the first tenant's ids does it take? add it here"),
             };
             let concrete = path
@@ -148,7 +153,9 @@ async fn every_id_operation_of_the_document_is_scoped_to_its_tenant() {
                 _ => None,
             };
             let res = app.call(method.clone(), &concrete, Some(credential), body.as_ref()).await;
-            if path == "/v1/users/{user_id}" {
+            if runtime && !names_server {
+                res.problem(StatusCode::FORBIDDEN, "ticket_scope");
+            } else if path == "/v1/users/{user_id}" {
                 // A user id is the tenant's own name for a person: the second tenant erases its
                 // own `alice` (nobody), never the first tenant's.
                 assert!(

@@ -136,3 +136,12 @@ mod properties {
         }
     }
 }
+
+/// A provider's `expires_in` beyond any real lifetime is refused where it is read: it once
+/// reached `Instant + Duration` in the client-credentials cache and panicked there.
+#[test]
+fn an_expires_in_beyond_ten_years_is_refused_where_it_is_parsed() {
+    for huge in [serde_json::json!(18_446_744_073_709_551_615u64), serde_json::json!("18446744073709551615")] {
+        assert!(validate(&serde_json::json!({"access_token": "a", "expires_in": huge})).is_err());
+    }
+}
