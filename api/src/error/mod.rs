@@ -65,7 +65,7 @@ pub enum ApiError {
     NotConnected(String),
     /// The access token expired and the provider cannot be reached to refresh it right now.
     #[error("the access token expired and could not be refreshed: {message}")]
-    TokenUnavailable { message: String, retry_after: u64 },
+    TokenUnavailable { message: String },
     /// The request ran past its deadline (`SWITCHBOARD_REQUEST_TIMEOUT_SECS`), most likely
     /// waiting on a database that does not answer.
     #[error("the request did not finish within {0} s")]
@@ -182,11 +182,7 @@ impl ResponseError for ApiError {
         if row.challenge {
             res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"switchboard\"")));
         }
-        let retry_after = match self {
-            Self::TokenUnavailable { retry_after, .. } => Some(*retry_after),
-            _ => row.retry_after.map(u64::from),
-        };
-        if let Some(secs) = retry_after {
+        if let Some(secs) = row.retry_after {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
         if let Self::MethodNotAllowed { allow, .. } = self
@@ -267,7 +263,7 @@ mod tests {
             ApiError::Unauthorized("no"),
             ApiError::from(switchboard_domain::ticket::TicketError::Scope),
             ApiError::from(DomainError::Unavailable("down".into())),
-            ApiError::TokenUnavailable { message: "down".into(), retry_after: 7 },
+            ApiError::TokenUnavailable { message: "down".into() },
         ];
         for err in errors {
             let res = err.error_response();
@@ -276,7 +272,7 @@ mod tests {
             assert_eq!(err.problem().title, row.title);
             assert_eq!(res.headers().contains_key(header::WWW_AUTHENTICATE), row.challenge);
         }
-        let res = ApiError::TokenUnavailable { message: "down".into(), retry_after: 7 }.error_response();
-        assert_eq!(res.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("7"));
+        let res = ApiError::TokenUnavailable { message: "down".into() }.error_response();
+        assert_eq!(res.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("5"));
     }
 }

@@ -17,7 +17,8 @@ pub struct ErrorSpec {
     /// What to do, when there is something general to say (an error may say something more
     /// precise instead).
     pub hint: Option<&'static str>,
-    /// `Retry-After` seconds, for the codes whose fix is to wait (an error may carry its own).
+    /// `Retry-After` seconds, for the codes whose fix is to wait (an error that knows better —
+    /// a provider's own `Retry-After` — sends its own).
     pub retry_after: Option<u32>,
     /// Whether the answer carries `WWW-Authenticate: Bearer realm="switchboard"`.
     pub challenge: bool,
@@ -29,6 +30,11 @@ const fn row(status: StatusCode, title: &'static str, when: &'static str) -> Err
 
 const fn hinted(status: StatusCode, title: &'static str, when: &'static str, hint: &'static str) -> ErrorSpec {
     ErrorSpec { status, title, when, hint: Some(hint), retry_after: None, challenge: false }
+}
+
+/// A 401: answered with `WWW-Authenticate`.
+const fn challenged(when: &'static str, hint: &'static str) -> ErrorSpec {
+    ErrorSpec { challenge: true, ..hinted(StatusCode::UNAUTHORIZED, "Unauthorized", when, hint) }
 }
 
 const RETRY_HINT: &str = "retry after Retry-After seconds, with the same Idempotency-Key for a create";
@@ -54,32 +60,10 @@ pub const fn spec(code: ErrorCode) -> ErrorSpec {
             "the `Idempotency-Key` header is not 1-255 visible ASCII characters",
             "use a UUID per logical operation",
         ),
-        C::Unauthorized => ErrorSpec {
-            challenge: true,
-            ..hinted(
-                S::UNAUTHORIZED,
-                "Unauthorized",
-                "no credential, or not a valid one",
-                "send `Authorization: Bearer <key>`",
-            )
-        },
-        C::InvalidTicket => ErrorSpec {
-            challenge: true,
-            ..hinted(
-                S::UNAUTHORIZED,
-                "Unauthorized",
-                "the session ticket is malformed or not signed by this tenant",
-                NEW_TICKET,
-            )
-        },
-        C::TicketExpired => ErrorSpec {
-            challenge: true,
-            ..hinted(S::UNAUTHORIZED, "Unauthorized", "the session ticket has expired", NEW_TICKET)
-        },
-        C::TicketRevoked => ErrorSpec {
-            challenge: true,
-            ..hinted(S::UNAUTHORIZED, "Unauthorized", "the session ticket has been revoked", NEW_TICKET)
-        },
+        C::Unauthorized => challenged("no credential, or not a valid one", "send `Authorization: Bearer <key>`"),
+        C::InvalidTicket => challenged("the session ticket is malformed or not signed by this tenant", NEW_TICKET),
+        C::TicketExpired => challenged("the session ticket has expired", NEW_TICKET),
+        C::TicketRevoked => challenged("the session ticket has been revoked", NEW_TICKET),
         C::TicketScope => hinted(
             S::FORBIDDEN,
             "Forbidden",
@@ -167,12 +151,15 @@ pub const fn spec(code: ErrorCode) -> ErrorSpec {
                 "retry after Retry-After seconds, with the same Idempotency-Key: the request may or may not have taken effect",
             )
         },
-        C::TokenUnavailable => hinted(
-            S::SERVICE_UNAVAILABLE,
-            "Service Unavailable",
-            "the access token expired and its provider cannot be reached right now",
-            "retry after Retry-After seconds; the grant itself is kept",
-        ),
+        C::TokenUnavailable => ErrorSpec {
+            retry_after: Some(5),
+            ..hinted(
+                S::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+                "the access token expired and its provider cannot be reached right now",
+                "retry after Retry-After seconds; the grant itself is kept",
+            )
+        },
     }
 }
 
@@ -186,11 +173,8 @@ pub fn readme_table() -> String {
         if s.challenge {
             headers.push("`WWW-Authenticate`");
         }
-        if s.retry_after.is_some() || code == ErrorCode::TokenUnavailable {
+        if s.retry_after.is_some() {
             headers.push("`Retry-After`");
-        }
-        if code == ErrorCode::MethodNotAllowed {
-            headers.push("`Allow`");
         }
         out.push_str(&format!("| {} | `{code}` | {} | {} |\n", s.status.as_u16(), headers.join(", "), s.when));
     }

@@ -208,7 +208,6 @@ pub async fn create_access_token(
             if tokens.expires_at.is_some_and(|e| e <= switchboard_domain::clock::now()) {
                 return Err(ApiError::TokenUnavailable {
                     message: "the provider could not be reached to refresh it".into(),
-                    retry_after: 5,
                 });
             }
             store

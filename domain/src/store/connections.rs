@@ -142,9 +142,11 @@ impl TenantStore<'_> {
             row.status.parse().map_err(|e| DomainError::internal_from(format!("connection {}", row.id), e))
         };
         match existing {
-            Some(row) if parse(&row)?.on(status) == Transition::Stay => Ok((row.id, Some(parse(&row)?))),
             Some(row) => {
                 let (id, was) = (row.id, parse(&row)?);
+                if was.on(status) == Transition::Stay {
+                    return Ok((id, Some(was)));
+                }
                 let mut active: connections::ActiveModel = row.into();
                 active.status = Set(status.as_str().to_owned());
                 active.last_error = Set(error_text);
