@@ -80,10 +80,38 @@ struct StoreArgs {
     master_key: Option<String>,
 }
 
+/// The background worker's knobs, shared by `serve` (its in-process worker) and `worker`.
+#[derive(Args, Debug, Clone)]
+struct WorkerKnobs {
+    /// How long a worker's claim on a refresh or a job lasts, in seconds (above the 10 s provider
+    /// deadline).
+    #[arg(long, env = "SWITCHBOARD_WORKER_LEASE_SECS", default_value_t = 30)]
+    worker_lease_secs: u64,
+    /// How often the worker looks for due work when nothing wakes it, in milliseconds.
+    #[arg(long, env = "SWITCHBOARD_WORKER_POLL_MS", default_value_t = 1000, hide = true)]
+    worker_poll_ms: u64,
+    /// The first part of the name that marks this worker's leases (the host name by default).
+    #[arg(long, env = "HOSTNAME", default_value = "worker", hide_env_values = true)]
+    worker_name: String,
+}
+
+impl WorkerKnobs {
+    fn config(&self) -> switchboard_worker::runtime::WorkerConfig {
+        switchboard_worker::runtime::WorkerConfig {
+            // The process id and a random part keep two processes on one host apart.
+            name: format!("{}:{}:{}", self.worker_name, std::process::id(), uuid::Uuid::new_v4().simple()),
+            lease: std::time::Duration::from_secs(self.worker_lease_secs),
+            poll: std::time::Duration::from_millis(self.worker_poll_ms),
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 struct WorkerArgs {
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    knobs: WorkerKnobs,
     /// Let outbound calls reach loopback and private addresses (development and tests only).
     #[arg(long, env = "SWITCHBOARD_ALLOW_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set)]
     allow_private_networks: bool,
@@ -106,19 +134,19 @@ struct WorkerArgs {
     redis_prefix: String,
 }
 
-/// The guarded outbound client, as configured.
-fn fetcher(allow_private_networks: bool, allowlist: &str) -> anyhow::Result<switchboard_discovery::Fetcher> {
-    let network = switchboard_discovery::NetworkPolicy { allow_private_networks, allow: vec![] }
+/// The outbound policy, as configured.
+fn network(allow_private_networks: bool, allowlist: &str) -> anyhow::Result<switchboard_discovery::NetworkPolicy> {
+    switchboard_discovery::NetworkPolicy { allow_private_networks, allow: vec![] }
         .with_allowlist(allowlist)
-        .map_err(|e| anyhow::anyhow!("SWITCHBOARD_OUTBOUND_ALLOWLIST: {e}"))?;
-    switchboard_discovery::Fetcher::new(network, switchboard_discovery::Limits::default())
-        .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))
+        .map_err(|e| anyhow::anyhow!("SWITCHBOARD_OUTBOUND_ALLOWLIST: {e}"))
 }
 
 #[derive(Args, Debug)]
 struct ServeArgs {
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    knobs: WorkerKnobs,
     /// Address to listen on.
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
@@ -290,23 +318,21 @@ async fn run_other(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Worker(args) => {
             let store = open(&args.store, args.database_max_connections).await?;
-            let fetcher = fetcher(args.allow_private_networks, &args.outbound_allowlist)?;
-            let policy = switchboard_domain::validate::Policy { allow_private_networks: args.allow_private_networks };
-            let wakeups = switchboard_worker::wake::Wakeups::configured(args.redis_url.as_deref(), &args.redis_prefix)
-                .map_err(|e| anyhow::anyhow!("SWITCHBOARD_REDIS_URL: {e}"))?;
-            let mut worker = switchboard_worker::Worker::new(store.clone(), fetcher.clone()).with_wakeups(wakeups);
             // Rediscovery may register OAuth clients: their redirect URI is under the public URL,
             // which a worker must not guess.
-            match args.public_url.as_deref().filter(|u| !u.is_empty()) {
-                Some(url) => {
-                    let discoverer = std::sync::Arc::new(switchboard_discovery::Discoverer::new(fetcher));
-                    let servers =
-                        switchboard_worker::servers::ServerSetup::new(store, discoverer, url.trim_end_matches('/'));
-                    worker = worker.with_servers(std::sync::Arc::new(servers), policy);
-                }
-                None => tracing::info!("SWITCHBOARD_PUBLIC_URL is not set: this worker runs no rediscovery"),
+            let public_url = args.public_url.as_deref().filter(|u| !u.is_empty());
+            if public_url.is_none() {
+                tracing::info!("SWITCHBOARD_PUBLIC_URL is not set: this worker runs no rediscovery");
             }
-            worker.run(shutdown_signal()).await;
+            let config = switchboard_worker::runtime::RuntimeConfig {
+                network: network(args.allow_private_networks, &args.outbound_allowlist)?,
+                rediscovery: public_url.is_some(),
+                redis_url: args.redis_url.clone(),
+                redis_prefix: args.redis_prefix.clone(),
+                worker: args.knobs.config(),
+                ..switchboard_worker::runtime::RuntimeConfig::new(public_url.unwrap_or("http://localhost:8080"))
+            };
+            switchboard_worker::runtime::Runtime::new(store, config)?.worker().run(shutdown_signal()).await;
             Ok(())
         }
         Command::Migrate(args) => {
@@ -337,9 +363,7 @@ async fn discover(url: &str, json: bool, allow_private_networks: bool, allowlist
     let policy = switchboard_domain::validate::Policy { allow_private_networks };
     let endpoint = switchboard_domain::mcp_server::validate_endpoint(policy, &serde_json::json!({"endpoint": url}))
         .map_err(explain)?;
-    let network = switchboard_discovery::NetworkPolicy { allow_private_networks, allow: vec![] }
-        .with_allowlist(allowlist)
-        .map_err(|e| anyhow::anyhow!("--outbound-allowlist: {e}"))?;
+    let network = network(allow_private_networks, allowlist)?;
     let fetcher = switchboard_discovery::Fetcher::new(network, switchboard_discovery::Limits::default())
         .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
     let result = switchboard_discovery::Discoverer::new(fetcher).discover(&endpoint).await;
@@ -399,21 +423,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let workers =
         args.http_workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
-    let policy = settings.policy();
-    let state = AppState::new(store.clone(), settings, redis)?;
-    let servers = state.servers.clone();
-    let wakeups = state.wakeups.clone();
+    let config = switchboard_api::state::runtime_config(&settings, args.knobs.config())?;
+    let runtime = switchboard_worker::runtime::Runtime::new(store, config)?;
+    let state = AppState::with_runtime(runtime.clone(), settings, redis)?;
     let server = app::serve(state, listener, workers)?;
     tracing::info!(%addr, docs = %format!("http://{addr}/docs"), "switchboard listening");
     // The worker stops on the same signal as the server.
-    let worker = if args.run_worker {
-        let fetcher = fetcher(args.allow_private_networks, &args.outbound_allowlist)?;
-        let worker =
-            switchboard_worker::Worker::new(store, fetcher).with_servers(servers, policy).with_wakeups(wakeups);
-        Some(tokio::spawn(worker.run(shutdown_signal())))
-    } else {
-        None
-    };
+    let worker = if args.run_worker { Some(tokio::spawn(runtime.worker().run(shutdown_signal()))) } else { None };
     server.await.context("the HTTP server failed")?;
     if let Some(w) = worker {
         w.abort();

@@ -1,12 +1,11 @@
 //! What every handler shares: the store, the settings, metrics, Redis, the key cache and the
-//! server set-up (discovery and registration).
+//! lifecycle's [`Runtime`].
 
 use std::sync::Arc;
 
-use switchboard_discovery::{Discoverer, Fetcher, Limits, NetworkPolicy};
+use switchboard_discovery::NetworkPolicy;
 use switchboard_domain::store::Store;
-use switchboard_worker::consent::Consent;
-use switchboard_worker::servers::ServerSetup;
+use switchboard_worker::runtime::{Runtime, RuntimeConfig, WorkerConfig};
 
 use crate::config::Settings;
 use crate::credentials::KeyCache;
@@ -20,12 +19,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub redis: Option<RedisHandle>,
     pub keys: Arc<KeyCache>,
-    pub servers: Arc<ServerSetup>,
-    pub consent: Arc<Consent>,
-    /// Refreshes on demand (the access-token call); the worker refreshes ahead of time.
-    pub refresher: switchboard_worker::refresh::Refresher,
-    /// Tells workers that jobs were queued (a disconnect's revocation, a deletion's).
-    pub wakeups: switchboard_worker::wake::Wakeups,
+    /// The connection lifecycle's parts (discovery and registration, consent, the refresher,
+    /// the wake-ups), built from the settings by the one composition root.
+    pub runtime: Runtime,
 }
 
 /// The outbound policy of a deployment: the private-network switch and the operator allow-list.
@@ -35,36 +31,38 @@ pub fn network_policy(settings: &Settings) -> anyhow::Result<NetworkPolicy> {
         .map_err(|e| anyhow::anyhow!("SWITCHBOARD_OUTBOUND_ALLOWLIST: {e}"))
 }
 
+/// The runtime configuration `settings` describe, with `worker` as the background worker's knobs.
+pub fn runtime_config(settings: &Settings, worker: WorkerConfig) -> anyhow::Result<RuntimeConfig> {
+    Ok(RuntimeConfig {
+        network: network_policy(settings)?,
+        redis_url: settings.redis_url.clone(),
+        redis_prefix: settings.redis_prefix.clone(),
+        worker,
+        ..RuntimeConfig::new(&settings.public_url)
+    })
+}
+
 impl AppState {
     /// This state with a database pool of its own, for one HTTP worker thread.
     pub async fn for_worker(&self) -> Result<Self, switchboard_domain::DomainError> {
         Ok(Self { store: self.store.another_pool().await?, ..self.clone() })
     }
 
+    /// The state of `settings`, with the worker's defaults.
     pub fn new(store: Store, settings: Settings, redis: Option<RedisHandle>) -> anyhow::Result<Self> {
-        let fetcher = Fetcher::new(network_policy(&settings)?, Limits::default())
-            .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
-        let refresher = switchboard_worker::refresh::Refresher::new(
-            store.clone(),
-            fetcher.clone(),
-            format!("api:{}:{}", std::process::id(), uuid::Uuid::new_v4().simple()),
-        );
-        let discoverer = Arc::new(Discoverer::new(fetcher));
-        let servers = Arc::new(ServerSetup::new(store.clone(), discoverer.clone(), &settings.public_url));
-        let consent = Arc::new(Consent::new(store.clone(), discoverer, servers.redirect_uri()));
-        let wakeups =
-            switchboard_worker::wake::Wakeups::configured(settings.redis_url.as_deref(), &settings.redis_prefix)
-                .map_err(|e| anyhow::anyhow!("SWITCHBOARD_REDIS_URL: {e}"))?;
+        let config = runtime_config(&settings, WorkerConfig::default())?;
+        Self::with_runtime(Runtime::new(store, config)?, settings, redis)
+    }
+
+    /// The state around a runtime already built (by `serve`, from its flags).
+    pub fn with_runtime(runtime: Runtime, settings: Settings, redis: Option<RedisHandle>) -> anyhow::Result<Self> {
         Ok(Self {
-            store,
+            store: runtime.store.clone(),
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::new()),
             redis,
             keys: Arc::new(KeyCache::default()),
-            servers,
-            consent,
-            refresher,
-            wakeups,
+            runtime,
         })
     }
 }

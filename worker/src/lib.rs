@@ -6,12 +6,14 @@
 //! rediscovery, tenant purge); [`servers`] discovery, hydration and client registration.
 //! [`Worker::run`] ticks both, and once a minute does its housekeeping (expired consent flows,
 //! old finished jobs, the daily rediscoveries); `switchboard worker` runs it alone and
-//! `switchboard serve` runs it in-process by default.
+//! `switchboard serve` runs it in-process by default. [`runtime`] builds all of it from one
+//! configuration.
 
 pub mod client_auth;
 pub mod consent;
 pub mod jobs;
 pub mod refresh;
+pub mod runtime;
 pub mod servers;
 pub mod wake;
 
@@ -19,7 +21,6 @@ use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use switchboard_discovery::Fetcher;
 use switchboard_domain::store::Store;
 
 /// The background worker.
@@ -35,39 +36,15 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker named after this host and process (its name marks the leases it holds).
-    #[must_use]
-    pub fn new(store: Store, fetcher: Fetcher) -> Self {
-        let owner = format!(
-            "{}:{}:{}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into()),
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        );
-        // The lease outlives a token call (10 s deadline) with room to spare; tests shorten it.
-        let lease = std::env::var("SWITCHBOARD_WORKER_LEASE_SECS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .map_or(Duration::from_secs(30), Duration::from_secs);
-        let deadline = fetcher.limits().total_timeout;
-        if lease <= deadline + Duration::from_secs(2) {
-            tracing::warn!(
-                lease_secs = lease.as_secs(),
-                deadline_secs = deadline.as_secs(),
-                "SWITCHBOARD_WORKER_LEASE_SECS is not longer than a token call may take; a slow provider can outlive a lease"
-            );
-        }
-        Self {
-            refresher: refresh::Refresher::new(store.clone(), fetcher.clone(), owner.clone()).with_lease(lease),
-            jobs: jobs::JobRunner::new(store.clone(), fetcher, owner).with_lease(lease),
-            store,
-            wakeups: wake::Wakeups::in_process(),
-            // Tests lengthen it to show that wake-ups, not polling, started the work.
-            interval: std::env::var("SWITCHBOARD_WORKER_POLL_MS")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .map_or(Duration::from_secs(1), Duration::from_millis),
-        }
+    /// A worker from its parts; [`runtime::Runtime::worker`] is how one is built.
+    pub(crate) fn from_parts(
+        store: Store,
+        refresher: refresh::Refresher,
+        jobs: jobs::JobRunner,
+        wakeups: wake::Wakeups,
+        interval: Duration,
+    ) -> Self {
+        Self { store, refresher, jobs, wakeups, interval }
     }
 
     #[must_use]
@@ -78,25 +55,6 @@ impl Worker {
     #[must_use]
     pub fn jobs(&self) -> &jobs::JobRunner {
         &self.jobs
-    }
-
-    /// The same worker, able to run rediscovery jobs (and to queue them: [`Worker::housekeeping`]).
-    #[must_use]
-    pub fn with_servers(
-        mut self,
-        servers: std::sync::Arc<servers::ServerSetup>,
-        policy: switchboard_domain::validate::Policy,
-    ) -> Self {
-        self.jobs = self.jobs.with_servers(servers, policy);
-        self
-    }
-
-    /// The same worker, woken by `wakeups` (shared with the API in one process; over Redis
-    /// between processes) as well as by its poll.
-    #[must_use]
-    pub fn with_wakeups(mut self, wakeups: wake::Wakeups) -> Self {
-        self.wakeups = wakeups;
-        self
     }
 
     /// What runs once a minute: consent flows past their ten minutes are swept, finished jobs

@@ -228,7 +228,7 @@ pub async fn delete_tenant(
     let tenant_id: TenantId = parse_id("tenant", &id)?;
     let done = state.store.delete_tenant(&Actor::Admin, tenant_id).await?;
     state.keys.forget_tenant(tenant_id);
-    state.wakeups.wake();
+    state.runtime.wakeups.wake();
     Ok(HttpResponse::Accepted().json(TenantDeletionResponse {
         id: tenant_id.0,
         status: "deleting",

@@ -209,7 +209,7 @@ pub async fn delete_agent(
 ) -> Result<HttpResponse, ApiError> {
     let id: AgentId = parse_id("agent", &id)?;
     state.store.tenant(tenant.tenant_id).delete_agent(&tenant.actor(), id).await?;
-    state.wakeups.wake();
+    state.runtime.wakeups.wake();
     Ok(HttpResponse::NoContent().finish())
 }
 

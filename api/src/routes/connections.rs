@@ -164,7 +164,7 @@ pub async fn delete_connection(
     let store = state.store.tenant(tenant.tenant_id);
     let connection = store.get_connection(id).await?;
     store.revoke_connection(&connection.key, &tenant.actor()).await?;
-    state.wakeups.wake();
+    state.runtime.wakeups.wake();
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -194,11 +194,11 @@ pub async fn create_access_token(
     use switchboard_domain::connection::ConnectionStatus as S;
     let id: uuid::Uuid = parse_id("connection", &id)?;
     let store = state.store.tenant(tenant.tenant_id);
-    let row = state.refresher.ensure_fresh(tenant.tenant_id, id, chrono::TimeDelta::seconds(60)).await?;
+    let row = state.runtime.refresher.ensure_fresh(tenant.tenant_id, id, chrono::TimeDelta::seconds(60)).await?;
     match (row.status, &row.tokens) {
         (S::NeedsReauth, _) => {
             let server = store.get_mcp_server(row.key.mcp_server_id).await?;
-            let auth_url = match state.consent.connect(row.key.clone(), &server, None).await {
+            let auth_url = match state.runtime.consent.connect(row.key.clone(), &server, None).await {
                 Ok(switchboard_worker::consent::ConnectOutcome::PendingConsent { auth_url, .. }) => Some(auth_url),
                 _ => None,
             };

@@ -45,7 +45,7 @@ pub async fn consent_callback(state: web::Data<AppState>, query: web::Query<Call
     let q = query.into_inner();
     // Its own task: a request cut off by its deadline must not stop the consent between the code
     // exchange and the write (the provider's grant would be live, and its tokens lost).
-    let consent = state.consent.clone();
+    let consent = state.runtime.consent.clone();
     let completion = tokio::spawn(async move {
         consent.complete(q.state.as_deref(), q.code.as_deref(), q.iss.as_deref(), q.error.as_deref()).await
     });
@@ -55,7 +55,7 @@ pub async fn consent_callback(state: web::Data<AppState>, query: web::Query<Call
     });
     if outcome.connected {
         // Its `connection.connected` event may have a webhook delivery to make.
-        state.wakeups.wake();
+        state.runtime.wakeups.wake();
     }
     let (title, body) = if outcome.connected {
         let server = escape(outcome.server_name.as_deref().unwrap_or("The server"));

@@ -223,7 +223,7 @@ pub async fn discover_mcp_server(
     body: web::Json<serde_json::Value>,
 ) -> Result<web::Json<switchboard_discovery::DiscoveryResult>, ApiError> {
     let endpoint = mcp_server::validate_endpoint(state.settings.policy(), &body)?;
-    Ok(web::Json(state.servers.discover(&endpoint).await))
+    Ok(web::Json(state.runtime.servers.discover(&endpoint).await))
 }
 
 /// Probe the server again and refill what discovery fills (auth fields, client registration).
@@ -238,7 +238,8 @@ pub async fn rediscover_mcp_server(
     id: web::Path<String>,
 ) -> Result<web::Json<McpServerResponse>, ApiError> {
     let id: McpServerId = parse_id("mcp server", &id)?;
-    let done = state.servers.rediscover(tenant.tenant_id, id, &tenant.actor(), state.settings.policy(), false).await?;
+    let done =
+        state.runtime.servers.rediscover(tenant.tenant_id, id, &tenant.actor(), state.settings.policy(), false).await?;
     Ok(web::Json(done.server.into()))
 }
 
@@ -262,7 +263,7 @@ pub async fn create_mcp_server(
     let scope = format!("tenant:{}:create_mcp_server", tenant.tenant_id);
     idempotency::run(&state, &req, tenant.tenant_id, &scope, &body, || async {
         let mut spec = mcp_server::validate_create(state.settings.policy(), &body)?;
-        state.servers.prepare(tenant.tenant_id, &mut spec, None).await;
+        state.runtime.servers.prepare(tenant.tenant_id, &mut spec, None).await;
         let server = state.store.tenant(tenant.tenant_id).create_mcp_server(&tenant.actor(), spec).await?;
         let location = location(server.id);
         Ok(Created {
@@ -324,7 +325,7 @@ pub async fn update_mcp_server(
     let current = store.get_mcp_server(id).await?;
     let mut spec = mcp_server::validate_patch(state.settings.policy(), &current, &body)?;
     if spec.changes_connection(&current) {
-        state.servers.prepare(tenant.tenant_id, &mut spec, Some(&current)).await;
+        state.runtime.servers.prepare(tenant.tenant_id, &mut spec, Some(&current)).await;
     }
     Ok(web::Json(store.update_mcp_server(&tenant.actor(), id, spec, None).await?.into()))
 }
@@ -340,6 +341,6 @@ pub async fn delete_mcp_server(
 ) -> Result<HttpResponse, ApiError> {
     let id: McpServerId = parse_id("mcp server", &id)?;
     state.store.tenant(tenant.tenant_id).delete_mcp_server(&tenant.actor(), id).await?;
-    state.wakeups.wake();
+    state.runtime.wakeups.wake();
     Ok(HttpResponse::NoContent().finish())
 }

@@ -14,10 +14,13 @@ pub fn configure(cfg: &mut ServiceConfig) {
 #[utoipa::path(tag = "oauth", responses((status = 200, content_type = "application/json", body = Object), (status = 404)))]
 #[get("/oauth/client-metadata.json")]
 pub async fn client_metadata_document(state: web::Data<AppState>) -> HttpResponse {
-    match state.servers.client_metadata_url() {
-        Some(client_id) => HttpResponse::Ok()
-            .insert_header(("cache-control", "public, max-age=3600"))
-            .json(switchboard_discovery::register::client_metadata_document(&client_id, &state.servers.redirect_uri())),
+    match state.runtime.servers.client_metadata_url() {
+        Some(client_id) => HttpResponse::Ok().insert_header(("cache-control", "public, max-age=3600")).json(
+            switchboard_discovery::register::client_metadata_document(
+                &client_id,
+                &state.runtime.servers.redirect_uri(),
+            ),
+        ),
         // An http public URL cannot host a CIMD client_id: there is no document to serve.
         None => actix_web::ResponseError::error_response(&crate::error::ApiError::from(
             switchboard_domain::DomainError::NotFound {

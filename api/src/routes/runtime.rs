@@ -103,9 +103,9 @@ pub async fn connect_mcp_server(
     };
     store.get_attachment(key.agent_id, key.mcp_server_id).await?;
     let server = store.get_mcp_server(key.mcp_server_id).await?;
-    Ok(web::Json(match state.consent.connect(key, &server, return_url).await? {
+    Ok(web::Json(match state.runtime.consent.connect(key, &server, return_url).await? {
         ConnectOutcome::Connected => {
-            state.wakeups.wake();
+            state.runtime.wakeups.wake();
             ConnectResponse { status: "connected", auth_url: None, expires_at: None }
         }
         ConnectOutcome::PendingConsent { auth_url, expires_at } => {
@@ -224,7 +224,7 @@ pub async fn disconnect_mcp_server(
     let actor = Actor::User(key.user_id.clone());
     match state.store.tenant(ticket.tenant_id).revoke_connection(&key, &actor).await? {
         Some(_) => {
-            state.wakeups.wake();
+            state.runtime.wakeups.wake();
             Ok(web::Json(DisconnectResponse { status: "revoked" }))
         }
         None => {
@@ -265,7 +265,7 @@ pub async fn check_mcp_server(
     let store = state.store.tenant(ticket.tenant_id);
     let attachment = store.get_attachment(key.agent_id, key.mcp_server_id).await?;
     let server = store.get_mcp_server(key.mcp_server_id).await?;
-    let outcome = state.consent.check(&key, &server, attachment.tools.as_deref()).await?;
+    let outcome = state.runtime.consent.check(&key, &server, attachment.tools.as_deref()).await?;
     let v = outcome.verification;
     Ok(web::Json(CheckResponse {
         ok: v.ok,

@@ -39,7 +39,7 @@ pub async fn delete_user_data(
         return Err(DomainError::invalid("user_id", "invalid", "user_id must be 1 to 256 characters").into());
     }
     let done = state.store.tenant(tenant.tenant_id).delete_user_data(&tenant.actor(), &user_id).await?;
-    state.wakeups.wake();
+    state.runtime.wakeups.wake();
     Ok(HttpResponse::Ok().json(UserDeletionResponse {
         user_id,
         grants_revoked: done.grants_revoked,

@@ -64,7 +64,7 @@ async fn a_token_for_one_server_is_never_sent_to_another() {
     };
     let a_token = app.store().tenant(app.tenant_id).token_set(&key).await.expect("read").expect("tokens");
     let v = switchboard_discovery::mcp::verify(
-        app.state.servers.discoverer().fetcher(),
+        app.state.runtime.servers.discoverer().fetcher(),
         &Url::parse(&peers.mcp_b_url).expect("url"),
         &BTreeMap::new(),
         Some(a_token.access_token.expose()),

@@ -128,7 +128,7 @@ async fn a_user_connects_through_the_providers_consent() {
     assert!(tokens.refresh_token.is_some());
     assert!(!app.dump_database().await.contains(tokens.access_token.expose()));
     let v = switchboard_discovery::mcp::verify(
-        app.state.servers.discoverer().fetcher(),
+        app.state.runtime.servers.discoverer().fetcher(),
         &Url::parse(&peers.mcp_url).expect("url"),
         &BTreeMap::new(),
         Some(tokens.access_token.expose()),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use switchboard_discovery::{Fetcher, Limits, NetworkPolicy};
+use switchboard_discovery::Limits;
 use switchboard_domain::connection::GrantKey;
 
 use crate::helpers::{Options, TestApp};
@@ -43,9 +43,7 @@ async fn setup() -> Setup {
 }
 
 fn worker(app: &TestApp) -> switchboard_worker::Worker {
-    let limits = Limits { total_timeout: Duration::from_secs(2), ..Limits::default() };
-    let fetcher = Fetcher::new(NetworkPolicy { allow_private_networks: true, allow: vec![] }, limits).expect("fetcher");
-    switchboard_worker::Worker::new(app.store().clone(), fetcher)
+    app.worker_with(Limits { total_timeout: Duration::from_secs(2), ..Limits::default() })
 }
 
 /// Runs job passes until `done` holds (the schedule retries after 1 s, 5 s, …).

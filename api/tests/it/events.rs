@@ -166,7 +166,7 @@ async fn events_reach_the_webhook_signed_and_the_runtime_stream() {
 
     // The webhook: two events (the grant connected, then revoked); each one's first attempt gets
     // a 500, its retry a 204, both attempts with the same id.
-    let worker = switchboard_worker::Worker::new(app.store().clone(), app.state.servers.discoverer().fetcher().clone());
+    let worker = app.worker();
     let deadline = Instant::now() + Duration::from_secs(15);
     while received.lock().expect("received").len() < 4 {
         assert!(Instant::now() < deadline, "the deliveries were not retried");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use switchboard_discovery::{Fetcher, Limits, NetworkPolicy};
+use switchboard_discovery::Limits;
 use switchboard_domain::connection::GrantKey;
 use switchboard_worker::refresh::Outcome;
 
@@ -61,9 +61,7 @@ async fn setup_with(life: chrono::TimeDelta, options: Options) -> Setup {
 
 /// A refresher whose token calls give up after `deadline` (the lease stays longer).
 fn worker(app: &TestApp, deadline: Duration) -> switchboard_worker::Worker {
-    let limits = Limits { total_timeout: deadline, ..Limits::default() };
-    let fetcher = Fetcher::new(NetworkPolicy { allow_private_networks: true, allow: vec![] }, limits).expect("fetcher");
-    switchboard_worker::Worker::new(app.store().clone(), fetcher)
+    app.worker_with(Limits { total_timeout: deadline, ..Limits::default() })
 }
 
 async fn events(s: &Setup) -> Vec<String> {

@@ -167,6 +167,34 @@ impl TestApp {
         }
     }
 
+    /// The background worker, built by the app's own runtime (as `serve` builds its in-process
+    /// one): it shares the app's refresher and wake-ups.
+    pub fn worker(&self) -> switchboard_worker::Worker {
+        self.state.runtime.worker()
+    }
+
+    /// A worker of the same runtime configuration whose outbound calls have `limits` (and may
+    /// reach the loopback peers).
+    pub fn worker_with(&self, limits: switchboard_discovery::Limits) -> switchboard_worker::Worker {
+        let mut config = self.state.runtime.config().clone();
+        config.limits = limits;
+        config.network.allow_private_networks = true;
+        switchboard_worker::runtime::Runtime::new(self.store().clone(), config).expect("runtime").worker()
+    }
+
+    /// Runs the jobs that are due until a pass finds none (jobs retried later stay queued).
+    pub async fn drain_jobs(&self) -> usize {
+        let worker = self.worker();
+        let mut ran = 0;
+        loop {
+            let n = worker.jobs().tick(100).await.expect("a job pass");
+            if n == 0 {
+                return ran;
+            }
+            ran += n;
+        }
+    }
+
     pub fn store(&self) -> &Store {
         &self.state.store
     }

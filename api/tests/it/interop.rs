@@ -120,7 +120,7 @@ pub async fn life_of_a_grant(app: &TestApp, mcp_url: &str, auth: Value) -> Life 
 
     // Refresh before expiry, by the worker.
     make_due(app).await;
-    let worker = switchboard_worker::Worker::new(app.store().clone(), app.state.servers.discoverer().fetcher().clone());
+    let worker = app.worker();
     let report = worker.refresher().tick(100).await.expect("tick");
     assert_eq!(report.get(&Outcome::Refreshed), Some(&1), "{report:?}");
     let second = store.token_set(&key).await.expect("read").expect("tokens");

@@ -55,8 +55,7 @@ async fn rediscovery_follows_a_moved_authorization_server_and_keeps_the_last_goo
         mcp_server_id: uuid::Uuid::parse_str(&server_id).expect("id").into(),
     };
     seed_grant(&app.store().tenant(app.tenant_id), &a, &a_base, key, 0, chrono::TimeDelta::hours(1)).await;
-    let worker = switchboard_worker::Worker::new(app.store().clone(), app.state.servers.discoverer().fetcher().clone())
-        .with_servers(app.state.servers.clone(), switchboard_domain::validate::Policy { allow_private_networks: true });
+    let worker = app.worker();
 
     // A new server is not due for a day.
     worker.housekeeping().await;

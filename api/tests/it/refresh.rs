@@ -75,7 +75,7 @@ async fn grants_are_refreshed_ahead_of_expiry_with_rotation() {
     let due_in = (row.next_refresh_at.expect("scheduled") - switchboard_domain::clock::now()).num_seconds();
     assert!((2800..=2880).contains(&due_in), "due at 80 % of the hour: {due_in} s");
 
-    let worker = switchboard_worker::Worker::new(app.store().clone(), app.state.servers.discoverer().fetcher().clone());
+    let worker = app.worker();
     // Nothing is due yet: a pass does nothing.
     assert!(worker.refresher().tick(100).await.expect("tick").is_empty());
 
@@ -202,7 +202,7 @@ async fn access_tokens_are_fresh_and_refreshed_once_under_concurrency() {
         .expect("replay");
     assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
     make_due(&app).await;
-    let worker = switchboard_worker::Worker::new(app.store().clone(), app.state.servers.discoverer().fetcher().clone());
+    let worker = app.worker();
     assert_eq!(worker.refresher().tick(10).await.expect("tick").get(&Outcome::NeedsReauth), Some(&1));
     let res = app.call(Method::POST, &format!("/v1/connections/{id}/access-token"), Some(&app.key), None).await;
     let problem = res.problem(StatusCode::CONFLICT, "reauth_required");

@@ -52,8 +52,7 @@ async fn disconnect_revokes_at_the_provider_through_a_job() {
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].status, "queued");
     // The refresh token still works at the provider until the job runs…
-    let worker = switchboard_worker::Worker::new(app.store().clone(), app.state.servers.discoverer().fetcher().clone());
-    assert!(worker.jobs().tick(10).await.expect("tick") >= 1);
+    assert!(app.drain_jobs().await >= 1);
     let jobs = revocations().await;
     assert_eq!((jobs[0].status.as_str(), jobs[0].attempts), ("done", 1), "{jobs:?}");
     // …and not after: the provider revoked it.
@@ -66,7 +65,7 @@ async fn disconnect_revokes_at_the_provider_through_a_job() {
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(res.json::<serde_json::Value>().await.expect("json")["error"], "invalid_grant");
     // Nothing is left to do, and no token is readable anywhere in the database.
-    assert_eq!(worker.jobs().tick(10).await.expect("tick"), 0);
+    assert_eq!(app.drain_jobs().await, 0);
     let dump = app.dump_database().await;
     assert!(!dump.contains(refresh.expose()) && !dump.contains(tokens.access_token.expose()));
     let connection_id = app.get("/v1/connections").await.json()["data"][0]["id"].as_str().expect("id").to_owned();

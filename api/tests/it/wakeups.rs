@@ -61,9 +61,7 @@ impl Setup {
 #[tokio::test]
 async fn a_disconnect_wakes_the_worker_in_the_same_process() {
     let s = setup(Options::default()).await;
-    let mut worker =
-        switchboard_worker::Worker::new(s.app.store().clone(), s.app.state.servers.discoverer().fetcher().clone())
-            .with_wakeups(s.app.state.wakeups.clone());
+    let mut worker = s.app.worker();
     worker.interval = Duration::from_secs(30);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(worker.run(async move {
