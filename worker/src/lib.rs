@@ -12,6 +12,7 @@
 pub mod client_auth;
 pub mod consent;
 pub mod jobs;
+pub mod lifecycle;
 pub mod refresh;
 pub mod runtime;
 pub mod servers;

@@ -13,6 +13,7 @@ use switchboard_domain::validate::Policy;
 use crate::Worker;
 use crate::consent::Consent;
 use crate::jobs::JobRunner;
+use crate::lifecycle::Lifecycle;
 use crate::refresh::Refresher;
 use crate::servers::ServerSetup;
 use crate::wake::Wakeups;
@@ -86,6 +87,8 @@ pub struct Runtime {
     pub fetcher: Fetcher,
     pub servers: Arc<ServerSetup>,
     pub consent: Arc<Consent>,
+    /// What requests ask of a grant (connect, consent, check, disconnect, access token).
+    pub lifecycle: Lifecycle,
     /// The one refresher of this process: the access-token call's on-demand refreshes and the
     /// worker's ahead-of-time ones share its single-flight map.
     pub refresher: Refresher,
@@ -122,7 +125,8 @@ impl Runtime {
             Refresher::new(store.clone(), fetcher.clone(), config.worker.name.clone()).with_lease(config.worker.lease);
         let wakeups =
             Wakeups::configured(config.redis_url.as_deref(), &config.redis_prefix).map_err(RuntimeError::Redis)?;
-        Ok(Self { store, fetcher, servers, consent, refresher, wakeups, config })
+        let lifecycle = Lifecycle::new(store.clone(), consent.clone(), refresher.clone(), wakeups.clone());
+        Ok(Self { store, fetcher, servers, consent, lifecycle, refresher, wakeups, config })
     }
 
     /// The configuration it was built from.

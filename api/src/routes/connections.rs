@@ -4,7 +4,7 @@
 use actix_web::{HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use switchboard_domain::connection::Connection;
+use switchboard_domain::connection::{Connection, ConnectionStatus};
 use switchboard_domain::page::PageRequest;
 use switchboard_domain::store::ConnectionFilter;
 use switchboard_domain::{AgentId, McpServerId};
@@ -101,18 +101,19 @@ fn user_filter(raw: Option<&str>) -> Result<Option<String>, ApiError> {
     }
 }
 
-fn status_filter(raw: Option<&str>) -> Result<Option<String>, ApiError> {
-    const STATUSES: [&str; 8] =
-        ["not_connected", "pending_consent", "connected", "refreshing", "expired", "needs_reauth", "revoked", "error"];
-    match raw {
-        Some(s) if !STATUSES.contains(&s) => Err(switchboard_domain::DomainError::invalid(
-            "status",
-            "invalid",
-            format!("status must be one of: {}", STATUSES.join(", ")),
-        )
-        .into()),
-        other => Ok(other.map(str::to_owned)),
-    }
+fn status_filter(raw: Option<&str>) -> Result<Option<ConnectionStatus>, ApiError> {
+    raw.map(|s| {
+        s.parse::<ConnectionStatus>().map_err(|_| {
+            let names: Vec<&str> = ConnectionStatus::ALL.iter().map(|s| s.as_str()).collect();
+            switchboard_domain::DomainError::invalid(
+                "status",
+                "invalid",
+                format!("status must be one of: {}", names.join(", ")),
+            )
+            .into()
+        })
+    })
+    .transpose()
 }
 
 /// List consent grants, oldest first.
@@ -161,10 +162,7 @@ pub async fn delete_connection(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id: uuid::Uuid = parse_id("connection", &id)?;
-    let store = state.store.tenant(tenant.tenant_id);
-    let connection = store.get_connection(id).await?;
-    store.revoke_connection(&connection.key, &tenant.actor()).await?;
-    state.runtime.wakeups.wake();
+    state.runtime.lifecycle.revoke(tenant.tenant_id, id, &tenant.actor()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -191,36 +189,20 @@ pub async fn create_access_token(
     tenant: TenantContext,
     id: web::Path<String>,
 ) -> Result<web::Json<AccessTokenResponse>, ApiError> {
-    use switchboard_domain::connection::ConnectionStatus as S;
+    use switchboard_worker::lifecycle::AccessToken;
     let id: uuid::Uuid = parse_id("connection", &id)?;
-    let store = state.store.tenant(tenant.tenant_id);
-    let row = state.runtime.refresher.ensure_fresh(tenant.tenant_id, id, chrono::TimeDelta::seconds(60)).await?;
-    match (row.status, &row.tokens) {
-        (S::NeedsReauth, _) => {
-            let server = store.get_mcp_server(row.key.mcp_server_id).await?;
-            let auth_url = match state.runtime.consent.connect(row.key.clone(), &server, None).await {
-                Ok(switchboard_worker::consent::ConnectOutcome::PendingConsent { auth_url, .. }) => Some(auth_url),
-                _ => None,
-            };
-            Err(ApiError::ReauthRequired { auth_url })
+    match state.runtime.lifecycle.issue_access_token(tenant.tenant_id, id).await? {
+        AccessToken::Issued { tokens, resource } => Ok(web::Json(AccessTokenResponse {
+            access_token: tokens.access_token.expose().to_owned(),
+            expires_at: tokens.expires_at,
+            token_type: tokens.token_type,
+            resource,
+        })),
+        AccessToken::ReauthRequired { auth_url } => Err(ApiError::ReauthRequired { auth_url }),
+        AccessToken::Unavailable => {
+            Err(ApiError::TokenUnavailable { message: "the provider could not be reached to refresh it".into() })
         }
-        (S::Connected | S::Expired, Some(tokens)) => {
-            if tokens.expires_at.is_some_and(|e| e <= switchboard_domain::clock::now()) {
-                return Err(ApiError::TokenUnavailable {
-                    message: "the provider could not be reached to refresh it".into(),
-                });
-            }
-            store
-                .record_issuance(&row.key, "issued", Some("access_token_api".into()), &row.scopes, tokens.expires_at)
-                .await?;
-            Ok(web::Json(AccessTokenResponse {
-                access_token: tokens.access_token.expose().to_owned(),
-                expires_at: tokens.expires_at,
-                token_type: tokens.token_type.clone(),
-                resource: row.resource.clone(),
-            }))
-        }
-        (status, _) => {
+        AccessToken::NotConnected { status } => {
             Err(ApiError::NotConnected(format!("this connection is {} and holds no access token", status.as_str())))
         }
     }

@@ -45,9 +45,9 @@ pub async fn consent_callback(state: web::Data<AppState>, query: web::Query<Call
     let q = query.into_inner();
     // Its own task: a request cut off by its deadline must not stop the consent between the code
     // exchange and the write (the provider's grant would be live, and its tokens lost).
-    let consent = state.runtime.consent.clone();
+    let lifecycle = state.runtime.lifecycle.clone();
     let completion = tokio::spawn(async move {
-        consent.complete(q.state.as_deref(), q.code.as_deref(), q.iss.as_deref(), q.error.as_deref()).await
+        lifecycle.complete_consent(q.state.as_deref(), q.code.as_deref(), q.iss.as_deref(), q.error.as_deref()).await
     });
     let outcome = completion.await.unwrap_or_else(|e| {
         tracing::error!(error = %e, "a consent completion task failed");

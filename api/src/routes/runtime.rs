@@ -72,7 +72,6 @@ pub async fn connect_mcp_server(
     body: web::Bytes,
 ) -> Result<web::Json<ConnectResponse>, ApiError> {
     let key = grant(&ticket, &path, "connect")?;
-    let store = state.store.tenant(ticket.tenant_id);
     let body = super::optional_json(&body)?;
     if let Some(b) = &body {
         // The body is an object with `return_url` at most, as the document says.
@@ -87,27 +86,13 @@ pub async fn connect_mcp_server(
     }
     let return_url = match body.as_ref().and_then(|b| b.get("return_url")).filter(|r| !r.is_null()) {
         None => None,
-        Some(serde_json::Value::String(url)) if store.settings().await?.return_urls.contains(url) => Some(url.clone()),
-        Some(serde_json::Value::String(_)) => {
-            return Err(DomainError::Invalid(vec![
-                FieldError::new("return_url", "not_allowed", "return_url is not one of this tenant's return URLs")
-                    .with_hint(
-                        "add it, exactly, with PUT /v1/settings {\"return_urls\": [...]}; patterns are never matched",
-                    ),
-            ])
-            .into());
-        }
+        Some(serde_json::Value::String(url)) => Some(url.clone()),
         Some(_) => {
             return Err(DomainError::invalid("return_url", "invalid_type", "return_url must be a string").into());
         }
     };
-    store.get_attachment(key.agent_id, key.mcp_server_id).await?;
-    let server = store.get_mcp_server(key.mcp_server_id).await?;
-    Ok(web::Json(match state.runtime.consent.connect(key, &server, return_url).await? {
-        ConnectOutcome::Connected => {
-            state.runtime.wakeups.wake();
-            ConnectResponse { status: "connected", auth_url: None, expires_at: None }
-        }
+    Ok(web::Json(match state.runtime.lifecycle.connect(key, return_url).await? {
+        ConnectOutcome::Connected => ConnectResponse { status: "connected", auth_url: None, expires_at: None },
         ConnectOutcome::PendingConsent { auth_url, expires_at } => {
             ConnectResponse { status: "pending_consent", auth_url: Some(auth_url), expires_at: Some(expires_at) }
         }
@@ -221,17 +206,8 @@ pub async fn disconnect_mcp_server(
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<DisconnectResponse>, ApiError> {
     let key = grant(&ticket, &path, "disconnect")?;
-    let actor = Actor::User(key.user_id.clone());
-    match state.store.tenant(ticket.tenant_id).revoke_connection(&key, &actor).await? {
-        Some(_) => {
-            state.runtime.wakeups.wake();
-            Ok(web::Json(DisconnectResponse { status: "revoked" }))
-        }
-        None => {
-            Err(DomainError::NotFound { kind: "connection", id: format!("{}/{}", key.agent_id, key.mcp_server_id) }
-                .into())
-        }
-    }
+    state.runtime.lifecycle.disconnect(&key, &Actor::User(key.user_id.clone())).await?;
+    Ok(web::Json(DisconnectResponse { status: "revoked" }))
 }
 
 /// What `check` found upstream.
@@ -262,10 +238,7 @@ pub async fn check_mcp_server(
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<CheckResponse>, ApiError> {
     let key = grant(&ticket, &path, "check")?;
-    let store = state.store.tenant(ticket.tenant_id);
-    let attachment = store.get_attachment(key.agent_id, key.mcp_server_id).await?;
-    let server = store.get_mcp_server(key.mcp_server_id).await?;
-    let outcome = state.runtime.consent.check(&key, &server, attachment.tools.as_deref()).await?;
+    let outcome = state.runtime.lifecycle.check(&key).await?;
     let v = outcome.verification;
     Ok(web::Json(CheckResponse {
         ok: v.ok,

@@ -319,7 +319,7 @@ pub struct ConnectionFilter {
     pub user_id: Option<String>,
     pub agent_id: Option<AgentId>,
     pub mcp_server_id: Option<McpServerId>,
-    pub status: Option<String>,
+    pub status: Option<ConnectionStatus>,
 }
 
 impl TenantStore<'_> {
@@ -345,7 +345,7 @@ impl TenantStore<'_> {
         if let Some(s) = f.mcp_server_id {
             q = q.filter(connections::Column::McpServerId.eq(s.0));
         }
-        if let Some(s) = &f.status {
+        if let Some(s) = f.status {
             q = q.filter(connections::Column::Status.eq(s.as_str()));
         }
         let rows = q.all(&self.store.db).await.map_err(map_err)?;

@@ -1,0 +1,148 @@
+//! The connection lifecycle as one API: what a request asks of a grant — connect, complete a
+//! consent, check it upstream, disconnect it, hand out its access token — and what came of it,
+//! as enums the HTTP layer only maps to responses. The rules of each transition live here (the
+//! tenant's `return_url` allow-list, which statuses hold a usable token, when workers are woken),
+//! not in handlers.
+
+use std::sync::Arc;
+
+use switchboard_domain::connection::{ConnectionStatus, GrantKey, TokenSet};
+use switchboard_domain::store::Store;
+use switchboard_domain::tenant::Actor;
+use switchboard_domain::{DomainError, FieldError, TenantId};
+
+use crate::consent::{CheckOutcome, ConnectOutcome, Consent, ConsentOutcome};
+use crate::refresh::Refresher;
+use crate::wake::Wakeups;
+
+/// What the access-token call found.
+#[derive(Debug)]
+pub enum AccessToken {
+    /// A token that works now (refreshed first when it was about to expire), for `resource`.
+    Issued { tokens: TokenSet, resource: Option<String> },
+    /// The provider ended the grant: the user consents again at `auth_url` (when one could be
+    /// started).
+    ReauthRequired { auth_url: Option<String> },
+    /// The token expired and its provider cannot be reached to refresh it; the grant is kept.
+    Unavailable,
+    /// The grant holds no token in this status (never connected, revoked, pending).
+    NotConnected { status: ConnectionStatus },
+}
+
+/// The lifecycle. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Lifecycle {
+    store: Store,
+    consent: Arc<Consent>,
+    refresher: Refresher,
+    wakeups: Wakeups,
+}
+
+/// How close to its expiry an access token is refreshed before it is handed out.
+const FRESH_FOR: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+impl Lifecycle {
+    #[must_use]
+    pub fn new(store: Store, consent: Arc<Consent>, refresher: Refresher, wakeups: Wakeups) -> Self {
+        Self { store, consent, refresher, wakeups }
+    }
+
+    /// Connects `key` (its agent must have the server attached): at once for servers that need
+    /// no consent, else a consent flow. `return_url` must be one of the tenant's return URLs,
+    /// exactly.
+    pub async fn connect(&self, key: GrantKey, return_url: Option<String>) -> Result<ConnectOutcome, DomainError> {
+        let store = self.store.tenant(key.tenant_id);
+        if let Some(url) = &return_url
+            && !store.settings().await?.return_urls.contains(url)
+        {
+            return Err(DomainError::Invalid(vec![
+                FieldError::new("return_url", "not_allowed", "return_url is not one of this tenant's return URLs")
+                    .with_hint(
+                        "add it, exactly, with PUT /v1/settings {\"return_urls\": [...]}; patterns are never matched",
+                    ),
+            ]));
+        }
+        store.get_attachment(key.agent_id, key.mcp_server_id).await?;
+        let server = store.get_mcp_server(key.mcp_server_id).await?;
+        let outcome = self.consent.connect(key, &server, return_url).await?;
+        if matches!(outcome, ConnectOutcome::Connected) {
+            // A connection's event may be waiting for its webhook delivery.
+            self.wakeups.wake();
+        }
+        Ok(outcome)
+    }
+
+    /// The consent callback: see [`Consent::complete`].
+    pub async fn complete_consent(
+        &self,
+        state: Option<&str>,
+        code: Option<&str>,
+        iss: Option<&str>,
+        error: Option<&str>,
+    ) -> ConsentOutcome {
+        self.consent.complete(state, code, iss, error).await
+    }
+
+    /// `initialize` + `tools/list` upstream with `key`'s credentials; the tools are those the
+    /// attachment allows.
+    pub async fn check(&self, key: &GrantKey) -> Result<CheckOutcome, DomainError> {
+        let store = self.store.tenant(key.tenant_id);
+        let attachment = store.get_attachment(key.agent_id, key.mcp_server_id).await?;
+        let server = store.get_mcp_server(key.mcp_server_id).await?;
+        self.consent.check(key, &server, attachment.tools.as_deref()).await
+    }
+
+    /// Ends `key`'s grant: unusable when this returns; the provider's revocation is a job, and
+    /// the worker is woken for it. No grant is a not-found.
+    pub async fn disconnect(&self, key: &GrantKey, actor: &Actor) -> Result<(), DomainError> {
+        match self.store.tenant(key.tenant_id).revoke_connection(key, actor).await? {
+            Some(_) => {
+                self.wakeups.wake();
+                Ok(())
+            }
+            None => Err(DomainError::not_found("connection", format!("{}/{}", key.agent_id, key.mcp_server_id))),
+        }
+    }
+
+    /// [`Self::disconnect`] of the connection with this id (the control plane's revoke).
+    pub async fn revoke(&self, tenant: TenantId, id: uuid::Uuid, actor: &Actor) -> Result<(), DomainError> {
+        let connection = self.store.tenant(tenant).get_connection(id).await?;
+        self.store.tenant(tenant).revoke_connection(&connection.key, actor).await?;
+        self.wakeups.wake();
+        Ok(())
+    }
+
+    /// A usable access token of connection `id`, refreshed first (once, however many callers
+    /// ask at the same time) when it expires within a minute; recorded as an issuance.
+    pub async fn issue_access_token(&self, tenant: TenantId, id: uuid::Uuid) -> Result<AccessToken, DomainError> {
+        use ConnectionStatus as S;
+        let store = self.store.tenant(tenant);
+        let row = self.refresher.ensure_fresh(tenant, id, FRESH_FOR).await?;
+        Ok(match (row.status, row.tokens) {
+            (S::NeedsReauth, _) => {
+                let server = store.get_mcp_server(row.key.mcp_server_id).await?;
+                let auth_url = match self.consent.connect(row.key.clone(), &server, None).await {
+                    Ok(ConnectOutcome::PendingConsent { auth_url, .. }) => Some(auth_url),
+                    _ => None,
+                };
+                AccessToken::ReauthRequired { auth_url }
+            }
+            (S::Connected | S::Expired, Some(tokens)) => {
+                if tokens.expires_at.is_some_and(|e| e <= switchboard_domain::clock::now()) {
+                    return Ok(AccessToken::Unavailable);
+                }
+                store
+                    .record_issuance(
+                        &row.key,
+                        "issued",
+                        Some("access_token_api".into()),
+                        &row.scopes,
+                        tokens.expires_at,
+                    )
+                    .await?;
+                AccessToken::Issued { tokens, resource: row.resource }
+            }
+            (status, _) => AccessToken::NotConnected { status },
+        })
+    }
+}
