@@ -113,6 +113,12 @@ impl std::fmt::Debug for TicketContext {
 }
 
 impl TicketContext {
+    /// The ticket's tenant's view of `store` (see [`TenantContext::store`]).
+    #[must_use]
+    pub fn store<'a>(&self, store: &'a switchboard_domain::store::Store) -> switchboard_domain::store::TenantStore<'a> {
+        store.tenant(self.tenant_id)
+    }
+
     /// Checks the request against the ticket and every block appended to it; returns the user.
     pub fn authorize(
         &self,

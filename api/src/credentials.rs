@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use switchboard_domain::store::{Store, TenantStore};
 use switchboard_domain::tenant::Actor;
 use switchboard_domain::{ApiKeyId, TenantId};
 
@@ -26,6 +27,13 @@ impl TenantContext {
     #[must_use]
     pub fn actor(&self) -> Actor {
         Actor::ApiKey(self.api_key_id)
+    }
+
+    /// The caller's tenant's view of `store`: the only way a tenant-plane handler reaches data,
+    /// so the tenant always comes from the credential.
+    #[must_use]
+    pub fn store<'a>(&self, store: &'a Store) -> TenantStore<'a> {
+        store.tenant(self.tenant_id)
     }
 }
 

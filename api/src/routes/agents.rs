@@ -145,7 +145,7 @@ pub async fn create_agent(
     let scope = format!("tenant:{}:create_agent", tenant.tenant_id);
     idempotency::run(&state, &req, tenant.tenant_id, &scope, &body, || async {
         let spec = agent::validate_create(&body)?;
-        let agent = state.store.tenant(tenant.tenant_id).create_agent(&tenant.actor(), spec).await?;
+        let agent = tenant.store(&state.store).create_agent(&tenant.actor(), spec).await?;
         let location = format!("/v1/agents/{}", agent.id);
         Ok(Created {
             status: StatusCode::CREATED,
@@ -165,7 +165,7 @@ pub async fn list_agents(
     tenant: TenantContext,
     query: web::Query<ListQuery>,
 ) -> Result<web::Json<AgentList>, ApiError> {
-    let page = state.store.tenant(tenant.tenant_id).list_agents(query.page()?).await?;
+    let page = tenant.store(&state.store).list_agents(query.page()?).await?;
     Ok(web::Json(AgentList { data: page.data.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
 }
 
@@ -179,7 +179,7 @@ pub async fn get_agent(
     id: web::Path<String>,
 ) -> Result<web::Json<AgentResponse>, ApiError> {
     let id: AgentId = parse_id("agent", &id)?;
-    Ok(web::Json(state.store.tenant(tenant.tenant_id).get_agent(id).await?.into()))
+    Ok(web::Json(tenant.store(&state.store).get_agent(id).await?.into()))
 }
 
 /// Update an agent (JSON merge patch).
@@ -193,7 +193,7 @@ pub async fn update_agent(
     body: web::Json<serde_json::Value>,
 ) -> Result<web::Json<AgentResponse>, ApiError> {
     let id: AgentId = parse_id("agent", &id)?;
-    let store = state.store.tenant(tenant.tenant_id);
+    let store = tenant.store(&state.store);
     let spec = agent::validate_patch(&store.get_agent(id).await?, &body)?;
     Ok(web::Json(store.update_agent(&tenant.actor(), id, spec).await?.into()))
 }
@@ -208,7 +208,7 @@ pub async fn delete_agent(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id: AgentId = parse_id("agent", &id)?;
-    state.store.tenant(tenant.tenant_id).delete_agent(&tenant.actor(), id).await?;
+    tenant.store(&state.store).delete_agent(&tenant.actor(), id).await?;
     state.runtime.wakeups.wake();
     Ok(HttpResponse::NoContent().finish())
 }
@@ -224,7 +224,7 @@ pub async fn list_agent_mcp_servers(
     query: web::Query<ListQuery>,
 ) -> Result<web::Json<AttachmentList>, ApiError> {
     let id: AgentId = parse_id("agent", &id)?;
-    let page = state.store.tenant(tenant.tenant_id).list_attachments(id, query.page()?).await?;
+    let page = tenant.store(&state.store).list_attachments(id, query.page()?).await?;
     Ok(web::Json(AttachmentList {
         data: page.data.into_iter().map(Into::into).collect(),
         next_cursor: page.next_cursor,
@@ -250,8 +250,7 @@ pub async fn attach_mcp_server(
     let agent_id: AgentId = parse_id("agent", &path.0)?;
     let server_id: McpServerId = parse_id("mcp server", &path.1)?;
     let tools = agent::validate_attach(optional_json(&body)?.as_ref())?;
-    let (attachment, created) =
-        state.store.tenant(tenant.tenant_id).attach(&tenant.actor(), agent_id, server_id, tools).await?;
+    let (attachment, created) = tenant.store(&state.store).attach(&tenant.actor(), agent_id, server_id, tools).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(HttpResponse::build(status).json(AttachmentResponse::from(attachment)))
 }
@@ -267,6 +266,6 @@ pub async fn detach_mcp_server(
 ) -> Result<HttpResponse, ApiError> {
     let agent_id: AgentId = parse_id("agent", &path.0)?;
     let server_id: McpServerId = parse_id("mcp server", &path.1)?;
-    state.store.tenant(tenant.tenant_id).detach(&tenant.actor(), agent_id, server_id).await?;
+    tenant.store(&state.store).detach(&tenant.actor(), agent_id, server_id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -81,7 +81,7 @@ pub async fn list_audit_events(
         action: query.action.clone().filter(|a| !a.is_empty()),
         target_id: query.target_id.clone().filter(|t| !t.is_empty()),
     };
-    let page = state.store.tenant(tenant.tenant_id).list_audit_events(page, &filter).await?;
+    let page = tenant.store(&state.store).list_audit_events(page, &filter).await?;
     Ok(web::Json(AuditEventList {
         data: page.data.into_iter().map(Into::into).collect(),
         next_cursor: page.next_cursor,

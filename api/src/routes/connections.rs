@@ -132,7 +132,7 @@ pub async fn list_connections(
         mcp_server_id: id_filter::<McpServerId>("mcp_server_id", q.mcp_server_id.as_deref())?,
         status: status_filter(q.status.as_deref())?,
     };
-    let page = state.store.tenant(tenant.tenant_id).list_connections(page, &filter).await?;
+    let page = tenant.store(&state.store).list_connections(page, &filter).await?;
     Ok(web::Json(ConnectionList {
         data: page.data.into_iter().map(Into::into).collect(),
         next_cursor: page.next_cursor,
@@ -149,7 +149,7 @@ pub async fn get_connection(
     id: web::Path<String>,
 ) -> Result<web::Json<ConnectionResponse>, ApiError> {
     let id: uuid::Uuid = parse_id("connection", &id)?;
-    Ok(web::Json(state.store.tenant(tenant.tenant_id).get_connection(id).await?.into()))
+    Ok(web::Json(tenant.store(&state.store).get_connection(id).await?.into()))
 }
 
 /// Revoke a consent grant: unusable at once, its tokens purged.
@@ -245,7 +245,7 @@ pub async fn list_issuances(
         // Issuances have no status; a bad value is still refused, as the shared query states.
         status: status_filter(q.status.as_deref()).map(|_| None)?,
     };
-    let page = state.store.tenant(tenant.tenant_id).list_issuances(page, &filter).await?;
+    let page = tenant.store(&state.store).list_issuances(page, &filter).await?;
     let data = page
         .data
         .into_iter()

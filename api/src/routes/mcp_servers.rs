@@ -264,7 +264,7 @@ pub async fn create_mcp_server(
     idempotency::run(&state, &req, tenant.tenant_id, &scope, &body, || async {
         let mut spec = mcp_server::validate_create(state.settings.policy(), &body)?;
         state.runtime.servers.prepare(tenant.tenant_id, &mut spec, None).await;
-        let server = state.store.tenant(tenant.tenant_id).create_mcp_server(&tenant.actor(), spec).await?;
+        let server = tenant.store(&state.store).create_mcp_server(&tenant.actor(), spec).await?;
         let location = location(server.id);
         Ok(Created {
             status: StatusCode::CREATED,
@@ -284,7 +284,7 @@ pub async fn list_mcp_servers(
     tenant: TenantContext,
     query: web::Query<ListQuery>,
 ) -> Result<web::Json<McpServerList>, ApiError> {
-    let page = state.store.tenant(tenant.tenant_id).list_mcp_servers(query.page()?).await?;
+    let page = tenant.store(&state.store).list_mcp_servers(query.page()?).await?;
     Ok(web::Json(McpServerList {
         data: page.data.into_iter().map(Into::into).collect(),
         next_cursor: page.next_cursor,
@@ -301,7 +301,7 @@ pub async fn get_mcp_server(
     id: web::Path<String>,
 ) -> Result<web::Json<McpServerResponse>, ApiError> {
     let id: McpServerId = parse_id("mcp server", &id)?;
-    Ok(web::Json(state.store.tenant(tenant.tenant_id).get_mcp_server(id).await?.into()))
+    Ok(web::Json(tenant.store(&state.store).get_mcp_server(id).await?.into()))
 }
 
 /// Update an MCP server (JSON merge patch; omitted secrets are kept).
@@ -321,7 +321,7 @@ pub async fn update_mcp_server(
     body: web::Json<serde_json::Value>,
 ) -> Result<web::Json<McpServerResponse>, ApiError> {
     let id: McpServerId = parse_id("mcp server", &id)?;
-    let store = state.store.tenant(tenant.tenant_id);
+    let store = tenant.store(&state.store);
     let current = store.get_mcp_server(id).await?;
     let mut spec = mcp_server::validate_patch(state.settings.policy(), &current, &body)?;
     if spec.changes_connection(&current) {
@@ -340,7 +340,7 @@ pub async fn delete_mcp_server(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id: McpServerId = parse_id("mcp server", &id)?;
-    state.store.tenant(tenant.tenant_id).delete_mcp_server(&tenant.actor(), id).await?;
+    tenant.store(&state.store).delete_mcp_server(&tenant.actor(), id).await?;
     state.runtime.wakeups.wake();
     Ok(HttpResponse::NoContent().finish())
 }

@@ -93,3 +93,34 @@ impl SecretView {
         hint.map(|h| Self { set: true, last4: (!h.is_empty()).then(|| h.clone()) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every route module but the admin plane's, which spans tenants by design.
+    const TENANT_PLANE: &[(&str, &str)] = &[
+        ("agents.rs", include_str!("agents.rs")),
+        ("audit.rs", include_str!("audit.rs")),
+        ("connections.rs", include_str!("connections.rs")),
+        ("consent.rs", include_str!("consent.rs")),
+        ("mcp_servers.rs", include_str!("mcp_servers.rs")),
+        ("oauth.rs", include_str!("oauth.rs")),
+        ("runtime.rs", include_str!("runtime.rs")),
+        ("runtime_events.rs", include_str!("runtime_events.rs")),
+        ("session_tickets.rs", include_str!("session_tickets.rs")),
+        ("settings.rs", include_str!("settings.rs")),
+        ("users.rs", include_str!("users.rs")),
+        ("webhook.rs", include_str!("webhook.rs")),
+    ];
+
+    /// A tenant-plane handler reaches data only through its credential's scoped store
+    /// (`tenant.store(..)`, `ticket.store(..)`): naming a tenant id itself is how another
+    /// tenant's rows could be reached.
+    #[test]
+    fn tenant_plane_handlers_take_the_tenant_from_the_credential() {
+        for (file, source) in TENANT_PLANE {
+            for line in source.lines() {
+                assert!(!line.contains(".tenant(") || line.trim_start().starts_with("//"), "{file}: {}", line.trim());
+            }
+        }
+    }
+}

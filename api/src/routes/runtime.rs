@@ -134,7 +134,7 @@ pub async fn list_runtime_mcp_servers(
     // The agent (and expiry) first; then each server: the ones the ticket excludes are left out.
     ticket.authorize_agent(agent, "list")?;
     let user = ticket.user()?;
-    let store = state.store.tenant(ticket.tenant_id);
+    let store = ticket.store(&state.store);
     let connections = store.user_connections(&user, agent).await?;
     let attenuated = ticket.attenuated();
     let mut data = Vec::new();

@@ -55,7 +55,15 @@ pub async fn stream_runtime_events(
                 }
                 // Only events older than LAG: an event id is taken before its transaction commits,
                 // so a slow transaction's event could otherwise appear behind the cursor.
-                let events = store.tenant(ticket.tenant_id).events_after(Some(cur.after), 100).await.ok()?;
+                // A database that does not answer right now is waited out (with keep-alives), not
+                // taken as the end of the stream: the client would see a stream that just stops.
+                let events = match ticket.store(&store).events_after(Some(cur.after), 100).await {
+                    Ok(events) => events,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading events for a stream failed; retrying");
+                        Vec::new()
+                    }
+                };
                 let settled = switchboard_domain::clock::now() - LAG;
                 let events: Vec<_> = events.into_iter().take_while(|e| e.created_at <= settled).collect();
                 let mut chunk = String::new();

@@ -102,7 +102,7 @@ pub async fn create_session_ticket(
     let scope = format!("tenant:{}:create_session_ticket", tenant.tenant_id);
     idempotency::run(&state, &req, tenant.tenant_id, &scope, &body, || async {
         let mint = ticket::validate_mint(&body)?;
-        let store = state.store.tenant(tenant.tenant_id);
+        let store = tenant.store(&state.store);
         // An agent the tenant does not have is a 404, like any other id of another tenant.
         for agent in &mint.agents {
             store.get_agent(*agent).await?;
@@ -132,7 +132,7 @@ pub async fn get_session_ticket_public_key(
     state: web::Data<AppState>,
     tenant: TenantContext,
 ) -> Result<web::Json<PublicKeyResponse>, ApiError> {
-    let key = state.store.tenant(tenant.tenant_id).signing_key().await?;
+    let key = tenant.store(&state.store).signing_key().await?;
     Ok(web::Json(PublicKeyResponse {
         algorithm: "ed25519",
         public_key: key.public_hex(),
@@ -149,7 +149,7 @@ pub async fn revoke_session_ticket(
     tenant: TenantContext,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let store = state.store.tenant(tenant.tenant_id);
+    let store = tenant.store(&state.store);
     if let Some(map) = body.as_object() {
         let mut errs = switchboard_domain::validate::Errors::default();
         switchboard_domain::validate::reject_unknown(&mut errs, map, "", &["ticket", "revocation_id"], &[]);

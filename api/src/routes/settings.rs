@@ -42,7 +42,7 @@ pub async fn get_settings(
     state: web::Data<AppState>,
     tenant: TenantContext,
 ) -> Result<web::Json<SettingsResponse>, ApiError> {
-    Ok(web::Json(state.store.tenant(tenant.tenant_id).settings().await?.into()))
+    Ok(web::Json(tenant.store(&state.store).settings().await?.into()))
 }
 
 /// Replace the tenant's settings.
@@ -60,7 +60,7 @@ pub async fn update_settings(
     body: web::Json<serde_json::Value>,
 ) -> Result<web::Json<SettingsResponse>, ApiError> {
     let settings = tenant::validate_settings(state.settings.policy(), &body)?;
-    Ok(web::Json(state.store.tenant(tenant.tenant_id).put_settings(&settings).await?.into()))
+    Ok(web::Json(tenant.store(&state.store).put_settings(&settings).await?.into()))
 }
 
 /// An absolute https URL without user info or fragment, as every URL Switchboard stores.

@@ -38,7 +38,7 @@ pub async fn delete_user_data(
     if user_id.is_empty() || user_id.len() > 256 {
         return Err(DomainError::invalid("user_id", "invalid", "user_id must be 1 to 256 characters").into());
     }
-    let done = state.store.tenant(tenant.tenant_id).delete_user_data(&tenant.actor(), &user_id).await?;
+    let done = tenant.store(&state.store).delete_user_data(&tenant.actor(), &user_id).await?;
     state.runtime.wakeups.wake();
     Ok(HttpResponse::Ok().json(UserDeletionResponse {
         user_id,

@@ -74,7 +74,7 @@ pub async fn get_webhook(
     state: web::Data<AppState>,
     tenant: TenantContext,
 ) -> Result<web::Json<WebhookResponse>, ApiError> {
-    let w = state.store.tenant(tenant.tenant_id).webhook().await?;
+    let w = tenant.store(&state.store).webhook().await?;
     w.map(|w| web::Json(response(&w, false)))
         .ok_or_else(|| DomainError::NotFound { kind: "webhook", id: "(none set)".into() }.into())
 }
@@ -117,7 +117,7 @@ pub async fn put_webhook(
         }
     }
     let url = errs.finish(url)?.unwrap_or_default();
-    let (w, fresh) = state.store.tenant(tenant.tenant_id).put_webhook(&url, rotate).await?;
+    let (w, fresh) = tenant.store(&state.store).put_webhook(&url, rotate).await?;
     Ok(web::Json(response(&w, fresh)))
 }
 
@@ -126,7 +126,7 @@ pub async fn put_webhook(
 #[delete("/v1/webhook")]
 #[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
 pub async fn delete_webhook(state: web::Data<AppState>, tenant: TenantContext) -> Result<HttpResponse, ApiError> {
-    if state.store.tenant(tenant.tenant_id).delete_webhook().await? {
+    if tenant.store(&state.store).delete_webhook().await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(DomainError::NotFound { kind: "webhook", id: "(none set)".into() }.into())

@@ -1,6 +1,6 @@
 //! Agents and their attachments to MCP servers.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde_json::json;
 
 use super::audit::{self, AuditEntry};
@@ -61,10 +61,7 @@ impl TenantStore<'_> {
     }
 
     pub async fn list_agents(&self, page: PageRequest) -> Result<Page<Agent>, DomainError> {
-        let mut q = agents::Entity::find()
-            .filter(agents::Column::TenantId.eq(self.tenant_id.0))
-            .order_by_asc(agents::Column::Id)
-            .limit(page.limit + 1);
+        let mut q = self.find::<agents::Entity>().order_by_asc(agents::Column::Id).limit(page.limit + 1);
         if let Some(after) = page.after {
             q = q.filter(agents::Column::Id.gt(after));
         }
@@ -73,8 +70,7 @@ impl TenantStore<'_> {
     }
 
     async fn find_agent(&self, db: &impl ConnectionTrait, id: AgentId) -> Result<agents::Model, DomainError> {
-        agents::Entity::find_by_id(id.0)
-            .filter(agents::Column::TenantId.eq(self.tenant_id.0))
+        self.find_by_id::<agents::Entity, _>(id.0)
             .one(db)
             .await
             .map_err(map_err)?
@@ -103,7 +99,7 @@ impl TenantStore<'_> {
         let a = agent(self.find_agent(&txn, id).await?);
         // Its grants end with it, and their tokens are revoked at the provider.
         self.revoke_all(&txn, None, Some(id), None, actor).await?;
-        agents::Entity::delete_by_id(id.0).exec(&txn).await.map_err(map_err)?;
+        self.delete::<agents::Entity>().filter(agents::Column::Id.eq(id.0)).exec(&txn).await.map_err(map_err)?;
         audit::record(&txn, self.agent_entry(actor, "agent.deleted", &a)).await?;
         txn.commit().await.map_err(map_err)
     }
@@ -115,8 +111,8 @@ impl TenantStore<'_> {
         page: PageRequest,
     ) -> Result<Page<Attachment>, DomainError> {
         self.find_agent(&self.store.db, agent_id).await?;
-        let mut q = agent_mcp_servers::Entity::find()
-            .filter(agent_mcp_servers::Column::TenantId.eq(self.tenant_id.0))
+        let mut q = self
+            .find::<agent_mcp_servers::Entity>()
             .filter(agent_mcp_servers::Column::AgentId.eq(agent_id.0))
             .order_by_asc(agent_mcp_servers::Column::McpServerId)
             .limit(page.limit + 1);
@@ -137,10 +133,9 @@ impl TenantStore<'_> {
 
     async fn server_summaries(&self, ids: Vec<uuid::Uuid>) -> Result<Vec<ServerSummary>, DomainError> {
         use mcp_servers::Column as C;
-        mcp_servers::Entity::find()
+        self.find::<mcp_servers::Entity>()
             .select_only()
             .columns([C::Id, C::Name, C::Slug, C::Config])
-            .filter(C::TenantId.eq(self.tenant_id.0))
             .filter(C::Id.is_in(ids))
             .into_tuple()
             .all(&self.store.db)
@@ -150,8 +145,8 @@ impl TenantStore<'_> {
 
     /// One attachment; not attached (or another tenant's) is not found.
     pub async fn get_attachment(&self, agent_id: AgentId, server_id: McpServerId) -> Result<Attachment, DomainError> {
-        let link = agent_mcp_servers::Entity::find_by_id((agent_id.0, server_id.0))
-            .filter(agent_mcp_servers::Column::TenantId.eq(self.tenant_id.0))
+        let link = self
+            .find_by_id::<agent_mcp_servers::Entity, _>((agent_id.0, server_id.0))
             .one(&self.store.db)
             .await
             .map_err(map_err)?
@@ -177,8 +172,11 @@ impl TenantStore<'_> {
         self.find_agent(&txn, agent_id).await?;
         let server = self.find_server(&txn, server_id).await?;
         let tools_json = tools.as_ref().map(serde_json::to_string).transpose().map_err(json_err("attachment tools"))?;
-        let existing =
-            agent_mcp_servers::Entity::find_by_id((agent_id.0, server_id.0)).one(&txn).await.map_err(map_err)?;
+        let existing = self
+            .find_by_id::<agent_mcp_servers::Entity, _>((agent_id.0, server_id.0))
+            .one(&txn)
+            .await
+            .map_err(map_err)?;
         let now = crate::clock::now();
         let (link, created) = match existing {
             Some(link) => {
@@ -222,8 +220,8 @@ impl TenantStore<'_> {
     pub async fn detach(&self, actor: &Actor, agent_id: AgentId, server_id: McpServerId) -> Result<(), DomainError> {
         let (_write, txn) = self.store.begin_write().await?;
         self.find_agent(&txn, agent_id).await?;
-        let deleted = agent_mcp_servers::Entity::delete_many()
-            .filter(agent_mcp_servers::Column::TenantId.eq(self.tenant_id.0))
+        let deleted = self
+            .delete::<agent_mcp_servers::Entity>()
             .filter(agent_mcp_servers::Column::AgentId.eq(agent_id.0))
             .filter(agent_mcp_servers::Column::McpServerId.eq(server_id.0))
             .exec(&txn)

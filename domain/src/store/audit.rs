@@ -1,6 +1,6 @@
 //! The audit trail: written in the same transaction as the change it records.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde_json::Value;
 
 use super::entities::audit_events;
@@ -59,10 +59,7 @@ impl TenantStore<'_> {
         filter: &AuditFilter,
     ) -> Result<Page<AuditEvent>, DomainError> {
         use audit_events::Column as C;
-        let mut q = audit_events::Entity::find()
-            .filter(C::TenantId.eq(self.tenant_id.0))
-            .order_by_desc(C::Id)
-            .limit(page.limit + 1);
+        let mut q = self.find::<audit_events::Entity>().order_by_desc(C::Id).limit(page.limit + 1);
         if let Some(before) = page.after {
             q = q.filter(C::Id.lt(before));
         }

@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, Set};
 
 use super::entities::{auth_flows, connections};
 use super::{TenantStore, json_err, map_err};
@@ -26,7 +26,7 @@ impl TenantStore<'_> {
     /// The one row of a grant: every lookup is keyed by the full (tenant, user, agent, server).
     pub(super) fn grant_filter(&self, key: &GrantKey) -> sea_orm::Condition {
         sea_orm::Condition::all()
-            .add(connections::Column::TenantId.eq(self.tenant_id.0))
+            .add(connections::Column::TenantId.eq(key.tenant_id.0))
             .add(connections::Column::UserId.eq(key.user_id.as_str()))
             .add(connections::Column::AgentId.eq(key.agent_id.0))
             .add(connections::Column::McpServerId.eq(key.mcp_server_id.0))
@@ -59,8 +59,8 @@ impl TenantStore<'_> {
 
     /// This user's connections through `agent`, one per server at most.
     pub async fn user_connections(&self, user_id: &str, agent: AgentId) -> Result<Vec<Connection>, DomainError> {
-        let rows = connections::Entity::find()
-            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
+        let rows = self
+            .find::<connections::Entity>()
             .filter(connections::Column::UserId.eq(user_id))
             .filter(connections::Column::AgentId.eq(agent.0))
             .all(&self.store.db)
@@ -135,7 +135,8 @@ impl TenantStore<'_> {
         last_error: Option<LastError>,
     ) -> Result<(uuid::Uuid, Option<ConnectionStatus>), DomainError> {
         let now = crate::clock::now();
-        let existing = connections::Entity::find().filter(self.grant_filter(key)).one(txn).await.map_err(map_err)?;
+        let existing =
+            self.find::<connections::Entity>().filter(self.grant_filter(key)).one(txn).await.map_err(map_err)?;
         let error_text =
             last_error.map(|e| serde_json::to_string(&e)).transpose().map_err(json_err("connection error"))?;
         let parse = |row: &connections::Model| -> Result<ConnectionStatus, DomainError> {
@@ -191,9 +192,9 @@ impl TenantStore<'_> {
     /// an expired flow or an unknown state all give `None`.
     pub async fn take_flow(&self, state_hash: &str) -> Result<Option<AuthFlow>, DomainError> {
         let now = crate::clock::now();
-        let taken = auth_flows::Entity::update_many()
+        let taken = self
+            .update::<auth_flows::Entity>()
             .col_expr(auth_flows::Column::UsedAt, Expr::value(now))
-            .filter(auth_flows::Column::TenantId.eq(self.tenant_id.0))
             .filter(auth_flows::Column::StateHash.eq(state_hash))
             .filter(auth_flows::Column::UsedAt.is_null())
             .filter(auth_flows::Column::ExpiresAt.gt(now))
@@ -203,8 +204,8 @@ impl TenantStore<'_> {
         if taken.rows_affected != 1 {
             return Ok(None);
         }
-        let Some(m) = auth_flows::Entity::find()
-            .filter(auth_flows::Column::TenantId.eq(self.tenant_id.0))
+        let Some(m) = self
+            .find::<auth_flows::Entity>()
             .filter(auth_flows::Column::StateHash.eq(state_hash))
             .one(&self.store.db)
             .await
@@ -257,7 +258,7 @@ impl TenantStore<'_> {
         let (_write, txn) = self.store.begin_write().await?;
         let (id, _) = self.upsert_status(&txn, key, ConnectionStatus::Connected, None).await?;
         let stamp = crate::clock::now();
-        connections::Entity::update_many()
+        self.update::<connections::Entity>()
             .col_expr(connections::Column::TokenSet, Expr::value(sealed))
             .col_expr(connections::Column::Issuer, Expr::value(flow.issuer.clone()))
             .col_expr(connections::Column::TokenEndpoint, Expr::value(flow.token_endpoint.clone()))
@@ -303,8 +304,12 @@ impl TenantStore<'_> {
 
     /// The grant's token set, for the code that sends it upstream.
     pub async fn token_set(&self, key: &GrantKey) -> Result<Option<TokenSet>, DomainError> {
-        let row =
-            connections::Entity::find().filter(self.grant_filter(key)).one(&self.store.db).await.map_err(map_err)?;
+        let row = self
+            .find::<connections::Entity>()
+            .filter(self.grant_filter(key))
+            .one(&self.store.db)
+            .await
+            .map_err(map_err)?;
         let Some(sealed) = row.and_then(|r| r.token_set) else { return Ok(None) };
         let ctx =
             SealContext { tenant: self.tenant_id, table: "connections", column: "token_set", row: grant_row(key) };
@@ -329,10 +334,7 @@ impl TenantStore<'_> {
         f: &ConnectionFilter,
     ) -> Result<crate::page::Page<Connection>, DomainError> {
         use sea_orm::{QueryOrder, QuerySelect};
-        let mut q = connections::Entity::find()
-            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
-            .order_by_asc(connections::Column::Id)
-            .limit(page.limit + 1);
+        let mut q = self.find::<connections::Entity>().order_by_asc(connections::Column::Id).limit(page.limit + 1);
         if let Some(after) = page.after {
             q = q.filter(connections::Column::Id.gt(after));
         }
@@ -354,8 +356,8 @@ impl TenantStore<'_> {
     }
 
     pub async fn get_connection(&self, id: uuid::Uuid) -> Result<Connection, DomainError> {
-        let row = connections::Entity::find_by_id(id)
-            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
+        let row = self
+            .find_by_id::<connections::Entity, _>(id)
             .one(&self.store.db)
             .await
             .map_err(map_err)?

@@ -167,21 +167,19 @@ impl TenantStore<'_> {
     pub async fn delete_user_data(&self, actor: &Actor, user_id: &str) -> Result<UserDeletion, DomainError> {
         let (_write, txn) = self.store.begin_write().await?;
         let grants_revoked = self.revoke_all(&txn, None, None, Some(user_id), actor).await?;
-        let connections_deleted = connections::Entity::delete_many()
-            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
+        let connections_deleted = self
+            .delete::<connections::Entity>()
             .filter(connections::Column::UserId.eq(user_id))
             .exec(&txn)
             .await
             .map_err(map_err)?
             .rows_affected;
-        auth_flows::Entity::delete_many()
-            .filter(auth_flows::Column::TenantId.eq(self.tenant_id.0))
+        self.delete::<auth_flows::Entity>()
             .filter(auth_flows::Column::UserId.eq(user_id))
             .exec(&txn)
             .await
             .map_err(map_err)?;
-        issuances::Entity::delete_many()
-            .filter(issuances::Column::TenantId.eq(self.tenant_id.0))
+        self.delete::<issuances::Entity>()
             .filter(issuances::Column::UserId.eq(user_id))
             .exec(&txn)
             .await

@@ -29,8 +29,8 @@ impl TenantStore<'_> {
         &self,
         connection_id: uuid::Uuid,
     ) -> Result<Vec<(uuid::Uuid, String, serde_json::Value, DateTime<Utc>)>, DomainError> {
-        let rows = connection_events::Entity::find()
-            .filter(connection_events::Column::TenantId.eq(self.tenant_id.0))
+        let rows = self
+            .find::<connection_events::Entity>()
             .filter(connection_events::Column::ConnectionId.eq(connection_id))
             .order_by_asc(connection_events::Column::Id)
             .all(&self.store.db)

@@ -2,7 +2,7 @@
 //! token itself).
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, Set};
 
 use super::connections::ConnectionFilter;
 use super::{TenantStore, json_err, map_err};
@@ -31,7 +31,7 @@ impl TenantStore<'_> {
         use sea_orm::{QueryOrder, QuerySelect};
 
         use super::entities::issuances::{Column as C, Entity};
-        let mut q = Entity::find().filter(C::TenantId.eq(self.tenant_id.0)).order_by_desc(C::Id).limit(page.limit + 1);
+        let mut q = self.find::<Entity>().order_by_desc(C::Id).limit(page.limit + 1);
         if let Some(before) = page.after {
             q = q.filter(C::Id.lt(before));
         }

@@ -234,12 +234,8 @@ impl Store {
 impl TenantStore<'_> {
     /// This tenant's jobs, newest first (for operators and tests; payloads are never shown).
     pub async fn list_jobs(&self) -> Result<Vec<JobSummary>, DomainError> {
-        let rows = jobs::Entity::find()
-            .filter(jobs::Column::TenantId.eq(self.tenant_id.0))
-            .order_by_desc(jobs::Column::Id)
-            .all(&self.store.db)
-            .await
-            .map_err(map_err)?;
+        let rows =
+            self.find::<jobs::Entity>().order_by_desc(jobs::Column::Id).all(&self.store.db).await.map_err(map_err)?;
         Ok(rows
             .into_iter()
             .map(|r| JobSummary {

@@ -138,10 +138,10 @@ impl TenantStore<'_> {
     }
 
     async fn free_slug(&self, db: &impl ConnectionTrait, base: &str) -> Result<String, DomainError> {
-        let taken: Vec<String> = mcp_servers::Entity::find()
+        let taken: Vec<String> = self
+            .find::<mcp_servers::Entity>()
             .select_only()
             .column(mcp_servers::Column::Slug)
-            .filter(mcp_servers::Column::TenantId.eq(self.tenant_id.0))
             .filter(mcp_servers::Column::Slug.starts_with(base))
             .into_tuple()
             .all(db)
@@ -171,8 +171,7 @@ impl TenantStore<'_> {
         db: &impl ConnectionTrait,
         id: McpServerId,
     ) -> Result<mcp_servers::Model, DomainError> {
-        mcp_servers::Entity::find_by_id(id.0)
-            .filter(mcp_servers::Column::TenantId.eq(self.tenant_id.0))
+        self.find_by_id::<mcp_servers::Entity, _>(id.0)
             .one(db)
             .await
             .map_err(map_err)?
@@ -265,16 +264,14 @@ impl TenantStore<'_> {
         if let Some(d) = discovery.as_object_mut() {
             d.insert("token_endpoint_auth_method".into(), json!(method));
         }
-        mcp_servers::Entity::update_many()
+        self.update::<mcp_servers::Entity>()
             .col_expr(mcp_servers::Column::DiscoveryResult, Expr::value(discovery.to_string()))
             .filter(mcp_servers::Column::Id.eq(id.0))
-            .filter(mcp_servers::Column::TenantId.eq(self.tenant_id.0))
             .exec(&txn)
             .await
             .map_err(map_err)?;
-        super::entities::oauth_clients::Entity::update_many()
+        self.update::<super::entities::oauth_clients::Entity>()
             .col_expr(super::entities::oauth_clients::Column::TokenEndpointAuthMethod, Expr::value(method))
-            .filter(super::entities::oauth_clients::Column::TenantId.eq(self.tenant_id.0))
             .filter(super::entities::oauth_clients::Column::ClientId.eq(client_id))
             .exec(&txn)
             .await
@@ -289,7 +286,11 @@ impl TenantStore<'_> {
         let server = model_to_server(self.find_server(&txn, id).await?)?;
         // Its grants end with it, and their tokens are revoked at the provider.
         self.revoke_all(&txn, Some(id), None, None, actor).await?;
-        mcp_servers::Entity::delete_by_id(id.0).exec(&txn).await.map_err(map_err)?;
+        self.delete::<mcp_servers::Entity>()
+            .filter(mcp_servers::Column::Id.eq(id.0))
+            .exec(&txn)
+            .await
+            .map_err(map_err)?;
         audit::record(&txn, self.entry(actor, "mcp_server.deleted", &server)).await?;
         txn.commit().await.map_err(map_err)
     }

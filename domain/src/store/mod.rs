@@ -20,6 +20,7 @@ mod oauth_clients;
 mod rediscovery;
 mod refresh;
 mod revocation;
+mod scoped;
 mod settings;
 mod tenants;
 mod tickets;

@@ -1,6 +1,6 @@
 //! Registered OAuth clients; their secrets sealed with AAD bound to (tenant, row, column).
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, Set};
 
 use super::entities::oauth_clients;
 use super::{TenantStore, is_unique_violation, map_err};
@@ -64,8 +64,8 @@ impl TenantStore<'_> {
         issuer: &str,
         client_type: ClientType,
     ) -> Result<Option<OAuthClient>, DomainError> {
-        let found = oauth_clients::Entity::find()
-            .filter(oauth_clients::Column::TenantId.eq(self.tenant_id.0))
+        let found = self
+            .find::<oauth_clients::Entity>()
             .filter(oauth_clients::Column::Issuer.eq(issuer))
             .filter(oauth_clients::Column::ClientType.eq(client_type.as_str()))
             .one(&self.store.db)

@@ -87,10 +87,10 @@ impl TenantStore<'_> {
         let mut ended = 0;
         // A grant whose row changed under us (a refresh landed) is read again on the next pass.
         for _ in 0..3 {
-            let ids: Vec<uuid::Uuid> = connections::Entity::find()
+            let ids: Vec<uuid::Uuid> = self
+                .find::<connections::Entity>()
                 .select_only()
                 .column(connections::Column::Id)
-                .filter(connections::Column::TenantId.eq(self.tenant_id.0))
                 .filter(connections::Column::McpServerId.eq(server.0))
                 .filter(connections::Column::Issuer.ne(issuer))
                 .filter(

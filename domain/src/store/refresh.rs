@@ -150,10 +150,10 @@ impl TenantStore<'_> {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, DomainError> {
-        let res = connections::Entity::update_many()
+        let res = self
+            .update::<connections::Entity>()
             .col_expr(connections::Column::LeaseOwner, Expr::value(owner))
             .col_expr(connections::Column::LeaseUntil, Expr::value(until))
-            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
             .filter(connections::Column::Id.eq(id))
             .filter(connections::Column::Version.eq(version))
             .filter(lease_free(now))
@@ -171,11 +171,10 @@ impl TenantStore<'_> {
         owner: &str,
         retry_at: DateTime<Utc>,
     ) -> Result<(), DomainError> {
-        connections::Entity::update_many()
+        self.update::<connections::Entity>()
             .col_expr(connections::Column::LeaseOwner, Expr::value(Option::<String>::None))
             .col_expr(connections::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
             .col_expr(connections::Column::NextRefreshAt, Expr::value(retry_at))
-            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
             .filter(connections::Column::Id.eq(id))
             .filter(connections::Column::LeaseOwner.eq(owner))
             .exec(&self.store.db)
@@ -186,8 +185,8 @@ impl TenantStore<'_> {
 
     /// The connection with its token set opened.
     pub async fn refresh_row(&self, id: uuid::Uuid) -> Result<RefreshRow, DomainError> {
-        let m = connections::Entity::find_by_id(id)
-            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
+        let m = self
+            .find_by_id::<connections::Entity, _>(id)
             .one(&self.store.db)
             .await
             .map_err(map_err)?
@@ -244,7 +243,8 @@ impl TenantStore<'_> {
             .seal(&self.token_ctx(&row.key), &plain)
             .map_err(|e| DomainError::internal_from("sealing a token set failed", e))?;
         let (_write, txn) = self.store.begin_write().await?;
-        let res = connections::Entity::update_many()
+        let res = self
+            .update::<connections::Entity>()
             .col_expr(connections::Column::TokenSet, Expr::value(sealed))
             .col_expr(connections::Column::ExpiresAt, Expr::value(tokens.expires_at))
             .col_expr(connections::Column::NextRefreshAt, Expr::value(next_refresh_at(tokens, now)))
@@ -259,7 +259,6 @@ impl TenantStore<'_> {
             .col_expr(connections::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
             .col_expr(connections::Column::Version, Expr::col(connections::Column::Version).add(1))
             .col_expr(connections::Column::UpdatedAt, Expr::value(now))
-            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
             .filter(connections::Column::Id.eq(row.id))
             .filter(connections::Column::Version.eq(row.version))
             .filter(connections::Column::Status.is_in(["connected", "expired"]))
@@ -294,12 +293,12 @@ impl TenantStore<'_> {
         now: DateTime<Utc>,
     ) -> Result<bool, DomainError> {
         let (_write, txn) = self.store.begin_write().await?;
-        let mut update = connections::Entity::update_many()
+        let mut update = self
+            .update::<connections::Entity>()
             .col_expr(connections::Column::LeaseOwner, Expr::value(Option::<String>::None))
             .col_expr(connections::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
             .col_expr(connections::Column::UpdatedAt, Expr::value(now))
             .col_expr(connections::Column::Version, Expr::col(connections::Column::Version).add(1))
-            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
             .filter(connections::Column::Id.eq(row.id))
             .filter(connections::Column::Version.eq(row.version))
             .filter(connections::Column::Status.is_in(["connected", "expired"]));

@@ -3,7 +3,7 @@
 //! the sealed tokens, the revocation endpoint, the client's credentials with the secret re-sealed
 //! for that job alone — so it works after the grant's server, agent, user or tenant is gone.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, Set};
 
 use super::entities::connections;
 use super::issuances::insert_issuance;
@@ -29,7 +29,8 @@ impl TenantStore<'_> {
         actor: &crate::tenant::Actor,
     ) -> Result<Option<Connection>, DomainError> {
         let (_write, txn) = self.store.begin_write().await?;
-        let Some(row) = connections::Entity::find().filter(self.grant_filter(key)).one(&txn).await.map_err(map_err)?
+        let Some(row) =
+            self.find::<connections::Entity>().filter(self.grant_filter(key)).one(&txn).await.map_err(map_err)?
         else {
             return Ok(None);
         };
@@ -49,8 +50,8 @@ impl TenantStore<'_> {
         user: Option<&str>,
         actor: &crate::tenant::Actor,
     ) -> Result<usize, DomainError> {
-        let mut q = connections::Entity::find()
-            .filter(connections::Column::TenantId.eq(self.tenant_id.0))
+        let mut q = self
+            .find::<connections::Entity>()
             .filter(connections::Column::Status.ne(ConnectionStatus::Revoked.as_str()));
         if let Some(s) = server {
             q = q.filter(connections::Column::McpServerId.eq(s.0));

@@ -1,6 +1,6 @@
 //! Tenant settings.
 
-use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use sea_orm::{ActiveModelTrait, Set};
 
 use super::entities::tenant_settings;
 use super::{TenantStore, json_err, map_err};
@@ -9,7 +9,11 @@ use crate::tenant::TenantSettings;
 
 impl TenantStore<'_> {
     pub async fn settings(&self) -> Result<TenantSettings, DomainError> {
-        let row = tenant_settings::Entity::find_by_id(self.tenant_id.0).one(&self.store.db).await.map_err(map_err)?;
+        let row = self
+            .find_by_id::<tenant_settings::Entity, _>(self.tenant_id.0)
+            .one(&self.store.db)
+            .await
+            .map_err(map_err)?;
         Ok(match row {
             Some(r) => {
                 TenantSettings { return_urls: serde_json::from_str(&r.return_urls).map_err(json_err("return urls"))? }
@@ -21,7 +25,7 @@ impl TenantStore<'_> {
     pub async fn put_settings(&self, settings: &TenantSettings) -> Result<TenantSettings, DomainError> {
         let (_write, txn) = self.store.begin_write().await?;
         let urls = serde_json::to_string(&settings.return_urls).map_err(json_err("return urls"))?;
-        match tenant_settings::Entity::find_by_id(self.tenant_id.0).one(&txn).await.map_err(map_err)? {
+        match self.find_by_id::<tenant_settings::Entity, _>(self.tenant_id.0).one(&txn).await.map_err(map_err)? {
             Some(row) => {
                 let mut active: tenant_settings::ActiveModel = row.into();
                 active.return_urls = Set(urls);

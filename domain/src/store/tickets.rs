@@ -1,6 +1,6 @@
 //! Session-ticket keys (one Ed25519 key per tenant, private half sealed) and revocations.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, PaginatorTrait, QueryFilter, Set};
 use serde_json::json;
 
 use super::audit::{self, AuditEntry};
@@ -24,8 +24,11 @@ impl TenantStore<'_> {
     /// The tenant's signing key, created on first use.
     pub async fn signing_key(&self) -> Result<SigningKey, DomainError> {
         let internal = |e: crate::ticket::TicketError| DomainError::internal_from("a ticket key could not be made", e);
-        if let Some(row) =
-            tenant_signing_keys::Entity::find_by_id(self.tenant_id.0).one(&self.store.db).await.map_err(map_err)?
+        if let Some(row) = self
+            .find_by_id::<tenant_signing_keys::Entity, _>(self.tenant_id.0)
+            .one(&self.store.db)
+            .await
+            .map_err(map_err)?
         {
             let private = self
                 .store
@@ -58,7 +61,8 @@ impl TenantStore<'_> {
     pub async fn revoke_tickets(&self, actor: &Actor, ids: &[String]) -> Result<(), DomainError> {
         let (_write, txn) = self.store.begin_write().await?;
         for id in ids {
-            let exists = revoked_tickets::Entity::find_by_id((self.tenant_id.0, id.clone()))
+            let exists = self
+                .find_by_id::<revoked_tickets::Entity, _>((self.tenant_id.0, id.clone()))
                 .one(&txn)
                 .await
                 .map_err(map_err)?
@@ -91,8 +95,8 @@ impl TenantStore<'_> {
 
     /// Whether any of a ticket's revocation ids (one per block) is revoked.
     pub async fn any_ticket_revoked(&self, ids: &[String]) -> Result<bool, DomainError> {
-        let n = revoked_tickets::Entity::find()
-            .filter(revoked_tickets::Column::TenantId.eq(self.tenant_id.0))
+        let n = self
+            .find::<revoked_tickets::Entity>()
             .filter(revoked_tickets::Column::RevocationId.is_in(ids.iter().cloned()))
             .count(&self.store.db)
             .await

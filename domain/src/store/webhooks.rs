@@ -1,7 +1,7 @@
 //! A tenant's webhook (URL and sealed signing secret), and what a delivery needs: the event.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, Set};
 
 use super::entities::{connection_events, tenant_webhooks};
 use super::{TenantStore, json_err, map_err};
@@ -38,8 +38,11 @@ impl TenantStore<'_> {
     }
 
     pub async fn webhook(&self) -> Result<Option<Webhook>, DomainError> {
-        let Some(row) =
-            tenant_webhooks::Entity::find_by_id(self.tenant_id.0).one(&self.store.db).await.map_err(map_err)?
+        let Some(row) = self
+            .find_by_id::<tenant_webhooks::Entity, _>(self.tenant_id.0)
+            .one(&self.store.db)
+            .await
+            .map_err(map_err)?
         else {
             return Ok(None);
         };
@@ -71,7 +74,7 @@ impl TenantStore<'_> {
             .seal(&self.webhook_ctx(), secret.as_bytes())
             .map_err(|e| DomainError::internal_from("a webhook secret could not be made", e))?;
         let (_write, txn) = self.store.begin_write().await?;
-        match tenant_webhooks::Entity::find_by_id(self.tenant_id.0).one(&txn).await.map_err(map_err)? {
+        match self.find_by_id::<tenant_webhooks::Entity, _>(self.tenant_id.0).one(&txn).await.map_err(map_err)? {
             Some(row) => {
                 let mut active: tenant_webhooks::ActiveModel = row.into();
                 active.url = Set(url.to_owned());
@@ -98,18 +101,13 @@ impl TenantStore<'_> {
 
     /// Removes the webhook; `false` when there was none.
     pub async fn delete_webhook(&self) -> Result<bool, DomainError> {
-        let res =
-            tenant_webhooks::Entity::delete_by_id(self.tenant_id.0).exec(&self.store.db).await.map_err(map_err)?;
+        let res = self.delete::<tenant_webhooks::Entity>().exec(&self.store.db).await.map_err(map_err)?;
         Ok(res.rows_affected == 1)
     }
 
     /// One event of this tenant.
     pub async fn event(&self, id: uuid::Uuid) -> Result<Option<StoredEvent>, DomainError> {
-        let Some(r) = connection_events::Entity::find_by_id(id)
-            .filter(connection_events::Column::TenantId.eq(self.tenant_id.0))
-            .one(&self.store.db)
-            .await
-            .map_err(map_err)?
+        let Some(r) = self.find_by_id::<connection_events::Entity, _>(id).one(&self.store.db).await.map_err(map_err)?
         else {
             return Ok(None);
         };
@@ -125,10 +123,7 @@ impl TenantStore<'_> {
     /// This tenant's events after `after` (UUIDv7 order), oldest first, at most `limit`.
     pub async fn events_after(&self, after: Option<uuid::Uuid>, limit: u64) -> Result<Vec<StoredEvent>, DomainError> {
         use sea_orm::{QueryOrder, QuerySelect};
-        let mut q = connection_events::Entity::find()
-            .filter(connection_events::Column::TenantId.eq(self.tenant_id.0))
-            .order_by_asc(connection_events::Column::Id)
-            .limit(limit);
+        let mut q = self.find::<connection_events::Entity>().order_by_asc(connection_events::Column::Id).limit(limit);
         if let Some(a) = after {
             q = q.filter(connection_events::Column::Id.gt(a));
         }
