@@ -170,7 +170,7 @@ impl FromRequest for TicketContext {
                 None => {
                     // An unknown tenant has no key: the ticket cannot be valid. A database that does
                     // not answer is a 503 to retry, not a verdict on the ticket.
-                    state.store.get_tenant(tenant_id).await.map_err(|e| match e {
+                    state.store.admin().get_tenant(tenant_id).await.map_err(|e| match e {
                         switchboard_domain::DomainError::NotFound { .. } => ApiError::from(TicketError::BadSignature),
                         other => ApiError::from(other),
                     })?;

@@ -45,11 +45,12 @@ pub async fn migrate(store: &Store) -> anyhow::Result<()> {
 /// On the first start of an empty embedded database, creates a `default` tenant and writes its
 /// API key to `<data_dir>/bootstrap-api-key` (mode 0600), so a newcomer can call the API at once.
 pub async fn default_tenant(store: &Store, data_dir: &Path) -> anyhow::Result<()> {
-    if store.backend() != Backend::Sqlite || store.count_tenants().await? > 0 {
+    if store.backend() != Backend::Sqlite || store.admin().count_tenants().await? > 0 {
         return Ok(());
     }
     let path = data_dir.join(BOOTSTRAP_KEY_FILE);
     let (tenant, key) = store
+        .admin()
         .create_tenant(&Actor::System, TenantSpec { name: "default".into(), slug: Some("default".into()) })
         .await?;
     let _ = std::fs::remove_file(&path);

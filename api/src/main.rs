@@ -462,7 +462,7 @@ async fn admin(command: AdminCommand, store: &Store) -> anyhow::Result<()> {
         AdminCommand::Tenant { command: TenantCommand::Create { name, slug, json } } => {
             let spec = switchboard_domain::tenant::validate_create(&serde_json::json!({"name": name, "slug": slug}))
                 .map_err(explain)?;
-            let (tenant, key) = store.create_tenant(&Actor::Admin, spec).await?;
+            let (tenant, key) = store.admin().create_tenant(&Actor::Admin, spec).await?;
             if json {
                 println!(
                     "{}",
@@ -484,6 +484,7 @@ async fn admin(command: AdminCommand, store: &Store) -> anyhow::Result<()> {
             let mut all = Vec::new();
             loop {
                 let page = store
+                    .admin()
                     .list_tenants(switchboard_domain::page::PageRequest::parse(Some("100"), cursor.as_deref())?)
                     .await?;
                 all.extend(page.data);
@@ -564,7 +565,7 @@ async fn admin(command: AdminCommand, store: &Store) -> anyhow::Result<()> {
             }
         }
         AdminCommand::ApiKey { command: ApiKeyCommand::Create { tenant, name, json } } => {
-            let key = store.create_api_key(&Actor::Admin, tenant.into(), name).await?;
+            let key = store.admin().create_api_key(&Actor::Admin, tenant.into(), name).await?;
             if json {
                 println!(
                     "{}",

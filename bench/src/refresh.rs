@@ -75,7 +75,8 @@ pub async fn run(bin: &str, admin_url: &str, sizes: &[usize], due: usize, worker
         bail!("migrate failed");
     }
     let store = Store::connect(&url, Envelope::from_base64(&master_key)?, &StoreOptions::default()).await?;
-    let (tenant, _) = store.create_tenant(&Actor::System, TenantSpec { name: "bench".into(), slug: None }).await?;
+    let (tenant, _) =
+        store.admin().create_tenant(&Actor::System, TenantSpec { name: "bench".into(), slug: None }).await?;
     let t = store.tenant(tenant.id);
     let count = Arc::new(AtomicU64::new(0));
     let as_base = fast_provider(count.clone())?;
@@ -131,7 +132,7 @@ pub async fn run(bin: &str, admin_url: &str, sizes: &[usize], due: usize, worker
         let mut claim = Vec::new();
         for _ in 0..21 {
             let t0 = Instant::now();
-            let found = store.due_refreshes(switchboard_domain::clock::now(), 256).await?;
+            let found = store.queue().due_refreshes(switchboard_domain::clock::now(), 256).await?;
             find.push(t0.elapsed().as_secs_f64() * 1000.0);
             if found.len() != 256 {
                 bail!("expected 256 due, found {}", found.len());

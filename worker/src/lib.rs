@@ -63,16 +63,16 @@ impl Worker {
     pub async fn housekeeping(&self) {
         // The database's clock, which leases and due dates are measured on.
         let now = self.store.database_now().await.map_or_else(|_| switchboard_domain::clock::now(), |c| c.now());
-        match self.store.sweep_expired_flows(now).await {
+        match self.store.queue().sweep_expired_flows(now).await {
             Ok((0, 0)) => {}
             Ok((flows, grants)) => tracing::info!(flows, grants, "expired consent flows swept"),
             Err(e) => tracing::warn!(error = %e, "sweeping expired consent flows failed"),
         }
-        if let Err(e) = self.store.purge_done_jobs(now, now - chrono::TimeDelta::days(7)).await {
+        if let Err(e) = self.store.queue().purge_done_jobs(now, now - chrono::TimeDelta::days(7)).await {
             tracing::warn!(error = %e, "purging finished jobs failed");
         }
         if self.jobs.rediscovers() {
-            match self.store.enqueue_due_rediscoveries(now, 100).await {
+            match self.store.queue().enqueue_due_rediscoveries(now, 100).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(servers = n, "rediscoveries queued"),
                 Err(e) => tracing::warn!(error = %e, "queueing rediscoveries failed"),

@@ -115,7 +115,7 @@ impl Refresher {
         let clock = self.store.database_now().await?;
         let now = clock.now();
         let until = now + chrono::TimeDelta::from_std(self.lease).unwrap_or(chrono::TimeDelta::seconds(30));
-        let claimed = self.store.claim_due_refreshes(&self.owner, now, until, limit).await?;
+        let claimed = self.store.queue().claim_due_refreshes(&self.owner, now, until, limit).await?;
         let clock = &clock;
         let outcomes: Vec<Outcome> = futures_util::stream::iter(claimed)
             .map(|d| async move {

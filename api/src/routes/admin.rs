@@ -136,7 +136,7 @@ pub async fn create_tenant(
     let body = body.into_inner();
     idempotency::run(&state, &req, TenantId(uuid::Uuid::nil()), "admin:create_tenant", &body, || async {
         let spec = tenant::validate_create(&body)?;
-        let (t, key) = state.store.create_tenant(&Actor::Admin, spec).await?;
+        let (t, key) = state.store.admin().create_tenant(&Actor::Admin, spec).await?;
         let res = CreatedTenantResponse {
             id: t.id.0,
             name: t.name,
@@ -164,7 +164,7 @@ pub async fn list_tenants(
     _admin: AdminContext,
     query: web::Query<ListQuery>,
 ) -> Result<web::Json<TenantList>, ApiError> {
-    let page = state.store.list_tenants(query.page()?).await?;
+    let page = state.store.admin().list_tenants(query.page()?).await?;
     Ok(web::Json(TenantList { data: page.data.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
 }
 
@@ -178,7 +178,7 @@ pub async fn get_tenant(
     id: web::Path<String>,
 ) -> Result<web::Json<TenantResponse>, ApiError> {
     let id: TenantId = parse_id("tenant", &id)?;
-    Ok(web::Json(state.store.get_tenant(id).await?.into()))
+    Ok(web::Json(state.store.admin().get_tenant(id).await?.into()))
 }
 
 /// Create an API key for a tenant.
@@ -204,7 +204,7 @@ pub async fn create_api_key(
     let scope = format!("admin:create_api_key:{tenant_id}");
     idempotency::run(&state, &req, TenantId(uuid::Uuid::nil()), &scope, &fingerprint, || async {
         let name = tenant::validate_api_key(body.as_ref())?;
-        let key = state.store.create_api_key(&Actor::Admin, tenant_id, name).await?;
+        let key = state.store.admin().create_api_key(&Actor::Admin, tenant_id, name).await?;
         Ok(Created {
             status: StatusCode::CREATED,
             body: serde_json::to_value(CreatedApiKeyResponse::from(key)).unwrap_or_default(),
@@ -226,7 +226,7 @@ pub async fn delete_tenant(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant_id: TenantId = parse_id("tenant", &id)?;
-    let done = state.store.delete_tenant(&Actor::Admin, tenant_id).await?;
+    let done = state.store.admin().delete_tenant(&Actor::Admin, tenant_id).await?;
     state.keys.forget_tenant(tenant_id);
     state.runtime.wakeups.wake();
     Ok(HttpResponse::Accepted().json(TenantDeletionResponse {
@@ -248,7 +248,7 @@ pub async fn delete_api_key(
 ) -> Result<HttpResponse, ApiError> {
     let tenant_id: TenantId = parse_id("tenant", &path.0)?;
     let key_id: ApiKeyId = parse_id("api key", &path.1)?;
-    state.store.delete_api_key(&Actor::Admin, tenant_id, key_id).await?;
+    state.store.admin().delete_api_key(&Actor::Admin, tenant_id, key_id).await?;
     state.keys.evict(key_id);
     Ok(HttpResponse::NoContent().finish())
 }

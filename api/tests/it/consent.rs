@@ -616,7 +616,7 @@ async fn expired_flows_are_swept_and_their_grants_reset() {
         store.create_flow(&flow, &switchboard_domain::crypto::hex_digest(user.as_bytes())).await.expect("flow");
         store.set_status(&key(user), ConnectionStatus::PendingConsent, None).await.expect("pending");
     }
-    assert_eq!(app.store().sweep_expired_flows(switchboard_domain::clock::now()).await.expect("sweep"), (1, 1));
+    assert_eq!(app.store().queue().sweep_expired_flows(switchboard_domain::clock::now()).await.expect("sweep"), (1, 1));
     let status = |user: &'static str| {
         let app = &app;
         async move {
@@ -629,7 +629,7 @@ async fn expired_flows_are_swept_and_their_grants_reset() {
     assert_eq!(status("late").await, "not_connected");
     assert_eq!(status("waiting").await, "pending_consent");
     assert_eq!(
-        app.store().sweep_expired_flows(switchboard_domain::clock::now()).await.expect("sweep"),
+        app.store().queue().sweep_expired_flows(switchboard_domain::clock::now()).await.expect("sweep"),
         (0, 0),
         "idempotent"
     );

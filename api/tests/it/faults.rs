@@ -431,6 +431,7 @@ async fn finished_jobs_are_purged_dead_ones_kept() {
     assert_eq!(
         ok.app
             .store()
+            .queue()
             .purge_done_jobs(
                 switchboard_domain::clock::now(),
                 switchboard_domain::clock::now() - chrono::TimeDelta::days(7)
@@ -441,8 +442,14 @@ async fn finished_jobs_are_purged_dead_ones_kept() {
     );
     // As of a week later: the done one goes, the dead one stays.
     let later = switchboard_domain::clock::now() + chrono::TimeDelta::seconds(1);
-    assert_eq!(ok.app.store().purge_done_jobs(switchboard_domain::clock::now(), later).await.expect("purge"), 1);
-    assert_eq!(refused.app.store().purge_done_jobs(switchboard_domain::clock::now(), later).await.expect("purge"), 0);
+    assert_eq!(
+        ok.app.store().queue().purge_done_jobs(switchboard_domain::clock::now(), later).await.expect("purge"),
+        1
+    );
+    assert_eq!(
+        refused.app.store().queue().purge_done_jobs(switchboard_domain::clock::now(), later).await.expect("purge"),
+        0
+    );
     assert!(status(&ok).await.is_empty());
     assert_eq!(status(&refused).await, ["dead"]);
 }
@@ -456,6 +463,7 @@ async fn a_disconnect_during_a_refresh_is_not_undone() {
     let due = s
         .app
         .store()
+        .queue()
         .claim_due_refreshes(
             "slow-worker",
             switchboard_domain::clock::now(),

@@ -123,6 +123,7 @@ impl TestApp {
             .expect("open store");
         switchboard_api::bootstrap::migrate(&store).await.expect("migrate");
         let (tenant, key) = store
+            .admin()
             .create_tenant(&Actor::System, TenantSpec { name: format!("test {}", random_hex()), slug: None })
             .await
             .expect("tenant");
@@ -203,6 +204,7 @@ impl TestApp {
     pub async fn other_tenant(&self) -> (TenantId, String) {
         let (t, k) = self
             .store()
+            .admin()
             .create_tenant(&Actor::System, TenantSpec { name: format!("other {}", random_hex()), slug: None })
             .await
             .expect("tenant");

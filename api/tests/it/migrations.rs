@@ -21,7 +21,7 @@ async fn migrations_apply_to_an_empty_database_and_roll_back() {
     assert!(Migrator::get_pending_migrations(db).await.expect("pending").is_empty());
     switchboard_api::bootstrap::migrate(&store).await.expect("up again is a no-op");
     // The schema works: a tenant round-trips.
-    assert_eq!(store.count_tenants().await.expect("count"), 0);
+    assert_eq!(store.admin().count_tenants().await.expect("count"), 0);
     // And comes down cleanly.
     Migrator::down(db, None).await.expect("down");
     assert_eq!(Migrator::get_pending_migrations(db).await.expect("pending").len(), Migrator::migrations().len());

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::audit::{self, AuditEntry};
 use super::entities::{api_keys, auth_flows, connections, issuances, jobs, tenant_signing_keys, tenants};
-use super::{Store, TenantStore, map_err};
+use super::{AdminStore, QueueStore, TenantStore, map_err};
 use crate::job::{Job, PURGE_TENANT};
 use crate::tenant::Actor;
 use crate::{DomainError, TenantId};
@@ -39,7 +39,7 @@ pub enum PurgeStep {
     NotDeleting,
 }
 
-impl Store {
+impl AdminStore<'_> {
     /// Starts deleting a tenant: revokes every grant (revocation jobs queued), deletes its API keys
     /// and ticket keys, marks it deleted and queues the purge. Again on a tenant being deleted:
     /// nothing more happens, and the same answer comes back.
@@ -106,7 +106,9 @@ impl Store {
         txn.commit().await.map_err(map_err)?;
         Ok(TenantDeletion { deleted_at, grants_revoked })
     }
+}
 
+impl QueueStore<'_> {
     /// The second step of a tenant deletion (the worker's `purge_tenant` job): once no revocation
     /// job of the tenant is left to run, deletes the tenant row and, by cascade, all its data.
     pub async fn purge_tenant(&self, id: TenantId) -> Result<PurgeStep, DomainError> {

@@ -15,7 +15,7 @@ use sea_orm::{
 };
 
 use super::entities::jobs;
-use super::{Store, TenantStore, map_err};
+use super::{QueueStore, TenantStore, map_err};
 use crate::job::Job;
 use crate::{DomainError, TenantId};
 
@@ -117,7 +117,7 @@ pub(super) async fn enqueue_with_id(
     Ok(id)
 }
 
-impl Store {
+impl QueueStore<'_> {
     /// Claims up to `limit` due jobs for `owner` until `until`. Each claim counts an attempt.
     pub async fn claim_jobs(
         &self,
@@ -249,7 +249,7 @@ impl TenantStore<'_> {
     }
 }
 
-impl Store {
+impl QueueStore<'_> {
     /// Deletes jobs that finished (`done`) before `before`; dead jobs stay for operators. Also
     /// buries jobs whose worker died during their last attempt (lease lapsed as of `now`, the
     /// database time leases are measured on; no attempt left), which no claim will take again.

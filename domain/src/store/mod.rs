@@ -175,6 +175,18 @@ impl Store {
         TenantStore { store: self, tenant_id }
     }
 
+    /// The platform admin's view: tenants, their API keys, their deletion. Spans tenants.
+    #[must_use]
+    pub fn admin(&self) -> AdminStore<'_> {
+        AdminStore(self)
+    }
+
+    /// The workers' view: the job queue, due refreshes, housekeeping sweeps. Spans tenants.
+    #[must_use]
+    pub fn queue(&self) -> QueueStore<'_> {
+        QueueStore(self)
+    }
+
     /// Begins a write transaction (serialised per process on SQLite). Keep the guard until the
     /// transaction is committed or dropped.
     pub(crate) async fn begin_write(
@@ -223,6 +235,28 @@ impl Store {
         let at = chrono::DateTime::from_timestamp_micros(micros)
             .ok_or_else(|| DomainError::internal(format!("the database clock reads {secs}, not a time")))?;
         Ok(crate::clock::Reading::new(at))
+    }
+}
+
+/// The platform admin's part of the store ([`Store::admin`]).
+#[derive(Clone, Copy, Debug)]
+pub struct AdminStore<'a>(&'a Store);
+
+/// The workers' part of the store ([`Store::queue`]).
+#[derive(Clone, Copy, Debug)]
+pub struct QueueStore<'a>(&'a Store);
+
+impl std::ops::Deref for AdminStore<'_> {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        self.0
+    }
+}
+
+impl std::ops::Deref for QueueStore<'_> {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        self.0
     }
 }
 
@@ -314,7 +348,7 @@ mod sqlite_write_tests {
         Migrator::up(ours.connection(), None).await?;
         let theirs = Store::connect(&url, envelope, &options).await?;
         let spec = crate::tenant::TenantSpec { name: "one".into(), slug: None };
-        ours.create_tenant(&crate::tenant::Actor::System, spec).await?;
+        ours.admin().create_tenant(&crate::tenant::Actor::System, spec).await?;
 
         let (_lock, txn) = ours.begin_write().await?;
         entities::tenants::Entity::find().all(&txn).await?;

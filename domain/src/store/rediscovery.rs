@@ -8,14 +8,14 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::entities::{connections, mcp_servers, tenants};
-use super::{RefreshFailure, Store, TenantStore, map_err};
+use super::{QueueStore, RefreshFailure, TenantStore, map_err};
 use crate::connection::ConnectionStatus;
 use crate::{DomainError, McpServerId, TenantId};
 
 /// How often a server is rediscovered in the background.
 pub const REDISCOVER_EVERY: TimeDelta = TimeDelta::hours(24);
 
-impl Store {
+impl QueueStore<'_> {
     /// Queues a rediscovery job for up to `limit` servers whose rediscovery is due, moving each one's
     /// `rediscover_at` a day ahead in the same transaction (so no other worker queues it too).
     /// Cross-tenant: this is the worker's schedule. Returns how many were queued.

@@ -16,7 +16,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 
 use super::entities::connections;
-use super::{Store, TenantStore, json_err, map_err};
+use super::{QueueStore, TenantStore, json_err, map_err};
 use crate::connection::{ConnectionStatus, GrantKey, LastError, TokenSet, next_refresh_at};
 use crate::crypto::SealContext;
 use crate::{DomainError, TenantId};
@@ -59,7 +59,7 @@ fn lease_free(now: DateTime<Utc>) -> Condition {
     Condition::any().add(connections::Column::LeaseUntil.is_null()).add(connections::Column::LeaseUntil.lt(now))
 }
 
-impl Store {
+impl QueueStore<'_> {
     /// Connections due for refresh (connected, or expired after transient failures), oldest due
     /// first, leases free. Cross-tenant by nature: this is the worker's queue.
     pub async fn due_refreshes(&self, now: DateTime<Utc>, limit: u64) -> Result<Vec<DueRefresh>, DomainError> {
@@ -89,7 +89,7 @@ struct ClaimedRefresh {
     version: i64,
 }
 
-impl Store {
+impl QueueStore<'_> {
     /// Finds up to `limit` due grants and takes their leases for `owner` until `until`: on
     /// Postgres in one statement (`FOR UPDATE SKIP LOCKED`, so concurrent workers get disjoint
     /// batches); on SQLite, one compare-and-swap per row. Returns the claimed grants.

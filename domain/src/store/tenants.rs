@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::audit::{self, AuditEntry};
 use super::entities::{api_keys, tenants};
-use super::{Store, is_unique_violation, map_err};
+use super::{AdminStore, Store, is_unique_violation, map_err};
 use crate::api_key;
 use crate::page::{Page, PageRequest};
 use crate::tenant::{Actor, ApiKey, CreatedApiKey, Tenant, TenantSpec};
@@ -19,7 +19,7 @@ fn key(m: api_keys::Model) -> ApiKey {
     ApiKey { id: m.id.into(), tenant_id: m.tenant_id.into(), name: m.name, prefix: m.prefix, created_at: m.created_at }
 }
 
-impl Store {
+impl AdminStore<'_> {
     /// Creates a tenant and its first API key in one transaction.
     pub async fn create_tenant(&self, actor: &Actor, spec: TenantSpec) -> Result<(Tenant, CreatedApiKey), DomainError> {
         let explicit = spec.slug.is_some();
@@ -171,7 +171,9 @@ impl Store {
         txn.commit().await.map_err(map_err)?;
         Ok(key(found))
     }
+}
 
+impl Store {
     /// Finds the key a bearer value names: by its visible prefix, then a constant-time digest match.
     pub async fn authenticate_api_key(&self, presented: &str) -> Result<Option<ApiKey>, DomainError> {
         let Some((prefix, digest)) = api_key::parse(presented) else { return Ok(None) };

@@ -80,7 +80,7 @@ impl JobRunner {
         let clock = self.store.database_now().await?;
         let now = clock.now();
         let until = now + chrono::TimeDelta::from_std(self.lease).unwrap_or(chrono::TimeDelta::seconds(60));
-        let jobs = self.store.claim_jobs(&self.owner, now, until, limit).await?;
+        let jobs = self.store.queue().claim_jobs(&self.owner, now, until, limit).await?;
         let clock = &clock;
         let n = jobs.len();
         futures_util::stream::iter(jobs)
@@ -91,7 +91,7 @@ impl JobRunner {
                 }
                 let dead = matches!(end, JobEnd::Dead { .. })
                     || (matches!(end, JobEnd::Retry { .. }) && job.attempts >= job.max_attempts);
-                match self.store.finish_job(&job, &self.owner, &end).await {
+                match self.store.queue().finish_job(&job, &self.owner, &end).await {
                     Ok(true) if dead => self.dead_letter(&job, &end).await,
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, job.id = %job.id, "recording a job's end failed; it will run again"),

@@ -8,7 +8,7 @@ use switchboard_domain::store::{ClaimedJob, JobEnd, PurgeStep, Store};
 use super::retry::retry_at;
 
 pub(super) async fn run(store: &Store, job: &ClaimedJob, clock: &Reading) -> Result<JobEnd, DomainError> {
-    Ok(match store.purge_tenant(job.tenant_id).await? {
+    Ok(match store.queue().purge_tenant(job.tenant_id).await? {
         PurgeStep::Purged => {
             tracing::info!(tenant.id = %job.tenant_id, "tenant purged");
             JobEnd::Done
