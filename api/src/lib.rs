@@ -4,7 +4,7 @@
 pub mod app;
 pub mod auth;
 pub mod bootstrap;
-pub mod cli_client;
+pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod error;
@@ -13,7 +13,6 @@ pub mod middleware;
 pub mod openapi;
 pub mod panics;
 pub mod redis;
-pub mod report;
 pub mod routes;
 pub mod state;
 pub mod telemetry;

@@ -129,7 +129,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
         Err(r) => (r, ExitCode::FAILURE),
     };
     if args.verbose || report.error.is_some() {
-        print!("{}", crate::report::client(&report, endpoint.as_str()));
+        print!("{}", super::report::client(&report, endpoint.as_str()));
     } else {
         println!(
             "OK: {} answered with {} tools ({} authorization{}){}",
