@@ -326,26 +326,10 @@ async fn token_request_once(
     steps: &mut Vec<Step>,
 ) -> Result<Tokens, TokenError> {
     let (body, h) = with_client_auth(pairs, auth);
-    let start = Instant::now();
-    let res = fetcher.post(token_url, h, body.into_bytes()).await;
-    let mut step = Step {
-        method: "POST".into(),
-        url: token_url.to_string(),
-        status: None,
-        ms: ms_since(start),
-        error: None,
-        learned: String::new(),
-    };
+    let (mut step, res) = post_form(fetcher, token_url, h, body, "token endpoint").await;
     let out = match res {
-        Err(e) => {
-            step.error = Some(e.to_string());
-            Err(TokenError::Transient {
-                message: format!("the token endpoint could not be reached ({e})"),
-                retry_after: None,
-            })
-        }
+        Err(e) => Err(e),
         Ok(f) => {
-            step.status = Some(f.status.as_u16());
             let json: Value = serde_json::from_slice(&f.body).unwrap_or_default();
             let status = f.status.as_u16();
             match status {
@@ -466,26 +450,10 @@ async fn revoke_once(
         body.push_str("&client_secret=");
         body.extend(url::form_urlencoded::byte_serialize(secret.as_bytes()));
     }
-    let start = Instant::now();
-    let res = fetcher.post(revocation_url, h, body.into_bytes()).await;
-    let mut step = Step {
-        method: "POST".into(),
-        url: revocation_url.to_string(),
-        status: None,
-        ms: ms_since(start),
-        error: None,
-        learned: String::new(),
-    };
+    let (mut step, res) = post_form(fetcher, revocation_url, h, body, "revocation endpoint").await;
     let out = match res {
-        Err(e) => {
-            step.error = Some(e.to_string());
-            Err(TokenError::Transient {
-                message: format!("the revocation endpoint could not be reached ({e})"),
-                retry_after: None,
-            })
-        }
+        Err(e) => Err(e),
         Ok(f) => {
-            step.status = Some(f.status.as_u16());
             let retry_after = f.retry_after();
             let json: Value = serde_json::from_slice(&f.body).unwrap_or_default();
             match f.status.as_u16() {
@@ -503,6 +471,38 @@ async fn revoke_once(
     };
     steps.push(step);
     out
+}
+
+/// One form POST to an OAuth endpoint (`what`, for messages), with its step (status and time)
+/// started; an endpoint that cannot be reached is a transient error.
+async fn post_form(
+    fetcher: &Fetcher,
+    url: &Url,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+    what: &str,
+) -> (Step, Result<crate::http::Fetched, TokenError>) {
+    let start = Instant::now();
+    let res = fetcher.post(url, headers, body.into_bytes()).await;
+    let mut step = Step {
+        method: "POST".into(),
+        url: url.to_string(),
+        status: None,
+        ms: ms_since(start),
+        error: None,
+        learned: String::new(),
+    };
+    let res = match res {
+        Ok(f) => {
+            step.status = Some(f.status.as_u16());
+            Ok(f)
+        }
+        Err(e) => {
+            step.error = Some(e.to_string());
+            Err(TokenError::Transient { message: format!("the {what} could not be reached ({e})"), retry_after: None })
+        }
+    };
+    (step, res)
 }
 
 /// A token request's form body and headers, with the client's authentication. (Synchronous: the
