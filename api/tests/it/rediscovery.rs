@@ -5,22 +5,15 @@
 
 use std::sync::{Arc, Mutex};
 
-use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
 use serde_json::json;
 use switchboard_domain::connection::GrantKey;
-use switchboard_domain::store::entities::mcp_servers;
 
 use crate::helpers::{Options, TestApp};
 use crate::strict_as::{Provider, seed_grant, start_provider};
 
 async fn make_rediscovery_due(app: &TestApp) {
-    mcp_servers::Entity::update_many()
-        .col_expr(
-            mcp_servers::Column::RediscoverAt,
-            sea_orm::sea_query::Expr::value(Some(switchboard_domain::clock::now() - chrono::TimeDelta::minutes(1))),
-        )
-        .filter(mcp_servers::Column::TenantId.eq(app.tenant_id.0))
-        .exec(app.store().database())
+    let when = switchboard_domain::clock::now() - chrono::TimeDelta::minutes(1);
+    switchboard_domain::store::testing::make_rediscoveries_due(app.store(), app.tenant_id, when)
         .await
         .expect("make due");
 }

@@ -4,15 +4,18 @@
 //! exactly one event.
 
 use reqwest::{Method, StatusCode};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
 use switchboard_domain::connection::GrantKey;
-use switchboard_domain::store::entities::connections;
 use switchboard_worker::refresh::Outcome;
 
 use crate::consent::consent_in_browser;
 use crate::helpers::{Options, TestApp};
 use crate::peers::Peers;
+
+/// The id of the first connection of a `/v1/connections` list.
+fn connection_id(listed: &serde_json::Value) -> uuid::Uuid {
+    uuid::Uuid::parse_str(listed["data"][0]["id"].as_str().unwrap_or_default()).expect("a connection id")
+}
 
 /// Makes every connection of the app due now (the explicit "drain" of a test; no sleeping).
 pub async fn make_due(app: &TestApp) {
@@ -22,12 +25,7 @@ pub async fn make_due(app: &TestApp) {
 
 /// Makes every grant of the test's tenant due at `when`.
 pub async fn make_due_at(app: &TestApp, when: chrono::DateTime<chrono::Utc>) {
-    connections::Entity::update_many()
-        .col_expr(connections::Column::NextRefreshAt, sea_orm::sea_query::Expr::value(when))
-        .filter(connections::Column::TenantId.eq(app.tenant_id.0))
-        .exec(app.store().database())
-        .await
-        .expect("make due");
+    switchboard_domain::store::testing::make_refreshes_due(app.store(), app.tenant_id, when).await.expect("make due");
 }
 
 #[tokio::test]
@@ -66,13 +64,8 @@ async fn grants_are_refreshed_ahead_of_expiry_with_rotation() {
     let store = app.store().tenant(app.tenant_id);
     let first = store.token_set(&key).await.expect("read").expect("tokens");
     let r1 = first.refresh_token.clone().expect("a refresh token");
-    let row = connections::Entity::find()
-        .filter(connections::Column::TenantId.eq(app.tenant_id.0))
-        .one(app.store().database())
-        .await
-        .expect("row")
-        .expect("connection");
-    let due_in = (row.next_refresh_at.expect("scheduled") - switchboard_domain::clock::now()).num_seconds();
+    let next = switchboard_domain::store::testing::next_refresh_at(app.store(), app.tenant_id).await.expect("row");
+    let due_in = (next.expect("scheduled") - switchboard_domain::clock::now()).num_seconds();
     assert!((2800..=2880).contains(&due_in), "due at 80 % of the hour: {due_in} s");
 
     let worker = app.worker();
@@ -113,8 +106,13 @@ async fn grants_are_refreshed_ahead_of_expiry_with_rotation() {
     assert!(worker.refresher().tick(100).await.expect("tick").is_empty(), "a dead grant is not retried");
     let listed = app.get(&format!("/v1/connections?mcp_server_id={server}")).await.json();
     assert_eq!(listed["data"][0]["status"], "needs_reauth", "{listed:#}");
-    let events: Vec<String> =
-        store.connection_events(row.id).await.expect("events").into_iter().map(|(_, kind, _, _)| kind).collect();
+    let events: Vec<String> = store
+        .connection_events(connection_id(&listed))
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|(_, kind, _, _)| kind)
+        .collect();
     assert_eq!(
         events,
         ["connection.connected", "connection.refreshed", "connection.refreshed", "connection.reauth_required"]

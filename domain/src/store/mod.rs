@@ -9,7 +9,7 @@
 mod agents;
 mod audit;
 mod connections;
-pub mod entities;
+pub(crate) mod entities;
 mod erasure;
 mod events;
 mod idempotency;
@@ -23,6 +23,8 @@ mod revocation;
 mod scoped;
 mod settings;
 mod tenants;
+#[cfg(feature = "test-support")]
+pub mod testing;
 mod tickets;
 mod webhooks;
 
