@@ -142,5 +142,18 @@ mod tests {
         }
         assert!(found.is_empty(), "unscoped table access in TenantStore methods:\n{}", found.join("\n"));
         assert!(SOURCES.iter().any(|(_, s)| !tenant_impls(s).is_empty()), "the scan found no impl blocks");
+        // Every module of the store is scanned (a new one joins the list, or this fails).
+        for line in include_str!("mod.rs").lines() {
+            // Module declarations of files only (`mod x;`), not inline test modules.
+            let Some(name) = line.trim().strip_suffix(';').and_then(|l| l.rsplit_once("mod ")).map(|(_, n)| n) else {
+                continue;
+            };
+            let file = format!("{name}.rs");
+            let exempt = ["entities.rs", "scoped.rs", "testing.rs"];
+            assert!(
+                exempt.contains(&file.as_str()) || SOURCES.iter().any(|(f, _)| *f == file),
+                "store module {file} is not scanned: add it to SOURCES"
+            );
+        }
     }
 }
