@@ -3,4 +3,4 @@
 # into ${SWITCHBOARD_PEERS_DIR:-$HOME/.cache/switchboard/peers}. Idempotent; see scripts/npm-cache-install.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-exec "$here/../../scripts/npm-cache-install" "$here" "${SWITCHBOARD_PEERS_DIR:-$HOME/.cache/switchboard/peers}" peers.mjs verify-webhook.mjs
+exec "$here/../../scripts/npm-cache-install" "$here" "${SWITCHBOARD_PEERS_DIR:-$HOME/.cache/switchboard/peers}" peers.mjs verify-webhook.mjs upstream.mjs gateway-client.mjs
