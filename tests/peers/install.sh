@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the "real peers" test fixture (peers.mjs and its npm dependencies) outside the repository,
+# Installs the test peers (peers.mjs, upstream.mjs, gateway-client.mjs, verify-webhook.mjs and their npm dependencies) outside the repository,
 # into ${SWITCHBOARD_PEERS_DIR:-$HOME/.cache/switchboard/peers}. Idempotent; see scripts/npm-cache-install.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
