@@ -87,7 +87,10 @@ pub async fn run(bin: &str, admin_url: &str, sizes: &[usize], due: usize, worker
     )?;
     let server = t.create_mcp_server(&Actor::System, spec).await?;
     let agent = t
-        .create_agent(&Actor::System, switchboard_domain::agent::AgentSpec { name: "bench".into(), description: None })
+        .create_agent(
+            &Actor::System,
+            switchboard_domain::agent::AgentSpec { name: "bench".into(), slug: None, description: None },
+        )
         .await?;
     let now = switchboard_domain::clock::now();
     let grant = |i: usize, next: chrono::DateTime<chrono::Utc>| ImportedGrant {

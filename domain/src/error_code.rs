@@ -63,6 +63,8 @@ error_codes! {
     MethodNotAllowed => "method_not_allowed",
     /// The slug is taken in this tenant.
     SlugTaken => "slug_taken",
+    /// The slug names gateway routes that users are connected through; it cannot change now.
+    SlugInUse => "slug_in_use",
     /// A resource with these values already exists.
     Conflict => "conflict",
     /// A request with this `Idempotency-Key` is still running.

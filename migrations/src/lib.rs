@@ -16,6 +16,7 @@ mod m0008_jobs;
 mod m0009_webhooks;
 mod m0010_tenant_deletion;
 mod m0011_rediscovery;
+mod m0012_gateway;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0009_webhooks::Migration),
             Box::new(m0010_tenant_deletion::Migration),
             Box::new(m0011_rediscovery::Migration),
+            Box::new(m0012_gateway::Migration),
         ]
     }
 }

@@ -11,7 +11,7 @@ use switchboard_domain::store::Store;
 use switchboard_domain::tenant::Actor;
 use switchboard_domain::{DomainError, FieldError, TenantId};
 
-use crate::consent::{CheckOutcome, ConnectOutcome, Consent, ConsentOutcome};
+use crate::consent::{CheckOutcome, ConnectOutcome, Consent, ConsentOutcome, Missing, Source, UpstreamCredential};
 use crate::refresh::Refresher;
 use crate::wake::Wakeups;
 
@@ -144,5 +144,83 @@ impl Lifecycle {
             }
             (status, _) => AccessToken::NotConnected { status },
         })
+    }
+
+    /// The credential the MCP gateway presents to `server` for `key`: the user's access token
+    /// refreshed first when it expires within a minute, or — when the server refused `refused`,
+    /// the token presented last — refreshed now (once, however many requests were refused at the
+    /// same time). A grant's token is recorded as an issuance (channel `gateway`) each time it is
+    /// handed out here; the gateway caches it, so that is once per token, not per call.
+    pub async fn upstream_credential(
+        &self,
+        key: &GrantKey,
+        server: &switchboard_domain::mcp_server::McpServer,
+        refused: Option<&str>,
+    ) -> Result<UpstreamCredential, DomainError> {
+        use ConnectionStatus as S;
+        let credential = self.consent.upstream_credential(key, server).await?;
+        let UpstreamCredential::Bearer { token, source: Source::Grant { connection_id, expires_at, scopes } } =
+            &credential
+        else {
+            return match (&credential, refused) {
+                // A refused client-credentials token is dropped; the provider is asked anew.
+                (UpstreamCredential::Bearer { source, .. }, Some(_)) => {
+                    self.consent.refused(source);
+                    self.consent.upstream_credential(key, server).await
+                }
+                _ => Ok(credential),
+            };
+        };
+        let now = switchboard_domain::clock::now();
+        let near = expires_at.is_some_and(|e| e <= now + FRESH_FOR);
+        let row = match refused {
+            Some(refused) => self.refresher.replace_refused(key.tenant_id, *connection_id, refused).await?,
+            None if near => self.refresher.ensure_fresh(key.tenant_id, *connection_id, FRESH_FOR).await?,
+            None => {
+                self.record_gateway_issuance(key, scopes, *expires_at).await?;
+                return Ok(UpstreamCredential::Bearer {
+                    token: token.clone(),
+                    source: Source::Grant {
+                        connection_id: *connection_id,
+                        expires_at: *expires_at,
+                        scopes: scopes.clone(),
+                    },
+                });
+            }
+        };
+        Ok(match (row.status, row.tokens) {
+            (S::Connected | S::Expired, Some(tokens)) => {
+                let replaced = refused.is_none_or(|r| tokens.access_token.expose() != r);
+                if tokens.expires_at.is_some_and(|e| e <= switchboard_domain::clock::now()) {
+                    UpstreamCredential::Missing(Missing::Unavailable)
+                } else if !replaced {
+                    // Refused and not replaceable (no refresh token): only a new consent helps.
+                    UpstreamCredential::Missing(Missing::NotConnected { status: Some(S::NeedsReauth) })
+                } else {
+                    self.record_gateway_issuance(key, &row.scopes, tokens.expires_at).await?;
+                    UpstreamCredential::Bearer {
+                        token: tokens.access_token.expose().to_owned(),
+                        source: Source::Grant {
+                            connection_id: row.id,
+                            expires_at: tokens.expires_at,
+                            scopes: row.scopes,
+                        },
+                    }
+                }
+            }
+            (status, _) => UpstreamCredential::Missing(Missing::NotConnected { status: Some(status) }),
+        })
+    }
+
+    async fn record_gateway_issuance(
+        &self,
+        key: &GrantKey,
+        scopes: &[String],
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<(), DomainError> {
+        self.store
+            .tenant(key.tenant_id)
+            .record_issuance(key, "issued", Some("gateway".into()), scopes, expires_at)
+            .await
     }
 }

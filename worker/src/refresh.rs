@@ -169,6 +169,30 @@ impl Refresher {
         id: uuid::Uuid,
         within: chrono::TimeDelta,
     ) -> Result<RefreshRow, DomainError> {
+        self.ensure(tenant, id, within, None).await
+    }
+
+    /// Refreshes now because the upstream server refused `refused` (the access token the caller
+    /// presented), however far its expiry — unless the grant already holds another token (a
+    /// concurrent caller refreshed it), which is returned as it is. Single-flight like
+    /// [`Self::ensure_fresh`], so a burst of refusals costs the provider one refresh.
+    #[tracing::instrument(skip_all, fields(tenant.id = %tenant))]
+    pub async fn replace_refused(
+        &self,
+        tenant: TenantId,
+        id: uuid::Uuid,
+        refused: &str,
+    ) -> Result<RefreshRow, DomainError> {
+        self.ensure(tenant, id, chrono::TimeDelta::zero(), Some(refused)).await
+    }
+
+    async fn ensure(
+        &self,
+        tenant: TenantId,
+        id: uuid::Uuid,
+        within: chrono::TimeDelta,
+        refused: Option<&str>,
+    ) -> Result<RefreshRow, DomainError> {
         let store = self.store.tenant(tenant);
         let gate = {
             let mut map = self.inflight.lock().map_err(|_| DomainError::internal("refresh map poisoned"))?;
@@ -193,7 +217,11 @@ impl Refresher {
                     c.now()
                 }
             };
-            let fresh = expires_at.is_some_and(|e| e.is_none_or(|e| e > now + within));
+            let fresh = match refused {
+                // The server refused this token: only a different one is fresh.
+                Some(refused) => row.tokens.as_ref().is_some_and(|t| t.access_token.expose() != refused),
+                None => expires_at.is_some_and(|e| e.is_none_or(|e| e > now + within)),
+            };
             let refreshable = row.tokens.as_ref().is_some_and(|t| t.refresh_token.is_some());
             if fresh || !refreshable || !matches!(row.status, ConnectionStatus::Connected | ConnectionStatus::Expired) {
                 return Ok(row);

@@ -90,6 +90,12 @@ pub const fn spec(code: ErrorCode) -> ErrorSpec {
             "a documented path asked with a method it does not answer (`TRACE /v1/agents`); `Allow` lists those it does",
         ),
         C::SlugTaken => row(S::CONFLICT, "Conflict", "the slug is taken in this tenant"),
+        C::SlugInUse => hinted(
+            S::CONFLICT,
+            "Conflict",
+            "changing the slug of a server or agent whose gateway routes users are connected through",
+            "publish a new server beside this one under the new slug (`linear-v2` beside `linear-v1`), move users over, retire the old one; or revoke its connections first",
+        ),
         C::Conflict => row(S::CONFLICT, "Conflict", "a resource with these values already exists"),
         C::IdempotencyKeyInProgress => hinted(
             S::CONFLICT,

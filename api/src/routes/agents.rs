@@ -29,6 +29,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
 pub struct AgentResponse {
     pub id: uuid::Uuid,
     pub name: String,
+    /// Unique in the tenant; the `{agent}` segment of gateway routes.
+    pub slug: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -40,6 +42,7 @@ impl From<Agent> for AgentResponse {
         Self {
             id: a.id.0,
             name: a.name,
+            slug: a.slug,
             description: a.description,
             created_at: a.created_at,
             updated_at: a.updated_at,
@@ -58,24 +61,37 @@ pub struct AgentList {
 pub struct AttachmentResponse {
     pub agent_id: uuid::Uuid,
     pub mcp_server_id: uuid::Uuid,
+    /// The server's name.
     pub name: String,
+    /// The server's slug.
     pub slug: String,
+    pub agent_slug: String,
     pub endpoint: String,
+    /// The MCP gateway's route for this agent and server: `{public_url}/mcp/{tenant}/{agent}/{server}`.
+    pub gateway_url: String,
     /// The tools the agent may use; null means every tool the server offers.
     pub tools: Option<Vec<String>>,
+    /// The prompts the agent may use (by name); null means all of them.
+    pub prompts: Option<Vec<String>>,
+    /// The resources the agent may read (by URI); null means all of them.
+    pub resources: Option<Vec<String>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<Attachment> for AttachmentResponse {
-    fn from(a: Attachment) -> Self {
+impl AttachmentResponse {
+    fn new(a: Attachment, public_url: &str, tenant_slug: &str) -> Self {
         Self {
+            gateway_url: a.gateway_url(public_url, tenant_slug),
             agent_id: a.agent_id.0,
             mcp_server_id: a.mcp_server_id.0,
             name: a.server_name,
             slug: a.server_slug,
+            agent_slug: a.agent_slug,
             endpoint: a.config.endpoint,
             tools: a.tools,
+            prompts: a.prompts,
+            resources: a.resources,
             created_at: a.created_at,
             updated_at: a.updated_at,
         }
@@ -95,6 +111,9 @@ pub struct AgentRequest {
     /// Display name, e.g. "support-bot".
     #[schema(min_length = 1, max_length = 200, pattern = "^[^\\x00]*$")]
     name: String,
+    /// The `{agent}` segment of gateway routes; derived from the name when omitted.
+    #[schema(min_length = 1, max_length = 63, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$")]
+    slug: Option<String>,
     #[schema(min_length = 1, max_length = 2000, pattern = "^[^\\x00]*$")]
     description: Option<String>,
 }
@@ -106,6 +125,9 @@ pub struct AgentRequest {
 pub struct AgentPatchRequest {
     #[schema(min_length = 1, max_length = 200, pattern = "^[^\\x00]*$", nullable = false)]
     name: Option<String>,
+    /// Refused (409 `slug_in_use`) while the agent has live connections: it is in their routes.
+    #[schema(min_length = 1, max_length = 63, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", nullable = false)]
+    slug: Option<String>,
     #[schema(min_length = 1, max_length = 2000, pattern = "^[^\\x00]*$")]
     description: Option<String>,
 }
@@ -117,7 +139,19 @@ pub struct AttachRequest {
     /// Allow-list of tool names; omit (or send no body) to allow every tool, `[]` to allow none.
     #[schema(max_items = 500, value_type = Option<Vec<ToolName>>)]
     tools: Option<Vec<String>>,
+    /// Allow-list of prompt names, the same way.
+    #[schema(max_items = 500, value_type = Option<Vec<ToolName>>)]
+    prompts: Option<Vec<String>>,
+    /// Allow-list of resource URIs (exact), the same way.
+    #[schema(max_items = 500, value_type = Option<Vec<ResourceUri>>)]
+    resources: Option<Vec<String>>,
 }
+
+/// A resource URI: 1–2048 characters, no control character, no surrounding whitespace.
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[schema(pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]([^\\x00-\\x1f\\x7f-\\x9f]{0,2046}[^\\s\\x00-\\x1f\\x7f-\\x9f])?$")]
+#[expect(dead_code, reason = "documents a string format")]
+pub struct ResourceUri(String);
 
 /// A tool name: 1–128 characters, no control character, no surrounding whitespace.
 #[derive(utoipa::ToSchema, serde::Deserialize)]
@@ -224,19 +258,22 @@ pub async fn list_agent_mcp_servers(
     query: web::Query<ListQuery>,
 ) -> Result<web::Json<AttachmentList>, ApiError> {
     let id: AgentId = parse_id("agent", &id)?;
-    let page = tenant.store(&state.store).list_attachments(id, query.page()?).await?;
+    let store = tenant.store(&state.store);
+    let page = store.list_attachments(id, query.page()?).await?;
+    let tenant_slug = store.own_tenant().await?.slug;
+    let public_url = &state.runtime.config().public_url;
     Ok(web::Json(AttachmentList {
-        data: page.data.into_iter().map(Into::into).collect(),
+        data: page.data.into_iter().map(|a| AttachmentResponse::new(a, public_url, &tenant_slug)).collect(),
         next_cursor: page.next_cursor,
     }))
 }
 
-/// Attach an MCP server to an agent, or replace its tool allow-list.
+/// Attach an MCP server to an agent, or replace its allow-lists.
 #[utoipa::path(
     tag = "agents",
     params(("id" = uuid::Uuid, Path), ("server_id" = uuid::Uuid, Path)),
-    request_body(content = Option<AttachRequest>, description = "Optional: a tool allow-list"),
-    responses((status = 201, body = AttachmentResponse, description = "attached"), (status = 200, body = AttachmentResponse, description = "already attached; tools replaced")),
+    request_body(content = Option<AttachRequest>, description = "Optional: allow-lists of tools, prompts and resources"),
+    responses((status = 201, body = AttachmentResponse, description = "attached"), (status = 200, body = AttachmentResponse, description = "already attached; allow-lists replaced")),
     security(("api_key" = []))
 )]
 #[put("/{id}/mcp-servers/{server_id}")]
@@ -249,10 +286,16 @@ pub async fn attach_mcp_server(
 ) -> Result<HttpResponse, ApiError> {
     let agent_id: AgentId = parse_id("agent", &path.0)?;
     let server_id: McpServerId = parse_id("mcp server", &path.1)?;
-    let tools = agent::validate_attach(optional_json(&body)?.as_ref())?;
-    let (attachment, created) = tenant.store(&state.store).attach(&tenant.actor(), agent_id, server_id, tools).await?;
+    let filter = agent::validate_attach(optional_json(&body)?.as_ref())?;
+    let store = tenant.store(&state.store);
+    let (attachment, created) = store.attach(&tenant.actor(), agent_id, server_id, filter).await?;
+    let tenant_slug = store.own_tenant().await?.slug;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok(HttpResponse::build(status).json(AttachmentResponse::from(attachment)))
+    Ok(HttpResponse::build(status).json(AttachmentResponse::new(
+        attachment,
+        &state.runtime.config().public_url,
+        &tenant_slug,
+    )))
 }
 
 /// Detach an MCP server from an agent.

@@ -104,7 +104,11 @@ pub async fn connect_mcp_server(
 pub struct RuntimeMcpServer {
     pub mcp_server_id: uuid::Uuid,
     pub name: String,
+    pub slug: String,
     pub endpoint: String,
+    /// The MCP gateway's route for this agent and server, where this ticket works as the bearer
+    /// credential: `{public_url}/mcp/{tenant}/{agent}/{server}`.
+    pub gateway_url: String,
     pub auth_type: AuthType,
     /// Whether the user must complete a consent flow (authorization-code servers).
     pub requires_user_connection: bool,
@@ -136,6 +140,8 @@ pub async fn list_runtime_mcp_servers(
     let user = ticket.user()?;
     let store = ticket.store(&state.store);
     let connections = store.user_connections(&user, agent).await?;
+    let tenant_slug = store.own_tenant().await?.slug;
+    let public_url = &state.runtime.config().public_url;
     let attenuated = ticket.attenuated();
     let mut data = Vec::new();
     let mut cursor: Option<String> = None;
@@ -159,8 +165,10 @@ pub async fn list_runtime_mcp_servers(
             let kind = a.config.auth.kind;
             let connection = connections.iter().find(|c| c.key.mcp_server_id == a.mcp_server_id);
             data.push(RuntimeMcpServer {
+                gateway_url: a.gateway_url(public_url, &tenant_slug),
                 mcp_server_id: a.mcp_server_id.0,
                 name: a.server_name,
+                slug: a.server_slug,
                 endpoint: a.config.endpoint,
                 auth_type: kind,
                 requires_user_connection: matches!(

@@ -4,18 +4,20 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, QueryFilter, Query
 use serde_json::json;
 
 use super::audit::{self, AuditEntry};
-use super::entities::{agent_mcp_servers, agents, mcp_servers};
-use super::{TenantStore, json_err, map_err};
-use crate::agent::{Agent, AgentSpec, Attachment};
+use super::entities::{agent_mcp_servers, agents, connections, mcp_servers};
+use super::{TenantStore, is_unique_violation, json_err, map_err};
+use crate::agent::{Agent, AgentSpec, Attachment, Filter};
+use crate::connection::ConnectionStatus;
 use crate::page::{Page, PageRequest};
 use crate::tenant::Actor;
-use crate::{AgentId, DomainError, McpServerId};
+use crate::{AgentId, DomainError, McpServerId, slug};
 
 fn agent(m: agents::Model) -> Agent {
     Agent {
         id: m.id.into(),
         tenant_id: m.tenant_id.into(),
         name: m.name,
+        slug: m.slug,
         description: m.description,
         created_at: m.created_at,
         updated_at: m.updated_at,
@@ -26,34 +28,52 @@ fn agent(m: agents::Model) -> Agent {
 /// `discovery_result`, nor the `secrets` ciphertext.
 type ServerSummary = (uuid::Uuid, String, String, String);
 
-fn attachment(link: agent_mcp_servers::Model, server: &ServerSummary) -> Result<Attachment, DomainError> {
+fn attachment(
+    link: agent_mcp_servers::Model,
+    agent_slug: &str,
+    server: &ServerSummary,
+) -> Result<Attachment, DomainError> {
+    let list = |column: Option<&str>, what| column.map(serde_json::from_str).transpose().map_err(json_err(what));
     Ok(Attachment {
         agent_id: link.agent_id.into(),
+        agent_slug: agent_slug.to_owned(),
         mcp_server_id: link.mcp_server_id.into(),
         server_name: server.1.clone(),
         server_slug: server.2.clone(),
         config: serde_json::from_str(&server.3).map_err(json_err("server config"))?,
-        tools: link.tools.as_deref().map(serde_json::from_str).transpose().map_err(json_err("attachment tools"))?,
+        tools: list(link.tools.as_deref(), "attachment tools")?,
+        prompts: list(link.prompts.as_deref(), "attachment prompts")?,
+        resources: list(link.resources.as_deref(), "attachment resources")?,
         created_at: link.created_at,
         updated_at: link.updated_at,
     })
 }
 
 impl TenantStore<'_> {
+    /// Creates an agent. Without an explicit slug one is derived from the name and numbered
+    /// (`support-bot-2`) when taken; an explicit slug that is taken is a conflict.
     pub async fn create_agent(&self, actor: &Actor, spec: AgentSpec) -> Result<Agent, DomainError> {
         let (_write, txn) = self.store.begin_write().await?;
+        let slug = match spec.slug {
+            Some(explicit) => explicit,
+            None => {
+                let base = slug::derive(&spec.name).unwrap_or_else(|| "agent".to_owned());
+                self.free_agent_slug(&txn, &base).await?
+            }
+        };
         let now = crate::clock::now();
         let model = agents::ActiveModel {
             id: Set(AgentId::new().0),
             tenant_id: Set(self.tenant_id.0),
             name: Set(spec.name),
+            slug: Set(slug.clone()),
             description: Set(spec.description),
             created_at: Set(now),
             updated_at: Set(now),
         }
         .insert(&txn)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| slug_conflict(e, &slug))?;
         let a = agent(model);
         audit::record(&txn, self.agent_entry(actor, "agent.created", &a)).await?;
         txn.commit().await.map_err(map_err)?;
@@ -83,11 +103,17 @@ impl TenantStore<'_> {
 
     pub async fn update_agent(&self, actor: &Actor, id: AgentId, spec: AgentSpec) -> Result<Agent, DomainError> {
         let (_write, txn) = self.store.begin_write().await?;
-        let mut active: agents::ActiveModel = self.find_agent(&txn, id).await?.into();
+        let current = self.find_agent(&txn, id).await?;
+        let slug = spec.slug.unwrap_or_else(|| current.slug.clone());
+        if slug != current.slug {
+            self.refuse_slug_change(&txn, "agent", &current.slug, Some(id), None).await?;
+        }
+        let mut active: agents::ActiveModel = current.into();
         active.name = Set(spec.name);
+        active.slug = Set(slug.clone());
         active.description = Set(spec.description);
         active.updated_at = Set(crate::clock::now());
-        let a = agent(active.update(&txn).await.map_err(map_err)?);
+        let a = agent(active.update(&txn).await.map_err(|e| slug_conflict(e, &slug))?);
         audit::record(&txn, self.agent_entry(actor, "agent.updated", &a)).await?;
         txn.commit().await.map_err(map_err)?;
         Ok(a)
@@ -110,7 +136,7 @@ impl TenantStore<'_> {
         agent_id: AgentId,
         page: PageRequest,
     ) -> Result<Page<Attachment>, DomainError> {
-        self.find_agent(&self.store.db, agent_id).await?;
+        let agent = self.find_agent(&self.store.db, agent_id).await?;
         let mut q = self
             .find::<agent_mcp_servers::Entity>()
             .filter(agent_mcp_servers::Column::AgentId.eq(agent_id.0))
@@ -125,7 +151,7 @@ impl TenantStore<'_> {
         let mut out = Vec::with_capacity(links.len());
         for link in links {
             if let Some(server) = servers.iter().find(|s| s.0 == link.mcp_server_id) {
-                out.push(attachment(link, server)?);
+                out.push(attachment(link, &agent.slug, server)?);
             }
         }
         Ok(Page::from_overfetch(out, page.limit, |a| a.mcp_server_id.0))
@@ -145,6 +171,7 @@ impl TenantStore<'_> {
 
     /// One attachment; not attached (or another tenant's) is not found.
     pub async fn get_attachment(&self, agent_id: AgentId, server_id: McpServerId) -> Result<Attachment, DomainError> {
+        let agent = self.find_agent(&self.store.db, agent_id).await?;
         let link = self
             .find_by_id::<agent_mcp_servers::Entity, _>((agent_id.0, server_id.0))
             .one(&self.store.db)
@@ -156,22 +183,26 @@ impl TenantStore<'_> {
             .await?
             .pop()
             .ok_or_else(|| DomainError::NotFound { kind: "mcp server", id: server_id.to_string() })?;
-        attachment(link, &server)
+        attachment(link, &agent.slug, &server)
     }
 
-    /// Attaches a server to an agent, or replaces the tool allow-list of an existing attachment.
+    /// Attaches a server to an agent, or replaces the allow-lists of an existing attachment.
     /// Returns the attachment and whether it is new.
     pub async fn attach(
         &self,
         actor: &Actor,
         agent_id: AgentId,
         server_id: McpServerId,
-        tools: Option<Vec<String>>,
+        filter: Filter,
     ) -> Result<(Attachment, bool), DomainError> {
         let (_write, txn) = self.store.begin_write().await?;
-        self.find_agent(&txn, agent_id).await?;
+        let agent = self.find_agent(&txn, agent_id).await?;
         let server = self.find_server(&txn, server_id).await?;
-        let tools_json = tools.as_ref().map(serde_json::to_string).transpose().map_err(json_err("attachment tools"))?;
+        let encode = |list: &Option<Vec<String>>| {
+            list.as_ref().map(serde_json::to_string).transpose().map_err(json_err("attachment allow-list"))
+        };
+        let (tools_json, prompts_json, resources_json) =
+            (encode(&filter.tools)?, encode(&filter.prompts)?, encode(&filter.resources)?);
         let existing = self
             .find_by_id::<agent_mcp_servers::Entity, _>((agent_id.0, server_id.0))
             .one(&txn)
@@ -182,6 +213,8 @@ impl TenantStore<'_> {
             Some(link) => {
                 let mut active: agent_mcp_servers::ActiveModel = link.into();
                 active.tools = Set(tools_json);
+                active.prompts = Set(prompts_json);
+                active.resources = Set(resources_json);
                 active.updated_at = Set(now);
                 (active.update(&txn).await.map_err(map_err)?, false)
             }
@@ -191,6 +224,8 @@ impl TenantStore<'_> {
                     agent_id: Set(agent_id.0),
                     mcp_server_id: Set(server_id.0),
                     tools: Set(tools_json),
+                    prompts: Set(prompts_json),
+                    resources: Set(resources_json),
                     created_at: Set(now),
                     updated_at: Set(now),
                 }
@@ -208,11 +243,16 @@ impl TenantStore<'_> {
                 action: if created { "agent.mcp_server_attached" } else { "agent.mcp_server_tools_updated" },
                 target_type: "agent",
                 target_id: Some(agent_id.to_string()),
-                data: json!({"mcp_server_id": server_id, "tools": tools}),
+                data: json!({
+                    "mcp_server_id": server_id,
+                    "tools": filter.tools,
+                    "prompts": filter.prompts,
+                    "resources": filter.resources,
+                }),
             },
         )
         .await?;
-        let a = attachment(link, &(server.id, server.name, server.slug, server.config))?;
+        let a = attachment(link, &agent.slug, &(server.id, server.name, server.slug, server.config))?;
         txn.commit().await.map_err(map_err)?;
         Ok((a, created))
     }
@@ -245,6 +285,65 @@ impl TenantStore<'_> {
         txn.commit().await.map_err(map_err)
     }
 
+    async fn free_agent_slug(&self, db: &impl ConnectionTrait, base: &str) -> Result<String, DomainError> {
+        let taken: Vec<String> = self
+            .find::<agents::Entity>()
+            .select_only()
+            .column(agents::Column::Slug)
+            .filter(agents::Column::Slug.starts_with(base))
+            .into_tuple()
+            .all(db)
+            .await
+            .map_err(map_err)?;
+        (1..=1000).map(|n| slug::numbered(base, n)).find(|c| !taken.contains(c)).ok_or_else(|| DomainError::Conflict {
+            code: crate::ErrorCode::SlugTaken,
+            message: format!("no free slug near `{base}`; pass one"),
+        })
+    }
+
+    /// A slug is part of the gateway's routes (`/mcp/{tenant}/{agent}/{server}`), which users'
+    /// MCP clients are configured with: while an agent's or a server's connections are live, its
+    /// slug stays. The refusal names a few of them.
+    pub(super) async fn refuse_slug_change(
+        &self,
+        db: &impl ConnectionTrait,
+        kind: &str,
+        slug: &str,
+        agent: Option<AgentId>,
+        server: Option<McpServerId>,
+    ) -> Result<(), DomainError> {
+        use connections::Column as C;
+        let mut q = self.find::<connections::Entity>().filter(C::Status.ne(ConnectionStatus::Revoked.as_str()));
+        if let Some(a) = agent {
+            q = q.filter(C::AgentId.eq(a.0));
+        }
+        if let Some(s) = server {
+            q = q.filter(C::McpServerId.eq(s.0));
+        }
+        let live: Vec<(uuid::Uuid, String)> = q
+            .select_only()
+            .columns([C::Id, C::UserId])
+            .order_by_asc(C::Id)
+            .limit(4)
+            .into_tuple()
+            .all(db)
+            .await
+            .map_err(map_err)?;
+        if live.is_empty() {
+            return Ok(());
+        }
+        let named: Vec<String> =
+            live.iter().take(3).map(|(id, user)| format!("connection {id} (user `{user}`)")).collect();
+        let more = if live.len() > 3 { ", and more" } else { "" };
+        Err(DomainError::Conflict {
+            code: crate::ErrorCode::SlugInUse,
+            message: format!(
+                "the {kind}'s slug `{slug}` is in gateway routes that users are connected through: {}{more}",
+                named.join(", ")
+            ),
+        })
+    }
+
     fn agent_entry<'a>(&self, actor: &'a Actor, action: &'static str, a: &Agent) -> AuditEntry<'a> {
         AuditEntry {
             tenant: Some(self.tenant_id),
@@ -252,7 +351,18 @@ impl TenantStore<'_> {
             action,
             target_type: "agent",
             target_id: Some(a.id.to_string()),
-            data: json!({"name": a.name}),
+            data: json!({"name": a.name, "slug": a.slug}),
         }
+    }
+}
+
+fn slug_conflict(e: sea_orm::DbErr, slug: &str) -> DomainError {
+    if is_unique_violation(&e) {
+        DomainError::Conflict {
+            code: crate::ErrorCode::SlugTaken,
+            message: format!("an agent with slug `{slug}` already exists"),
+        }
+    } else {
+        map_err(e)
     }
 }

@@ -79,6 +79,7 @@ pub mod agents {
         pub id: Uuid,
         pub tenant_id: Uuid,
         pub name: String,
+        pub slug: String,
         pub description: Option<String>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
@@ -102,6 +103,8 @@ pub mod agent_mcp_servers {
         #[sea_orm(primary_key, auto_increment = false)]
         pub mcp_server_id: Uuid,
         pub tools: Option<String>,
+        pub prompts: Option<String>,
+        pub resources: Option<String>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
     }

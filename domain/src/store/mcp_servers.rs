@@ -227,6 +227,9 @@ impl TenantStore<'_> {
         }
         let secrets = spec.apply_secrets(&self.open(id, current.secrets.as_deref())?);
         let slug = spec.slug.clone().unwrap_or_else(|| current.slug.clone());
+        if slug != current.slug {
+            self.refuse_slug_change(&txn, "mcp server", &current.slug, None, Some(id)).await?;
+        }
         let mut active: mcp_servers::ActiveModel = current.into();
         active.name = Set(spec.name);
         active.slug = Set(slug.clone());

@@ -43,6 +43,13 @@ tenant_owned!(
     tenant_settings,
 );
 
+/// The tenant's own row: its id is its tenant column.
+impl TenantOwned for entities::tenants::Entity {
+    fn tenant_column() -> Self::Column {
+        entities::tenants::Column::Id
+    }
+}
+
 impl TenantStore<'_> {
     /// This tenant's rows of `E`.
     pub(super) fn find<E: TenantOwned>(&self) -> Select<E> {

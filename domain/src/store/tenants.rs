@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::audit::{self, AuditEntry};
 use super::entities::{api_keys, tenants};
-use super::{AdminStore, Store, is_unique_violation, map_err};
+use super::{AdminStore, Store, TenantStore, is_unique_violation, map_err};
 use crate::api_key;
 use crate::page::{Page, PageRequest};
 use crate::tenant::{Actor, ApiKey, CreatedApiKey, Tenant, TenantSpec};
@@ -17,6 +17,18 @@ fn tenant(m: tenants::Model) -> Tenant {
 
 fn key(m: api_keys::Model) -> ApiKey {
     ApiKey { id: m.id.into(), tenant_id: m.tenant_id.into(), name: m.name, prefix: m.prefix, created_at: m.created_at }
+}
+
+impl TenantStore<'_> {
+    /// This store's tenant (its slug names it in gateway routes).
+    pub async fn own_tenant(&self) -> Result<Tenant, DomainError> {
+        self.find::<tenants::Entity>()
+            .one(&self.store.db)
+            .await
+            .map_err(map_err)?
+            .map(tenant)
+            .ok_or_else(|| DomainError::not_found("tenant", self.tenant_id))
+    }
 }
 
 impl AdminStore<'_> {

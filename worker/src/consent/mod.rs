@@ -9,6 +9,9 @@ mod cc_cache;
 mod check;
 mod complete;
 mod connect;
+mod credential;
+
+pub use credential::{Missing, Source, UpstreamCredential};
 
 use std::sync::Arc;
 
