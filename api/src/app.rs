@@ -27,7 +27,9 @@ pub fn build(
         InitError = (),
     >,
 > {
+    let gateway = state.gateway.clone();
     let app = App::new()
+        .configure(|cfg| switchboard_gateway::configure(cfg, &gateway))
         .data_factory(move || {
             let state = state.clone();
             async move { state.for_worker().await }

@@ -23,6 +23,10 @@ pub struct Settings {
     pub redis_prefix: String,
     /// How long a request may take before it is answered 503 `request_timeout`.
     pub request_timeout: std::time::Duration,
+    /// How long the gateway waits for an upstream MCP server's answer to begin.
+    pub gateway_upstream_timeout: std::time::Duration,
+    /// Browser origins the gateway serves besides the public URL's own.
+    pub gateway_allowed_origins: Vec<String>,
 }
 
 impl Settings {
@@ -40,6 +44,8 @@ impl Settings {
             data_dir: data_dir.to_path_buf(),
             redis_prefix: "switchboard".into(),
             request_timeout: std::time::Duration::from_secs(30),
+            gateway_upstream_timeout: std::time::Duration::from_secs(25),
+            gateway_allowed_origins: vec![],
         }
     }
 

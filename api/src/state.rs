@@ -22,6 +22,8 @@ pub struct AppState {
     /// The connection lifecycle's parts (discovery and registration, consent, the refresher,
     /// the wake-ups), built from the settings by the one composition root.
     pub runtime: Runtime,
+    /// The MCP gateway (`/mcp/...`), on the same runtime.
+    pub gateway: switchboard_gateway::Gateway,
 }
 
 /// The outbound policy of a deployment: the private-network switch and the operator allow-list.
@@ -42,7 +44,26 @@ pub fn runtime_config(settings: &Settings, worker: WorkerConfig) -> anyhow::Resu
     })
 }
 
+/// The gateway's configuration `settings` describe. The upstream's deadline stays inside the
+/// request deadline, so that a slow upstream is a JSON-RPC error, not a cut connection.
+pub fn gateway_config(settings: &Settings) -> switchboard_gateway::GatewayConfig {
+    let mut config = switchboard_gateway::GatewayConfig::new(&settings.public_url);
+    config.upstream_timeout = settings
+        .gateway_upstream_timeout
+        .min(settings.request_timeout.saturating_sub(std::time::Duration::from_secs(1)))
+        .max(std::time::Duration::from_millis(100));
+    config.allowed_origins = settings.gateway_allowed_origins.clone();
+    config
+}
+
 impl AppState {
+    /// Announces a change of what the gateway caches: applied to this process's views before
+    /// the caller answers, and published to the other processes.
+    pub fn changed(&self, change: switchboard_worker::changes::Change) {
+        self.gateway.invalidate(&change);
+        self.runtime.changes.publish(change);
+    }
+
     /// This state with a database pool of its own, for one HTTP worker thread.
     pub async fn for_worker(&self) -> Result<Self, switchboard_domain::DomainError> {
         Ok(Self { store: self.store.another_pool().await?, ..self.clone() })
@@ -56,7 +77,9 @@ impl AppState {
 
     /// The state around a runtime already built (by `serve`, from its flags).
     pub fn with_runtime(runtime: Runtime, settings: Settings, redis: Option<RedisHandle>) -> anyhow::Result<Self> {
+        let gateway = switchboard_gateway::Gateway::new(runtime.clone(), gateway_config(&settings));
         Ok(Self {
+            gateway,
             store: runtime.store.clone(),
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::new()),

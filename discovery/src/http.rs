@@ -145,6 +145,9 @@ impl Fetched {
 #[derive(Clone)]
 pub struct Fetcher {
     client: reqwest::Client,
+    /// The same guard without a total timeout, for responses that stream for as long as the
+    /// exchange lasts (an MCP server's SSE); its callers bound the wait for the headers.
+    streaming: reqwest::Client,
     policy: Arc<NetworkPolicy>,
     limits: Limits,
 }
@@ -169,16 +172,22 @@ impl Fetcher {
     /// A client resolving through `lookup` (tests use a recording fake).
     pub fn with_lookup(policy: NetworkPolicy, limits: Limits, lookup: Arc<dyn Lookup>) -> Result<Self, FetchError> {
         let policy = Arc::new(policy);
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(limits.connect_timeout)
-            .timeout(limits.total_timeout)
-            .dns_resolver(Arc::new(GuardedResolver { lookup, policy: policy.clone() }))
-            .user_agent(concat!("Switchboard/", env!("CARGO_PKG_VERSION")))
+        let builder = || {
+            reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(limits.connect_timeout)
+                .dns_resolver(Arc::new(GuardedResolver { lookup: lookup.clone(), policy: policy.clone() }))
+                .user_agent(concat!("Switchboard/", env!("CARGO_PKG_VERSION")))
+        };
+        let client = builder().timeout(limits.total_timeout).build().map_err(|_| FetchError::Other)?;
+        let streaming = builder()
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
             .build()
             .map_err(|_| FetchError::Other)?;
-        Ok(Self { client, policy, limits })
+        Ok(Self { client, streaming, policy, limits })
     }
 
     #[must_use]
@@ -239,6 +248,32 @@ impl Fetcher {
             return Err(FetchError::RedirectNotFollowed);
         }
         Ok(fetched)
+    }
+
+    /// Sends a request and returns the response as soon as its headers arrived (within
+    /// `headers_within`), its body left to stream: the MCP gateway's upstream call. The URL is
+    /// checked like every other; redirects are not followed (the request carries credentials).
+    pub async fn stream(
+        &self,
+        method: Method,
+        url: &Url,
+        headers: HeaderMap,
+        body: Option<bytes::Bytes>,
+        headers_within: Duration,
+    ) -> Result<reqwest::Response, FetchError> {
+        self.check_url(url)?;
+        let mut req = self.streaming.request(method, url.clone()).headers(headers);
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let res = tokio::time::timeout(headers_within, req.send())
+            .await
+            .map_err(|_| FetchError::Timeout)?
+            .map_err(classify)?;
+        if res.status().is_redirection() {
+            return Err(FetchError::RedirectNotFollowed);
+        }
+        Ok(res)
     }
 
     async fn send(

@@ -138,7 +138,7 @@ impl LastError {
 }
 
 /// Whose grant: the full key every lookup uses.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct GrantKey {
     pub tenant_id: TenantId,
     pub user_id: String,

@@ -122,8 +122,12 @@ fn biscuit_part(ticket: &str) -> Result<&str, TicketError> {
 
 /// Mints a ticket: (ticket, revocation ids in hex).
 pub fn mint(tenant: TenantId, key: &SigningKey, claims: &TicketClaims) -> Result<(String, Vec<String>), TicketError> {
-    let mut b =
-        BiscuitBuilder::new().fact(fact("user", &[string(&claims.user_id)])).map_err(|_| TicketError::Internal)?;
+    // `expires` repeats the expiry check as a fact, so a verifier can read an unattenuated
+    // ticket's grant without running Datalog per request (see [`authority`]).
+    let mut b = BiscuitBuilder::new()
+        .fact(fact("user", &[string(&claims.user_id)]))
+        .and_then(|b| b.fact(fact("expires", &[date(&claims.expires_at)])))
+        .map_err(|_| TicketError::Internal)?;
     for agent in &claims.agents {
         b = b.fact(fact("agent", &[string(&agent.to_string())])).map_err(|_| TicketError::Internal)?;
     }
@@ -255,6 +259,29 @@ fn only_mentions(e: &biscuit_auth::error::Token, facts: &[&str]) -> bool {
     }
 }
 
+/// What the authority block (Switchboard's own, signed with the tenant's key) grants.
+#[derive(Clone, Debug)]
+pub struct Authority {
+    pub user: String,
+    pub agents: Vec<String>,
+    /// The minted expiry; `None` for tickets minted before it was recorded as a fact.
+    pub expires_at: Option<SystemTime>,
+}
+
+/// Reads the authority block's facts. Only the authority block is trusted by these queries: a
+/// holder's appended block cannot add an agent.
+pub fn authority(token: &Biscuit) -> Result<Authority, TicketError> {
+    let mut a = AuthorizerBuilder::new().set_limits(limits()).build(token).map_err(|_| TicketError::Internal)?;
+    let users: Vec<(String,)> = a.query("data($u) <- user($u)").map_err(|_| TicketError::Internal)?;
+    let agents: Vec<(String,)> = a.query("data($a) <- agent($a)").map_err(|_| TicketError::Internal)?;
+    let expires: Vec<(SystemTime,)> = a.query("data($e) <- expires($e)").map_err(|_| TicketError::Internal)?;
+    Ok(Authority {
+        user: users.into_iter().next().map(|(u,)| u).ok_or(TicketError::Malformed)?,
+        agents: agents.into_iter().map(|(a,)| a).collect(),
+        expires_at: expires.into_iter().map(|(e,)| e).min(),
+    })
+}
+
 /// The user a ticket was minted for (authority block).
 pub fn user(token: &Biscuit) -> Result<String, TicketError> {
     let mut authorizer =
@@ -297,6 +324,21 @@ mod tests {
     fn check(ticket: &str, key: &SigningKey, r: &TicketRequest<'_>) -> Result<String, TicketError> {
         let (token, _) = open(ticket, &key.public_hex())?;
         authorize(&token, r, SystemTime::now())
+    }
+
+    #[test]
+    fn the_authority_block_is_read_without_trusting_appended_blocks() {
+        let (_, key, a1, a2, ticket) = setup();
+        let (token, _) = open(&ticket, &key.public_hex()).expect("open");
+        let auth = authority(&token).expect("authority");
+        assert_eq!(auth.user, "user-42");
+        assert_eq!(auth.agents.len(), 2);
+        assert!(auth.agents.contains(&a1.to_string()) && auth.agents.contains(&a2.to_string()));
+        assert!(auth.expires_at.is_some_and(|e| e > SystemTime::now()));
+        let forged = attenuate(&ticket, &key.public_hex(), r#"agent("someone-else"); user("admin");"#).expect("append");
+        let (token, _) = open(&forged, &key.public_hex()).expect("open");
+        let auth = authority(&token).expect("authority");
+        assert_eq!((auth.user.as_str(), auth.agents.len()), ("user-42", 2));
     }
 
     #[test]

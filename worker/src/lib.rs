@@ -9,6 +9,7 @@
 //! `switchboard serve` runs it in-process by default. [`runtime`] builds all of it from one
 //! configuration.
 
+pub mod changes;
 pub mod client_auth;
 pub mod consent;
 pub mod jobs;

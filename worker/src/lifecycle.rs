@@ -11,6 +11,7 @@ use switchboard_domain::store::Store;
 use switchboard_domain::tenant::Actor;
 use switchboard_domain::{DomainError, FieldError, TenantId};
 
+use crate::changes::{Change, Changes};
 use crate::consent::{CheckOutcome, ConnectOutcome, Consent, ConsentOutcome, Missing, Source, UpstreamCredential};
 use crate::refresh::Refresher;
 use crate::wake::Wakeups;
@@ -36,6 +37,7 @@ pub struct Lifecycle {
     consent: Arc<Consent>,
     refresher: Refresher,
     wakeups: Wakeups,
+    changes: Changes,
 }
 
 /// How close to its expiry an access token is refreshed before it is handed out.
@@ -43,8 +45,8 @@ const FRESH_FOR: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 impl Lifecycle {
     #[must_use]
-    pub fn new(store: Store, consent: Arc<Consent>, refresher: Refresher, wakeups: Wakeups) -> Self {
-        Self { store, consent, refresher, wakeups }
+    pub fn new(store: Store, consent: Arc<Consent>, refresher: Refresher, wakeups: Wakeups, changes: Changes) -> Self {
+        Self { store, consent, refresher, wakeups, changes }
     }
 
     /// Connects `key` (its agent must have the server attached): at once for servers that need
@@ -97,6 +99,7 @@ impl Lifecycle {
     pub async fn disconnect(&self, key: &GrantKey, actor: &Actor) -> Result<(), DomainError> {
         match self.store.tenant(key.tenant_id).revoke_connection(key, actor).await? {
             Some(_) => {
+                self.changes.publish(Change::grant(key));
                 self.wakeups.wake();
                 Ok(())
             }
@@ -108,6 +111,7 @@ impl Lifecycle {
     pub async fn revoke(&self, tenant: TenantId, id: uuid::Uuid, actor: &Actor) -> Result<(), DomainError> {
         let connection = self.store.tenant(tenant).get_connection(id).await?;
         self.store.tenant(tenant).revoke_connection(&connection.key, actor).await?;
+        self.changes.publish(Change::grant(&connection.key));
         self.wakeups.wake();
         Ok(())
     }

@@ -11,6 +11,7 @@ use switchboard_domain::store::Store;
 use switchboard_domain::validate::Policy;
 
 use crate::Worker;
+use crate::changes::Changes;
 use crate::consent::Consent;
 use crate::jobs::JobRunner;
 use crate::lifecycle::Lifecycle;
@@ -94,6 +95,8 @@ pub struct Runtime {
     pub refresher: Refresher,
     /// Tells workers that jobs were queued (a disconnect's revocation, a deletion's).
     pub wakeups: Wakeups,
+    /// Tells caches (the gateway's views) that what they hold changed.
+    pub changes: Changes,
     config: RuntimeConfig,
 }
 
@@ -125,8 +128,11 @@ impl Runtime {
             Refresher::new(store.clone(), fetcher.clone(), config.worker.name.clone()).with_lease(config.worker.lease);
         let wakeups =
             Wakeups::configured(config.redis_url.as_deref(), &config.redis_prefix).map_err(RuntimeError::Redis)?;
-        let lifecycle = Lifecycle::new(store.clone(), consent.clone(), refresher.clone(), wakeups.clone());
-        Ok(Self { store, fetcher, servers, consent, lifecycle, refresher, wakeups, config })
+        let changes =
+            Changes::configured(config.redis_url.as_deref(), &config.redis_prefix).map_err(RuntimeError::Redis)?;
+        let lifecycle =
+            Lifecycle::new(store.clone(), consent.clone(), refresher.clone(), wakeups.clone(), changes.clone());
+        Ok(Self { store, fetcher, servers, consent, lifecycle, refresher, wakeups, changes, config })
     }
 
     /// The configuration it was built from.

@@ -51,6 +51,14 @@ pub(super) struct ServeArgs {
     /// stopped answering holds a statement until then).
     #[arg(long, env = "SWITCHBOARD_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub(super) request_timeout_secs: u64,
+    /// Seconds the MCP gateway waits for an upstream server's answer to begin (kept under the
+    /// request deadline); a slower upstream is a JSON-RPC error.
+    #[arg(long, env = "SWITCHBOARD_GATEWAY_UPSTREAM_TIMEOUT_SECS", default_value_t = 25)]
+    pub(super) gateway_upstream_timeout_secs: u64,
+    /// Comma-separated browser origins the MCP gateway serves besides the public URL's own
+    /// (an `Origin` outside them is a 403, the spec's DNS-rebinding defence).
+    #[arg(long, env = "SWITCHBOARD_GATEWAY_ALLOWED_ORIGINS", default_value = "")]
+    pub(super) gateway_allowed_origins: String,
 }
 
 pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -72,6 +80,14 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         data_dir: args.store.data_dir.clone(),
         redis_prefix: args.redis_prefix.clone(),
         request_timeout: std::time::Duration::from_secs(args.request_timeout_secs.max(1)),
+        gateway_upstream_timeout: std::time::Duration::from_secs(args.gateway_upstream_timeout_secs.max(1)),
+        gateway_allowed_origins: args
+            .gateway_allowed_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect(),
     };
     let redis = settings
         .redis_url

@@ -227,6 +227,7 @@ pub async fn delete_tenant(
 ) -> Result<HttpResponse, ApiError> {
     let tenant_id: TenantId = parse_id("tenant", &id)?;
     let done = state.store.admin().delete_tenant(&Actor::Admin, tenant_id).await?;
+    state.changed(switchboard_worker::changes::Change::Tenant { tenant: tenant_id });
     state.keys.forget_tenant(tenant_id);
     state.runtime.wakeups.wake();
     Ok(HttpResponse::Accepted().json(TenantDeletionResponse {

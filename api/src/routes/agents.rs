@@ -229,7 +229,9 @@ pub async fn update_agent(
     let id: AgentId = parse_id("agent", &id)?;
     let store = tenant.store(&state.store);
     let spec = agent::validate_patch(&store.get_agent(id).await?, &body)?;
-    Ok(web::Json(store.update_agent(&tenant.actor(), id, spec).await?.into()))
+    let agent = store.update_agent(&tenant.actor(), id, spec).await?;
+    state.changed(switchboard_worker::changes::Change::Routes { tenant: tenant.tenant_id });
+    Ok(web::Json(agent.into()))
 }
 
 /// Delete an agent and its attachments.
@@ -243,6 +245,8 @@ pub async fn delete_agent(
 ) -> Result<HttpResponse, ApiError> {
     let id: AgentId = parse_id("agent", &id)?;
     tenant.store(&state.store).delete_agent(&tenant.actor(), id).await?;
+    state.changed(switchboard_worker::changes::Change::Routes { tenant: tenant.tenant_id });
+    state.changed(switchboard_worker::changes::Change::Grants { tenant: tenant.tenant_id });
     state.runtime.wakeups.wake();
     Ok(HttpResponse::NoContent().finish())
 }
@@ -289,6 +293,7 @@ pub async fn attach_mcp_server(
     let filter = agent::validate_attach(optional_json(&body)?.as_ref())?;
     let store = tenant.store(&state.store);
     let (attachment, created) = store.attach(&tenant.actor(), agent_id, server_id, filter).await?;
+    state.changed(switchboard_worker::changes::Change::Routes { tenant: tenant.tenant_id });
     let tenant_slug = store.own_tenant().await?.slug;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(HttpResponse::build(status).json(AttachmentResponse::new(
@@ -310,5 +315,6 @@ pub async fn detach_mcp_server(
     let agent_id: AgentId = parse_id("agent", &path.0)?;
     let server_id: McpServerId = parse_id("mcp server", &path.1)?;
     tenant.store(&state.store).detach(&tenant.actor(), agent_id, server_id).await?;
+    state.changed(switchboard_worker::changes::Change::Routes { tenant: tenant.tenant_id });
     Ok(HttpResponse::NoContent().finish())
 }

@@ -240,6 +240,8 @@ pub async fn rediscover_mcp_server(
     let id: McpServerId = parse_id("mcp server", &id)?;
     let done =
         state.runtime.servers.rediscover(tenant.tenant_id, id, &tenant.actor(), state.settings.policy(), false).await?;
+    state.changed(switchboard_worker::changes::Change::Routes { tenant: tenant.tenant_id });
+    state.changed(switchboard_worker::changes::Change::Grants { tenant: tenant.tenant_id });
     Ok(web::Json(done.server.into()))
 }
 
@@ -327,7 +329,9 @@ pub async fn update_mcp_server(
     if spec.changes_connection(&current) {
         state.runtime.servers.prepare(tenant.tenant_id, &mut spec, Some(&current)).await;
     }
-    Ok(web::Json(store.update_mcp_server(&tenant.actor(), id, spec, None).await?.into()))
+    let server = store.update_mcp_server(&tenant.actor(), id, spec, None).await?;
+    state.changed(switchboard_worker::changes::Change::Routes { tenant: tenant.tenant_id });
+    Ok(web::Json(server.into()))
 }
 
 /// Delete an MCP server and its attachments.
@@ -341,6 +345,8 @@ pub async fn delete_mcp_server(
 ) -> Result<HttpResponse, ApiError> {
     let id: McpServerId = parse_id("mcp server", &id)?;
     tenant.store(&state.store).delete_mcp_server(&tenant.actor(), id).await?;
+    state.changed(switchboard_worker::changes::Change::Routes { tenant: tenant.tenant_id });
+    state.changed(switchboard_worker::changes::Change::Grants { tenant: tenant.tenant_id });
     state.runtime.wakeups.wake();
     Ok(HttpResponse::NoContent().finish())
 }

@@ -22,6 +22,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(connect_mcp_server)
         .service(disconnect_mcp_server)
         .service(check_mcp_server)
+        .service(confirm_connect_request)
         .service(super::runtime_events::stream_runtime_events);
 }
 
@@ -92,6 +93,67 @@ pub async fn connect_mcp_server(
         }
     };
     Ok(web::Json(match state.runtime.lifecycle.connect(key, return_url).await? {
+        ConnectOutcome::Connected => ConnectResponse { status: "connected", auth_url: None, expires_at: None },
+        ConnectOutcome::PendingConsent { auth_url, expires_at } => {
+            ConnectResponse { status: "pending_consent", auth_url: Some(auth_url), expires_at: Some(expires_at) }
+        }
+    }))
+}
+
+/// Confirm a connect request of the MCP gateway: the link in a "connect first" answer
+/// (`{public_url}/connect/{request}`) starts nothing by itself. The tenant's app, where the user
+/// is signed in, confirms it with that user's session ticket; only the user who triggered it
+/// can, so a forwarded link is useless. The answer is `connect`'s: send the browser to
+/// `auth_url`.
+#[utoipa::path(
+    tag = "runtime",
+    params(("request" = String, Path, description = "The last segment of the connect link")),
+    request_body(content = Option<ConnectRequest>),
+    responses((status = 200, body = ConnectResponse)),
+    security(("session_ticket" = []))
+)]
+#[post("/connect-requests/{request}/confirm")]
+#[tracing::instrument(skip_all, fields(tenant.id = %ticket.tenant_id))]
+pub async fn confirm_connect_request(
+    state: web::Data<AppState>,
+    ticket: TicketContext,
+    request: web::Path<String>,
+    body: web::Bytes,
+) -> Result<web::Json<ConnectResponse>, ApiError> {
+    use switchboard_gateway::connect::{self, RequestError};
+    let request = match connect::open(state.store.envelope(), &request) {
+        Ok(r) if r.tenant == ticket.tenant_id => r,
+        Ok(_) | Err(RequestError::Invalid) => {
+            return Err(DomainError::not_found("connect request", "(link)").into());
+        }
+        Err(RequestError::Expired) => {
+            return Err(DomainError::invalid(
+                "request",
+                "expired",
+                "this connect link has expired; the agent asks again on its next call",
+            )
+            .into());
+        }
+    };
+    let server = request.server.to_string();
+    let user = ticket.authorize(&TicketRequest {
+        agent: request.agent,
+        server: Some(&server),
+        tool: None,
+        operation: "connect",
+    })?;
+    if user != request.user {
+        return Err(TicketError::Scope.into());
+    }
+    let return_url =
+        match super::optional_json(&body)?.as_ref().and_then(|b| b.get("return_url")).filter(|r| !r.is_null()) {
+            None => None,
+            Some(serde_json::Value::String(url)) => Some(url.clone()),
+            Some(_) => {
+                return Err(DomainError::invalid("return_url", "invalid_type", "return_url must be a string").into());
+            }
+        };
+    Ok(web::Json(match state.runtime.lifecycle.connect(request.key(), return_url).await? {
         ConnectOutcome::Connected => ConnectResponse { status: "connected", auth_url: None, expires_at: None },
         ConnectOutcome::PendingConsent { auth_url, expires_at } => {
             ConnectResponse { status: "pending_consent", auth_url: Some(auth_url), expires_at: Some(expires_at) }

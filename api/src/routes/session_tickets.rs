@@ -183,5 +183,6 @@ pub async fn revoke_session_ticket(
         }
     };
     store.revoke_tickets(&tenant.actor(), &ids).await?;
+    state.changed(switchboard_worker::changes::Change::Tickets { tenant: tenant.tenant_id });
     Ok(HttpResponse::NoContent().finish())
 }

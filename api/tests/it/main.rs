@@ -21,6 +21,7 @@ mod contract;
 mod erasure;
 mod events;
 mod faults;
+mod gateway;
 mod helpers;
 mod idempotency;
 mod interop;

@@ -169,6 +169,41 @@ impl TenantStore<'_> {
             .map_err(map_err)
     }
 
+    /// What a gateway route names: the agent and the server by slug (or id), and their
+    /// attachment. Anything missing — or another tenant's — is not found.
+    pub async fn resolve_route(
+        &self,
+        agent_ref: &str,
+        server_ref: &str,
+    ) -> Result<(Agent, crate::mcp_server::McpServer, Attachment), DomainError> {
+        let by_id = |r: &str| uuid::Uuid::try_parse(r).ok();
+        let mut q = self.find::<agents::Entity>();
+        q = match by_id(agent_ref) {
+            Some(id) => q.filter(agents::Column::Id.eq(id)),
+            None => q.filter(agents::Column::Slug.eq(agent_ref)),
+        };
+        let row =
+            q.one(&self.store.db).await.map_err(map_err)?.ok_or_else(|| DomainError::not_found("agent", agent_ref))?;
+        let server_id = match by_id(server_ref) {
+            Some(id) => McpServerId(id),
+            None => {
+                let id: Option<uuid::Uuid> = self
+                    .find::<mcp_servers::Entity>()
+                    .select_only()
+                    .column(mcp_servers::Column::Id)
+                    .filter(mcp_servers::Column::Slug.eq(server_ref))
+                    .into_tuple()
+                    .one(&self.store.db)
+                    .await
+                    .map_err(map_err)?;
+                McpServerId(id.ok_or_else(|| DomainError::not_found("mcp server", server_ref))?)
+            }
+        };
+        let attachment = self.get_attachment(row.id.into(), server_id).await?;
+        let server = self.get_mcp_server(server_id).await?;
+        Ok((agent(row), server, attachment))
+    }
+
     /// One attachment; not attached (or another tenant's) is not found.
     pub async fn get_attachment(&self, agent_id: AgentId, server_id: McpServerId) -> Result<Attachment, DomainError> {
         let agent = self.find_agent(&self.store.db, agent_id).await?;

@@ -1,0 +1,235 @@
+//! The MCP gateway end to end: the project's dual-era upstream (tests/peers/upstream.mjs) and
+//! the OAuth peers behind it, the MCP TypeScript SDK's client in front.
+
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::consent::consent_in_browser;
+use crate::helpers::{Options, TestApp};
+use crate::peers::{Peers, spawn_until_ready};
+
+fn peers_dir() -> String {
+    std::env::var("SWITCHBOARD_PEERS_DIR")
+        .unwrap_or_else(|_| format!("{}/.cache/switchboard/peers", std::env::var("HOME").unwrap_or_default()))
+}
+
+/// `upstream.mjs`, stopped when dropped.
+struct Upstream {
+    child: Child,
+    url: String,
+}
+
+impl Upstream {
+    fn start(env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new("node");
+        command.arg(format!("{}/upstream.mjs", peers_dir())).envs(env.iter().copied());
+        let (child, info) = spawn_until_ready(command, "upstream.mjs", Duration::from_secs(30));
+        Self { child, url: info["mcp_url"].as_str().expect("mcp_url").to_owned() }
+    }
+
+    async fn seen(&self) -> Value {
+        let base = self.url.trim_end_matches("/mcp");
+        reqwest::get(format!("{base}/__seen")).await.expect("seen").json().await.expect("json")
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The SDK's client through `url` with `ticket`: one JSON line of what it saw.
+fn sdk_client(url: &str, ticket: &str, extra: &[&str]) -> Value {
+    let out = Command::new("node")
+        .arg(format!("{}/gateway-client.mjs", peers_dir()))
+        .arg(url)
+        .args(["--bearer", ticket])
+        .args(extra)
+        .output()
+        .expect("node gateway-client.mjs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or(""))
+        .unwrap_or_else(|_| panic!("gateway-client printed no JSON: {text} {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+async fn mcp(app: &TestApp, url: &str, ticket: Option<&str>, session: Option<&str>, body: &Value) -> reqwest::Response {
+    let mut req = app
+        .client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .json(body);
+    if let Some(t) = ticket {
+        req = req.bearer_auth(t);
+    }
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s).header("mcp-protocol-version", "2025-11-25");
+    }
+    req.send().await.expect("gateway")
+}
+
+/// The JSON-RPC message in a JSON or SSE body.
+async fn rpc_body(res: reqwest::Response) -> Value {
+    let text = res.text().await.expect("body");
+    if let Ok(v) = serde_json::from_str::<Value>(&text) {
+        return v;
+    }
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .find(|v| v.get("id").is_some())
+        .unwrap_or_else(|| panic!("no JSON-RPC response in {text}"))
+}
+
+async fn ticket(app: &TestApp, user: &str, agents: &[&str]) -> String {
+    app.post("/v1/session-tickets", &json!({"user_id": user, "agent_ids": agents})).await.json()["ticket"]
+        .as_str()
+        .expect("ticket")
+        .to_owned()
+}
+
+fn initialize(capabilities: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": capabilities, "clientInfo": {"name": "test", "version": "0"}}})
+}
+
+#[tokio::test]
+async fn the_sdk_client_calls_through_the_gateway_with_the_servers_token_and_the_filter() {
+    let upstream = Upstream::start(&[("REQUIRE_TOKEN", "upstream-secret-token")]);
+    let app = TestApp::spawn_with(Options { allow_private_networks: true, ..Options::default() }).await;
+    let server = app
+        .post(
+            "/v1/mcp-servers",
+            &json!({"name": "Fixture", "slug": "fixture-v1", "config": {"endpoint": upstream.url, "auth": {"type": "token", "auth_token": "upstream-secret-token"}}}),
+        )
+        .await;
+    assert_eq!(server.status, StatusCode::CREATED, "{}", server.text);
+    let server = server.id();
+    let agent = app.post("/v1/agents", &json!({"name": "Bot"})).await.id();
+    let attached = app
+        .put(
+            &format!("/v1/agents/{agent}/mcp-servers/{server}"),
+            Some(&json!({"tools": ["echo", "test_tool_with_progress"]})),
+        )
+        .await
+        .json();
+    let url = attached["gateway_url"].as_str().expect("gateway_url").to_owned();
+    let ticket = ticket(&app, "u1", &[&agent]).await;
+
+    // No ticket: 401 naming the route's own protected resource metadata.
+    let res = mcp(&app, &url, None, None, &initialize(json!({}))).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let challenge = res.headers()["www-authenticate"].to_str().expect("challenge").to_owned();
+    let prm_url = challenge.split('"').nth(1).expect("resource_metadata").to_owned();
+    assert!(prm_url.ends_with(url.trim_start_matches(&app.base)), "{prm_url}");
+    let prm: Value = app.client.get(&prm_url).send().await.expect("prm").json().await.expect("json");
+    assert_eq!(prm["resource"], url.as_str());
+
+    // The SDK's client: initialize, the filtered list, a call with progress over SSE, DELETE.
+    let seen =
+        sdk_client(&url, &ticket, &["--call", "test_tool_with_progress", "--args", "{}", "--progress", "--delete"]);
+    assert!(seen.get("error").is_none(), "{seen}");
+    assert_eq!(
+        seen["tools"],
+        json!(["test_tool_with_progress", "echo"]),
+        "the allowed tools, in the upstream's order: {seen}"
+    );
+    assert!(seen["progress"].as_array().is_some_and(|p| p.len() >= 2), "progress arrived while the call ran: {seen}");
+    assert_eq!(seen["deleted"], true, "{seen}");
+    let seen = sdk_client(&url, &ticket, &["--call", "echo", "--args", r#"{"text":"hi"}"#]);
+    assert_eq!(seen["call"]["content"][0]["text"], "hi", "{seen}");
+
+    // A hidden tool reads as one that does not exist, before the upstream sees it.
+    let before = upstream.seen().await["requests"].as_u64();
+    let res = mcp(&app, &url, Some(&ticket), None, &json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "test_simple_text", "arguments": {}}})).await;
+    let body = rpc_body(res).await;
+    assert_eq!(body["error"]["code"], -32602, "{body}");
+    assert_eq!(body["error"]["message"], "Unknown tool: test_simple_text");
+    assert_eq!(upstream.seen().await["requests"].as_u64(), before, "the upstream never saw the refused call");
+
+    // The upstream only ever saw the server's token, never the client's ticket.
+    let authorizations = upstream.seen().await["authorization"].clone();
+    assert_eq!(authorizations, json!(["Bearer upstream-secret-token"]), "{authorizations}");
+
+    // Another tenant's route is not found; a ticket for another agent is out of scope.
+    let foreign = url.replacen(&format!("/mcp/{}/", url.split('/').nth(4).expect("tenant")), "/mcp/someone-else/", 1);
+    assert_eq!(mcp(&app, &foreign, Some(&ticket), None, &initialize(json!({}))).await.status(), StatusCode::NOT_FOUND);
+    let other_agent = app.create_agent("Other").await;
+    let narrow = self::ticket(&app, "u1", &[&other_agent]).await;
+    let res = mcp(&app, &url, Some(&narrow), None, &initialize(json!({}))).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(res.json::<Value>().await.expect("problem")["code"], "ticket_scope");
+
+    // A revoked ticket and a detached server stop working at once.
+    let revoke = app.post("/v1/session-tickets/revoke", &json!({"ticket": ticket})).await;
+    assert!(revoke.status.is_success(), "{}", revoke.text);
+    let res = mcp(&app, &url, Some(&ticket), None, &initialize(json!({}))).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let fresh = self::ticket(&app, "u1", &[&agent]).await;
+    assert_eq!(mcp(&app, &url, Some(&fresh), None, &initialize(json!({}))).await.status(), StatusCode::OK);
+    assert_eq!(app.delete(&format!("/v1/agents/{agent}/mcp-servers/{server}")).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(mcp(&app, &url, Some(&fresh), None, &initialize(json!({}))).await.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_user_who_has_not_connected_is_asked_to_through_the_protocol_then_the_call_goes_through() {
+    let peers = Peers::start();
+    let app = TestApp::spawn_with(Options { allow_private_networks: true, ..Options::default() }).await;
+    let server = app
+        .post("/v1/mcp-servers", &json!({"name": "Peer MCP", "config": {"endpoint": peers.mcp_url, "auth": {"type": "oauth_authorization_code_confidential_pkce"}}}))
+        .await
+        .id();
+    let agent = app.create_agent("Support bot").await;
+    let url = app.put(&format!("/v1/agents/{agent}/mcp-servers/{server}"), None).await.json()["gateway_url"]
+        .as_str()
+        .expect("gateway_url")
+        .to_owned();
+    let ticket = ticket(&app, "user-1", &[&agent]).await;
+
+    // Initialize before connecting: the gateway answers itself, with a session of its own.
+    let res = mcp(&app, &url, Some(&ticket), None, &initialize(json!({"elicitation": {"url": {}}}))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let session = res.headers()["mcp-session-id"].to_str().expect("session").to_owned();
+    assert!(session.starts_with("sbs_"), "{session}");
+    let init = rpc_body(res).await;
+    assert_eq!(init["result"]["serverInfo"]["name"], "Peer MCP", "{init}");
+
+    // The call: URL elicitation required, pointing at Switchboard's own connect page.
+    let call =
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}});
+    let body = rpc_body(mcp(&app, &url, Some(&ticket), Some(&session), &call).await).await;
+    assert_eq!(body["error"]["code"], -32042, "{body}");
+    let elicitation = &body["error"]["data"]["elicitations"][0];
+    assert_eq!(elicitation["mode"], "url");
+    let link = elicitation["url"].as_str().expect("url").to_owned();
+    assert!(link.starts_with(&format!("{}/connect/", app.base)) && !link.contains("user-1"), "{link}");
+    // Opening it starts nothing; the page says to confirm from the app.
+    let page = app.client.get(&link).send().await.expect("page");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+
+    // Another user's app cannot confirm it: the link is useless to whoever it is forwarded to.
+    let request = link.rsplit('/').next().expect("request").to_owned();
+    let confirm = format!("/v1/runtime/connect-requests/{request}/confirm");
+    let mallory = self::ticket(&app, "mallory", &[&agent]).await;
+    app.call(Method::POST, &confirm, Some(&mallory), None).await.problem(StatusCode::FORBIDDEN, "ticket_scope");
+    // The user's own app confirms, and sends the browser to the provider's consent.
+    let res = app.call(Method::POST, &confirm, Some(&ticket), None).await;
+    assert_eq!(res.json()["status"], "pending_consent", "{}", res.text);
+    let back = consent_in_browser(res.json()["auth_url"].as_str().expect("auth_url")).await;
+    let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(back.iter()).finish();
+    let done =
+        app.client.get(format!("{}/service/mcp/consent/callback?{query}", app.base)).send().await.expect("callback");
+    assert_eq!(done.status(), StatusCode::OK);
+
+    // The retried call goes through on the same session: the gateway initialized the upstream.
+    let body = rpc_body(mcp(&app, &url, Some(&ticket), Some(&session), &call).await).await;
+    assert_eq!(body["result"]["content"][0]["text"], "user-1", "{body}");
+    let stats = peers.stats().await;
+    assert!(stats["audiences_presented"]["/mcp"].is_object(), "{stats}");
+}

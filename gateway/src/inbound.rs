@@ -1,0 +1,233 @@
+//! Who is calling and which route: the session ticket (verified with the tenant's cached public
+//! key, checked against the cached revocation state) and the route's agent, server and filter —
+//! all from [`Views`], which the database fills once and changes empty at once.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use switchboard_domain::agent::{Agent, Filter};
+use switchboard_domain::connection::GrantKey;
+use switchboard_domain::mcp_server::McpServer;
+use switchboard_domain::ticket::{self, TicketError, TicketRequest};
+use switchboard_domain::{DomainError, TenantId};
+use switchboard_worker::changes::Change;
+
+use crate::cache::Ttl;
+use crate::upstream::Credential;
+
+/// How long a view is trusted without a change announcing otherwise.
+const VIEW_LIFE: Duration = Duration::from_secs(30);
+const MAX_ENTRIES: usize = 100_000;
+
+/// A tenant's ticket key and slug.
+pub(crate) struct TenantKey {
+    pub(crate) public_hex: String,
+    pub(crate) slug: String,
+}
+
+/// A ticket whose signature checked out and that was not revoked when it was read.
+pub(crate) struct VerifiedTicket {
+    pub(crate) tenant: TenantId,
+    pub(crate) token: biscuit_auth::Biscuit,
+    pub(crate) authority: ticket::Authority,
+}
+
+/// What a route resolves to.
+pub(crate) struct Route {
+    pub(crate) agent: Agent,
+    pub(crate) server: McpServer,
+    pub(crate) filter: Filter,
+}
+
+/// The gateway's views; see `cache.rs`.
+pub(crate) struct Views {
+    pub(crate) keys: Ttl<TenantId, Arc<TenantKey>>,
+    pub(crate) tickets: Ttl<[u8; 32], Arc<VerifiedTicket>>,
+    pub(crate) routes: Ttl<(TenantId, String, String), Arc<Route>>,
+    pub(crate) credentials: Ttl<GrantKey, Arc<Credential>>,
+}
+
+impl Default for Views {
+    fn default() -> Self {
+        Self {
+            keys: Ttl::new(Duration::from_secs(300), 10_000),
+            tickets: Ttl::new(VIEW_LIFE, MAX_ENTRIES),
+            routes: Ttl::new(VIEW_LIFE, MAX_ENTRIES),
+            credentials: Ttl::new(Duration::from_secs(300), MAX_ENTRIES),
+        }
+    }
+}
+
+impl Views {
+    pub(crate) fn apply(&self, change: &Change) {
+        match change {
+            Change::Routes { tenant } => {
+                self.routes.retain(|(t, _, _), _| t != tenant);
+                // A server's static token or client credentials may have changed with it.
+                self.credentials.retain(|k, _| k.tenant_id != *tenant);
+            }
+            Change::Tickets { tenant } => {
+                self.tickets.retain(|_, v| v.tenant != *tenant);
+                self.keys.remove(tenant);
+            }
+            Change::Grant { tenant, user, agent, server } => self.credentials.retain(|k, _| {
+                !(k.tenant_id == *tenant && k.user_id == *user && k.agent_id == *agent && k.mcp_server_id == *server)
+            }),
+            Change::Grants { tenant } => self.credentials.retain(|k, _| k.tenant_id != *tenant),
+            Change::Tenant { tenant } if tenant.0.is_nil() => self.clear(),
+            Change::Tenant { tenant } => {
+                self.keys.remove(tenant);
+                self.tickets.retain(|_, v| v.tenant != *tenant);
+                self.routes.retain(|(t, _, _), _| t != tenant);
+                self.credentials.retain(|k, _| k.tenant_id != *tenant);
+            }
+        }
+    }
+
+    pub(crate) fn clear(&self) {
+        self.keys.retain(|_, _| false);
+        self.tickets.retain(|_, _| false);
+        self.routes.retain(|_, _| false);
+        self.credentials.retain(|_, _| false);
+    }
+}
+
+/// Why a request is refused before it reaches the upstream, as the HTTP answer says it.
+#[derive(Debug)]
+pub enum Refusal {
+    /// No bearer credential: 401 with the route's resource metadata.
+    NoCredential,
+    /// 401 `invalid_token`.
+    Ticket(TicketError),
+    /// An API key where a ticket belongs.
+    ApiKey,
+    /// 404: another tenant's route, or no such agent, server or attachment.
+    NotFound(String),
+    /// 403 `ticket_scope`.
+    Scope,
+    /// 503: the database could not be asked.
+    Unavailable,
+    /// 403: an `Origin` the gateway does not serve, or a `Host` that is not its own.
+    Origin,
+}
+
+impl From<DomainError> for Refusal {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::NotFound { kind, id } => Self::NotFound(format!("{kind} `{id}` not found")),
+            other => {
+                tracing::error!(error = %switchboard_domain::error::chain(&other), "gateway lookup failed");
+                Self::Unavailable
+            }
+        }
+    }
+}
+
+/// The verified caller of a route.
+pub(crate) struct Caller {
+    pub(crate) ticket: Arc<VerifiedTicket>,
+    pub(crate) route: Arc<Route>,
+    pub(crate) key: GrantKey,
+}
+
+impl crate::Inner {
+    /// The ticket in `presented` verified and the route resolved; `segments` are the route's
+    /// (tenant, agent, server).
+    pub(crate) async fn authenticate(
+        &self,
+        presented: Option<&str>,
+        segments: (&str, &str, &str),
+    ) -> Result<Caller, Refusal> {
+        let presented = presented.ok_or(Refusal::NoCredential)?;
+        if presented.starts_with("sb_") {
+            return Err(Refusal::ApiKey);
+        }
+        let verified = self.verify(presented).await?;
+        let tenant = verified.tenant;
+        let key = self.tenant_key(tenant).await?;
+        // Another tenant's route: as if it did not exist.
+        if segments.0 != key.slug && segments.0 != tenant.0.to_string() && segments.0 != tenant.0.simple().to_string() {
+            return Err(Refusal::NotFound(format!("no gateway route /mcp/{}/…", segments.0)));
+        }
+        let route = self.route(tenant, segments.1, segments.2).await?;
+        let key = GrantKey {
+            tenant_id: tenant,
+            user_id: verified.authority.user.clone(),
+            agent_id: route.agent.id,
+            mcp_server_id: route.server.id,
+        };
+        Ok(Caller { ticket: verified, route, key })
+    }
+
+    async fn tenant_key(&self, tenant: TenantId) -> Result<Arc<TenantKey>, Refusal> {
+        if let Some(k) = self.views.keys.get(&tenant) {
+            return Ok(k);
+        }
+        let store = self.runtime.store.tenant(tenant);
+        let slug = match store.own_tenant().await {
+            Ok(t) if t.deleted_at.is_none() => t.slug,
+            Ok(_) | Err(DomainError::NotFound { .. }) => return Err(Refusal::Ticket(TicketError::BadSignature)),
+            Err(e) => return Err(e.into()),
+        };
+        let public_hex = store.signing_key().await?.public_hex();
+        let k = Arc::new(TenantKey { public_hex, slug });
+        self.views.keys.put(tenant, k.clone());
+        Ok(k)
+    }
+
+    async fn verify(&self, presented: &str) -> Result<Arc<VerifiedTicket>, Refusal> {
+        let digest = switchboard_domain::crypto::sha256(presented.as_bytes());
+        if let Some(v) = self.views.tickets.get(&digest) {
+            return Ok(v);
+        }
+        let tenant = ticket::tenant_of(presented).map_err(Refusal::Ticket)?;
+        let key = self.tenant_key(tenant).await?;
+        let (token, ids) = ticket::open(presented, &key.public_hex).map_err(Refusal::Ticket)?;
+        if self.runtime.store.tenant(tenant).any_ticket_revoked(&ids).await? {
+            return Err(Refusal::Ticket(TicketError::Revoked));
+        }
+        let authority = ticket::authority(&token).map_err(Refusal::Ticket)?;
+        let life = authority.expires_at.and_then(|e| e.duration_since(SystemTime::now()).ok()).unwrap_or(VIEW_LIFE);
+        let v = Arc::new(VerifiedTicket { tenant, token, authority });
+        self.views.tickets.put_for(digest, v.clone(), life);
+        Ok(v)
+    }
+
+    async fn route(&self, tenant: TenantId, agent: &str, server: &str) -> Result<Arc<Route>, Refusal> {
+        let cache_key = (tenant, agent.to_owned(), server.to_owned());
+        if let Some(r) = self.views.routes.get(&cache_key) {
+            return Ok(r);
+        }
+        let (agent, server, attachment) = self.runtime.store.tenant(tenant).resolve_route(agent, server).await?;
+        let route = Arc::new(Route { agent, server, filter: attachment.filter() });
+        self.views.routes.put(cache_key, route.clone());
+        Ok(route)
+    }
+}
+
+impl Caller {
+    /// Checks the ticket for this request: `operation` is `call` for a tool, prompt or resource,
+    /// `list` for anything else. An unattenuated ticket is decided from its authority facts
+    /// (no Datalog); an attenuated one runs every block's checks.
+    pub(crate) fn authorize(&self, operation: &str, tool: Option<&str>) -> Result<(), Refusal> {
+        let t = &self.ticket;
+        let agent = self.route.agent.id;
+        if let (false, Some(expires)) = (ticket::attenuated(&t.token), t.authority.expires_at) {
+            if SystemTime::now() > expires {
+                return Err(Refusal::Ticket(TicketError::Expired));
+            }
+            return if t.authority.agents.iter().any(|a| *a == agent.to_string()) {
+                Ok(())
+            } else {
+                Err(Refusal::Scope)
+            };
+        }
+        let server = self.route.server.id.to_string();
+        let request = TicketRequest { agent, server: Some(&server), tool, operation };
+        match ticket::authorize(&t.token, &request, SystemTime::now()) {
+            Ok(_) => Ok(()),
+            Err(TicketError::Scope) => Err(Refusal::Scope),
+            Err(e) => Err(Refusal::Ticket(e)),
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The MCP gateway: `POST|GET|DELETE /mcp/{tenant}/{agent}/{server}`, one Streamable-HTTP
+//! endpoint per attachment. It takes the session ticket as its bearer credential, resolves the
+//! route, applies the attachment's filter, injects the user's upstream credential (never the
+//! client's) and streams the upstream's answer back as it arrives.
+//!
+//! - `inbound.rs`: the ticket and the route, from in-process views (`cache.rs`) that changes
+//!   invalidate at once (`switchboard_worker::changes`); no database read once warm.
+//! - `rpc.rs`: what the gateway reads of a JSON-RPC message and the errors it answers itself.
+//! - `filter.rs`: the allow-lists on lists and calls, and the gateway's own cursors.
+//! - `upstream.rs`: the upstream call — headers in and out, the credential, one refresh and
+//!   retry on a 401, the deadline, streaming.
+//! - `connect.rs`: "connect first" as the client's protocol version says (URL elicitation,
+//!   `input_required`, or an error carrying the URL), and the sealed connect requests.
+//! - `sessions.rs`: the gateway's own session ids for sessions started before the user
+//!   connected, mapped lazily onto upstream sessions.
+
+pub mod cache;
+pub mod connect;
+pub mod filter;
+mod handler;
+pub mod inbound;
+pub mod rpc;
+mod sessions;
+pub mod upstream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_worker::changes::Change;
+use switchboard_worker::runtime::Runtime;
+
+pub use handler::configure;
+
+/// The gateway's knobs.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Base of the gateway's URLs (routes, resource metadata, connect pages).
+    pub public_url: String,
+    /// How long the upstream may take to answer a request's headers (a streamed body then
+    /// lasts as long as the exchange does).
+    pub upstream_timeout: Duration,
+    /// The largest client message accepted.
+    pub max_body_bytes: usize,
+    /// Origins allowed besides the public URL's own (browser-based MCP clients).
+    pub allowed_origins: Vec<String>,
+}
+
+impl GatewayConfig {
+    #[must_use]
+    pub fn new(public_url: &str) -> Self {
+        Self {
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            upstream_timeout: Duration::from_secs(30),
+            max_body_bytes: 4 * 1024 * 1024,
+            allowed_origins: vec![],
+        }
+    }
+}
+
+/// The gateway: its configuration, the runtime it draws credentials from, and its views.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) runtime: Runtime,
+    pub(crate) config: GatewayConfig,
+    pub(crate) views: inbound::Views,
+    pub(crate) sessions: sessions::Sessions,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("public_url", &self.inner.config.public_url).finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// A gateway on `runtime`; it follows the runtime's changes for as long as it lives.
+    #[must_use]
+    pub fn new(runtime: Runtime, config: GatewayConfig) -> Self {
+        let inner = Arc::new(Inner {
+            runtime,
+            config,
+            views: inbound::Views::default(),
+            sessions: sessions::Sessions::default(),
+        });
+        let weak = Arc::downgrade(&inner);
+        let mut changes = inner.runtime.changes.subscribe();
+        // Changes made by other processes arrive through Redis (when configured).
+        let relay = inner.runtime.changes.listen();
+        tokio::spawn(async move {
+            loop {
+                let change = changes.recv().await;
+                let Some(inner) = weak.upgrade() else { break };
+                match change {
+                    Ok(change) => inner.views.apply(&change),
+                    // Fell behind: some change was missed, so nothing cached can be trusted.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => inner.views.clear(),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+            if let Some(relay) = relay {
+                relay.abort();
+            }
+        });
+        Self { inner }
+    }
+
+    /// Applies a change to this gateway's views now (the API calls it for changes it made, so
+    /// they hold before its response is sent; the broadcast brings the same change again).
+    pub fn invalidate(&self, change: &Change) {
+        self.inner.views.apply(change);
+    }
+
+    #[must_use]
+    pub fn config(&self) -> &GatewayConfig {
+        &self.inner.config
+    }
+}
