@@ -99,6 +99,13 @@ pub fn validate_patch(current: &Agent, patch: &Value) -> Result<AgentSpec, Domai
     if let Some(d) = &current.description {
         merged.insert("description".into(), Value::String(d.clone()));
     }
+    if patch.get("slug").is_some_and(Value::is_null) {
+        errs.push(
+            FieldError::new("slug", "invalid_type", "slug cannot be removed")
+                .with_hint("leave slug out to keep it, or send a new one"),
+        );
+        return Err(DomainError::Invalid(errs.0));
+    }
     for (k, v) in patch {
         if v.is_null() {
             merged.remove(k)

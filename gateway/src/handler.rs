@@ -14,9 +14,9 @@ use url::Url;
 
 use crate::connect::{self, ConnectRequest};
 use crate::filter::{self, Cursors};
-use crate::inbound::{Caller, Refusal};
+use crate::inbound::{Caller, Credential, Refusal};
 use crate::rpc::{self, BadMessage, Era, Message, code};
-use crate::upstream::{self, Credential};
+use crate::upstream;
 use crate::{Gateway, Inner, sessions};
 
 /// Registers the gateway's routes.

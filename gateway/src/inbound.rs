@@ -13,11 +13,23 @@ use switchboard_domain::{DomainError, TenantId};
 use switchboard_worker::changes::Change;
 
 use crate::cache::Ttl;
-use crate::upstream::Credential;
 
 /// How long a view is trusted without a change announcing otherwise.
 const VIEW_LIFE: Duration = Duration::from_secs(30);
 const MAX_ENTRIES: usize = 100_000;
+
+/// A grant's credential as the gateway keeps it. The token is never logged or shown: `Debug`
+/// leaves it out.
+pub struct Credential {
+    pub(crate) bearer: Option<String>,
+    pub(crate) source: Option<switchboard_worker::consent::Source>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential").field("bearer", &self.bearer.as_ref().map(|_| "[redacted]")).finish()
+    }
+}
 
 /// A tenant's ticket key and slug.
 pub(crate) struct TenantKey {

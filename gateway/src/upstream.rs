@@ -10,20 +10,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use switchboard_domain::connection::GrantKey;
 use switchboard_worker::consent::{Missing, Source, UpstreamCredential};
 
-use crate::inbound::{Caller, Refusal};
-
-/// A grant's credential as the gateway keeps it. The token is never logged or shown: `Debug`
-/// leaves it out.
-pub struct Credential {
-    pub(crate) bearer: Option<String>,
-    pub(crate) source: Option<Source>,
-}
-
-impl std::fmt::Debug for Credential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credential").field("bearer", &self.bearer.as_ref().map(|_| "[redacted]")).finish()
-    }
-}
+use crate::inbound::{Caller, Credential, Refusal};
 
 /// Client request headers that reach the upstream (lowercase); `mcp-param-*` too.
 const FORWARDED: &[&str] = &[

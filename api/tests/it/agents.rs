@@ -113,6 +113,10 @@ async fn agents_have_slugs_unique_per_tenant() {
     let id = app.post("/v1/agents", &json!({"name": "triage", "slug": "triage-v1"})).await.id();
     let res = app.patch(&format!("/v1/agents/{id}"), &json!({"description": "kept"})).await;
     assert_eq!(res.json()["slug"], "triage-v1", "a patch without slug keeps it");
+    assert_eq!(
+        app.patch(&format!("/v1/agents/{id}"), &json!({"slug": null})).await.field_errors(),
+        vec![("slug".into(), "invalid_type".into())]
+    );
     let res = app.patch(&format!("/v1/agents/{id}"), &json!({"slug": "triage-v2"})).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text);
     assert_eq!(res.json()["slug"], "triage-v2");
