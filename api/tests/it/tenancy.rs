@@ -115,6 +115,17 @@ async fn every_id_operation_of_the_document_is_scoped_to_its_tenant() {
     let other_ticket = res.json()["ticket"].as_str().unwrap_or_default().to_owned();
     assert!(!other_ticket.is_empty(), "{}", res.text);
 
+    // A gateway connect link of the first tenant's (what a "connect first" answer carries).
+    let connect_request = switchboard_gateway::connect::seal(
+        app.state.store.envelope(),
+        &switchboard_gateway::connect::ConnectRequest::for_grant(&switchboard_domain::connection::GrantKey {
+            tenant_id: app.tenant_id,
+            user_id: "alice".into(),
+            agent_id: agent.parse::<uuid::Uuid>().expect("agent id").into(),
+            mcp_server_id: server.parse::<uuid::Uuid>().expect("server id").into(),
+        }),
+    )
+    .expect("connect request");
     let spec = serde_json::to_value(switchboard_api::openapi::spec()).unwrap_or_default();
     let mut asked = 0;
     for (path, ops) in spec["paths"].as_object().into_iter().flatten() {
@@ -145,7 +156,8 @@ async fn every_id_operation_of_the_document_is_scoped_to_its_tenant() {
                 .replace("{id}", id)
                 .replace("{agent_id}", agent_id)
                 .replace("{server_id}", &server)
-                .replace("{user_id}", "alice");
+                .replace("{user_id}", "alice")
+                .replace("{request}", &connect_request);
             assert!(!concrete.contains('{'), "{method} {path}: a parameter this test does not fill");
             let body = match method {
                 Method::PATCH => Some(json!({"name": "stolen"})),
@@ -153,7 +165,10 @@ async fn every_id_operation_of_the_document_is_scoped_to_its_tenant() {
                 _ => None,
             };
             let res = app.call(method.clone(), &concrete, Some(credential), body.as_ref()).await;
-            if runtime && !names_server {
+            if path.contains("{request}") {
+                // Another tenant's connect link is not found, whatever its ticket may do.
+                res.problem(StatusCode::NOT_FOUND, "not_found");
+            } else if runtime && !names_server {
                 res.problem(StatusCode::FORBIDDEN, "ticket_scope");
             } else if path == "/v1/users/{user_id}" {
                 // A user id is the tenant's own name for a person: the second tenant erases its
