@@ -37,6 +37,12 @@ impl Default for Metrics {
 impl Metrics {
     #[must_use]
     pub fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    /// The process's metrics, plus those `more` registers (the gateway's).
+    #[must_use]
+    pub fn with(more: impl FnOnce(&mut Registry)) -> Self {
         let mut registry = Registry::with_prefix("switchboard");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
@@ -49,6 +55,7 @@ impl Metrics {
             "Panics caught in this process (each logged with its backtrace)",
             crate::panics::PANICS.clone(),
         );
+        more(&mut registry);
         Self { registry, requests, latency }
     }
 

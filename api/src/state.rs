@@ -79,10 +79,10 @@ impl AppState {
     pub fn with_runtime(runtime: Runtime, settings: Settings, redis: Option<RedisHandle>) -> anyhow::Result<Self> {
         let gateway = switchboard_gateway::Gateway::new(runtime.clone(), gateway_config(&settings));
         Ok(Self {
-            gateway,
+            gateway: gateway.clone(),
             store: runtime.store.clone(),
             settings: Arc::new(settings),
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(Metrics::with(|r| gateway.register_metrics(r))),
             redis,
             keys: Arc::new(KeyCache::default()),
             runtime,

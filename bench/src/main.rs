@@ -46,6 +46,20 @@ enum Command {
         /// The server's pid, to report its peak RSS (VmHWM).
         #[arg(long)]
         server_pid: Option<u32>,
+        /// POST this body (JSON) instead of a GET, e.g. a JSON-RPC `tools/call`.
+        #[arg(long)]
+        body: Option<String>,
+        /// Extra request headers, `name: value` (repeatable).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// A response counts as a success only if its body contains this (e.g. `"result"`).
+        #[arg(long)]
+        expect: Option<String>,
+        /// Each connection first opens an MCP session (`initialize`, `notifications/initialized`,
+        /// 2025-11-25) and sends its `Mcp-Session-Id` on every request: for servers and proxies
+        /// that only speak the session era.
+        #[arg(long)]
+        mcp_session: bool,
     },
     /// Register N MCP servers and print the id of the first.
     Seed {
@@ -112,8 +126,9 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
-        Command::Load { url, path, key, connections, duration, server_pid } => {
-            load(&url, &path, key.as_deref(), connections, Duration::from_secs(duration), server_pid).await
+        Command::Load { url, path, key, connections, duration, server_pid, body, headers, expect, mcp_session } => {
+            let request = Request { body, headers, expect, mcp_session };
+            load(&url, &path, key.as_deref(), connections, Duration::from_secs(duration), server_pid, &request).await
         }
         Command::Seed { url, key, count } => seed(&url, &key, count).await,
         Command::Startup { bin, listen } => startup(&bin, &listen).await,
@@ -131,6 +146,49 @@ fn client() -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder().http1_only().pool_max_idle_per_host(1).tcp_nodelay(true).build()?)
 }
 
+/// What each request of a load run sends, beyond its URL and bearer token.
+struct Request {
+    body: Option<String>,
+    headers: Vec<String>,
+    expect: Option<String>,
+    mcp_session: bool,
+}
+
+/// Opens an MCP session at `target` on `client`'s connection; returns its id.
+async fn open_session(
+    client: &reqwest::Client,
+    target: &str,
+    auth: Option<&str>,
+    extra: &reqwest::header::HeaderMap,
+) -> anyhow::Result<String> {
+    let post = |body: serde_json::Value| {
+        let mut req = client.post(target).headers(extra.clone()).json(&body);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        req
+    };
+    let res = post(serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "switchboard-bench", "version": "0"}}}))
+    .send()
+    .await?;
+    let id = res
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .context("initialize answered no Mcp-Session-Id")?
+        .to_owned();
+    res.bytes().await?;
+    post(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .header("mcp-session-id", &id)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    Ok(id)
+}
+
 async fn load(
     url: &str,
     path: &str,
@@ -138,17 +196,38 @@ async fn load(
     connections: usize,
     duration: Duration,
     pid: Option<u32>,
+    request: &Request,
 ) -> anyhow::Result<()> {
+    let mut extra = reqwest::header::HeaderMap::new();
+    for h in &request.headers {
+        let (name, value) = h.split_once(':').context("a header is `name: value`")?;
+        extra.insert(
+            reqwest::header::HeaderName::from_bytes(name.trim().as_bytes())?,
+            reqwest::header::HeaderValue::from_str(value.trim())?,
+        );
+    }
     let target = format!("{url}{path}");
+    // Connections (and their MCP sessions) are opened before the clock starts.
+    let mut prepared = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let client = client()?;
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let mut extra = extra.clone();
+        if request.mcp_session {
+            let session = open_session(&client, &target, auth.as_deref(), &extra).await?;
+            extra.insert("mcp-session-id", reqwest::header::HeaderValue::from_str(&session)?);
+            extra.insert("mcp-protocol-version", reqwest::header::HeaderValue::from_static("2025-11-25"));
+        }
+        prepared.push((client, auth, extra));
+    }
     let warmup = Duration::from_secs(1);
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + duration;
     let mut tasks = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        let client = client()?;
+    for (client, auth, extra) in prepared {
         let target = target.clone();
-        let auth = key.map(|k| format!("Bearer {k}"));
+        let (body, expect) = (request.body.clone(), request.expect.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies: Vec<u32> = Vec::with_capacity(1 << 16);
             let mut errors = 0u64;
@@ -157,13 +236,20 @@ async fn load(
                 if t0 >= end {
                     break;
                 }
-                let mut req = client.get(&target);
+                let mut req = match &body {
+                    Some(b) => client.post(&target).header("content-type", "application/json").body(b.clone()),
+                    None => client.get(&target),
+                };
+                req = req.headers(extra.clone());
                 if let Some(a) = &auth {
                     req = req.header("authorization", a);
                 }
                 let ok = match req.send().await {
-                    Ok(res) => res.status().is_success() && res.bytes().await.is_ok(),
-                    Err(_) => false,
+                    Ok(res) if res.status().is_success() => match res.bytes().await {
+                        Ok(b) => expect.as_ref().is_none_or(|e| b.windows(e.len()).any(|w| w == e.as_bytes())),
+                        Err(_) => false,
+                    },
+                    _ => false,
                 };
                 if t0 >= measure_from {
                     if ok {

@@ -233,7 +233,7 @@ mod tests {
     fn key() -> GrantKey {
         GrantKey {
             tenant_id: TenantId::new(),
-            user_id: "u1".into(),
+            user_id: "alice@example.com".into(),
             agent_id: AgentId::new(),
             mcp_server_id: McpServerId::new(),
         }
@@ -244,7 +244,7 @@ mod tests {
         let envelope = Envelope::from_bytes(&[3; 32]).expect("key");
         let request = ConnectRequest::for_grant(&key());
         let token = seal(&envelope, &request).expect("seal");
-        assert!(!token.contains("u1"), "no user id in the URL");
+        assert!(!token.contains("alice"), "no user id in the URL");
         assert_eq!(open(&envelope, &token), Ok(request.clone()));
         let other = Envelope::from_bytes(&[4; 32]).expect("key");
         assert_eq!(open(&other, &token), Err(RequestError::Invalid));
@@ -273,7 +273,7 @@ mod tests {
         assert_eq!(a.body["result"]["resultType"], "input_required");
         let state = a.body["result"]["requestState"].as_str().expect("state");
         assert!(is_our_state(&envelope, &k, state));
-        assert!(!is_our_state(&envelope, &GrantKey { user_id: "u2".into(), ..k.clone() }, state));
+        assert!(!is_our_state(&envelope, &GrantKey { user_id: "mallory".into(), ..k.clone() }, state));
         let a = answer(&envelope, &call, Era::Modern, false, &request, "https://sb/connect/x", "Linear");
         assert_eq!((a.status, a.body["error"]["code"].as_i64()), (400, Some(-32021)));
     }

@@ -132,15 +132,12 @@ impl Inner {
     /// configured); on a loopback public URL the `Host` must be loopback too.
     fn check_origin(&self, req: &HttpRequest) -> Result<(), Refusal> {
         let public = Url::parse(&self.config.public_url).ok();
-        if let Some(origin) = header(req, "origin") {
-            let own = public.as_ref().map(|u| u.origin().ascii_serialization());
-            let allowed = own.as_deref() == Some(origin.trim_end_matches('/'))
-                || self.config.allowed_origins.iter().any(|o| o.trim_end_matches('/') == origin.trim_end_matches('/'));
-            if !allowed {
-                return Err(Refusal::Origin);
-            }
-        }
         let loopback = public.as_ref().and_then(Url::host_str).is_some_and(is_loopback_host);
+        if let Some(origin) = header(req, "origin")
+            && !origin_allowed(public.as_ref(), loopback, &self.config.allowed_origins, origin)
+        {
+            return Err(Refusal::Origin);
+        }
         if loopback && let Some(host) = header(req, "host") {
             let name = host
                 .rsplit_once(':')
@@ -173,7 +170,25 @@ impl Inner {
 }
 
 fn is_loopback_host(h: &str) -> bool {
+    let h = h.trim_start_matches('[').trim_end_matches(']');
     h.eq_ignore_ascii_case("localhost") || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether a request's `Origin` may use the gateway: the public URL's own origin, a configured
+/// one, or — when the public URL is loopback (a local gateway) — any loopback origin, whatever
+/// its port or spelling (`localhost`, `127.0.0.1`, `[::1]`), which is the spec's rule for local
+/// servers. A DNS-rebinding page carries its own host name as its origin and is refused.
+fn origin_allowed(public: Option<&Url>, loopback: bool, allowed: &[String], origin: &str) -> bool {
+    let origin = origin.trim_end_matches('/');
+    let local = || {
+        Url::parse(origin)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .is_some_and(|u| u.host_str().is_some_and(is_loopback_host))
+    };
+    public.is_some_and(|u| u.origin().ascii_serialization() == origin)
+        || allowed.iter().any(|o| o.trim_end_matches('/') == origin)
+        || (loopback && local())
 }
 
 /// `GET /.well-known/oauth-protected-resource/mcp/{tenant}/{agent}/{server}` (RFC 9728 §3.1:
@@ -211,9 +226,46 @@ async fn post(gw: web::Data<Gateway>, req: HttpRequest, path: Segments, body: By
         upstream.status = tracing::field::Empty, outcome = tracing::field::Empty, latency_us = tracing::field::Empty,
     );
     let _enter = span.enter();
-    let response = post_inner(inner, &req, &path, body, &span).await;
-    span.record("latency_us", started.elapsed().as_micros() as u64);
+    let mut observed = Observed { span: &span, route: None, method: "other", outcome: "refused" };
+    let response = post_inner(inner, &req, &path, body, &mut observed).await;
+    let elapsed = started.elapsed();
+    span.record("latency_us", u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+    span.record("outcome", observed.outcome);
+    if let Some((agent, server)) = observed.route {
+        let labels =
+            crate::metrics::RequestLabels { agent, server, method: observed.method, outcome: observed.outcome };
+        inner.metrics.observe(labels, elapsed.as_secs_f64());
+    }
     response
+}
+
+/// What the span and the metrics say of a request, filled in as it goes.
+struct Observed<'a> {
+    span: &'a tracing::Span,
+    /// The route's agent and server slugs, once the route is known.
+    route: Option<(String, String)>,
+    method: &'static str,
+    outcome: &'static str,
+}
+
+impl Inner {
+    /// An audit event of a refusal, written in the background (the answer does not wait on it).
+    fn audit_refusal(&self, caller: &Caller, action: &'static str, data: Value) {
+        let store = self.runtime.store.clone();
+        let key = caller.key.clone();
+        tokio::spawn(async move {
+            let actor = switchboard_domain::tenant::Actor::User(key.user_id.clone());
+            let mut data = data;
+            if let Some(map) = data.as_object_mut() {
+                map.insert("agent_id".into(), json!(key.agent_id));
+                map.insert("channel".into(), json!("gateway"));
+            }
+            let target = Some(key.mcp_server_id.to_string());
+            if let Err(e) = store.tenant(key.tenant_id).record_event(&actor, action, "mcp_server", target, data).await {
+                tracing::warn!(error = %switchboard_domain::error::chain(&e), "a gateway refusal was not audited");
+            }
+        });
+    }
 }
 
 async fn post_inner(
@@ -221,18 +273,17 @@ async fn post_inner(
     req: &HttpRequest,
     path: &(String, String, String),
     body: Bytes,
-    span: &tracing::Span,
+    observed: &mut Observed<'_>,
 ) -> HttpResponse {
+    let span = observed.span;
     if let Err(r) = inner.check_origin(req) {
         return inner.refusal(path, &r);
     }
     let caller = match inner.authenticate(bearer(req), (&path.0, &path.1, &path.2)).await {
         Ok(c) => c,
-        Err(r) => {
-            span.record("outcome", "refused");
-            return inner.refusal(path, &r);
-        }
+        Err(r) => return inner.refusal(path, &r),
     };
+    observed.route = Some((caller.route.agent.slug.clone(), caller.route.server.slug.clone()));
     let message = match Message::parse(&body) {
         Ok(m) => m,
         Err(BadMessage::Batch) => {
@@ -250,6 +301,7 @@ async fn post_inner(
     };
     let method = message.method().to_owned();
     span.record("mcp.method", method.as_str());
+    observed.method = crate::metrics::method_label(&method);
     let era = message.era(header(req, "mcp-protocol-version"));
     let target = message.target().map(str::to_owned);
     if method == "tools/call"
@@ -259,11 +311,15 @@ async fn post_inner(
     }
     let tool = (method == "tools/call").then_some(target.as_deref()).flatten();
     if let Err(r) = caller.authorize(operation(&method), tool) {
-        span.record("outcome", "scope");
+        observed.outcome = "ticket_scope";
+        if matches!(r, Refusal::Scope) {
+            inner.audit_refusal(&caller, "gateway.ticket_scope", json!({"method": method, "tool": tool}));
+        }
         return inner.refusal(path, &r);
     }
     if let Err(refusal) = filter::check_call(&caller.route.filter, &method, target.as_deref()) {
-        span.record("outcome", "filtered");
+        observed.outcome = "tool_not_allowed";
+        inner.audit_refusal(&caller, "gateway.not_allowed", json!({"method": method, "name": target}));
         let code = if method.starts_with("resources/") && era == Era::Legacy {
             code::RESOURCE_NOT_FOUND
         } else {
@@ -274,7 +330,19 @@ async fn post_inner(
     let session = header(req, "mcp-session-id").map(str::to_owned);
     let credential = match inner.credential(&caller, None).await {
         Ok(Ok(c)) => c,
-        Ok(Err(missing)) => return connect_first(inner, req, &caller, &message, era, session.as_deref(), &missing),
+        Ok(Err(missing)) => {
+            observed.outcome = match missing {
+                Missing::NotConnected { .. } => "connect_required",
+                _ => "upstream_unavailable",
+            };
+            if matches!(missing, Missing::NotConnected { .. })
+                && message.is_request()
+                && message.method() != "initialize"
+            {
+                inner.audit_refusal(&caller, "gateway.connect_required", json!({"method": method}));
+            }
+            return connect_first(inner, req, &caller, &message, era, session.as_deref(), &missing);
+        }
         Err(r) => return inner.refusal(path, &r),
     };
     // Rewrite what the upstream must not see: the gateway's cursor and its own requestState.
@@ -322,13 +390,29 @@ async fn post_inner(
         other => other.map(str::to_owned),
     };
     let rewrite = filter::list_of(&method).is_some() && message.id.is_some();
+    let grant = matches!(credential.source, Some(Source::Grant { .. }));
     let res =
         inner.send(req, &caller, credential, reqwest::Method::POST, Some(body), upstream_session.as_deref()).await;
     let res = match res {
         Ok(r) => r,
-        Err(e) => return e.into_response(message.id.as_ref()),
+        Err(e) => {
+            observed.outcome = "upstream_unavailable";
+            return e.into_response(message.id.as_ref());
+        }
     };
     span.record("upstream.status", res.status().as_u16());
+    // Still refused after the credential was replaced: the upstream's 401 must not reach the
+    // client, which would take it for a verdict on its own ticket.
+    if res.status() == reqwest::StatusCode::UNAUTHORIZED {
+        observed.outcome = "upstream_unauthorized";
+        if grant {
+            let missing =
+                Missing::NotConnected { status: Some(switchboard_domain::connection::ConnectionStatus::NeedsReauth) };
+            return connect_first(inner, req, &caller, &message, era, session.as_deref(), &missing);
+        }
+        let detail = "the MCP server refused the credential Switchboard presented for it (HTTP 401): check the server's auth configuration";
+        return json_response(200, &rpc::error(message.id.as_ref(), code::UPSTREAM_UNAVAILABLE, detail, None));
+    }
     // A gateway session whose upstream session ended: start another once, transparently.
     if res.status() == reqwest::StatusCode::NOT_FOUND
         && let Some(s) = session.as_deref().filter(|s| sessions::is_gateway_session(s))
@@ -341,7 +425,7 @@ async fn post_inner(
         let url = rpc::supports_url_elicitation(message.capabilities());
         inner.sessions.url_capable.put(sid.to_owned(), url);
     }
-    span.record("outcome", if res.status().is_success() { "ok" } else { "upstream_error" });
+    observed.outcome = if res.status().is_success() { "ok" } else { "upstream_error" };
     let gateway_session = session.as_deref().filter(|s| sessions::is_gateway_session(s));
     if rewrite {
         let cursors = inner.cursors(&caller);
@@ -607,7 +691,10 @@ fn connect_first(
             None => false,
         },
     };
-    let request = ConnectRequest::for_grant(&caller.key);
+    let mut request = ConnectRequest::for_grant(&caller.key);
+    if let Some(s) = session.filter(|s| sessions::is_gateway_session(s)) {
+        request.id = sessions::elicitation_id(s);
+    }
     let Some(url) = inner.connect_url(&request) else {
         return json_response(500, &rpc::error(id, -32603, "the connect link could not be created", None));
     };
@@ -618,20 +705,21 @@ fn connect_first(
 }
 
 async fn get(gw: web::Data<Gateway>, req: HttpRequest, path: Segments) -> HttpResponse {
-    stream_or_end(&gw.inner, &req, &path, reqwest::Method::GET).await
+    stream_or_end(&gw, &req, &path, reqwest::Method::GET).await
 }
 
 async fn delete(gw: web::Data<Gateway>, req: HttpRequest, path: Segments) -> HttpResponse {
-    stream_or_end(&gw.inner, &req, &path, reqwest::Method::DELETE).await
+    stream_or_end(&gw, &req, &path, reqwest::Method::DELETE).await
 }
 
 /// GET (the session's stream) and DELETE (its end): forwarded with the session, as they are.
 async fn stream_or_end(
-    inner: &Inner,
+    gw: &Gateway,
     req: &HttpRequest,
     path: &(String, String, String),
     method: reqwest::Method,
 ) -> HttpResponse {
+    let inner = &gw.inner;
     if let Err(r) = inner.check_origin(req) {
         return inner.refusal(path, &r);
     }
@@ -645,12 +733,13 @@ async fn stream_or_end(
     let session = header(req, "mcp-session-id").map(str::to_owned);
     let credential = match inner.credential(&caller, None).await {
         Ok(Ok(c)) => c,
-        // Nothing to stream or end upstream yet.
+        // Nothing upstream yet. A gateway session's stream is the gateway's own: it tells the
+        // client when the user has connected (the elicitation is complete).
         Ok(Err(_)) => {
-            return if method == reqwest::Method::DELETE {
-                HttpResponse::Ok().finish()
-            } else {
-                HttpResponse::MethodNotAllowed().insert_header(("allow", "POST, DELETE")).finish()
+            return match (method, session.as_deref()) {
+                (reqwest::Method::DELETE, _) => HttpResponse::Ok().finish(),
+                (_, Some(s)) if sessions::is_gateway_session(s) => wait_for_connection(gw.clone(), caller, s),
+                _ => HttpResponse::MethodNotAllowed().insert_header(("allow", "POST, DELETE")).finish(),
             };
         }
         Err(r) => return inner.refusal(path, &r),
@@ -695,6 +784,60 @@ async fn stream_or_end(
     }
 }
 
+/// The SSE stream of a gateway session whose user has not connected yet: a comment at once,
+/// keep-alives, and — when a change says the grant holds a token now —
+/// `notifications/elicitation/complete` for the session's elicitation, after which the stream
+/// ends (the client's next GET reaches the upstream).
+fn wait_for_connection(gateway: Gateway, caller: Caller, session: &str) -> HttpResponse {
+    use switchboard_worker::changes::Change;
+    use tokio::sync::broadcast::error::RecvError;
+    const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+    enum Step {
+        Start,
+        Wait,
+        Done,
+    }
+    let changes = gateway.inner.runtime.changes.subscribe();
+    let id = sessions::elicitation_id(session).to_string();
+    let caller = std::sync::Arc::new(caller);
+    let stream = futures_util::stream::unfold((Step::Start, changes), move |(step, mut changes)| {
+        let (gateway, caller, id) = (gateway.clone(), caller.clone(), id.clone());
+        async move {
+            let key = &caller.key;
+            match step {
+                Step::Start => {
+                    let hello = Bytes::from_static(b": waiting for the user to connect\n\n");
+                    Some((Ok::<_, actix_web::Error>(hello), (Step::Wait, changes)))
+                }
+                Step::Done => None,
+                Step::Wait => loop {
+                    match tokio::time::timeout(KEEP_ALIVE, changes.recv()).await {
+                        Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), (Step::Wait, changes))),
+                        Ok(Err(RecvError::Closed)) => return None,
+                        Ok(Ok(Change::Grant { tenant, user, agent, server }))
+                            if tenant == key.tenant_id
+                                && user == key.user_id
+                                && agent == key.agent_id
+                                && server == key.mcp_server_id => {}
+                        Ok(Err(RecvError::Lagged(_))) => {}
+                        Ok(Ok(_)) => continue,
+                    }
+                    if let Ok(Ok(_)) = gateway.inner.credential(&caller, None).await {
+                        let note = json!({"jsonrpc": "2.0", "method": "notifications/elicitation/complete", "params": {"elicitationId": id}});
+                        let event = Bytes::from(format!("event: message\ndata: {note}\n\n"));
+                        return Some((Ok(event), (Step::Done, changes)));
+                    }
+                },
+            }
+        }
+    });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-store"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(stream)
+}
+
 /// `GET /connect/{request}`: what a user who opened a connect link sees. It starts nothing: the
 /// tenant's app confirms the request with the user's ticket and sends the browser on.
 async fn connect_page(gw: web::Data<Gateway>, path: web::Path<String>) -> HttpResponse {
@@ -715,4 +858,28 @@ async fn connect_page(gw: web::Data<Gateway>, path: web::Path<String>) -> HttpRe
         .body(format!(
             "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head><body><h1>{title}</h1><p>{text}</p></body></html>"
         ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_gateway_serves_loopback_origins_and_a_public_one_only_its_own() {
+        let local = Url::parse("http://127.0.0.1:8080").ok();
+        for origin in ["http://127.0.0.1:8080", "http://127.0.0.1:39239", "http://localhost:8080", "http://[::1]:3000"]
+        {
+            assert!(origin_allowed(local.as_ref(), true, &[], origin), "{origin}");
+        }
+        for origin in
+            ["http://evil.example.com", "http://127.0.0.1.evil.example.com", "null", "file://", "http://10.0.0.1"]
+        {
+            assert!(!origin_allowed(local.as_ref(), true, &[], origin), "{origin}");
+        }
+        let public = Url::parse("https://gw.example.com").ok();
+        let allowed = ["https://app.example.com".to_owned()];
+        assert!(origin_allowed(public.as_ref(), false, &allowed, "https://gw.example.com"));
+        assert!(origin_allowed(public.as_ref(), false, &allowed, "https://app.example.com/"));
+        assert!(!origin_allowed(public.as_ref(), false, &allowed, "http://localhost:3000"));
+    }
 }

@@ -19,6 +19,7 @@ pub mod connect;
 pub mod filter;
 mod handler;
 pub mod inbound;
+pub mod metrics;
 pub mod rpc;
 mod sessions;
 pub mod upstream;
@@ -69,6 +70,7 @@ pub(crate) struct Inner {
     pub(crate) config: GatewayConfig,
     pub(crate) views: inbound::Views,
     pub(crate) sessions: sessions::Sessions,
+    pub(crate) metrics: metrics::GatewayMetrics,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -86,6 +88,7 @@ impl Gateway {
             config,
             views: inbound::Views::default(),
             sessions: sessions::Sessions::default(),
+            metrics: metrics::GatewayMetrics::default(),
         });
         let weak = Arc::downgrade(&inner);
         let mut changes = inner.runtime.changes.subscribe();
@@ -113,6 +116,11 @@ impl Gateway {
     /// they hold before its response is sent; the broadcast brings the same change again).
     pub fn invalidate(&self, change: &Change) {
         self.inner.views.apply(change);
+    }
+
+    /// Adds the gateway's metrics to `registry` (the process's `/metrics`).
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.inner.metrics.register(registry);
     }
 
     #[must_use]

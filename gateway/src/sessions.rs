@@ -42,6 +42,16 @@ impl Default for Sessions {
     }
 }
 
+/// The elicitation id of a gateway session's connect request: derived from the session id, so
+/// every process names it the same in the `-32042` answer and in the completion notification.
+#[must_use]
+pub(crate) fn elicitation_id(session: &str) -> uuid::Uuid {
+    let digest = switchboard_domain::crypto::sha256(session.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(digest.get(..16).unwrap_or(&[0u8; 16]));
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
 #[must_use]
 pub(crate) fn is_gateway_session(id: &str) -> bool {
     id.starts_with(PREFIX)

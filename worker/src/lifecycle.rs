@@ -82,7 +82,13 @@ impl Lifecycle {
         iss: Option<&str>,
         error: Option<&str>,
     ) -> ConsentOutcome {
-        self.consent.complete(state, code, iss, error).await
+        let outcome = self.consent.complete(state, code, iss, error).await;
+        if let (true, Some(key)) = (outcome.connected, &outcome.key) {
+            // Caches drop what they held for this grant; a gateway session waiting for it tells
+            // its client the elicitation is complete.
+            self.changes.publish(Change::grant(key));
+        }
+        outcome
     }
 
     /// `initialize` + `tools/list` upstream with `key`'s credentials; the tools are those the

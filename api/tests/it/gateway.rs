@@ -43,15 +43,14 @@ impl Drop for Upstream {
     }
 }
 
-/// The SDK's client through `url` with `ticket`: one JSON line of what it saw.
-fn sdk_client(url: &str, ticket: &str, extra: &[&str]) -> Value {
-    let out = Command::new("node")
-        .arg(format!("{}/gateway-client.mjs", peers_dir()))
-        .arg(url)
-        .args(["--bearer", ticket])
-        .args(extra)
-        .output()
-        .expect("node gateway-client.mjs");
+/// The SDK's client through `url` with `ticket`: one JSON line of what it saw. Run off the
+/// test's runtime: the app's database connections are driven by it, so blocking it on the child
+/// process would stall the very requests the client makes.
+async fn sdk_client(url: &str, ticket: &str, extra: &[&str]) -> Value {
+    let mut command = Command::new("node");
+    command.arg(format!("{}/gateway-client.mjs", peers_dir())).arg(url).args(["--bearer", ticket]).args(extra);
+    let out =
+        tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("node gateway-client.mjs");
     let text = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(text.lines().last().unwrap_or(""))
         .unwrap_or_else(|_| panic!("gateway-client printed no JSON: {text} {}", String::from_utf8_lossy(&out.stderr)))
@@ -132,7 +131,8 @@ async fn the_sdk_client_calls_through_the_gateway_with_the_servers_token_and_the
 
     // The SDK's client: initialize, the filtered list, a call with progress over SSE, DELETE.
     let seen =
-        sdk_client(&url, &ticket, &["--call", "test_tool_with_progress", "--args", "{}", "--progress", "--delete"]);
+        sdk_client(&url, &ticket, &["--call", "test_tool_with_progress", "--args", "{}", "--progress", "--delete"])
+            .await;
     assert!(seen.get("error").is_none(), "{seen}");
     assert_eq!(
         seen["tools"],
@@ -141,7 +141,7 @@ async fn the_sdk_client_calls_through_the_gateway_with_the_servers_token_and_the
     );
     assert!(seen["progress"].as_array().is_some_and(|p| p.len() >= 2), "progress arrived while the call ran: {seen}");
     assert_eq!(seen["deleted"], true, "{seen}");
-    let seen = sdk_client(&url, &ticket, &["--call", "echo", "--args", r#"{"text":"hi"}"#]);
+    let seen = sdk_client(&url, &ticket, &["--call", "echo", "--args", r#"{"text":"hi"}"#]).await;
     assert_eq!(seen["call"]["content"][0]["text"], "hi", "{seen}");
 
     // A hidden tool reads as one that does not exist, before the upstream sees it.
@@ -208,6 +208,30 @@ async fn a_user_who_has_not_connected_is_asked_to_through_the_protocol_then_the_
     assert_eq!(elicitation["mode"], "url");
     let link = elicitation["url"].as_str().expect("url").to_owned();
     assert!(link.starts_with(&format!("{}/connect/", app.base)) && !link.contains("user-1"), "{link}");
+    let elicitation_id = elicitation["elicitationId"].as_str().expect("elicitationId").to_owned();
+    // The session's stream is open while the user connects: it will say when they did.
+    let stream = app
+        .client
+        .get(&url)
+        .bearer_auth(&ticket)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .expect("GET stream");
+    assert_eq!(stream.status(), StatusCode::OK);
+    let completion = tokio::spawn(async move {
+        let mut stream = stream;
+        let mut text = String::new();
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if text.contains("notifications/elicitation/complete") {
+                break;
+            }
+        }
+        text
+    });
     // Opening it starts nothing; the page says to confirm from the app.
     let page = app.client.get(&link).send().await.expect("page");
     assert_eq!(page.status(), StatusCode::OK);
@@ -227,9 +251,205 @@ async fn a_user_who_has_not_connected_is_asked_to_through_the_protocol_then_the_
         app.client.get(format!("{}/service/mcp/consent/callback?{query}", app.base)).send().await.expect("callback");
     assert_eq!(done.status(), StatusCode::OK);
 
+    // The completion notification arrives on the session's stream, naming the elicitation.
+    let text = tokio::time::timeout(Duration::from_secs(5), completion).await.expect("in time").expect("task");
+    let note = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .find_map(|d| serde_json::from_str::<Value>(d).ok())
+        .unwrap_or_else(|| panic!("no notification in {text}"));
+    assert_eq!(note["method"], "notifications/elicitation/complete");
+    assert_eq!(note["params"]["elicitationId"], elicitation_id.as_str());
     // The retried call goes through on the same session: the gateway initialized the upstream.
     let body = rpc_body(mcp(&app, &url, Some(&ticket), Some(&session), &call).await).await;
     assert_eq!(body["result"]["content"][0]["text"], "user-1", "{body}");
     let stats = peers.stats().await;
     assert!(stats["audiences_presented"]["/mcp"].is_object(), "{stats}");
+}
+
+/// A hand-written upstream whose behaviour a test switches: a sane answer (for discovery when
+/// the server is registered), garbage, or silence.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Sane,
+    Garbage,
+    Silent,
+}
+
+async fn switchable_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Mode>>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/mcp", listener.local_addr().expect("addr"));
+    let mode = std::sync::Arc::new(std::sync::Mutex::new(Mode::Sane));
+    let m = mode.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let m = m.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    let Ok(n) = socket.read(&mut buf).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    let mode = *m.lock().expect("mode");
+                    let answer = match mode {
+                        Mode::Silent => {
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                            return;
+                        }
+                        Mode::Garbage => {
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 5\r\n\r\nhello"
+                                .to_owned()
+                        }
+                        Mode::Sane => {
+                            let body = r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"x","version":"0"}}}"#;
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                                body.len()
+                            )
+                        }
+                    };
+                    if socket.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, mode)
+}
+
+#[tokio::test]
+async fn an_upstream_that_is_down_slow_or_talks_garbage_is_a_clear_json_rpc_error_in_time() {
+    let app = TestApp::spawn_with(Options {
+        allow_private_networks: true,
+        request_timeout: Some(Duration::from_secs(2)),
+        ..Options::default()
+    })
+    .await;
+    let (endpoint, mode) = switchable_upstream().await;
+    let server = app
+        .post("/v1/mcp-servers", &json!({"name": "Flaky", "config": {"endpoint": endpoint, "auth": {"type": "none"}}}))
+        .await;
+    assert_eq!(server.status, StatusCode::CREATED, "{}", server.text);
+    let server = server.id();
+    let agent = app.create_agent("bot").await;
+    let url = app.put(&format!("/v1/agents/{agent}/mcp-servers/{server}"), None).await.json()["gateway_url"]
+        .as_str()
+        .expect("gateway_url")
+        .to_owned();
+    let ticket = ticket(&app, "u1", &[&agent]).await;
+    let call = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "echo", "arguments": {}}});
+
+    *mode.lock().expect("mode") = Mode::Garbage;
+    let body = rpc_body(mcp(&app, &url, Some(&ticket), None, &call).await).await;
+    assert_eq!((body["id"].as_i64(), body["error"]["code"].as_i64()), (Some(4), Some(-31002)), "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("not MCP")), "{body}");
+
+    *mode.lock().expect("mode") = Mode::Silent;
+    let started = std::time::Instant::now();
+    let body = rpc_body(mcp(&app, &url, Some(&ticket), None, &call).await).await;
+    assert_eq!(body["error"]["code"], -31000, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("in time")), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(3), "answered within the deadline: {:?}", started.elapsed());
+
+    // Down: nothing listens at the endpoint any more.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = format!("http://{}/mcp", closed.local_addr().expect("addr"));
+    drop(closed);
+    let res = app
+        .patch(&format!("/v1/mcp-servers/{server}"), &json!({"config": {"endpoint": dead, "auth": {"type": "none"}}}))
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    let body = rpc_body(mcp(&app, &url, Some(&ticket), None, &call).await).await;
+    assert_eq!(body["error"]["code"], -31000, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("could not be reached")), "{body}");
+}
+
+/// Two instances behind one load balancer, sharing the database and Redis: a ticket revoked and
+/// a server detached through one stop working on the other within a second — its views were
+/// warm, so only the change announced through Redis can tell it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_ticket_and_a_detached_server_stop_working_on_every_instance_within_a_second() {
+    let redis = crate::ops::OwnRedis::start();
+    let upstream = Upstream::start(&[]);
+    let app = TestApp::spawn_with(Options {
+        allow_private_networks: true,
+        redis_url: Some(format!("redis://127.0.0.1:{}", redis.port)),
+        ..Options::default()
+    })
+    .await;
+    let other = app.sibling().await;
+    let server = app
+        .post(
+            "/v1/mcp-servers",
+            &json!({"name": "Fixture", "config": {"endpoint": upstream.url, "auth": {"type": "none"}}}),
+        )
+        .await
+        .id();
+    let agent = app.create_agent("bot").await;
+    let url = app.put(&format!("/v1/agents/{agent}/mcp-servers/{server}"), None).await.json()["gateway_url"]
+        .as_str()
+        .expect("gateway_url")
+        .to_owned();
+    let on_other = url.replacen(&app.base, &other.base, 1);
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let ask = |ticket: String| {
+        let (app, on_other, list) = (&app, on_other.clone(), list.clone());
+        async move {
+            app.client
+                .post(&on_other)
+                .bearer_auth(ticket)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", "tools/list")
+                .json(&list)
+                .send()
+                .await
+                .expect("other instance")
+                .status()
+        }
+    };
+    // The other instance's subscription to the change channel is up before anything changes.
+    let channel = format!("{}:changes", app.state.settings.redis_prefix);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new("redis-cli")
+            .args(["-p", &redis.port.to_string(), "PUBSUB", "NUMSUB", &channel])
+            .output()
+            .expect("redis-cli");
+        let n: u32 =
+            String::from_utf8_lossy(&out.stdout).lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+        if n >= 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the instances never subscribed to {channel}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let until = |want: StatusCode, ticket: String| {
+        let ask = &ask;
+        async move {
+            let started = std::time::Instant::now();
+            loop {
+                if ask(ticket.clone()).await == want {
+                    return started.elapsed();
+                }
+                assert!(started.elapsed() < Duration::from_secs(5), "still not {want} after 5 s");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let first = ticket(&app, "u1", &[&agent]).await;
+    assert_eq!(ask(first.clone()).await, StatusCode::OK, "warm the other instance's views");
+    assert_eq!(app.post("/v1/session-tickets/revoke", &json!({"ticket": first})).await.status, StatusCode::NO_CONTENT);
+    let took = until(StatusCode::UNAUTHORIZED, first).await;
+    assert!(took < Duration::from_secs(1), "the revoked ticket worked on the other instance for {took:?}");
+
+    let second = ticket(&app, "u1", &[&agent]).await;
+    assert_eq!(ask(second.clone()).await, StatusCode::OK);
+    assert_eq!(app.delete(&format!("/v1/agents/{agent}/mcp-servers/{server}")).await.status, StatusCode::NO_CONTENT);
+    let took = until(StatusCode::NOT_FOUND, second).await;
+    assert!(took < Duration::from_secs(1), "the detached server answered on the other instance for {took:?}");
 }

@@ -64,6 +64,11 @@ pub struct TestApp {
     pub master_key: String,
 }
 
+/// A second instance of a [`TestApp`] (see [`TestApp::sibling`]).
+pub struct Sibling {
+    pub base: String,
+}
+
 #[derive(Default)]
 pub struct Options {
     pub allow_private_networks: bool,
@@ -166,6 +171,26 @@ impl TestApp {
             state,
             db,
         }
+    }
+
+    /// Another instance of this app — a second `switchboard serve` behind the same load
+    /// balancer: the same database, master key, settings and Redis, its own process state
+    /// (caches, gateway views) and port.
+    pub async fn sibling(&self) -> Sibling {
+        let envelope = Envelope::from_base64(&self.master_key).expect("envelope");
+        let store = switchboard_api::bootstrap::open_store(&self.database_url, envelope, &StoreOptions::default())
+            .await
+            .expect("open store");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let settings = (*self.state.settings).clone();
+        let redis = settings
+            .redis_url
+            .as_deref()
+            .map(|u| switchboard_api::redis::RedisHandle::new(u, &settings.redis_prefix).expect("redis url"));
+        let state = AppState::new(store, settings, redis).expect("state");
+        tokio::spawn(switchboard_api::app::serve(state, listener, 1).expect("serve"));
+        Sibling { base }
     }
 
     /// The background worker, built by the app's own runtime (as `serve` builds its in-process

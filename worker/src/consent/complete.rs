@@ -43,6 +43,7 @@ impl Consent {
         };
         let mut outcome = ConsentOutcome {
             connected: false,
+            key: Some(flow.key.clone()),
             server_name: server.as_ref().map(|s| s.name.clone()),
             agent_name: agent.map(|a| a.name),
             message: String::new(),

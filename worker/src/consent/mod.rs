@@ -33,6 +33,8 @@ pub enum ConnectOutcome {
 #[derive(Debug)]
 pub struct ConsentOutcome {
     pub connected: bool,
+    /// The grant the consent was for, once its flow was found.
+    pub key: Option<switchboard_domain::connection::GrantKey>,
     pub server_name: Option<String>,
     pub agent_name: Option<String>,
     /// In plain words, for the end user.
@@ -47,6 +49,7 @@ impl ConsentOutcome {
     pub fn failed(message: impl Into<String>) -> Self {
         Self {
             connected: false,
+            key: None,
             server_name: None,
             agent_name: None,
             message: message.into(),
