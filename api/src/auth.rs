@@ -103,7 +103,7 @@ impl FromRequest for AdminContext {
 #[derive(Clone)]
 pub struct TicketContext {
     pub tenant_id: TenantId,
-    token: std::sync::Arc<biscuit_auth::Biscuit>,
+    ticket: std::sync::Arc<switchboard_gateway::inbound::VerifiedTicket>,
 }
 
 impl std::fmt::Debug for TicketContext {
@@ -124,24 +124,24 @@ impl TicketContext {
         &self,
         request: &switchboard_domain::ticket::TicketRequest<'_>,
     ) -> Result<String, switchboard_domain::ticket::TicketError> {
-        switchboard_domain::ticket::authorize(&self.token, request, std::time::SystemTime::now())
+        switchboard_domain::ticket::authorize(&self.ticket.token, request, std::time::SystemTime::now())
     }
 
-    /// The ticket's user.
+    /// The ticket's user (its authority block's).
     pub fn user(&self) -> Result<String, ApiError> {
-        Ok(switchboard_domain::ticket::user(&self.token)?)
+        Ok(self.ticket.authority.user.clone())
     }
 
     /// Whether the holder narrowed the ticket (see [`switchboard_domain::ticket::attenuated`]).
     #[must_use]
     pub fn attenuated(&self) -> bool {
-        switchboard_domain::ticket::attenuated(&self.token)
+        switchboard_domain::ticket::attenuated(&self.ticket.token)
     }
 
     /// The agent-level check of a request spanning several servers; see
-    /// [`switchboard_domain::ticket::authorize_agent`].
+    /// [`switchboard_gateway::inbound::VerifiedTicket::authorize_agent`].
     pub fn authorize_agent(&self, agent: switchboard_domain::AgentId, operation: &str) -> Result<(), ApiError> {
-        Ok(switchboard_domain::ticket::authorize_agent(&self.token, agent, operation, std::time::SystemTime::now())?)
+        Ok(self.ticket.authorize_agent(agent, operation)?)
     }
 }
 
@@ -150,7 +150,7 @@ impl FromRequest for TicketContext {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        use switchboard_domain::ticket::{self, TicketError};
+        use switchboard_domain::ticket::TicketError;
         let state = state(req);
         let presented = bearer(req).map(str::to_owned);
         Box::pin(async move {
@@ -162,29 +162,20 @@ impl FromRequest for TicketContext {
                     hint: "mint a session ticket with POST /v1/session-tickets and send it instead",
                 });
             }
-            let tenant_id = ticket::tenant_of(&presented)?;
-            let store = state.store.tenant(tenant_id);
-            // The verification key, cached like API keys: revocation is still checked each time.
-            let public = match state.keys.ticket_keys.get(&tenant_id) {
-                Some(k) => k,
-                None => {
-                    // An unknown tenant has no key: the ticket cannot be valid. A database that does
-                    // not answer is a 503 to retry, not a verdict on the ticket.
-                    state.store.admin().get_tenant(tenant_id).await.map_err(|e| match e {
-                        switchboard_domain::DomainError::NotFound { .. } => ApiError::from(TicketError::BadSignature),
-                        other => ApiError::from(other),
-                    })?;
-                    let k: std::sync::Arc<str> = store.signing_key().await?.public_hex().into();
-                    state.keys.ticket_keys.put(tenant_id, k.clone());
-                    k
+            // The gateway's views verify it: the signature once per ticket with the tenant's cached
+            // key, the revocation once, both dropped by a change (a revocation, anywhere) at once.
+            // A database that does not answer is a 503 to retry, not a verdict on the ticket.
+            use switchboard_gateway::inbound::Refusal;
+            let verified = state.gateway.verify_ticket(&presented).await.map_err(|r| match r {
+                Refusal::Ticket(e) => ApiError::from(e),
+                Refusal::Unavailable => {
+                    ApiError::from(switchboard_domain::DomainError::Unavailable("the database is unreachable".into()))
                 }
-            };
-            let (token, ids) = ticket::open(&presented, &public)?;
-            if store.any_ticket_revoked(&ids).await? {
-                return Err(TicketError::Revoked.into());
-            }
+                _ => ApiError::from(TicketError::BadSignature),
+            })?;
+            let tenant_id = verified.tenant;
             tracing::Span::current().record("tenant.id", tracing::field::display(tenant_id));
-            Ok(Self { tenant_id, token: std::sync::Arc::new(token) })
+            Ok(Self { tenant_id, ticket: verified })
         })
     }
 }

@@ -1,7 +1,7 @@
 //! The credentials a process has verified, kept for a few seconds so that a busy tenant does not
-//! cost a database read per request: API keys by digest (giving a [`TenantContext`]) and each
-//! tenant's ticket-verification key. The extractors in `auth.rs` read and fill it; routes that
-//! delete a key or a tenant evict from it.
+//! cost a database read per request: API keys by digest (giving a [`TenantContext`]). The
+//! extractors in `auth.rs` read and fill it; routes that delete a key or a tenant evict from it.
+//! Session tickets are verified from the gateway's views (`switchboard_gateway::Gateway::verify_ticket`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -68,12 +68,6 @@ impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
         }
     }
 
-    pub(crate) fn remove(&self, key: &K) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(key);
-        }
-    }
-
     pub(crate) fn retain(&self, keep: impl Fn(&V) -> bool) {
         if let Ok(mut entries) = self.entries.lock() {
             entries.retain(|_, (v, _)| keep(v));
@@ -81,12 +75,10 @@ impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
     }
 }
 
-/// Verified credentials: API keys by digest, and each tenant's ticket-verification (public) key.
-/// Only successes are cached, so garbage cannot fill it.
+/// Verified API keys, by digest. Only successes are cached, so garbage cannot fill it.
 #[derive(Debug, Default)]
 pub struct KeyCache {
     pub(crate) api_keys: TtlCache<[u8; 32], TenantContext>,
-    pub(crate) ticket_keys: TtlCache<TenantId, std::sync::Arc<str>>,
 }
 
 impl KeyCache {
@@ -98,6 +90,5 @@ impl KeyCache {
     /// Forgets every credential of a deleted tenant.
     pub fn forget_tenant(&self, tenant: TenantId) {
         self.api_keys.retain(|ctx| ctx.tenant_id != tenant);
-        self.ticket_keys.remove(&tenant);
     }
 }

@@ -131,10 +131,9 @@ impl Inner {
     /// The spec's DNS-rebinding defence: an `Origin`, when present, must be the gateway's own (or
     /// configured); on a loopback public URL the `Host` must be loopback too.
     fn check_origin(&self, req: &HttpRequest) -> Result<(), Refusal> {
-        let public = Url::parse(&self.config.public_url).ok();
-        let loopback = public.as_ref().and_then(Url::host_str).is_some_and(is_loopback_host);
+        let loopback = self.loopback;
         if let Some(origin) = header(req, "origin")
-            && !origin_allowed(public.as_ref(), loopback, &self.config.allowed_origins, origin)
+            && !origin_allowed(self.public.as_ref(), loopback, &self.config.allowed_origins, origin)
         {
             return Err(Refusal::Origin);
         }
@@ -169,7 +168,7 @@ impl Inner {
     }
 }
 
-fn is_loopback_host(h: &str) -> bool {
+pub(crate) fn is_loopback_host(h: &str) -> bool {
     let h = h.trim_start_matches('[').trim_end_matches(']');
     h.eq_ignore_ascii_case("localhost") || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }

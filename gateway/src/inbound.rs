@@ -38,10 +38,26 @@ pub(crate) struct TenantKey {
 }
 
 /// A ticket whose signature checked out and that was not revoked when it was read.
-pub(crate) struct VerifiedTicket {
-    pub(crate) tenant: TenantId,
-    pub(crate) token: biscuit_auth::Biscuit,
-    pub(crate) authority: ticket::Authority,
+pub struct VerifiedTicket {
+    pub tenant: TenantId,
+    pub token: biscuit_auth::Biscuit,
+    pub authority: ticket::Authority,
+}
+
+impl VerifiedTicket {
+    /// The agent-level check of a request: expiry and agent, from the authority facts when the
+    /// ticket is not attenuated (no Datalog), else every block's checks (see
+    /// [`ticket::authorize_agent`]).
+    pub fn authorize_agent(&self, agent: switchboard_domain::AgentId, operation: &str) -> Result<(), TicketError> {
+        if let (false, Some(expires)) = (ticket::attenuated(&self.token), self.authority.expires_at) {
+            if SystemTime::now() > expires {
+                return Err(TicketError::Expired);
+            }
+            let agent = agent.to_string();
+            return if self.authority.agents.contains(&agent) { Ok(()) } else { Err(TicketError::Scope) };
+        }
+        ticket::authorize_agent(&self.token, agent, operation, SystemTime::now())
+    }
 }
 
 /// What a route resolves to.
@@ -54,6 +70,9 @@ pub(crate) struct Route {
 /// The gateway's views; see `cache.rs`.
 pub(crate) struct Views {
     pub(crate) keys: Ttl<TenantId, Arc<TenantKey>>,
+    /// An agent's attachments (the runtime list's view).
+    pub(crate) attachments:
+        Ttl<(TenantId, switchboard_domain::AgentId), Arc<Vec<switchboard_domain::agent::Attachment>>>,
     pub(crate) tickets: Ttl<[u8; 32], Arc<VerifiedTicket>>,
     pub(crate) routes: Ttl<(TenantId, String, String), Arc<Route>>,
     pub(crate) credentials: Ttl<GrantKey, Arc<Credential>>,
@@ -63,6 +82,7 @@ impl Default for Views {
     fn default() -> Self {
         Self {
             keys: Ttl::new(Duration::from_secs(300), 10_000),
+            attachments: Ttl::new(VIEW_LIFE, MAX_ENTRIES),
             tickets: Ttl::new(VIEW_LIFE, MAX_ENTRIES),
             routes: Ttl::new(VIEW_LIFE, MAX_ENTRIES),
             credentials: Ttl::new(Duration::from_secs(300), MAX_ENTRIES),
@@ -75,6 +95,7 @@ impl Views {
         match change {
             Change::Routes { tenant } => {
                 self.routes.retain(|(t, _, _), _| t != tenant);
+                self.attachments.retain(|(t, _), _| t != tenant);
                 // A server's static token or client credentials may have changed with it.
                 self.credentials.retain(|k, _| k.tenant_id != *tenant);
             }
@@ -89,6 +110,7 @@ impl Views {
             Change::Tenant { tenant } if tenant.0.is_nil() => self.clear(),
             Change::Tenant { tenant } => {
                 self.keys.remove(tenant);
+                self.attachments.retain(|(t, _), _| t != tenant);
                 self.tickets.retain(|_, v| v.tenant != *tenant);
                 self.routes.retain(|(t, _, _), _| t != tenant);
                 self.credentials.retain(|k, _| k.tenant_id != *tenant);
@@ -98,6 +120,7 @@ impl Views {
 
     pub(crate) fn clear(&self) {
         self.keys.retain(|_, _| false);
+        self.attachments.retain(|_, _| false);
         self.tickets.retain(|_, _| false);
         self.routes.retain(|_, _| false);
         self.credentials.retain(|_, _| false);
@@ -171,7 +194,7 @@ impl crate::Inner {
         Ok(Caller { ticket: verified, route, key })
     }
 
-    async fn tenant_key(&self, tenant: TenantId) -> Result<Arc<TenantKey>, Refusal> {
+    pub(crate) async fn tenant_key(&self, tenant: TenantId) -> Result<Arc<TenantKey>, Refusal> {
         if let Some(k) = self.views.keys.get(&tenant) {
             return Ok(k);
         }
@@ -187,7 +210,7 @@ impl crate::Inner {
         Ok(k)
     }
 
-    async fn verify(&self, presented: &str) -> Result<Arc<VerifiedTicket>, Refusal> {
+    pub(crate) async fn verify(&self, presented: &str) -> Result<Arc<VerifiedTicket>, Refusal> {
         let digest = switchboard_domain::crypto::sha256(presented.as_bytes());
         if let Some(v) = self.views.tickets.get(&digest) {
             return Ok(v);
@@ -224,14 +247,11 @@ impl Caller {
     pub(crate) fn authorize(&self, operation: &str, tool: Option<&str>) -> Result<(), Refusal> {
         let t = &self.ticket;
         let agent = self.route.agent.id;
-        if let (false, Some(expires)) = (ticket::attenuated(&t.token), t.authority.expires_at) {
-            if SystemTime::now() > expires {
-                return Err(Refusal::Ticket(TicketError::Expired));
-            }
-            return if t.authority.agents.iter().any(|a| *a == agent.to_string()) {
-                Ok(())
-            } else {
-                Err(Refusal::Scope)
+        if !ticket::attenuated(&t.token) && t.authority.expires_at.is_some() {
+            return match t.authorize_agent(agent, operation) {
+                Ok(()) => Ok(()),
+                Err(TicketError::Scope) => Err(Refusal::Scope),
+                Err(e) => Err(Refusal::Ticket(e)),
             };
         }
         let server = self.route.server.id.to_string();

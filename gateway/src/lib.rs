@@ -71,6 +71,9 @@ pub(crate) struct Inner {
     pub(crate) views: inbound::Views,
     pub(crate) sessions: sessions::Sessions,
     pub(crate) metrics: metrics::GatewayMetrics,
+    /// The public URL, parsed once, and whether it is loopback (a local gateway).
+    pub(crate) public: Option<url::Url>,
+    pub(crate) loopback: bool,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -83,7 +86,11 @@ impl Gateway {
     /// A gateway on `runtime`; it follows the runtime's changes for as long as it lives.
     #[must_use]
     pub fn new(runtime: Runtime, config: GatewayConfig) -> Self {
+        let public = url::Url::parse(&config.public_url).ok();
+        let loopback = public.as_ref().and_then(url::Url::host_str).is_some_and(handler::is_loopback_host);
         let inner = Arc::new(Inner {
+            public,
+            loopback,
             runtime,
             config,
             views: inbound::Views::default(),
@@ -121,6 +128,47 @@ impl Gateway {
     /// Adds the gateway's metrics to `registry` (the process's `/metrics`).
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         self.inner.metrics.register(registry);
+    }
+
+    /// A session ticket verified from the gateway's views: its signature checked once with the
+    /// tenant's cached key and its revocation looked up once, both kept until a change or their
+    /// short life ends them. The runtime plane's credential check, so that every route of it
+    /// shares the gateway's cache.
+    pub async fn verify_ticket(&self, presented: &str) -> Result<Arc<inbound::VerifiedTicket>, inbound::Refusal> {
+        self.inner.verify(presented).await
+    }
+
+    /// The tenant's slug (the first segment of its gateway routes), from the views.
+    pub async fn tenant_slug(&self, tenant: switchboard_domain::TenantId) -> Result<String, inbound::Refusal> {
+        Ok(self.inner.tenant_key(tenant).await?.slug.clone())
+    }
+
+    /// Every attachment of `agent`, from the views (filled with one read of all its pages).
+    pub async fn agent_attachments(
+        &self,
+        tenant: switchboard_domain::TenantId,
+        agent: switchboard_domain::AgentId,
+    ) -> Result<Arc<Vec<switchboard_domain::agent::Attachment>>, switchboard_domain::DomainError> {
+        let views = &self.inner.views;
+        if let Some(a) = views.attachments.get(&(tenant, agent)) {
+            return Ok(a);
+        }
+        let store = self.inner.runtime.store.tenant(tenant);
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = store
+                .list_attachments(agent, switchboard_domain::page::PageRequest::parse(Some("100"), cursor.as_deref())?)
+                .await?;
+            all.extend(page.data);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        let all = Arc::new(all);
+        views.attachments.put((tenant, agent), all.clone());
+        Ok(all)
     }
 
     #[must_use]

@@ -122,14 +122,16 @@ impl Runtime {
             );
         }
         let discoverer = Arc::new(Discoverer::new(fetcher.clone()));
-        let servers = Arc::new(ServerSetup::new(store.clone(), discoverer.clone(), &config.public_url));
+        let changes =
+            Changes::configured(config.redis_url.as_deref(), &config.redis_prefix).map_err(RuntimeError::Redis)?;
+        let servers = Arc::new(
+            ServerSetup::new(store.clone(), discoverer.clone(), &config.public_url).with_changes(changes.clone()),
+        );
         let consent = Arc::new(Consent::new(store.clone(), discoverer, servers.redirect_uri()));
         let refresher =
             Refresher::new(store.clone(), fetcher.clone(), config.worker.name.clone()).with_lease(config.worker.lease);
         let wakeups =
             Wakeups::configured(config.redis_url.as_deref(), &config.redis_prefix).map_err(RuntimeError::Redis)?;
-        let changes =
-            Changes::configured(config.redis_url.as_deref(), &config.redis_prefix).map_err(RuntimeError::Redis)?;
         let lifecycle =
             Lifecycle::new(store.clone(), consent.clone(), refresher.clone(), wakeups.clone(), changes.clone());
         Ok(Self { store, fetcher, servers, consent, lifecycle, refresher, wakeups, changes, config })

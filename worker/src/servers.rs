@@ -46,6 +46,8 @@ pub struct ServerSetup {
     discoverer: Arc<Discoverer>,
     public_url: String,
     locks: Mutex<HashMap<LockKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Announces a rediscovered server (its routes' views and its grants' credentials change).
+    changes: crate::changes::Changes,
 }
 
 impl std::fmt::Debug for ServerSetup {
@@ -57,7 +59,20 @@ impl std::fmt::Debug for ServerSetup {
 impl ServerSetup {
     #[must_use]
     pub fn new(store: Store, discoverer: Arc<Discoverer>, public_url: &str) -> Self {
-        Self { store, discoverer, public_url: public_url.trim_end_matches('/').to_owned(), locks: Mutex::default() }
+        Self {
+            store,
+            discoverer,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            locks: Mutex::default(),
+            changes: crate::changes::Changes::in_process(),
+        }
+    }
+
+    /// Announces rediscovered servers on `changes` (the background job's too, in any process).
+    #[must_use]
+    pub fn with_changes(mut self, changes: crate::changes::Changes) -> Self {
+        self.changes = changes;
+        self
     }
 
     #[must_use]
@@ -119,6 +134,8 @@ impl ServerSetup {
             }
             _ => 0,
         };
+        self.changes.publish(crate::changes::Change::Routes { tenant });
+        self.changes.publish(crate::changes::Change::Grants { tenant });
         Ok(Rediscovered { server, kept_last_good: false, grants_ended })
     }
 

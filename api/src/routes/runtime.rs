@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use switchboard_domain::connection::GrantKey;
 use switchboard_domain::mcp_server::AuthType;
-use switchboard_domain::page::PageRequest;
 use switchboard_domain::tenant::Actor;
 use switchboard_domain::ticket::{TicketError, TicketRequest};
 use switchboard_domain::{AgentId, DomainError, FieldError, McpServerId};
@@ -202,54 +201,48 @@ pub async fn list_runtime_mcp_servers(
     let user = ticket.user()?;
     let store = ticket.store(&state.store);
     let connections = store.user_connections(&user, agent).await?;
-    let tenant_slug = store.own_tenant().await?.slug;
+    // The agent's attachments and the tenant's slug come from the gateway's views (changes
+    // empty them at once); only this user's connections are read each time.
+    let attachments = state.gateway.agent_attachments(ticket.tenant_id, agent).await?;
+    let tenant_slug = state
+        .gateway
+        .tenant_slug(ticket.tenant_id)
+        .await
+        .map_err(|_| ApiError::from(DomainError::Unavailable("the database is unreachable".into())))?;
     let public_url = &state.runtime.config().public_url;
     let attenuated = ticket.attenuated();
-    let mut data = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = store.list_attachments(agent, PageRequest::parse(Some("100"), cursor.as_deref())?).await?;
-        for a in page.data {
-            let server_id = a.mcp_server_id.to_string();
-            // Servers an attenuated ticket excludes are not shown (an unattenuated one excludes none).
-            if attenuated {
-                match ticket.authorize(&TicketRequest {
-                    agent,
-                    server: Some(&server_id),
-                    tool: None,
-                    operation: "list",
-                }) {
-                    Ok(_) => {}
-                    Err(TicketError::Scope) => continue,
-                    Err(e) => return Err(e.into()),
-                }
+    let mut data = Vec::with_capacity(attachments.len());
+    for a in attachments.iter() {
+        let server_id = a.mcp_server_id.to_string();
+        // Servers an attenuated ticket excludes are not shown (an unattenuated one excludes none).
+        if attenuated {
+            match ticket.authorize(&TicketRequest { agent, server: Some(&server_id), tool: None, operation: "list" }) {
+                Ok(_) => {}
+                Err(TicketError::Scope) => continue,
+                Err(e) => return Err(e.into()),
             }
-            let kind = a.config.auth.kind;
-            let connection = connections.iter().find(|c| c.key.mcp_server_id == a.mcp_server_id);
-            data.push(RuntimeMcpServer {
-                gateway_url: a.gateway_url(public_url, &tenant_slug),
-                mcp_server_id: a.mcp_server_id.0,
-                name: a.server_name,
-                slug: a.server_slug,
-                endpoint: a.config.endpoint,
-                auth_type: kind,
-                requires_user_connection: matches!(
-                    kind,
-                    AuthType::OauthAuthorizationCodePublicPkce | AuthType::OauthAuthorizationCodeConfidentialPkce
-                ),
-                connection_status: connection.map_or("not_connected", |c| c.status.as_str()),
-                connected_at: connection.and_then(|c| c.connected_at),
-                expires_at: connection.and_then(|c| c.expires_at),
-                scopes: connection
-                    .filter(|c| !c.scopes.is_empty())
-                    .map_or_else(|| a.config.auth.scopes.clone().unwrap_or_default(), |c| c.scopes.clone()),
-                last_error: connection.and_then(|c| c.last_error.clone()),
-            });
         }
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
+        let kind = a.config.auth.kind;
+        let connection = connections.iter().find(|c| c.key.mcp_server_id == a.mcp_server_id);
+        data.push(RuntimeMcpServer {
+            gateway_url: a.gateway_url(public_url, &tenant_slug),
+            mcp_server_id: a.mcp_server_id.0,
+            name: a.server_name.clone(),
+            slug: a.server_slug.clone(),
+            endpoint: a.config.endpoint.clone(),
+            auth_type: kind,
+            requires_user_connection: matches!(
+                kind,
+                AuthType::OauthAuthorizationCodePublicPkce | AuthType::OauthAuthorizationCodeConfidentialPkce
+            ),
+            connection_status: connection.map_or("not_connected", |c| c.status.as_str()),
+            connected_at: connection.and_then(|c| c.connected_at),
+            expires_at: connection.and_then(|c| c.expires_at),
+            scopes: connection
+                .filter(|c| !c.scopes.is_empty())
+                .map_or_else(|| a.config.auth.scopes.clone().unwrap_or_default(), |c| c.scopes.clone()),
+            last_error: connection.and_then(|c| c.last_error.clone()),
+        });
     }
     Ok(web::Json(RuntimeMcpServerList { data }))
 }

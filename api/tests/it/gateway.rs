@@ -152,6 +152,29 @@ async fn the_sdk_client_calls_through_the_gateway_with_the_servers_token_and_the
     assert_eq!(body["error"]["message"], "Unknown tool: test_simple_text");
     assert_eq!(upstream.seen().await["requests"].as_u64(), before, "the upstream never saw the refused call");
 
+    // The refusal is counted by route and outcome, and audited for the tenant admin.
+    let metrics =
+        app.client.get(format!("{}/metrics", app.base)).send().await.expect("metrics").text().await.expect("text");
+    let refused = metrics.lines().find(|l| {
+        l.starts_with("switchboard_gateway_requests_total{")
+            && l.contains(r#"server="fixture-v1""#)
+            && l.contains(r#"method="tools/call""#)
+            && l.contains(r#"outcome="tool_not_allowed""#)
+    });
+    assert!(refused.is_some_and(|l| l.ends_with(" 1")), "{metrics}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let audited = loop {
+        let events = app.get("/v1/audit-events?action=gateway.").await.json();
+        if let Some(e) = events["data"].as_array().and_then(|d| d.first()).cloned() {
+            break e;
+        }
+        assert!(std::time::Instant::now() < deadline, "no gateway audit event: {events}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(audited["action"], "gateway.not_allowed", "{audited}");
+    assert_eq!(audited["data"]["name"], "test_simple_text", "{audited}");
+    assert_eq!(audited["target_id"], server.as_str(), "{audited}");
+
     // The upstream only ever saw the server's token, never the client's ticket.
     let authorizations = upstream.seen().await["authorization"].clone();
     assert_eq!(authorizations, json!(["Bearer upstream-secret-token"]), "{authorizations}");
