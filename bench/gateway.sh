@@ -84,7 +84,7 @@ TOML
   (cd "$work" && RUST_LOG=warn exec mcp-proxy --config "$work/proxy.toml" >"$work/mcp-proxy.log" 2>&1) &
   pids+=($!)
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:18303/" && break; sleep 0.1; done
-  MP="http://127.0.0.1:18303/mcp"
+  MP="http://127.0.0.1:18303/"
 fi
 PROXIED_LEGACY='{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"up/echo","arguments":{"text":"hi"}}}'
 

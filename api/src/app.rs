@@ -140,6 +140,17 @@ fn not_found(methods: &MethodTable, req: &actix_web::HttpRequest) -> Result<Http
 
 /// Starts serving on an already bound listener (bind first, so callers know the port).
 pub fn serve(state: AppState, listener: TcpListener, workers: usize) -> std::io::Result<Server> {
-    let server = HttpServer::new(move || build(state.clone())).workers(workers.max(1)).listen(listener)?.run();
+    let server = HttpServer::new(move || build(state.clone()))
+        .workers(workers.max(1))
+        // Streamed answers (the gateway's SSE, the runtime event stream) are written event by
+        // event: with Nagle's algorithm a small write behind an unacknowledged one waits for the
+        // peer's delayed ACK (40 ms on Linux) — the end of every proxied SSE answer did.
+        .on_connect(|conn, _| {
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let _ = tcp.set_nodelay(true);
+            }
+        })
+        .listen(listener)?
+        .run();
     Ok(server)
 }
