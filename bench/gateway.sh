@@ -7,6 +7,8 @@
 #     through the Rust `mcp-proxy` crate as a bare proxy (no authorization) when `mcp-proxy` is on
 #     PATH (`cargo install mcp-proxy`).
 # Prints one JSON line per run (`"label"` says which). Usage: bench/gateway.sh [runs=3] [seconds=15]
+# With SOAK_SECS=600: instead, one modern-era run through the gateway at 50 connections for that
+# long, printing the server's resident memory (VmRSS) every 60 s — the no-growth check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-3}"
@@ -87,6 +89,20 @@ TOML
   MP="http://127.0.0.1:18303/"
 fi
 PROXIED_LEGACY='{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"up/echo","arguments":{"text":"hi"}}}'
+
+if [ -n "${SOAK_SECS:-}" ]; then
+  "$BENCH" load --url "$GW" --path "" --key "$TICKET" --connections 50 --duration "$SOAK_SECS" --expect '"result"' \
+    --body "$MODERN" "${MODERN_H[@]}" --server-pid "$sb_pid" >"$work/soak.json" &
+  load_pid=$!
+  start=$SECONDS
+  while kill -0 "$load_pid" 2>/dev/null; do
+    echo "{\"label\": \"soak rss\", \"seconds\": $((SECONDS - start)), \"vm_rss_kb\": $(awk '/VmRSS/ {print $2}' "/proc/$sb_pid/status")}"
+    sleep 60
+  done
+  wait "$load_pid"
+  echo "{\"label\": \"soak modern gateway c=50\", $(cut -c2- "$work/soak.json")"
+  exit 0
+fi
 
 for c in 1 50; do
   for _ in $(seq "$RUNS"); do

@@ -476,3 +476,83 @@ async fn a_revoked_ticket_and_a_detached_server_stop_working_on_every_instance_w
     let took = until(StatusCode::NOT_FOUND, second).await;
     assert!(took < Duration::from_secs(1), "the detached server answered on the other instance for {took:?}");
 }
+
+/// A gateway session on `url`: `initialize`, `notifications/initialized`; its id.
+async fn open_session(app: &TestApp, url: &str, ticket: &str) -> String {
+    let res = mcp(app, url, Some(ticket), None, &initialize(json!({}))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let session = res.headers()["mcp-session-id"].to_str().expect("session").to_owned();
+    let _ = res.text().await;
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert!(mcp(app, url, Some(ticket), Some(&session), &note).await.status().is_success());
+    session
+}
+
+/// Each user grant's token goes only to its own server, and a token its server refuses is
+/// replaced through one refresh and the call retried, unseen by the client.
+#[tokio::test]
+async fn an_upstream_401_is_refreshed_once_and_retried_and_each_server_sees_only_its_own_token() {
+    let peers = Peers::start();
+    let app = TestApp::spawn_with(Options { allow_private_networks: true, ..Options::default() }).await;
+    let agent = app.create_agent("bot").await;
+    let ticket = ticket(&app, "user-1", &[&agent]).await;
+    let mut routes = Vec::new();
+    for (name, endpoint) in [("A", &peers.mcp_url), ("B", &peers.mcp_b_url)] {
+        let body = json!({"name": name, "config": {"endpoint": endpoint, "auth": {"type": "oauth_authorization_code_public_pkce"}}});
+        let server = app.post("/v1/mcp-servers", &body).await.id();
+        let url = app.put(&format!("/v1/agents/{agent}/mcp-servers/{server}"), None).await.json()["gateway_url"]
+            .as_str()
+            .expect("gateway_url")
+            .to_owned();
+        let res = app
+            .call(
+                Method::POST,
+                &format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/connect"),
+                Some(&ticket),
+                None,
+            )
+            .await;
+        let back = consent_in_browser(res.json()["auth_url"].as_str().expect("auth_url")).await;
+        let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(back.iter()).finish();
+        let done =
+            app.client.get(format!("{}/service/mcp/consent/callback?{query}", app.base)).send().await.expect("cb");
+        assert_eq!(done.status(), StatusCode::OK);
+        routes.push((server, url));
+    }
+    let whoami =
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}});
+    let mut sessions = Vec::new();
+    for (_, url) in &routes {
+        let session = open_session(&app, url, &ticket).await;
+        let body = rpc_body(mcp(&app, url, Some(&ticket), Some(&session), &whoami).await).await;
+        assert_eq!(body["result"]["content"][0]["text"], "user-1", "{body}");
+        sessions.push(session);
+    }
+    let stats = peers.stats().await;
+    let seen = &stats["audiences_presented"];
+    let audiences =
+        |path: &str| -> Vec<String> { seen[path].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default() };
+    assert_eq!(audiences("/mcp"), std::slice::from_ref(&peers.mcp_url), "{seen:#}");
+    assert_eq!(audiences("/b/mcp"), std::slice::from_ref(&peers.mcp_b_url), "{seen:#}");
+
+    // A's stored token stops being accepted; the gateway holds it in its view until told.
+    let key = switchboard_domain::connection::GrantKey {
+        tenant_id: app.tenant_id,
+        user_id: "user-1".into(),
+        agent_id: uuid::Uuid::parse_str(&agent).expect("id").into(),
+        mcp_server_id: uuid::Uuid::parse_str(&routes[0].0).expect("id").into(),
+    };
+    switchboard_domain::store::testing::replace_access_token(app.store(), &key, "no-longer-accepted")
+        .await
+        .expect("replace");
+    app.state.changed(switchboard_worker::changes::Change::grant(&key));
+    let refreshes = |s: &Value| s["token_grants"]["refresh_token"].as_u64().unwrap_or(0);
+    let before = refreshes(&stats);
+    let body = rpc_body(mcp(&app, &routes[0].1, Some(&ticket), Some(&sessions[0]), &whoami).await).await;
+    assert_eq!(body["result"]["content"][0]["text"], "user-1", "the retried call answered: {body}");
+    let after = peers.stats().await;
+    assert_eq!(refreshes(&after), before + 1, "exactly one refresh: {after:#}");
+    assert!(after["mcp_unauthorized"].as_u64().unwrap_or(0) >= 1, "the upstream did refuse the old token: {after:#}");
+    let connection = app.get(&format!("/v1/connections?user_id=user-1&mcp_server_id={}", routes[0].0)).await.json();
+    assert_eq!(connection["data"][0]["status"], "connected", "{connection}");
+}
