@@ -390,8 +390,23 @@ async fn post_inner(
     };
     let rewrite = filter::list_of(&method).is_some() && message.id.is_some();
     let grant = matches!(credential.source, Some(Source::Grant { .. }));
-    let res =
-        inner.send(req, &caller, credential, reqwest::Method::POST, Some(body), upstream_session.as_deref()).await;
+    let mut res = inner
+        .send(req, &caller, credential.clone(), reqwest::Method::POST, Some(body.clone()), upstream_session.as_deref())
+        .await;
+    // A gateway session whose upstream session ended (the upstream restarted, or expired it):
+    // the upstream is initialized again with the client's parameters and the request resent,
+    // once — the client keeps its session and never sees the 404.
+    if let (Ok(r), Some(s)) = (&res, session.as_deref().filter(|s| sessions::is_gateway_session(s)))
+        && r.status() == reqwest::StatusCode::NOT_FOUND
+        && upstream_session.is_some()
+    {
+        inner.sessions.upstream.remove(&s.to_owned());
+        let again = match inner.upstream_session(req, &caller, &credential, s).await {
+            Ok(u) => u,
+            Err(response) => return response,
+        };
+        res = inner.send(req, &caller, credential, reqwest::Method::POST, Some(body), again.as_deref()).await;
+    }
     let res = match res {
         Ok(r) => r,
         Err(e) => {
@@ -411,12 +426,6 @@ async fn post_inner(
         }
         let detail = "the MCP server refused the credential Switchboard presented for it (HTTP 401): check the server's auth configuration";
         return json_response(200, &rpc::error(message.id.as_ref(), code::UPSTREAM_UNAVAILABLE, detail, None));
-    }
-    // A gateway session whose upstream session ended: start another once, transparently.
-    if res.status() == reqwest::StatusCode::NOT_FOUND
-        && let Some(s) = session.as_deref().filter(|s| sessions::is_gateway_session(s))
-    {
-        inner.sessions.upstream.remove(&s.to_owned());
     }
     if method == "initialize"
         && let Some(sid) = res.headers().get("mcp-session-id").and_then(|v| v.to_str().ok())

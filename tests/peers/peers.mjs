@@ -30,7 +30,8 @@
 //       {"issuer": "...", "mcp_url": "...", "prm_url": "...", "mcp_b_url": "...", "as_port": N, "mcp_port": N}
 //   * everything else (library notices, request errors) goes to stderr;
 //   * SIGTERM / SIGINT close both servers and exit with status 0;
-//   * GET <issuer>/__stats returns request counters (see `stats` below).
+//   * GET <issuer>/__stats returns request counters (see `stats` below);
+//   * POST <issuer>/__drop_sessions makes both MCP servers forget their sessions.
 //
 // See README.md next to this file for a complete curl walk-through.
 
@@ -411,6 +412,14 @@ handlers.as = async (req, res) => {
 
     if (pathname === '/__stats' && req.method === 'GET') {
       sendJson(res, 200, stats);
+      return;
+    }
+    // Test hook: the MCP servers forget every session (as after a restart), so a client's next
+    // request on one gets the spec's 404.
+    if (pathname === '/__drop_sessions' && req.method === 'POST') {
+      const dropped = [...RESOURCES.values()].reduce((n, r) => n + r.sessions.size, 0);
+      for (const r of RESOURCES.values()) r.sessions.clear();
+      sendJson(res, 200, { dropped });
       return;
     }
     const interaction = INTERACTION_PATH.exec(pathname);

@@ -288,6 +288,15 @@ async fn a_user_who_has_not_connected_is_asked_to_through_the_protocol_then_the_
     assert_eq!(body["result"]["content"][0]["text"], "user-1", "{body}");
     let stats = peers.stats().await;
     assert!(stats["audiences_presented"]["/mcp"].is_object(), "{stats}");
+
+    // The upstream forgets its sessions (a restart): the gateway starts another for the same
+    // gateway session and the client never sees the 404.
+    let dropped: Value = app.client.post(format!("{}/__drop_sessions", peers.issuer)).send().await.expect("drop").json().await.expect("json");
+    assert!(dropped["dropped"].as_u64().is_some_and(|n| n >= 1), "{dropped}");
+    let res = mcp(&app, &url, Some(&ticket), Some(&session), &call).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = rpc_body(res).await;
+    assert_eq!(body["result"]["content"][0]["text"], "user-1", "{body}");
 }
 
 /// A hand-written upstream whose behaviour a test switches: a sane answer (for discovery when
