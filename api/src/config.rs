@@ -25,6 +25,8 @@ pub struct Settings {
     pub request_timeout: std::time::Duration,
     /// How long the gateway waits for an upstream MCP server's answer to begin.
     pub gateway_upstream_timeout: std::time::Duration,
+    /// The longest a streamed answer to one gateway request may last in all.
+    pub gateway_call_timeout: std::time::Duration,
     /// Browser origins the gateway serves besides the public URL's own.
     pub gateway_allowed_origins: Vec<String>,
 }
@@ -45,6 +47,7 @@ impl Settings {
             redis_prefix: "switchboard".into(),
             request_timeout: std::time::Duration::from_secs(30),
             gateway_upstream_timeout: std::time::Duration::from_secs(25),
+            gateway_call_timeout: std::time::Duration::from_secs(600),
             gateway_allowed_origins: vec![],
         }
     }

@@ -52,6 +52,7 @@ pub fn gateway_config(settings: &Settings) -> switchboard_gateway::GatewayConfig
         .gateway_upstream_timeout
         .min(settings.request_timeout.saturating_sub(std::time::Duration::from_secs(1)))
         .max(std::time::Duration::from_millis(100));
+    config.call_timeout = settings.gateway_call_timeout.max(config.upstream_timeout);
     config.allowed_origins = settings.gateway_allowed_origins.clone();
     config
 }

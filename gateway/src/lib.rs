@@ -7,39 +7,51 @@
 //!   invalidate at once (`switchboard_worker::changes`); no database read once warm.
 //! - `rpc.rs`: what the gateway reads of a JSON-RPC message and the errors it answers itself.
 //! - `filter.rs`: the allow-lists on lists and calls, and the gateway's own cursors.
+//! - `handler.rs`: POST, the hot path; `streams.rs`: GET and DELETE; `pages.rs`: the route's
+//!   resource metadata and the connect page; `origin.rs`: the DNS-rebinding defence.
 //! - `upstream.rs`: the upstream call — headers in and out, the credential, one refresh and
-//!   retry on a 401, the deadline, streaming.
+//!   retry on a 401, the deadline, the upstream session behind a gateway session.
+//! - `answer.rs`: refusals and upstream failures as the client sees them, and the upstream's
+//!   answer relayed; `sse.rs`: the watch on a streamed answer (garbage, silence, an early end).
 //! - `connect.rs`: "connect first" as the client's protocol version says (URL elicitation,
 //!   `input_required`, or an error carrying the URL), and the sealed connect requests.
 //! - `sessions.rs`: the gateway's own session ids for sessions started before the user
 //!   connected, mapped lazily onto upstream sessions.
 
+mod answer;
 pub mod cache;
 pub mod connect;
 pub mod filter;
 mod handler;
 pub mod inbound;
 pub mod metrics;
+mod observe;
+mod origin;
+mod pages;
 pub mod rpc;
 mod sessions;
+mod sse;
+mod streams;
 pub mod upstream;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::web;
 use switchboard_worker::changes::Change;
 use switchboard_worker::runtime::Runtime;
-
-pub use handler::configure;
 
 /// The gateway's knobs.
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
     /// Base of the gateway's URLs (routes, resource metadata, connect pages).
     pub public_url: String,
-    /// How long the upstream may take to answer a request's headers (a streamed body then
-    /// lasts as long as the exchange does).
+    /// How long the upstream may take to answer a request's headers, and — in a streamed answer
+    /// to a request — the longest silence between two of its messages (progress counts).
     pub upstream_timeout: Duration,
+    /// The longest a request's streamed answer may last in all, however often it reports
+    /// progress.
+    pub call_timeout: Duration,
     /// The largest client message accepted.
     pub max_body_bytes: usize,
     /// Origins allowed besides the public URL's own (browser-based MCP clients).
@@ -52,6 +64,7 @@ impl GatewayConfig {
         Self {
             public_url: public_url.trim_end_matches('/').to_owned(),
             upstream_timeout: Duration::from_secs(30),
+            call_timeout: Duration::from_secs(600),
             max_body_bytes: 4 * 1024 * 1024,
             allowed_origins: vec![],
         }
@@ -87,7 +100,7 @@ impl Gateway {
     #[must_use]
     pub fn new(runtime: Runtime, config: GatewayConfig) -> Self {
         let public = url::Url::parse(&config.public_url).ok();
-        let loopback = public.as_ref().and_then(url::Url::host_str).is_some_and(handler::is_loopback_host);
+        let loopback = public.as_ref().and_then(url::Url::host_str).is_some_and(origin::is_loopback_host);
         let inner = Arc::new(Inner {
             public,
             loopback,
@@ -175,4 +188,22 @@ impl Gateway {
     pub fn config(&self) -> &GatewayConfig {
         &self.inner.config
     }
+}
+
+/// Registers the gateway's routes.
+pub fn configure(cfg: &mut web::ServiceConfig, gateway: &Gateway) {
+    let limit = gateway.inner.config.max_body_bytes;
+    cfg.app_data(web::Data::new(gateway.clone()))
+        .service(
+            web::resource("/mcp/{tenant}/{agent}/{server}")
+                .app_data(web::PayloadConfig::default().limit(limit))
+                .route(web::post().to(handler::post))
+                .route(web::get().to(streams::get))
+                .route(web::delete().to(streams::delete)),
+        )
+        .service(
+            web::resource("/.well-known/oauth-protected-resource/mcp/{tenant}/{agent}/{server}")
+                .route(web::get().to(pages::resource_metadata)),
+        )
+        .service(web::resource("/connect/{request}").route(web::get().to(pages::connect_page)));
 }

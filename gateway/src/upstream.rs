@@ -6,11 +6,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::http::header::{HeaderMap as ClientHeaders, HeaderValue as ClientValue};
+use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::json;
+use switchboard_discovery::FetchError;
 use switchboard_domain::connection::GrantKey;
 use switchboard_worker::consent::{Missing, Source, UpstreamCredential};
+use url::Url;
 
 use crate::inbound::{Caller, Credential, Refusal};
+use crate::{Inner, sessions};
 
 /// Client request headers that reach the upstream (lowercase); `mcp-param-*` too.
 const FORWARDED: &[&str] = &[
@@ -26,12 +32,27 @@ const FORWARDED: &[&str] = &[
 ];
 
 /// Upstream response headers that reach the client.
-pub(crate) const RETURNED: &[&str] = &["content-type", "mcp-session-id", "mcp-protocol-version", "cache-control"];
+const RETURNED: &[&str] = &["content-type", "mcp-session-id", "mcp-protocol-version", "cache-control"];
+
+/// Copies the upstream's answer headers that may reach the client (not its session id when the
+/// client's session is the gateway's own).
+pub(crate) fn copy_headers(res: &reqwest::Response, out: &mut actix_web::HttpResponseBuilder, hide_session: bool) {
+    for name in RETURNED {
+        if hide_session && *name == "mcp-session-id" {
+            continue;
+        }
+        if let Some(v) = res.headers().get(*name)
+            && let Ok(v) = actix_web::http::header::HeaderValue::from_bytes(v.as_bytes())
+        {
+            out.insert_header((*name, v));
+        }
+    }
+}
 
 /// The headers of the upstream request: the allowed client headers, the server's configured
 /// headers, and the credential.
 pub(crate) fn request_headers(
-    client: &actix_web::http::header::HeaderMap,
+    client: &ClientHeaders,
     configured: &std::collections::BTreeMap<String, String>,
     bearer: Option<&str>,
     session: Option<&str>,
@@ -79,7 +100,7 @@ fn keep_for(source: Option<&Source>) -> Duration {
     }
 }
 
-impl crate::Inner {
+impl Inner {
     /// The caller's upstream credential: from the view, or from the lifecycle (which refreshes
     /// a token about to expire). With `refused`, the token the upstream just refused is replaced.
     pub(crate) async fn credential(
@@ -108,5 +129,157 @@ impl crate::Inner {
             self.views.credentials.put_for(key.clone(), credential.clone(), life);
         }
         Ok(Ok(credential))
+    }
+}
+
+/// Upstream failures; `answer.rs` says how the client sees each.
+pub(crate) enum UpstreamError {
+    Fetch(FetchError),
+    Status(u16),
+    Garbage,
+    /// A gateway session id this grant's sessions do not include: 404, as the spec says of an
+    /// unknown session.
+    UnknownSession,
+}
+
+/// The client headers of a request the gateway makes on its own (the upstream `initialize` of
+/// a gateway session), whatever request prompted it: a GET's `Accept` would not do.
+fn own_request_headers(protocol_version: Option<&str>) -> ClientHeaders {
+    let mut h = ClientHeaders::new();
+    h.insert(actix_web::http::header::ACCEPT, ClientValue::from_static("application/json, text/event-stream"));
+    h.insert(actix_web::http::header::CONTENT_TYPE, ClientValue::from_static("application/json"));
+    if let Some(v) = protocol_version.and_then(|v| ClientValue::from_str(v).ok()) {
+        h.insert(actix_web::http::header::HeaderName::from_static("mcp-protocol-version"), v);
+    }
+    h
+}
+
+impl Inner {
+    /// One upstream call with `credential` and the allowed ones of the `client`'s headers; on a
+    /// 401 the credential is replaced once (a refresh through the single-flight refresher, or a
+    /// new client-credentials token) and the call retried.
+    pub(crate) async fn send(
+        &self,
+        client: &ClientHeaders,
+        caller: &Caller,
+        mut credential: Arc<Credential>,
+        method: reqwest::Method,
+        body: Option<Bytes>,
+        session: Option<&str>,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let url =
+            Url::parse(&caller.route.server.config.endpoint).map_err(|_| UpstreamError::Fetch(FetchError::BadUrl))?;
+        for attempt in 0..2 {
+            let headers =
+                request_headers(client, &caller.route.server.config.headers, credential.bearer.as_deref(), session);
+            let res = self
+                .runtime
+                .fetcher
+                .stream(method.clone(), &url, headers, body.clone(), self.config.upstream_timeout)
+                .await
+                .map_err(UpstreamError::Fetch)?;
+            let refreshable = matches!(credential.source, Some(Source::Grant { .. } | Source::ClientCredentials(_)));
+            if res.status() != reqwest::StatusCode::UNAUTHORIZED || attempt == 1 || !refreshable {
+                return Ok(res);
+            }
+            let refused = credential.bearer.clone().unwrap_or_default();
+            match self.credential(caller, Some(&refused)).await {
+                Ok(Ok(c)) => credential = c,
+                _ => return Ok(res),
+            }
+        }
+        Err(UpstreamError::Garbage)
+    }
+
+    /// The upstream session behind a gateway session id: mapped already, or initialized now with
+    /// the parameters the client initialized the gateway session with (`None`: the upstream
+    /// keeps no sessions).
+    pub(crate) async fn upstream_session(
+        &self,
+        caller: &Caller,
+        credential: &Arc<Credential>,
+        gateway_session: &str,
+    ) -> Result<Option<String>, UpstreamError> {
+        if let Some(u) = self.sessions.upstream.get(&gateway_session.to_owned()) {
+            return Ok(Some(u));
+        }
+        let Some(pending) = sessions::open(self.runtime.store.envelope(), &caller.key, gateway_session) else {
+            return Err(UpstreamError::UnknownSession);
+        };
+        let headers = own_request_headers(pending.init.get("protocolVersion").and_then(serde_json::Value::as_str));
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": pending.init});
+        let res = self
+            .send(
+                &headers,
+                caller,
+                credential.clone(),
+                reqwest::Method::POST,
+                Some(Bytes::from(init.to_string())),
+                None,
+            )
+            .await?;
+        if !res.status().is_success() {
+            return Err(UpstreamError::Status(res.status().as_u16()));
+        }
+        let upstream = res.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let _ = res.bytes().await;
+        if let Some(u) = &upstream {
+            let note = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+            let _ = self.send(&headers, caller, credential.clone(), reqwest::Method::POST, Some(note), Some(u)).await;
+            self.sessions.upstream.put(gateway_session.to_owned(), u.clone());
+            self.sessions.url_capable.put(u.clone(), pending.url);
+        }
+        Ok(upstream)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_allowed_client_headers_cross_and_the_credential_is_the_gateways() {
+        let mut client = ClientHeaders::new();
+        for (k, v) in [
+            ("authorization", "Bearer sbt_the_clients_ticket"),
+            ("cookie", "session=1"),
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("te", "trailers"),
+            ("proxy-authorization", "Basic eA=="),
+            ("x-secret", "1"),
+            ("host", "gateway.example"),
+            ("mcp-session-id", "sbs_gateway_own"),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-param-region", "eu"),
+            ("last-event-id", "42"),
+        ] {
+            client.append(actix_web::http::header::HeaderName::from_static(k), ClientValue::from_static(v));
+        }
+        let configured = [("X-Extra".to_owned(), "yes".to_owned())].into_iter().collect();
+        let out = request_headers(&client, &configured, Some("upstream-token"), Some("upstream-session"));
+        let names: std::collections::BTreeSet<_> = out.keys().map(|k| k.as_str().to_owned()).collect();
+        let expected: std::collections::BTreeSet<_> = [
+            "accept",
+            "authorization",
+            "last-event-id",
+            "mcp-method",
+            "mcp-param-region",
+            "mcp-protocol-version",
+            "mcp-session-id",
+            "x-extra",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        assert_eq!(names, expected);
+        assert_eq!(out["authorization"], "Bearer upstream-token");
+        assert!(out["authorization"].is_sensitive());
+        assert_eq!(out["mcp-session-id"], "upstream-session", "the upstream's session, not the gateway's");
+        assert_eq!(out.get_all("authorization").iter().count(), 1);
     }
 }

@@ -55,6 +55,10 @@ pub(super) struct ServeArgs {
     /// request deadline); a slower upstream is a JSON-RPC error.
     #[arg(long, env = "SWITCHBOARD_GATEWAY_UPSTREAM_TIMEOUT_SECS", default_value_t = 25)]
     pub(super) gateway_upstream_timeout_secs: u64,
+    /// Seconds a streamed answer to one MCP gateway request may last in all, however often the
+    /// upstream reports progress (silence longer than the upstream timeout ends it sooner).
+    #[arg(long, env = "SWITCHBOARD_GATEWAY_CALL_TIMEOUT_SECS", default_value_t = 600)]
+    pub(super) gateway_call_timeout_secs: u64,
     /// Comma-separated browser origins the MCP gateway serves besides the public URL's own
     /// (an `Origin` outside them is a 403, the spec's DNS-rebinding defence).
     #[arg(long, env = "SWITCHBOARD_GATEWAY_ALLOWED_ORIGINS", default_value = "")]
@@ -81,6 +85,7 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         redis_prefix: args.redis_prefix.clone(),
         request_timeout: std::time::Duration::from_secs(args.request_timeout_secs.max(1)),
         gateway_upstream_timeout: std::time::Duration::from_secs(args.gateway_upstream_timeout_secs.max(1)),
+        gateway_call_timeout: std::time::Duration::from_secs(args.gateway_call_timeout_secs.max(1)),
         gateway_allowed_origins: args
             .gateway_allowed_origins
             .split(',')

@@ -11,26 +11,26 @@ use crate::consent::consent_in_browser;
 use crate::helpers::{Options, TestApp};
 use crate::peers::{Peers, spawn_until_ready};
 
-fn peers_dir() -> String {
+pub(crate) fn peers_dir() -> String {
     std::env::var("SWITCHBOARD_PEERS_DIR")
         .unwrap_or_else(|_| format!("{}/.cache/switchboard/peers", std::env::var("HOME").unwrap_or_default()))
 }
 
 /// `upstream.mjs`, stopped when dropped.
-struct Upstream {
+pub(crate) struct Upstream {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Upstream {
-    fn start(env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start(env: &[(&str, &str)]) -> Self {
         let mut command = Command::new("node");
         command.arg(format!("{}/upstream.mjs", peers_dir())).envs(env.iter().copied());
         let (child, info) = spawn_until_ready(command, "upstream.mjs", Duration::from_secs(30));
         Self { child, url: info["mcp_url"].as_str().expect("mcp_url").to_owned() }
     }
 
-    async fn seen(&self) -> Value {
+    pub(crate) async fn seen(&self) -> Value {
         let base = self.url.trim_end_matches("/mcp");
         reqwest::get(format!("{base}/__seen")).await.expect("seen").json().await.expect("json")
     }
@@ -46,7 +46,7 @@ impl Drop for Upstream {
 /// The SDK's client through `url` with `ticket`: one JSON line of what it saw. Run off the
 /// test's runtime: the app's database connections are driven by it, so blocking it on the child
 /// process would stall the very requests the client makes.
-async fn sdk_client(url: &str, ticket: &str, extra: &[&str]) -> Value {
+pub(crate) async fn sdk_client(url: &str, ticket: &str, extra: &[&str]) -> Value {
     let mut command = Command::new("node");
     command.arg(format!("{}/gateway-client.mjs", peers_dir())).arg(url).args(["--bearer", ticket]).args(extra);
     let out =
@@ -56,7 +56,13 @@ async fn sdk_client(url: &str, ticket: &str, extra: &[&str]) -> Value {
         .unwrap_or_else(|_| panic!("gateway-client printed no JSON: {text} {}", String::from_utf8_lossy(&out.stderr)))
 }
 
-async fn mcp(app: &TestApp, url: &str, ticket: Option<&str>, session: Option<&str>, body: &Value) -> reqwest::Response {
+pub(crate) async fn mcp(
+    app: &TestApp,
+    url: &str,
+    ticket: Option<&str>,
+    session: Option<&str>,
+    body: &Value,
+) -> reqwest::Response {
     let mut req = app
         .client
         .post(url)
@@ -73,7 +79,7 @@ async fn mcp(app: &TestApp, url: &str, ticket: Option<&str>, session: Option<&st
 }
 
 /// The JSON-RPC message in a JSON or SSE body.
-async fn rpc_body(res: reqwest::Response) -> Value {
+pub(crate) async fn rpc_body(res: reqwest::Response) -> Value {
     let text = res.text().await.expect("body");
     if let Ok(v) = serde_json::from_str::<Value>(&text) {
         return v;
@@ -85,14 +91,14 @@ async fn rpc_body(res: reqwest::Response) -> Value {
         .unwrap_or_else(|| panic!("no JSON-RPC response in {text}"))
 }
 
-async fn ticket(app: &TestApp, user: &str, agents: &[&str]) -> String {
+pub(crate) async fn ticket(app: &TestApp, user: &str, agents: &[&str]) -> String {
     app.post("/v1/session-tickets", &json!({"user_id": user, "agent_ids": agents})).await.json()["ticket"]
         .as_str()
         .expect("ticket")
         .to_owned()
 }
 
-fn initialize(capabilities: Value) -> Value {
+pub(crate) fn initialize(capabilities: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": capabilities, "clientInfo": {"name": "test", "version": "0"}}})
 }
@@ -291,7 +297,15 @@ async fn a_user_who_has_not_connected_is_asked_to_through_the_protocol_then_the_
 
     // The upstream forgets its sessions (a restart): the gateway starts another for the same
     // gateway session and the client never sees the 404.
-    let dropped: Value = app.client.post(format!("{}/__drop_sessions", peers.issuer)).send().await.expect("drop").json().await.expect("json");
+    let dropped: Value = app
+        .client
+        .post(format!("{}/__drop_sessions", peers.issuer))
+        .send()
+        .await
+        .expect("drop")
+        .json()
+        .await
+        .expect("json");
     assert!(dropped["dropped"].as_u64().is_some_and(|n| n >= 1), "{dropped}");
     let res = mcp(&app, &url, Some(&ticket), Some(&session), &call).await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -300,12 +314,16 @@ async fn a_user_who_has_not_connected_is_asked_to_through_the_protocol_then_the_
 }
 
 /// A hand-written upstream whose behaviour a test switches: a sane answer (for discovery when
-/// the server is registered), garbage, or silence.
+/// the server is registered), garbage, or silence — at once, or inside an SSE answer that began
+/// well (headers and a progress notification) and then talks garbage, falls silent or ends.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Sane,
     Garbage,
     Silent,
+    SseGarbage,
+    SseSilent,
+    SseCut,
 }
 
 async fn switchable_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Mode>>) {
@@ -333,6 +351,20 @@ async fn switchable_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Mode>
                         Mode::Garbage => {
                             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 5\r\n\r\nhello"
                                 .to_owned()
+                        }
+                        Mode::SseGarbage | Mode::SseSilent | Mode::SseCut => {
+                            let head =
+                                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+                            let progress = r#"data: {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}"#;
+                            let mut started = format!("{head}{progress}\n\n");
+                            if mode == Mode::SseGarbage {
+                                started.push_str("data: <html>upstream error page</html>\n\n");
+                            }
+                            if socket.write_all(started.as_bytes()).await.is_err() || mode == Mode::SseCut {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                            return;
                         }
                         Mode::Sane => {
                             let body = r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"x","version":"0"}}}"#;
@@ -385,6 +417,30 @@ async fn an_upstream_that_is_down_slow_or_talks_garbage_is_a_clear_json_rpc_erro
     assert_eq!(body["error"]["code"], -31000, "{body}");
     assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("in time")), "{body}");
     assert!(started.elapsed() < Duration::from_secs(3), "answered within the deadline: {:?}", started.elapsed());
+
+    // A streamed answer that began well: the progress reaches the client, then the failure is
+    // a JSON-RPC error for the call — never the garbage, never a hang.
+    for (m, says) in [
+        (Mode::SseGarbage, "not MCP"),
+        (Mode::SseSilent, "did not answer in time"),
+        (Mode::SseCut, "ended before it answered"),
+    ] {
+        *mode.lock().expect("mode") = m;
+        let started = std::time::Instant::now();
+        let res = mcp(&app, &url, Some(&ticket), None, &call).await;
+        assert!(res.headers()["content-type"].to_str().is_ok_and(|c| c.starts_with("text/event-stream")));
+        let text = tokio::time::timeout(Duration::from_secs(5), res.text()).await.expect("no hang").expect("body");
+        assert!(text.contains("notifications/progress") && !text.contains("<html>"), "{text}");
+        let answer: Value = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .find(|v| v.get("id").is_some())
+            .unwrap_or_else(|| panic!("no answer to the call in {text}"));
+        assert_eq!(answer["id"], 4, "{answer}");
+        assert!(answer["error"]["message"].as_str().is_some_and(|m| m.contains(says)), "{answer}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    }
 
     // Down: nothing listens at the endpoint any more.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -487,7 +543,7 @@ async fn a_revoked_ticket_and_a_detached_server_stop_working_on_every_instance_w
 }
 
 /// A gateway session on `url`: `initialize`, `notifications/initialized`; its id.
-async fn open_session(app: &TestApp, url: &str, ticket: &str) -> String {
+pub(crate) async fn open_session(app: &TestApp, url: &str, ticket: &str) -> String {
     let res = mcp(app, url, Some(ticket), None, &initialize(json!({}))).await;
     assert_eq!(res.status(), StatusCode::OK);
     let session = res.headers()["mcp-session-id"].to_str().expect("session").to_owned();

@@ -1,0 +1,65 @@
+//! What the gateway records of each request: one span (route segments, MCP method and tool,
+//! upstream status, outcome, latency — never a credential), the Prometheus counter and latency
+//! by route slugs, method and outcome, and an audit event for every refusal.
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::Inner;
+use crate::inbound::Caller;
+
+/// What the span and the metrics say of a request, filled in as it goes.
+pub(crate) struct Observed {
+    pub(crate) span: tracing::Span,
+    /// The route's agent and server slugs, once the route is known.
+    pub(crate) route: Option<(String, String)>,
+    pub(crate) method: &'static str,
+    pub(crate) outcome: &'static str,
+    started: Instant,
+}
+
+impl Observed {
+    /// A request on the route `path` by HTTP `verb` (`post`, `get`, `delete`).
+    pub(crate) fn start(path: &(String, String, String), verb: &'static str) -> Self {
+        let span = tracing::info_span!(
+            "gateway",
+            http.method = verb, tenant = %path.0, agent = %path.1, server = %path.2,
+            mcp.method = tracing::field::Empty, mcp.tool = tracing::field::Empty,
+            upstream.status = tracing::field::Empty, outcome = tracing::field::Empty, latency_us = tracing::field::Empty,
+        );
+        Self { span, route: None, method: "other", outcome: "refused", started: Instant::now() }
+    }
+
+    /// Closes the record: the span's outcome and latency, and the metrics once the route is
+    /// known (a request for no route has no labels to be counted under).
+    pub(crate) fn finish(self, inner: &Inner) {
+        let elapsed = self.started.elapsed();
+        self.span.record("latency_us", u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+        self.span.record("outcome", self.outcome);
+        if let Some((agent, server)) = self.route {
+            let labels = crate::metrics::RequestLabels { agent, server, method: self.method, outcome: self.outcome };
+            inner.metrics.observe(labels, elapsed.as_secs_f64());
+        }
+    }
+}
+
+impl Inner {
+    /// An audit event of a refusal, written in the background (the answer does not wait on it).
+    pub(crate) fn audit_refusal(&self, caller: &Caller, action: &'static str, data: Value) {
+        let store = self.runtime.store.clone();
+        let key = caller.key.clone();
+        tokio::spawn(async move {
+            let actor = switchboard_domain::tenant::Actor::User(key.user_id.clone());
+            let mut data = data;
+            if let Some(map) = data.as_object_mut() {
+                map.insert("agent_id".into(), json!(key.agent_id));
+                map.insert("channel".into(), json!("gateway"));
+            }
+            let target = Some(key.mcp_server_id.to_string());
+            if let Err(e) = store.tenant(key.tenant_id).record_event(&actor, action, "mcp_server", target, data).await {
+                tracing::warn!(error = %switchboard_domain::error::chain(&e), "a gateway refusal was not audited");
+            }
+        });
+    }
+}

@@ -1,0 +1,47 @@
+//! The gateway's pages: a route's protected resource metadata and the connect page.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use crate::answer::{Segments, json_response};
+use crate::{Gateway, connect};
+
+/// `GET /.well-known/oauth-protected-resource/mcp/{tenant}/{agent}/{server}` (RFC 9728 §3.1:
+/// the well-known segment inserted before the route's path).
+pub(crate) async fn resource_metadata(gw: web::Data<Gateway>, path: Segments) -> HttpResponse {
+    let inner = &gw.inner;
+    json_response(
+        200,
+        &json!({
+            "resource": inner.route_url(&path),
+            "authorization_servers": [],
+            "bearer_methods_supported": ["header"],
+            "resource_name": "Switchboard MCP gateway",
+            "resource_documentation": format!("{}/docs/", inner.config.public_url),
+            "switchboard": {"credential": "session_ticket", "mint": format!("{}/v1/session-tickets", inner.config.public_url)},
+        }),
+    )
+}
+
+/// `GET /connect/{request}`: what a user who opened a connect link sees. It starts nothing: the
+/// tenant's app confirms the request with the user's ticket and sends the browser on.
+pub(crate) async fn connect_page(gw: web::Data<Gateway>, path: web::Path<String>) -> HttpResponse {
+    let envelope = gw.inner.runtime.store.envelope();
+    let (status, title, text) = match connect::open(envelope, &path) {
+        Ok(_) => (
+            StatusCode::OK,
+            "Connect from your app",
+            "This link connects a service for your agent. For your safety it only works from the app you use the agent in: go back to it and confirm there.".to_owned(),
+        ),
+        Err(e) => (StatusCode::BAD_REQUEST, "Link not valid", e.to_string()),
+    };
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("x-frame-options", "DENY"))
+        .insert_header(("content-security-policy", "default-src 'none'; frame-ancestors 'none'"))
+        .insert_header(("referrer-policy", "no-referrer"))
+        .body(format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head><body><h1>{title}</h1><p>{text}</p></body></html>"
+        ))
+}

@@ -1,0 +1,318 @@
+//! The watch on an upstream's streamed (SSE) answer to a request. Events are relayed as each one
+//! completes — a progress notification reaches the client while the call runs — and the stream
+//! is held to what the client is owed: the response to its request, in time.
+//!
+//! - An event whose data is not one JSON object ends the relay: the client gets a JSON-RPC error
+//!   for its request instead of garbage.
+//! - No event for `idle` (the upstream timeout; every event, progress included, restarts it, as
+//!   the spec allows), or the whole answer running past `total`: a JSON-RPC error saying so.
+//! - The upstream's stream ending, or breaking, before the response: a JSON-RPC error saying so.
+//!
+//! Once the response has been relayed, whatever follows passes on unchecked until the upstream
+//! closes. Comments (`: …`), event ids and `retry:` lines pass through as they are.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt as _};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::rpc::{self, code};
+
+/// What the watch needs to know of one event's data (the rest is skipped, not built).
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    result: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+}
+
+/// How an event's data reads.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    /// A message that is not the response (a notification, a request to the client).
+    Other,
+    /// The response to the client's request.
+    Response,
+    /// Not one JSON-RPC message.
+    Garbage,
+}
+
+fn classify(data: &[u8], id: &Value) -> Seen {
+    match serde_json::from_slice::<Probe>(data) {
+        Ok(p) if p.id.as_ref() == Some(id) && (p.result.is_some() || p.error.is_some()) => Seen::Response,
+        Ok(_) => Seen::Other,
+        Err(_) => Seen::Garbage,
+    }
+}
+
+/// Splits bytes into SSE events: an event ends at a blank line (lines end with CRLF, LF or CR).
+#[derive(Default)]
+struct Framer {
+    buf: BytesMut,
+}
+
+impl Framer {
+    /// The next complete event in the buffer (its raw bytes, the blank line included).
+    fn next_event(&mut self) -> Option<Bytes> {
+        let b = &self.buf[..];
+        let (mut line, mut i) = (0, 0);
+        while let Some(c) = b.get(i) {
+            if !matches!(c, b'\n' | b'\r') {
+                i += 1;
+                continue;
+            }
+            let end = match (c, b.get(i + 1)) {
+                (b'\r', None) => return None, // perhaps half of a CRLF: wait for more
+                (b'\r', Some(b'\n')) => i + 2,
+                _ => i + 1,
+            };
+            if i == line {
+                return Some(self.buf.split_to(end).freeze());
+            }
+            (line, i) = (end, end);
+        }
+        None
+    }
+}
+
+/// The data of an event: its `data:` lines joined with `\n`.
+fn data_of(event: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut first = true;
+    for line in event.split(|c| *c == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)) {
+        let Some(rest) = line.strip_prefix(b"data") else { continue };
+        let value = match rest.first() {
+            Some(b':') => rest.get(1..).map(|v| v.strip_prefix(b" ").unwrap_or(v)).unwrap_or_default(),
+            None => &[][..],
+            // `dataX: …` is another field.
+            Some(_) => continue,
+        };
+        if !first {
+            out.push(b'\n');
+        }
+        out.extend_from_slice(value);
+        first = false;
+    }
+    out
+}
+
+/// How long a watched answer may take.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadlines {
+    /// Longest silence between two events.
+    pub(crate) idle: Duration,
+    /// Longest the whole answer may last.
+    pub(crate) total: Duration,
+    /// Largest single event.
+    pub(crate) max_event: usize,
+}
+
+fn error_event(id: &Value, c: i64, message: &str) -> Bytes {
+    let body = rpc::error(Some(id), c, message, None);
+    Bytes::from(format!("event: message\ndata: {body}\n\n"))
+}
+
+fn too_large(id: &Value) -> Bytes {
+    error_event(id, code::UPSTREAM_INVALID, "the MCP server sent a message larger than the gateway accepts")
+}
+
+type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+
+struct State {
+    upstream: Upstream,
+    framer: Framer,
+    id: Value,
+    answered: bool,
+    done: bool,
+    deadlines: Deadlines,
+    ends_at: Instant,
+}
+
+/// Relays `upstream`, the SSE answer to the request `id`, under `deadlines`.
+pub(crate) fn watch(
+    upstream: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
+    id: Value,
+    deadlines: Deadlines,
+) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
+    let state = State {
+        upstream: Box::pin(upstream),
+        framer: Framer::default(),
+        id,
+        answered: false,
+        done: false,
+        deadlines,
+        ends_at: Instant::now() + deadlines.total,
+    };
+    futures_util::stream::unfold(state, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        loop {
+            if let Some(event) = s.framer.next_event() {
+                if !s.answered && event.len() > s.deadlines.max_event {
+                    s.done = true;
+                    return Some((Ok(too_large(&s.id)), s));
+                }
+                if s.answered {
+                    return Some((Ok(event), s));
+                }
+                let data = data_of(&event);
+                if data.is_empty() {
+                    // A comment, a keep-alive, an id or retry line: relayed as it is.
+                    return Some((Ok(event), s));
+                }
+                return Some(match classify(&data, &s.id) {
+                    Seen::Response => {
+                        s.answered = true;
+                        (Ok(event), s)
+                    }
+                    Seen::Other => (Ok(event), s),
+                    Seen::Garbage => {
+                        s.done = true;
+                        let e = error_event(
+                            &s.id,
+                            code::UPSTREAM_INVALID,
+                            "the MCP server answered something that is not MCP",
+                        );
+                        (Ok(e), s)
+                    }
+                });
+            }
+            if !s.answered && s.framer.buf.len() > s.deadlines.max_event {
+                s.done = true;
+                return Some((Ok(too_large(&s.id)), s));
+            }
+            let wait = s.deadlines.idle.min(s.ends_at.saturating_duration_since(Instant::now()));
+            let next = if s.answered {
+                // The client has its answer: what follows may take its time.
+                Ok(s.upstream.next().await)
+            } else {
+                tokio::time::timeout(wait, s.upstream.next()).await
+            };
+            match next {
+                Ok(Some(Ok(chunk))) => s.framer.buf.extend_from_slice(&chunk),
+                Ok(None) | Ok(Some(Err(_))) => {
+                    s.done = true;
+                    // A last event without its blank line still counts when it is the answer.
+                    if !s.answered && !s.framer.buf.is_empty() {
+                        s.framer.buf.extend_from_slice(b"\n\n");
+                        if let Some(event) = s.framer.next_event()
+                            && classify(&data_of(&event), &s.id) == Seen::Response
+                        {
+                            return Some((Ok(event), s));
+                        }
+                    }
+                    if s.answered {
+                        return None;
+                    }
+                    let e = error_event(
+                        &s.id,
+                        code::UPSTREAM_UNAVAILABLE,
+                        "the MCP server's stream ended before it answered",
+                    );
+                    return Some((Ok(e), s));
+                }
+                Err(_) => {
+                    s.done = true;
+                    let message = if Instant::now() >= s.ends_at {
+                        "the MCP server did not finish answering within the gateway's call timeout"
+                    } else {
+                        "the MCP server did not answer in time (no message within the upstream timeout)"
+                    };
+                    return Some((Ok(error_event(&s.id, code::UPSTREAM_UNAVAILABLE, message)), s));
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::stream;
+    use serde_json::json;
+
+    use super::*;
+
+    const D: Deadlines = Deadlines { idle: Duration::from_millis(200), total: Duration::from_secs(5), max_event: 1024 };
+
+    fn chunks(parts: &[&str]) -> Vec<Result<Bytes, reqwest::Error>> {
+        parts.iter().map(|p| Ok(Bytes::from(p.to_string()))).collect()
+    }
+
+    async fn relay(
+        upstream: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
+        d: Deadlines,
+    ) -> String {
+        let out: Vec<_> = watch(upstream, json!(7), d).collect().await;
+        out.into_iter().map(|b| String::from_utf8(b.unwrap().to_vec()).unwrap()).collect()
+    }
+
+    #[test]
+    fn events_are_split_at_blank_lines_whatever_the_line_ends() {
+        let mut f = Framer::default();
+        f.buf.extend_from_slice(b": hi\n\nevent: message\r\ndata: {}\r\n\r\ndata: x\r\rdata: y\n");
+        assert_eq!(&f.next_event().unwrap()[..], b": hi\n\n");
+        assert_eq!(&f.next_event().unwrap()[..], b"event: message\r\ndata: {}\r\n\r\n");
+        assert_eq!(&f.next_event().unwrap()[..], b"data: x\r\r");
+        assert!(f.next_event().is_none(), "an unfinished event waits");
+        assert_eq!(data_of(b"event: message\ndata: {\"a\":\ndata:1}\nid: 3\n\n"), b"{\"a\":\n1}");
+    }
+
+    #[tokio::test]
+    async fn progress_and_the_answer_pass_through_event_by_event() {
+        let progress = r#"data: {"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}"#;
+        let answer = r#"data: {"jsonrpc":"2.0","id":7,"result":{}}"#;
+        let (a, b) = progress.split_at(10);
+        let body = relay(stream::iter(chunks(&[a, &format!("{b}\n\n"), answer, "\n\n"])), D).await;
+        assert_eq!(body, format!("{progress}\n\n{answer}\n\n"));
+    }
+
+    #[tokio::test]
+    async fn garbage_ends_the_relay_with_an_error_for_the_request() {
+        let body =
+            relay(stream::iter(chunks(&["data: <html>oops</html>\n\n", "data: {\"id\":7,\"result\":{}}\n\n"])), D)
+                .await;
+        assert!(!body.contains("html"), "{body}");
+        assert!(body.contains(r#""id":7"#) && body.contains("-31002") && body.contains("not MCP"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_ends_or_stalls_before_the_answer_is_an_error_in_time() {
+        let ended = relay(stream::iter(chunks(&["data: {\"method\":\"notifications/progress\"}\n\n"])), D).await;
+        assert!(ended.contains("ended before it answered") && ended.contains("-31000"), "{ended}");
+
+        let started = std::time::Instant::now();
+        let stalled = relay(stream::iter(chunks(&[": open\n\n"])).chain(stream::pending()), D).await;
+        assert!(stalled.starts_with(": open\n\n") && stalled.contains("did not answer in time"), "{stalled}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+
+        // Progress every 100 ms keeps it alive past the idle deadline, but not past the total.
+        let tick = stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Some((Ok(Bytes::from_static(b"data: {\"method\":\"notifications/progress\"}\n\n")), ()))
+        });
+        let d = Deadlines { total: Duration::from_millis(700), ..D };
+        let long = relay(tick, d).await;
+        assert!(long.matches("notifications/progress").count() >= 4, "{long}");
+        assert!(long.contains("call timeout"), "{long}");
+    }
+
+    #[tokio::test]
+    async fn after_the_answer_nothing_is_checked_and_a_last_unterminated_answer_counts() {
+        let body =
+            relay(stream::iter(chunks(&["data: {\"id\":7,\"error\":{\"code\":1}}\n\n", "data: junk\n\n"])), D).await;
+        assert!(body.ends_with("data: junk\n\n"), "{body}");
+        let body = relay(stream::iter(chunks(&["data: {\"id\":7,\"result\":{}}"])), D).await;
+        assert_eq!(body, "data: {\"id\":7,\"result\":{}}\n\n");
+        let big = format!("data: {{\"id\":7,\"result\":\"{}\"}}\n\n", "x".repeat(2000));
+        let body = relay(stream::iter(chunks(&[&big])), D).await;
+        assert!(body.contains("larger than the gateway accepts"), "{body}");
+    }
+}
