@@ -114,6 +114,13 @@ async fn post_inner(
         return json_response(200, &rpc::error(message.id.as_ref(), code, &refusal, None));
     }
     let session = header(req, "mcp-session-id").map(str::to_owned);
+    // A gateway session that ended, expired or is another grant's: not found, as the spec says.
+    if let Some(s) = session.as_deref().filter(|s| sessions::is_gateway_session(s))
+        && inner.sessions.open(inner.runtime.store.envelope(), &caller.key, s).is_none()
+    {
+        observed.outcome = "session_not_found";
+        return HttpResponse::NotFound().finish();
+    }
     let credential = match inner.credential(&caller, None).await {
         Ok(Ok(c)) => c,
         Ok(Err(missing)) => {
@@ -283,7 +290,7 @@ fn connect_first(
         Era::Modern => rpc::supports_url_elicitation(message.capabilities()),
         Era::Legacy => match session {
             Some(s) if sessions::is_gateway_session(s) => {
-                sessions::open(envelope, &caller.key, s).is_some_and(|p| p.url)
+                inner.sessions.open(envelope, &caller.key, s).is_some_and(|p| p.url)
             }
             Some(s) => inner.sessions.url_capable.get(&s.to_owned()).unwrap_or(false),
             None => false,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use switchboard_domain::agent::{Agent, Filter};
-use switchboard_domain::connection::GrantKey;
+use switchboard_domain::connection::{Connection, GrantKey};
 use switchboard_domain::mcp_server::McpServer;
 use switchboard_domain::ticket::{self, TicketError, TicketRequest};
 use switchboard_domain::{DomainError, TenantId};
@@ -76,6 +76,9 @@ pub(crate) struct Views {
     pub(crate) tickets: Ttl<[u8; 32], Arc<VerifiedTicket>>,
     pub(crate) routes: Ttl<(TenantId, String, String), Arc<Route>>,
     pub(crate) credentials: Ttl<GrantKey, Arc<Credential>>,
+    /// A user's connections through an agent (the runtime list's statuses): every status write
+    /// announces its grant (`Change::Grant`), bulk ones their tenant or all (`Statuses`).
+    pub(crate) connections: Ttl<(TenantId, String, switchboard_domain::AgentId), Arc<Vec<Connection>>>,
 }
 
 impl Default for Views {
@@ -86,6 +89,7 @@ impl Default for Views {
             tickets: Ttl::new(VIEW_LIFE, MAX_ENTRIES),
             routes: Ttl::new(VIEW_LIFE, MAX_ENTRIES),
             credentials: Ttl::new(Duration::from_secs(300), MAX_ENTRIES),
+            connections: Ttl::new(VIEW_LIFE, MAX_ENTRIES),
         }
     }
 }
@@ -103,10 +107,21 @@ impl Views {
                 self.tickets.retain(|_, v| v.tenant != *tenant);
                 self.keys.remove(tenant);
             }
-            Change::Grant { tenant, user, agent, server } => self.credentials.retain(|k, _| {
-                !(k.tenant_id == *tenant && k.user_id == *user && k.agent_id == *agent && k.mcp_server_id == *server)
-            }),
-            Change::Grants { tenant } => self.credentials.retain(|k, _| k.tenant_id != *tenant),
+            Change::Grant { tenant, user, agent, server } => {
+                self.credentials.retain(|k, _| {
+                    !(k.tenant_id == *tenant
+                        && k.user_id == *user
+                        && k.agent_id == *agent
+                        && k.mcp_server_id == *server)
+                });
+                self.connections.remove(&(*tenant, user.clone(), *agent));
+            }
+            Change::Grants { tenant } => {
+                self.credentials.retain(|k, _| k.tenant_id != *tenant);
+                self.connections.retain(|(t, _, _), _| t != tenant);
+            }
+            Change::Statuses => self.connections.retain(|_, _| false),
+            Change::SessionEnded { .. } => {}
             Change::Tenant { tenant } if tenant.0.is_nil() => self.clear(),
             Change::Tenant { tenant } => {
                 self.keys.remove(tenant);
@@ -114,6 +129,7 @@ impl Views {
                 self.tickets.retain(|_, v| v.tenant != *tenant);
                 self.routes.retain(|(t, _, _), _| t != tenant);
                 self.credentials.retain(|k, _| k.tenant_id != *tenant);
+                self.connections.retain(|(t, _, _), _| t != tenant);
             }
         }
     }
@@ -124,6 +140,7 @@ impl Views {
         self.tickets.retain(|_, _| false);
         self.routes.retain(|_, _| false);
         self.credentials.retain(|_, _| false);
+        self.connections.retain(|_, _| false);
     }
 }
 
@@ -198,6 +215,7 @@ impl crate::Inner {
         if let Some(k) = self.views.keys.get(&tenant) {
             return Ok(k);
         }
+        let since = self.views.keys.epoch();
         let store = self.runtime.store.tenant(tenant);
         let slug = match store.own_tenant().await {
             Ok(t) if t.deleted_at.is_none() => t.slug,
@@ -206,7 +224,7 @@ impl crate::Inner {
         };
         let public_hex = store.signing_key().await?.public_hex();
         let k = Arc::new(TenantKey { public_hex, slug });
-        self.views.keys.put(tenant, k.clone());
+        self.views.keys.fill(since, tenant, k.clone());
         Ok(k)
     }
 
@@ -215,6 +233,7 @@ impl crate::Inner {
         if let Some(v) = self.views.tickets.get(&digest) {
             return Ok(v);
         }
+        let since = self.views.tickets.epoch();
         let tenant = ticket::tenant_of(presented).map_err(Refusal::Ticket)?;
         let key = self.tenant_key(tenant).await?;
         let (token, ids) = ticket::open(presented, &key.public_hex).map_err(Refusal::Ticket)?;
@@ -224,7 +243,7 @@ impl crate::Inner {
         let authority = ticket::authority(&token).map_err(Refusal::Ticket)?;
         let life = authority.expires_at.and_then(|e| e.duration_since(SystemTime::now()).ok()).unwrap_or(VIEW_LIFE);
         let v = Arc::new(VerifiedTicket { tenant, token, authority });
-        self.views.tickets.put_for(digest, v.clone(), life);
+        self.views.tickets.fill_for(since, digest, v.clone(), life);
         Ok(v)
     }
 
@@ -233,9 +252,10 @@ impl crate::Inner {
         if let Some(r) = self.views.routes.get(&cache_key) {
             return Ok(r);
         }
+        let since = self.views.routes.epoch();
         let (agent, server, attachment) = self.runtime.store.tenant(tenant).resolve_route(agent, server).await?;
         let route = Arc::new(Route { agent, server, filter: attachment.filter() });
-        self.views.routes.put(cache_key, route.clone());
+        self.views.routes.fill(since, cache_key, route.clone());
         Ok(route)
     }
 }

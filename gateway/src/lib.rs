@@ -119,7 +119,12 @@ impl Gateway {
                 let change = changes.recv().await;
                 let Some(inner) = weak.upgrade() else { break };
                 match change {
-                    Ok(change) => inner.views.apply(&change),
+                    Ok(change) => {
+                        inner.views.apply(&change);
+                        if let Change::SessionEnded { session } = &change {
+                            inner.sessions.ended.put(session.clone(), ());
+                        }
+                    }
                     // Fell behind: some change was missed, so nothing cached can be trusted.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => inner.views.clear(),
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
@@ -166,6 +171,7 @@ impl Gateway {
         if let Some(a) = views.attachments.get(&(tenant, agent)) {
             return Ok(a);
         }
+        let since = views.attachments.epoch();
         let store = self.inner.runtime.store.tenant(tenant);
         let mut all = Vec::new();
         let mut cursor: Option<String> = None;
@@ -180,8 +186,28 @@ impl Gateway {
             }
         }
         let all = Arc::new(all);
-        views.attachments.put((tenant, agent), all.clone());
+        views.attachments.fill(since, (tenant, agent), all.clone());
         Ok(all)
+    }
+
+    /// `user`'s connections through `agent` (their statuses, expiries and errors), from the
+    /// views: read once, then kept until a change of one of them (every status write announces
+    /// its grant) or their short life ends them.
+    pub async fn user_connections(
+        &self,
+        tenant: switchboard_domain::TenantId,
+        user: &str,
+        agent: switchboard_domain::AgentId,
+    ) -> Result<Arc<Vec<switchboard_domain::connection::Connection>>, switchboard_domain::DomainError> {
+        let views = &self.inner.views;
+        let key = (tenant, user.to_owned(), agent);
+        if let Some(c) = views.connections.get(&key) {
+            return Ok(c);
+        }
+        let since = views.connections.epoch();
+        let found = Arc::new(self.inner.runtime.store.tenant(tenant).user_connections(user, agent).await?);
+        views.connections.fill(since, key, found.clone());
+        Ok(found)
     }
 
     #[must_use]

@@ -5,6 +5,11 @@
 //! and maps the gateway's id onto the upstream's — lazily, in each process that sees the session,
 //! and again whenever the upstream forgets its session. Sessions the upstream started are passed
 //! through as they are.
+//!
+//! A gateway session lives a day at most (its id says when it began) and ends with the client's
+//! DELETE: the end is kept in every process (announced as a change, through Redis across
+//! processes), so the id is then not found anywhere, as the spec has it, until it would have
+//! expired anyway.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -26,19 +31,26 @@ pub(crate) struct Pending {
     user: String,
     agent: uuid::Uuid,
     server: uuid::Uuid,
+    /// When it began (Unix seconds).
+    at: i64,
 }
+
+/// How long a gateway session lives.
+pub(crate) const LIFE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 pub(crate) struct Sessions {
     /// Gateway session id → upstream session id.
     pub(crate) upstream: Ttl<String, String>,
     /// Upstream session id → whether its client declared URL-mode elicitation.
     pub(crate) url_capable: Ttl<String, bool>,
+    /// Gateway sessions ended by their client (by [`digest`]).
+    pub(crate) ended: Ttl<String, ()>,
 }
 
 impl Default for Sessions {
     fn default() -> Self {
         let day = std::time::Duration::from_secs(24 * 3600);
-        Self { upstream: Ttl::new(day, 100_000), url_capable: Ttl::new(day, 100_000) }
+        Self { upstream: Ttl::new(day, 100_000), url_capable: Ttl::new(day, 100_000), ended: Ttl::new(LIFE, 1_000_000) }
     }
 }
 
@@ -57,13 +69,41 @@ pub(crate) fn is_gateway_session(id: &str) -> bool {
     id.starts_with(PREFIX)
 }
 
+/// What names an ended session in announcements and in [`Sessions::ended`]: a digest, so the
+/// id itself travels nowhere.
+#[must_use]
+pub(crate) fn digest(id: &str) -> String {
+    switchboard_domain::crypto::hex_digest(id.as_bytes())
+}
+
 pub(crate) fn seal(envelope: &Envelope, key: &GrantKey, init: Value, url: bool) -> Option<String> {
-    let pending = Pending { init, url, user: key.user_id.clone(), agent: key.agent_id.0, server: key.mcp_server_id.0 };
+    let pending = Pending {
+        init,
+        url,
+        user: key.user_id.clone(),
+        agent: key.agent_id.0,
+        server: key.mcp_server_id.0,
+        at: switchboard_domain::clock::now().timestamp(),
+    };
     crate::connect::seal_json(envelope, key.tenant_id, "session", PREFIX, &pending)
 }
 
-pub(crate) fn open(envelope: &Envelope, key: &GrantKey, id: &str) -> Option<Pending> {
-    let (tenant, p): (_, Pending) = crate::connect::open_json(envelope, "session", PREFIX, id)?;
-    (tenant == key.tenant_id && p.user == key.user_id && p.agent == key.agent_id.0 && p.server == key.mcp_server_id.0)
-        .then_some(p)
+impl Sessions {
+    /// The gateway session `id` of `key`'s grant, unless it was never one, expired or ended.
+    pub(crate) fn open(&self, envelope: &Envelope, key: &GrantKey, id: &str) -> Option<Pending> {
+        let (tenant, p): (_, Pending) = crate::connect::open_json(envelope, "session", PREFIX, id)?;
+        let age = switchboard_domain::clock::now().timestamp().saturating_sub(p.at);
+        let ours = tenant == key.tenant_id
+            && p.user == key.user_id
+            && p.agent == key.agent_id.0
+            && p.server == key.mcp_server_id.0;
+        let live = (0..i64::try_from(LIFE.as_secs()).unwrap_or(i64::MAX)).contains(&age);
+        (ours && live && self.ended.get(&digest(id)).is_none()).then_some(p)
+    }
+
+    /// Ends gateway session `id` in this process (the caller announces it to the others).
+    pub(crate) fn end(&self, id: &str) {
+        self.upstream.remove(&id.to_owned());
+        self.ended.put(digest(id), ());
+    }
 }

@@ -6,7 +6,10 @@
 //!   for its request instead of garbage.
 //! - No event for `idle` (the upstream timeout; every event, progress included, restarts it, as
 //!   the spec allows), or the whole answer running past `total`: a JSON-RPC error saying so.
-//! - The upstream's stream ending, or breaking, before the response: a JSON-RPC error saying so.
+//! - The upstream's stream ending, or breaking, before the response: a JSON-RPC error saying so
+//!   — unless its events carried ids, which makes it resumable: the spec lets a server close such
+//!   a stream early, and the client reconnects with `Last-Event-ID` for the rest (an error there
+//!   would be taken for the answer).
 //!
 //! Once the response has been relayed, whatever follows passes on unchecked until the upstream
 //! closes. Comments (`: …`), event ids and `retry:` lines pass through as they are.
@@ -103,6 +106,14 @@ fn data_of(event: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether an event has a non-empty `id:` field.
+fn has_event_id(event: &[u8]) -> bool {
+    event
+        .split(|c| *c == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .any(|line| line.strip_prefix(b"id:").is_some_and(|v| !v.strip_prefix(b" ").unwrap_or(v).is_empty()))
+}
+
 /// How long a watched answer may take.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Deadlines {
@@ -130,6 +141,8 @@ struct State {
     framer: Framer,
     id: Value,
     answered: bool,
+    /// An event carried an `id:`: the client can resume the stream with `Last-Event-ID`.
+    resumable: bool,
     done: bool,
     deadlines: Deadlines,
     ends_at: Instant,
@@ -146,6 +159,7 @@ pub(crate) fn watch(
         framer: Framer::default(),
         id,
         answered: false,
+        resumable: false,
         done: false,
         deadlines,
         ends_at: Instant::now() + deadlines.total,
@@ -163,6 +177,7 @@ pub(crate) fn watch(
                 if s.answered {
                     return Some((Ok(event), s));
                 }
+                s.resumable |= has_event_id(&event);
                 let data = data_of(&event);
                 if data.is_empty() {
                     // A comment, a keep-alive, an id or retry line: relayed as it is.
@@ -209,7 +224,7 @@ pub(crate) fn watch(
                             return Some((Ok(event), s));
                         }
                     }
-                    if s.answered {
+                    if s.answered || s.resumable {
                         return None;
                     }
                     let e = error_event(
@@ -302,6 +317,24 @@ mod tests {
         let long = relay(tick, d).await;
         assert!(long.matches("notifications/progress").count() >= 4, "{long}");
         assert!(long.contains("call timeout"), "{long}");
+    }
+
+    #[tokio::test]
+    async fn a_resumable_stream_may_end_before_the_answer() {
+        // Event ids make the stream resumable: the client reconnects with Last-Event-ID.
+        let body = relay(
+            stream::iter(chunks(&[
+                "id: ev-1\ndata: \n\n",
+                "id: ev-2\ndata: {\"method\":\"notifications/progress\"}\n\n",
+            ])),
+            D,
+        )
+        .await;
+        assert!(!body.contains("error"), "{body}");
+        assert!(body.ends_with("notifications/progress\"}\n\n"), "{body}");
+        // An empty id does not count.
+        let body = relay(stream::iter(chunks(&["id:\ndata: {\"method\":\"notifications/progress\"}\n\n"])), D).await;
+        assert!(body.contains("ended before it answered"), "{body}");
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use serde_json::json;
+use switchboard_worker::changes::Change;
 use tracing::Instrument as _;
 
 use crate::answer::{Segments, bearer, header, is_sse, read_bounded, relay};
@@ -61,42 +62,49 @@ async fn stream_or_end(
         return inner.refusal(path, &r);
     }
     let session = header(req, "mcp-session-id").map(str::to_owned);
+    let gateway_session = session.as_deref().filter(|s| sessions::is_gateway_session(s));
+    // A gateway session that ended, expired or is another grant's: not found, as the spec says.
+    if let Some(s) = gateway_session
+        && inner.sessions.open(inner.runtime.store.envelope(), &caller.key, s).is_none()
+    {
+        observed.outcome = "session_not_found";
+        return HttpResponse::NotFound().finish();
+    }
+    // The client ends a gateway session: ended here and, through the announcement, everywhere;
+    // the upstream session behind it, when this process mapped one, is ended below.
+    let mut ended_upstream = None;
+    if let (Some(s), true) = (gateway_session, method == reqwest::Method::DELETE) {
+        ended_upstream = inner.sessions.upstream.get(&s.to_owned());
+        inner.sessions.end(s);
+        inner.runtime.changes.publish(Change::SessionEnded { session: sessions::digest(s) });
+        if ended_upstream.is_none() {
+            observed.outcome = "ok";
+            return HttpResponse::Ok().finish();
+        }
+    }
     let credential = match inner.credential(&caller, None).await {
         Ok(Ok(c)) => c,
         // Nothing upstream yet. A gateway session's stream is the gateway's own: it tells the
         // client when the user has connected (the elicitation is complete).
         Ok(Err(_)) => {
             observed.outcome = "ok";
-            return match (method, session.as_deref()) {
+            return match (method, gateway_session) {
                 (reqwest::Method::DELETE, _) => HttpResponse::Ok().finish(),
-                (_, Some(s)) if sessions::is_gateway_session(s) => wait_for_connection(gw.clone(), caller, s),
+                (_, Some(s)) => wait_for_connection(gw.clone(), caller, s),
                 _ => HttpResponse::MethodNotAllowed().insert_header(("allow", "POST, DELETE")).finish(),
             };
         }
         Err(r) => return inner.refusal(path, &r),
     };
-    let gateway_session = session.as_deref().filter(|s| sessions::is_gateway_session(s));
     let mut upstream_session = match gateway_session {
-        Some(s) => {
-            let mapped = inner.sessions.upstream.get(&s.to_owned());
-            if method == reqwest::Method::DELETE {
-                inner.sessions.upstream.remove(&s.to_owned());
-                if mapped.is_none() {
-                    observed.outcome = "ok";
-                    return HttpResponse::Ok().finish();
-                }
+        Some(_) if ended_upstream.is_some() => ended_upstream,
+        Some(s) => match inner.upstream_session(&caller, &credential, s).await {
+            Ok(u) => u,
+            Err(e) => {
+                observed.outcome = "upstream_unavailable";
+                return e.into_response(None);
             }
-            match mapped {
-                Some(m) => Some(m),
-                None => match inner.upstream_session(&caller, &credential, s).await {
-                    Ok(u) => u,
-                    Err(e) => {
-                        observed.outcome = "upstream_unavailable";
-                        return e.into_response(None);
-                    }
-                },
-            }
-        }
+        },
         None => session.clone(),
     };
     let client = req.headers();
@@ -107,11 +115,11 @@ async fn stream_or_end(
     if let (Ok(r), Some(s), Some(_)) = (&res, gateway_session, &upstream_session)
         && r.status() == reqwest::StatusCode::NOT_FOUND
     {
-        inner.sessions.upstream.remove(&s.to_owned());
         if method == reqwest::Method::DELETE {
             observed.outcome = "ok";
             return HttpResponse::Ok().finish();
         }
+        inner.sessions.upstream.remove(&s.to_owned());
         upstream_session = match inner.upstream_session(&caller, &credential, s).await {
             Ok(u) => u,
             Err(e) => return e.into_response(None),
@@ -148,7 +156,6 @@ async fn stream_or_end(
 /// `notifications/elicitation/complete` for the session's elicitation, after which the stream
 /// ends (the client's next GET reaches the upstream).
 fn wait_for_connection(gateway: Gateway, caller: Caller, session: &str) -> HttpResponse {
-    use switchboard_worker::changes::Change;
     use tokio::sync::broadcast::error::RecvError;
     const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
     enum Step {

@@ -15,8 +15,8 @@ use switchboard_domain::connection::GrantKey;
 use switchboard_worker::consent::{Missing, Source, UpstreamCredential};
 use url::Url;
 
+use crate::Inner;
 use crate::inbound::{Caller, Credential, Refusal};
-use crate::{Inner, sessions};
 
 /// Client request headers that reach the upstream (lowercase); `mcp-param-*` too.
 const FORWARDED: &[&str] = &[
@@ -114,6 +114,7 @@ impl Inner {
         {
             return Ok(Ok(c));
         }
+        let since = self.views.credentials.epoch();
         let found = self.runtime.lifecycle.upstream_credential(key, &caller.route.server, refused).await?;
         let credential = match found {
             UpstreamCredential::Anonymous => Credential { bearer: None, source: None },
@@ -126,7 +127,7 @@ impl Inner {
         let life = keep_for(credential.source.as_ref());
         let credential = Arc::new(credential);
         if !life.is_zero() {
-            self.views.credentials.put_for(key.clone(), credential.clone(), life);
+            self.views.credentials.fill_for(since, key.clone(), credential.clone(), life);
         }
         Ok(Ok(credential))
     }
@@ -203,7 +204,7 @@ impl Inner {
         if let Some(u) = self.sessions.upstream.get(&gateway_session.to_owned()) {
             return Ok(Some(u));
         }
-        let Some(pending) = sessions::open(self.runtime.store.envelope(), &caller.key, gateway_session) else {
+        let Some(pending) = self.sessions.open(self.runtime.store.envelope(), &caller.key, gateway_session) else {
             return Err(UpstreamError::UnknownSession);
         };
         let headers = own_request_headers(pending.init.get("protocolVersion").and_then(serde_json::Value::as_str));

@@ -32,6 +32,11 @@ pub enum Change {
     Grants { tenant: TenantId },
     /// A tenant was deleted.
     Tenant { tenant: TenantId },
+    /// Grants of any tenant changed status together (the sweep of abandoned consent flows):
+    /// what is known of connection statuses is stale; tokens are not concerned.
+    Statuses,
+    /// A client ended a gateway session (`session`: the digest of its id).
+    SessionEnded { session: String },
 }
 
 impl Change {

@@ -66,7 +66,12 @@ impl Worker {
         let now = self.store.database_now().await.map_or_else(|_| switchboard_domain::clock::now(), |c| c.now());
         match self.store.queue().sweep_expired_flows(now).await {
             Ok((0, 0)) => {}
-            Ok((flows, grants)) => tracing::info!(flows, grants, "expired consent flows swept"),
+            Ok((flows, grants)) => {
+                tracing::info!(flows, grants, "expired consent flows swept");
+                if grants > 0 {
+                    self.refresher.changes().publish(crate::changes::Change::Statuses);
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "sweeping expired consent flows failed"),
         }
         if let Err(e) = self.store.queue().purge_done_jobs(now, now - chrono::TimeDelta::days(7)).await {

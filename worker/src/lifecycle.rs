@@ -66,7 +66,10 @@ impl Lifecycle {
         }
         store.get_attachment(key.agent_id, key.mcp_server_id).await?;
         let server = store.get_mcp_server(key.mcp_server_id).await?;
+        let change = Change::grant(&key);
         let outcome = self.consent.connect(key, &server, return_url).await?;
+        // Connected, or pending consent: either way the grant's status changed.
+        self.changes.publish(change);
         if matches!(outcome, ConnectOutcome::Connected) {
             // A connection's event may be waiting for its webhook delivery.
             self.wakeups.wake();
@@ -83,9 +86,9 @@ impl Lifecycle {
         error: Option<&str>,
     ) -> ConsentOutcome {
         let outcome = self.consent.complete(state, code, iss, error).await;
-        if let (true, Some(key)) = (outcome.connected, &outcome.key) {
-            // Caches drop what they held for this grant; a gateway session waiting for it tells
-            // its client the elicitation is complete.
+        if let Some(key) = &outcome.key {
+            // Caches drop what they held for this grant (connected now, or failed); a gateway
+            // session waiting for it tells its client the elicitation is complete.
             self.changes.publish(Change::grant(key));
         }
         outcome
@@ -97,7 +100,10 @@ impl Lifecycle {
         let store = self.store.tenant(key.tenant_id);
         let attachment = store.get_attachment(key.agent_id, key.mcp_server_id).await?;
         let server = store.get_mcp_server(key.mcp_server_id).await?;
-        self.consent.check(key, &server, attachment.tools.as_deref()).await
+        let outcome = self.consent.check(key, &server, attachment.tools.as_deref()).await;
+        // A failed check records its error on the grant.
+        self.changes.publish(Change::grant(key));
+        outcome
     }
 
     /// Ends `key`'s grant: unusable when this returns; the provider's revocation is a job, and

@@ -28,6 +28,8 @@ use switchboard_domain::store::{DueRefresh, RefreshFailure, RefreshRow, Store, T
 use switchboard_domain::{DomainError, TenantId};
 use url::Url;
 
+use crate::changes::{Change, Changes};
+
 use crate::client_auth::ClientCredentials;
 
 /// How one refresh attempt ended.
@@ -66,6 +68,9 @@ pub struct Refresher {
     /// Client credentials per server for a few seconds: grants of one server share them, and a
     /// pass of hundreds of refreshes should not read the same server hundreds of times.
     clients: Arc<Mutex<ClientCache>>,
+    /// Where a refresh's outcome is announced (new tokens, a grant that needs the user again):
+    /// the gateway's views of the grant drop what they held.
+    changes: Changes,
 }
 
 type ClientCache = HashMap<switchboard_domain::McpServerId, (Arc<ClientCredentials>, std::time::Instant)>;
@@ -96,7 +101,20 @@ impl Refresher {
             lease: Duration::from_secs(30),
             inflight: Arc::default(),
             clients: Arc::default(),
+            changes: Changes::default(),
         }
+    }
+
+    /// Where this refresher announces changes (the worker's housekeeping uses it too).
+    pub(crate) fn changes(&self) -> &Changes {
+        &self.changes
+    }
+
+    /// The same refresher, announcing what its refreshes change on `changes`.
+    #[must_use]
+    pub fn with_changes(mut self, changes: Changes) -> Self {
+        self.changes = changes;
+        self
     }
 
     /// The same refresher with another lease length.
@@ -250,8 +268,24 @@ impl Refresher {
         }
     }
 
-    /// Refreshes a grant whose lease this worker took when `clock` was read (just before the claim).
+    /// Refreshes a grant whose lease this worker took when `clock` was read (just before the
+    /// claim), and announces the grant's change (its tokens, or its status) unless nothing was
+    /// written.
     async fn refresh_claimed(
+        &self,
+        store: &TenantStore<'_>,
+        row: RefreshRow,
+        clock: &Reading,
+    ) -> Result<Outcome, DomainError> {
+        let change = Change::grant(&row.key);
+        let outcome = self.refresh_claimed_unannounced(store, row, clock).await;
+        if !matches!(outcome, Ok(Outcome::Skipped | Outcome::Fenced | Outcome::WriteFailed)) {
+            self.changes.publish(change);
+        }
+        outcome
+    }
+
+    async fn refresh_claimed_unannounced(
         &self,
         store: &TenantStore<'_>,
         row: RefreshRow,

@@ -128,8 +128,9 @@ impl Runtime {
             ServerSetup::new(store.clone(), discoverer.clone(), &config.public_url).with_changes(changes.clone()),
         );
         let consent = Arc::new(Consent::new(store.clone(), discoverer, servers.redirect_uri()));
-        let refresher =
-            Refresher::new(store.clone(), fetcher.clone(), config.worker.name.clone()).with_lease(config.worker.lease);
+        let refresher = Refresher::new(store.clone(), fetcher.clone(), config.worker.name.clone())
+            .with_lease(config.worker.lease)
+            .with_changes(changes.clone());
         let wakeups =
             Wakeups::configured(config.redis_url.as_deref(), &config.redis_prefix).map_err(RuntimeError::Redis)?;
         let lifecycle =

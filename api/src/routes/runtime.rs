@@ -199,10 +199,9 @@ pub async fn list_runtime_mcp_servers(
     // The agent (and expiry) first; then each server: the ones the ticket excludes are left out.
     ticket.authorize_agent(agent, "list")?;
     let user = ticket.user()?;
-    let store = ticket.store(&state.store);
-    let connections = store.user_connections(&user, agent).await?;
-    // The agent's attachments and the tenant's slug come from the gateway's views (changes
-    // empty them at once); only this user's connections are read each time.
+    // The user's connections, the agent's attachments and the tenant's slug all come from the
+    // gateway's views: no database read once warm, and every change empties what it concerns.
+    let connections = state.gateway.user_connections(ticket.tenant_id, &user, agent).await?;
     let attachments = state.gateway.agent_attachments(ticket.tenant_id, agent).await?;
     let tenant_slug = state
         .gateway

@@ -39,6 +39,8 @@ pub async fn delete_user_data(
         return Err(DomainError::invalid("user_id", "invalid", "user_id must be 1 to 256 characters").into());
     }
     let done = tenant.store(&state.store).delete_user_data(&tenant.actor(), &user_id).await?;
+    // The gateway's views drop the user's tokens and statuses before this answers.
+    state.changed(switchboard_worker::changes::Change::Grants { tenant: tenant.tenant_id });
     state.runtime.wakeups.wake();
     Ok(HttpResponse::Ok().json(UserDeletionResponse {
         user_id,

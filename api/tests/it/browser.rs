@@ -14,7 +14,7 @@ use crate::helpers::{Options, TestApp};
 use crate::peers::Peers;
 
 /// A chromedriver process and one browser session in it.
-struct Browser {
+pub(crate) struct Browser {
     driver: Child,
     base: String,
     session: String,
@@ -22,7 +22,7 @@ struct Browser {
 }
 
 impl Browser {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let chromedriver = std::env::var("SWITCHBOARD_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
         let chromium = std::env::var("SWITCHBOARD_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         for path in [&chromedriver, &chromium] {
@@ -74,7 +74,7 @@ impl Browser {
         res["value"].clone()
     }
 
-    async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.cmd(Method::POST, "/url", Some(json!({"url": url}))).await;
     }
 
@@ -83,21 +83,21 @@ impl Browser {
         v.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).expect("element id").to_owned()
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let el = self.find(css).await;
         self.cmd(Method::POST, &format!("/element/{el}/value"), Some(json!({"text": text}))).await;
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let el = self.find(css).await;
         self.cmd(Method::POST, &format!("/element/{el}/click"), Some(json!({}))).await;
     }
 
-    async fn current_url(&self) -> String {
+    pub(crate) async fn current_url(&self) -> String {
         self.cmd(Method::GET, "/url", None).await.as_str().unwrap_or_default().to_owned()
     }
 
-    async fn text(&self) -> String {
+    pub(crate) async fn text(&self) -> String {
         let v = self
             .cmd(Method::POST, "/execute/sync", Some(json!({"script": "return document.body.innerText", "args": []})))
             .await;
@@ -105,7 +105,7 @@ impl Browser {
     }
 
     /// Waits (polling, with a deadline) until the browser is on a page whose path starts with `path`.
-    async fn wait_for_path(&self, path: &str) -> String {
+    pub(crate) async fn wait_for_path(&self, path: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let url = self.current_url().await;
@@ -123,7 +123,7 @@ impl Browser {
 
     /// Waits (polling, with a deadline) until the page's text contains `needle`; returns the text.
     /// A click that submits a form returns before the next page has loaded.
-    async fn wait_for_text(&self, needle: &str) -> String {
+    pub(crate) async fn wait_for_text(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let text = self.text().await;
@@ -136,7 +136,7 @@ impl Browser {
     }
 
     /// Saves a PNG of the page as a test artifact and returns where.
-    async fn screenshot(&self, name: &str) -> std::path::PathBuf {
+    pub(crate) async fn screenshot(&self, name: &str) -> std::path::PathBuf {
         let b64 = self.cmd(Method::GET, "/screenshot", None).await;
         let png = base64::engine::general_purpose::STANDARD.decode(b64.as_str().expect("png")).expect("base64");
         assert!(png.starts_with(b"\x89PNG"), "a PNG");
@@ -149,7 +149,7 @@ impl Browser {
         path
     }
 
-    async fn quit(mut self) {
+    pub(crate) async fn quit(mut self) {
         let _ = self.http.delete(format!("{}/session/{}", self.base, self.session)).send().await;
         let _ = self.driver.kill();
         let _ = self.driver.wait();

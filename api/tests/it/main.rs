@@ -22,6 +22,7 @@ mod erasure;
 mod events;
 mod faults;
 mod gateway;
+mod gateway_e2e;
 mod helpers;
 mod idempotency;
 mod interop;
