@@ -2,7 +2,8 @@
 # The MCP gateway's overhead and throughput (BENCHMARKS.md, issue 12), on release builds:
 # `tools/call` of `echo` on tests/peers/upstream.mjs (FAST=1), at 1 and 50 keep-alive connections,
 #   - modern era (2026-07-28, stateless JSON): direct, and through Switchboard's gateway (session
-#     ticket verified, the server's token injected, the tool filter applied);
+#     ticket verified, the server's token injected, the tool filter applied), also with a ticket
+#     narrowed three times (tools, life, an argument cap: every block checked on every call);
 #   - session era (2025-11-25: one MCP session per connection): direct, through the gateway, and
 #     through the Rust `mcp-proxy` crate as a bare proxy (no authorization) when `mcp-proxy` is on
 #     PATH (`cargo install mcp-proxy`).
@@ -66,6 +67,15 @@ run() {
   echo "{\"label\": \"$label\", ${line#\{}"
 }
 
+# A delegated ticket three hops deep (two tools; a shorter life; a cap on echo's `max_rows`),
+# narrowed offline with `switchboard ticket attenuate`: every call runs each block's checks
+# against its arguments.
+PK=$(api "$SB/v1/session-tickets/public-key" | python3 -c 'import json,sys; print(json.load(sys.stdin)["public_key"])')
+T1=$("$BIN" ticket attenuate --ticket "$TICKET" --public-key "$PK" --tools echo,test_simple_text 2>/dev/null)
+T2=$("$BIN" ticket attenuate --ticket "$T1" --public-key "$PK" --ttl 20h 2>/dev/null)
+DEEP=$("$BIN" ticket attenuate --ticket "$T2" --public-key "$PK" --cap echo.max_rows=100 2>/dev/null)
+MODERN_CAPPED='{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi","max_rows":50},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}'
+
 MP=""
 if command -v mcp-proxy >/dev/null; then
   cat >"$work/proxy.toml" <<TOML
@@ -108,6 +118,7 @@ for c in 1 50; do
   for _ in $(seq "$RUNS"); do
     run "modern direct c=$c" "$UP" "$TOKEN" "$c" --body "$MODERN" "${MODERN_H[@]}"
     run "modern gateway c=$c" "$GW" "$TICKET" "$c" --body "$MODERN" "${MODERN_H[@]}"
+    run "modern gateway depth-3 ticket c=$c" "$GW" "$DEEP" "$c" --body "$MODERN_CAPPED" "${MODERN_H[@]}"
     run "session direct c=$c" "$UP" "$TOKEN" "$c" --mcp-session --body "$LEGACY" "${LEGACY_H[@]}"
     run "session gateway c=$c" "$GW" "$TICKET" "$c" --mcp-session --body "$LEGACY" "${LEGACY_H[@]}"
     if [ -n "$MP" ]; then

@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 mod discovery;
 mod refresh;
 mod runtime;
+mod tickets;
 
 #[derive(Parser)]
 #[command(name = "switchboard-bench")]
@@ -27,6 +28,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Verify session tickets at each delegation depth (signatures, shape, authority, every
+    /// block's checks with a call's arguments): medians in µs, one JSON line per depth.
+    Tickets {
+        #[arg(long, default_value_t = 2000)]
+        runs: usize,
+        #[arg(long, default_value_t = 5)]
+        max_depth: usize,
+    },
     /// Load one path with N keep-alive connections for a fixed time.
     Load {
         /// Base URL of the server, e.g. http://127.0.0.1:8080.
@@ -138,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
             refresh::run(&bin, &postgres_url, &sizes, due, &workers).await
         }
         Command::ConnectRoundtrip { url, key, runs } => runtime::connect_roundtrip(&url, &key, runs).await,
+        Command::Tickets { runs, max_depth } => tickets::run(runs, max_depth),
     }
 }
 

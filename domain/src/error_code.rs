@@ -53,6 +53,8 @@ error_codes! {
     TicketRevoked => "ticket_revoked",
     /// The session ticket does not cover this agent, server or operation.
     TicketScope => "ticket_scope",
+    /// The session ticket is too large, too deep or too costly to evaluate.
+    TicketTooComplex => "ticket_too_complex",
     /// A credential for the other plane (a tenant key on an admin route, or the reverse).
     WrongCredential => "wrong_credential",
     /// The admin API is off (no `SWITCHBOARD_ADMIN_TOKEN`).

@@ -83,6 +83,12 @@ impl Inner {
             Refusal::Ticket(T::Revoked) => {
                 unauthorized("ticket_revoked", "the session ticket has been revoked", Some("invalid_token"))
             }
+            Refusal::Ticket(T::TooComplex(why)) => unauthorized(
+                "ticket_too_complex",
+                &format!("the session ticket is too complex to evaluate: {why}"),
+                Some("invalid_token"),
+            ),
+            Refusal::Argument(why) => problem(StatusCode::FORBIDDEN, "ticket_scope", why),
             Refusal::Ticket(T::Internal) => {
                 problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the session ticket could not be processed")
             }

@@ -70,6 +70,7 @@ async fn post_inner(
         Err(r) => return inner.refusal(path, &r),
     };
     observed.route = Some((caller.route.agent.slug.clone(), caller.route.server.slug.clone()));
+    observed.ticket(&caller);
     let message = match Message::parse(&body) {
         Ok(m) => m,
         Err(BadMessage::Batch) => {
@@ -96,12 +97,26 @@ async fn post_inner(
         span.record("mcp.tool", t.as_str());
     }
     let tool = (method == "tools/call").then_some(target.as_deref()).flatten();
-    if let Err(r) = caller.authorize(operation(&method), tool) {
-        observed.outcome = "ticket_scope";
-        if matches!(r, Refusal::Scope) {
-            inner.audit_refusal(&caller, "gateway.ticket_scope", json!({"method": method, "tool": tool}));
+    let arguments = tool.and_then(|_| message.params()).and_then(|p| p.get("arguments")).and_then(Value::as_object);
+    match caller.authorize(operation(&method), tool, arguments) {
+        Ok(()) => {}
+        // A cap of the ticket: refused before the upstream, as the tool's own invalid params.
+        Err(Refusal::Argument(why)) => {
+            observed.outcome = "argument_limit";
+            inner.audit_refusal(
+                &caller,
+                "gateway.argument_limit",
+                json!({"method": method, "tool": tool, "reason": why}),
+            );
+            return json_response(200, &rpc::error(message.id.as_ref(), code::INVALID_PARAMS, &why, None));
         }
-        return inner.refusal(path, &r);
+        Err(r) => {
+            observed.outcome = "ticket_scope";
+            if matches!(r, Refusal::Scope) {
+                inner.audit_refusal(&caller, "gateway.ticket_scope", json!({"method": method, "tool": tool}));
+            }
+            return inner.refusal(path, &r);
+        }
     }
     if let Err(refusal) = filter::check_call(&caller.route.filter, &method, target.as_deref()) {
         observed.outcome = "tool_not_allowed";

@@ -42,6 +42,9 @@ pub struct VerifiedTicket {
     pub tenant: TenantId,
     pub token: biscuit_auth::Biscuit,
     pub authority: ticket::Authority,
+    /// The last block's revocation id: what names this very ticket (revoking it revokes the
+    /// ticket and what is narrowed from it; the root's id revokes the whole family).
+    pub revocation_id: String,
 }
 
 impl VerifiedTicket {
@@ -157,6 +160,8 @@ pub enum Refusal {
     NotFound(String),
     /// 403 `ticket_scope`.
     Scope,
+    /// A call's argument over a cap of the ticket (or missing): a JSON-RPC invalid-params error.
+    Argument(String),
     /// 503: the database could not be asked.
     Unavailable,
     /// 403: an `Origin` the gateway does not serve, or a `Host` that is not its own.
@@ -242,7 +247,8 @@ impl crate::Inner {
         }
         let authority = ticket::authority(&token).map_err(Refusal::Ticket)?;
         let life = authority.expires_at.and_then(|e| e.duration_since(SystemTime::now()).ok()).unwrap_or(VIEW_LIFE);
-        let v = Arc::new(VerifiedTicket { tenant, token, authority });
+        let revocation_id = ids.last().cloned().unwrap_or_default();
+        let v = Arc::new(VerifiedTicket { tenant, token, authority, revocation_id });
         self.views.tickets.fill_for(since, digest, v.clone(), life);
         Ok(v)
     }
@@ -262,9 +268,15 @@ impl crate::Inner {
 
 impl Caller {
     /// Checks the ticket for this request: `operation` is `call` for a tool, prompt or resource,
-    /// `list` for anything else. An unattenuated ticket is decided from its authority facts
-    /// (no Datalog); an attenuated one runs every block's checks.
-    pub(crate) fn authorize(&self, operation: &str, tool: Option<&str>) -> Result<(), Refusal> {
+    /// `list` for anything else; a `tools/call`'s `arguments` meet the ticket's caps. An
+    /// unattenuated ticket is decided from its authority facts (no Datalog); an attenuated one
+    /// runs every block's checks.
+    pub(crate) fn authorize(
+        &self,
+        operation: &str,
+        tool: Option<&str>,
+        arguments: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<(), Refusal> {
         let t = &self.ticket;
         let agent = self.route.agent.id;
         if !ticket::attenuated(&t.token) && t.authority.expires_at.is_some() {
@@ -275,10 +287,21 @@ impl Caller {
             };
         }
         let server = self.route.server.id.to_string();
-        let request = TicketRequest { agent, server: Some(&server), tool, operation };
+        let empty = serde_json::Map::new();
+        let request = TicketRequest {
+            agent,
+            agent_slug: Some(&self.route.agent.slug),
+            server: Some(&server),
+            server_slug: Some(&self.route.server.slug),
+            tool,
+            operation,
+            // A call without arguments has none: a cap then reads the argument as missing.
+            arguments: tool.map(|_| arguments.unwrap_or(&empty)),
+        };
         match ticket::authorize(&t.token, &request, SystemTime::now()) {
             Ok(_) => Ok(()),
             Err(TicketError::Scope) => Err(Refusal::Scope),
+            Err(TicketError::Argument(m)) => Err(Refusal::Argument(m)),
             Err(e) => Err(Refusal::Ticket(e)),
         }
     }

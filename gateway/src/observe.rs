@@ -27,8 +27,18 @@ impl Observed {
             http.method = verb, tenant = %path.0, agent = %path.1, server = %path.2,
             mcp.method = tracing::field::Empty, mcp.tool = tracing::field::Empty,
             upstream.status = tracing::field::Empty, outcome = tracing::field::Empty, latency_us = tracing::field::Empty,
+            ticket.subject = tracing::field::Empty, ticket.depth = tracing::field::Empty,
+            ticket.revocation_id = tracing::field::Empty,
         );
         Self { span, route: None, method: "other", outcome: "refused", started: Instant::now() }
+    }
+
+    /// Records who calls: the ticket's subject, its delegation depth and its revocation id.
+    pub(crate) fn ticket(&self, caller: &Caller) {
+        let t = &caller.ticket;
+        self.span.record("ticket.subject", t.authority.subject.as_str());
+        self.span.record("ticket.depth", t.authority.depth);
+        self.span.record("ticket.revocation_id", t.revocation_id.as_str());
     }
 
     /// Closes the record: the span's outcome and latency, and the metrics once the route is
@@ -49,12 +59,19 @@ impl Inner {
     pub(crate) fn audit_refusal(&self, caller: &Caller, action: &'static str, data: Value) {
         let store = self.runtime.store.clone();
         let key = caller.key.clone();
+        let t = &caller.ticket;
+        let who = [
+            ("subject".to_owned(), json!(t.authority.subject)),
+            ("delegation_depth".to_owned(), json!(t.authority.depth)),
+            ("ticket_revocation_id".to_owned(), json!(t.revocation_id)),
+        ];
         tokio::spawn(async move {
             let actor = switchboard_domain::tenant::Actor::User(key.user_id.clone());
             let mut data = data;
             if let Some(map) = data.as_object_mut() {
                 map.insert("agent_id".into(), json!(key.agent_id));
                 map.insert("channel".into(), json!("gateway"));
+                map.extend(who);
             }
             let target = Some(key.mcp_server_id.to_string());
             if let Err(e) = store.tenant(key.tenant_id).record_event(&actor, action, "mcp_server", target, data).await {

@@ -54,7 +54,8 @@ async fn stream_or_end(
         Err(r) => return inner.refusal(path, &r),
     };
     observed.route = Some((caller.route.agent.slug.clone(), caller.route.server.slug.clone()));
-    if let Err(r) = caller.authorize("list", None) {
+    observed.ticket(&caller);
+    if let Err(r) = caller.authorize("list", None, None) {
         observed.outcome = "ticket_scope";
         if matches!(r, Refusal::Scope) {
             inner.audit_refusal(&caller, "gateway.ticket_scope", json!({"method": observed.method}));

@@ -8,6 +8,7 @@ mod common;
 mod discover;
 pub mod report;
 mod serve;
+mod ticket;
 mod worker;
 
 use std::path::PathBuf;
@@ -59,6 +60,12 @@ enum Command {
     /// Connect to an MCP server as a client would — discovery, registration, authorization,
     /// initialize, tools/list, optionally a tool call — and report what worked.
     Client(client::ClientArgs),
+    /// Delegation offline: narrow a session ticket, read what it grants, or verify a request
+    /// against it as the gateway would — with the tenant's public key alone.
+    Ticket {
+        #[command(subcommand)]
+        command: ticket::TicketCommand,
+    },
     /// Print the OpenAPI document (or write it to a file).
     Openapi {
         /// Write to this file instead of standard output.
@@ -107,6 +114,11 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
     match command {
         // The one command whose exit code reports an outcome rather than only success or error.
         Command::Client(args) => client::run(args).await,
+        // Offline and scripted: its errors go to stderr only, stdout carries nothing but results.
+        Command::Ticket { command } => Ok(ticket::run(command).unwrap_or_else(|e| {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        })),
         other => run_other(other).await.map(|()| std::process::ExitCode::SUCCESS),
     }
 }
@@ -135,6 +147,7 @@ async fn run_other(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Admin { command, store } => admin::admin(command, &common::open(&store, 2).await?).await,
-        Command::Client(_) => Ok(()), // routed by `run`, which keeps its exit code
+        // Routed by `run`, which keeps their exit codes.
+        Command::Client(_) | Command::Ticket { .. } => Ok(()),
     }
 }

@@ -70,6 +70,10 @@ pub const fn spec(code: ErrorCode) -> ErrorSpec {
             "the session ticket does not cover this agent, server or operation",
             "mint a ticket whose agent_ids include this agent (POST /v1/session-tickets), or check the blocks appended to it",
         ),
+        C::TicketTooComplex => challenged(
+            "the session ticket is too large, attenuated too deeply, or too costly to evaluate (the detail says which)",
+            "narrow the ticket with fewer blocks (checks only: at most 16 per block, 8 alternatives per check), or mint a new one",
+        ),
         C::WrongCredential => {
             row(S::FORBIDDEN, "Forbidden", "a tenant key on an admin route, or the admin token on a tenant route")
         }

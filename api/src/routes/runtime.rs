@@ -27,10 +27,26 @@ pub fn configure(cfg: &mut ServiceConfig) {
 
 /// The grant a per-server runtime call is about: the ids parsed and the ticket checked for
 /// `operation` on this agent and server.
-fn grant(ticket: &TicketContext, path: &(String, String), operation: &str) -> Result<GrantKey, ApiError> {
+/// Slugs are offered beside ids (from the gateway's views), so a ticket narrowed by slug holds
+/// here as it does on the gateway.
+async fn grant(
+    state: &AppState,
+    ticket: &TicketContext,
+    path: &(String, String),
+    operation: &str,
+) -> Result<GrantKey, ApiError> {
     let agent: AgentId = parse_id("agent", &path.0)?;
     let server: McpServerId = parse_id("mcp server", &path.1)?;
-    let user = ticket.authorize(&TicketRequest { agent, server: Some(&server.to_string()), tool: None, operation })?;
+    let server_id = server.to_string();
+    let mut request = TicketRequest { server: Some(&server_id), ..TicketRequest::new(agent, operation) };
+    let attachments =
+        if ticket.attenuated() { Some(state.gateway.agent_attachments(ticket.tenant_id, agent).await?) } else { None };
+    let attachment = attachments.as_ref().and_then(|all| all.iter().find(|a| a.mcp_server_id == server));
+    if let Some(a) = attachment {
+        request.server_slug = Some(&a.server_slug);
+        request.agent_slug = Some(&a.agent_slug);
+    }
+    let user = ticket.authorize(&request)?;
     Ok(GrantKey { tenant_id: ticket.tenant_id, user_id: user, agent_id: agent, mcp_server_id: server })
 }
 
@@ -71,7 +87,7 @@ pub async fn connect_mcp_server(
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> Result<web::Json<ConnectResponse>, ApiError> {
-    let key = grant(&ticket, &path, "connect")?;
+    let key = grant(&state, &ticket, &path, "connect").await?;
     let body = super::optional_json(&body)?;
     if let Some(b) = &body {
         // The body is an object with `return_url` at most, as the document says.
@@ -135,12 +151,8 @@ pub async fn confirm_connect_request(
         }
     };
     let server = request.server.to_string();
-    let user = ticket.authorize(&TicketRequest {
-        agent: request.agent,
-        server: Some(&server),
-        tool: None,
-        operation: "connect",
-    })?;
+    let user =
+        ticket.authorize(&TicketRequest { server: Some(&server), ..TicketRequest::new(request.agent, "connect") })?;
     if user != request.user {
         return Err(TicketError::Scope.into());
     }
@@ -215,7 +227,13 @@ pub async fn list_runtime_mcp_servers(
         let server_id = a.mcp_server_id.to_string();
         // Servers an attenuated ticket excludes are not shown (an unattenuated one excludes none).
         if attenuated {
-            match ticket.authorize(&TicketRequest { agent, server: Some(&server_id), tool: None, operation: "list" }) {
+            let request = TicketRequest {
+                server: Some(&server_id),
+                server_slug: Some(&a.server_slug),
+                agent_slug: Some(&a.agent_slug),
+                ..TicketRequest::new(agent, "list")
+            };
+            match ticket.authorize(&request) {
                 Ok(_) => {}
                 Err(TicketError::Scope) => continue,
                 Err(e) => return Err(e.into()),
@@ -267,7 +285,7 @@ pub async fn disconnect_mcp_server(
     ticket: TicketContext,
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<DisconnectResponse>, ApiError> {
-    let key = grant(&ticket, &path, "disconnect")?;
+    let key = grant(&state, &ticket, &path, "disconnect").await?;
     state.runtime.lifecycle.disconnect(&key, &Actor::User(key.user_id.clone())).await?;
     Ok(web::Json(DisconnectResponse { status: "revoked" }))
 }
@@ -299,7 +317,7 @@ pub async fn check_mcp_server(
     ticket: TicketContext,
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<CheckResponse>, ApiError> {
-    let key = grant(&ticket, &path, "check")?;
+    let key = grant(&state, &ticket, &path, "check").await?;
     let outcome = state.runtime.lifecycle.check(&key).await?;
     let v = outcome.verification;
     Ok(web::Json(CheckResponse {

@@ -17,7 +17,10 @@ use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(create_session_ticket).service(get_session_ticket_public_key).service(revoke_session_ticket);
+    cfg.service(create_session_ticket)
+        .service(get_session_ticket_public_key)
+        .service(revoke_session_ticket)
+        .service(attenuate_session_ticket);
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -52,6 +55,13 @@ pub struct CreateSessionTicketRequest {
     /// Seconds, 60–86400 (default 3600).
     #[schema(minimum = 60, maximum = 86400)]
     expires_in: Option<u64>,
+    /// Who holds the ticket (an orchestrator, a service), recorded in the gateway's audit events;
+    /// the user when omitted.
+    #[schema(min_length = 1, max_length = 256)]
+    subject: Option<String>,
+    /// How many times holders may attenuate the ticket (0–8, default 3).
+    #[schema(minimum = 0, maximum = 8)]
+    max_delegation_depth: Option<u64>,
 }
 
 /// Either a ticket or a revocation id.
@@ -109,7 +119,13 @@ pub async fn create_session_ticket(
         }
         let expires_at = SystemTime::now() + mint.expires_in;
         let key = store.signing_key().await?;
-        let claims = TicketClaims { user_id: mint.user_id.clone(), agents: mint.agents.clone(), expires_at };
+        let claims = TicketClaims {
+            user_id: mint.user_id.clone(),
+            agents: mint.agents.clone(),
+            expires_at,
+            subject: mint.subject.clone(),
+            max_delegation_depth: mint.max_delegation_depth,
+        };
         let (ticket, ids) = ticket::mint(tenant.tenant_id, &key, &claims)
             .map_err(|e| DomainError::internal_from("minting a ticket failed", e))?;
         let res = SessionTicketResponse {
@@ -185,4 +201,71 @@ pub async fn revoke_session_ticket(
     store.revoke_tickets(&tenant.actor(), &ids).await?;
     state.changed(switchboard_worker::changes::Change::Tickets { tenant: tenant.tenant_id });
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[expect(dead_code, reason = "documents the request body; the domain validates the JSON itself")]
+pub struct AttenuateSessionTicketRequest {
+    /// The ticket to narrow (this tenant's).
+    #[schema(min_length = 1)]
+    ticket: String,
+    /// Only these tools may be called (names).
+    tools: Option<Vec<String>>,
+    /// Only these servers (ids or slugs).
+    servers: Option<Vec<String>>,
+    /// Only these agents (ids or slugs).
+    agents: Option<Vec<String>>,
+    /// Only these operations (`list`, `call`, `connect`, `disconnect`, `check`).
+    operations: Option<Vec<String>>,
+    /// A shorter life, in seconds from now.
+    #[schema(minimum = 1)]
+    expires_in: Option<u64>,
+    /// Argument caps: `{"tool": "db_query", "argument": "max_rows", "max": 100, "default": false}`.
+    caps: Option<Vec<switchboard_domain::ticket::delegation::Cap>>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AttenuatedSessionTicketResponse {
+    pub ticket: String,
+    /// What the new ticket grants after every block.
+    pub grants: switchboard_domain::ticket::delegation::Grants,
+    /// This block's revocation id: revoking it revokes the new ticket (and what is narrowed from
+    /// it), not its parent.
+    pub revocation_id: String,
+}
+
+/// Narrow a session ticket by one block, as a holder could offline: fewer tools, servers,
+/// agents or operations, a shorter life, argument caps. Refuses a block that would ask for more
+/// than the ticket grants.
+#[utoipa::path(
+    tag = "session-tickets",
+    request_body = AttenuateSessionTicketRequest,
+    responses((status = 200, body = AttenuatedSessionTicketResponse), (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
+#[post("/attenuate")]
+#[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
+pub async fn attenuate_session_ticket(
+    state: web::Data<AppState>,
+    tenant: TenantContext,
+    body: web::Json<serde_json::Value>,
+) -> Result<web::Json<AttenuatedSessionTicketResponse>, ApiError> {
+    use switchboard_domain::ticket::delegation;
+    let (presented, narrowing) = delegation::validate_attenuate(&body, SystemTime::now())?;
+    if ticket::tenant_of(&presented).ok() != Some(tenant.tenant_id) {
+        return Err(DomainError::invalid("ticket", "invalid", "this is not a session ticket of this tenant").into());
+    }
+    let key = tenant.store(&state.store).signing_key().await?;
+    let (narrowed, grants) =
+        delegation::narrow(&presented, &key.public_hex(), &narrowing, SystemTime::now()).map_err(|e| match e {
+            delegation::NarrowError::Ticket(t) => DomainError::invalid("ticket", "invalid", t.to_string()),
+            other => DomainError::invalid("", "not_narrower", other.to_string()),
+        })?;
+    let (_, ids) = ticket::open(&narrowed, &key.public_hex())?;
+    Ok(web::Json(AttenuatedSessionTicketResponse {
+        ticket: narrowed,
+        grants,
+        revocation_id: ids.last().cloned().unwrap_or_default(),
+    }))
 }

@@ -221,3 +221,91 @@ fn json_logs_and_otlp_traces() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `switchboard ticket`, offline: narrow, inspect, verify — no database, no network.
+#[test]
+fn tickets_are_narrowed_inspected_and_verified_offline() {
+    use switchboard_domain::ticket::{SigningKey, TicketClaims, mint};
+    let dir = tempfile::tempdir().expect("dir");
+    let key = SigningKey::generate();
+    let agent = switchboard_domain::AgentId::new();
+    let claims = TicketClaims {
+        user_id: "user-1".into(),
+        agents: vec![agent],
+        expires_at: std::time::SystemTime::now() + Duration::from_secs(3600),
+        subject: Some("orchestrator".into()),
+        max_delegation_depth: 2,
+    };
+    let (root, _) = mint(switchboard_domain::TenantId::new(), &key, &claims).expect("mint");
+    let pk = key.public_hex();
+    let out = run(
+        dir.path(),
+        &[
+            "ticket",
+            "attenuate",
+            "--ticket",
+            &root,
+            "--public-key",
+            &pk,
+            "--tools",
+            "db_query",
+            "--ttl",
+            "30m",
+            "--cap",
+            "db_query.max_rows=100",
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let worker = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(worker.starts_with("sbt_") && worker != root);
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(report.contains("db_query.max_rows <= 100") && report.contains("1 of 2"), "{report}");
+
+    let out = run(dir.path(), &["ticket", "inspect", "--ticket", &worker, "--public-key", &pk, "--json"]);
+    let grants: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!((grants["depth"].as_u64(), grants["subject"].as_str()), (Some(1), Some("orchestrator")), "{grants}");
+    assert_eq!(grants["tools"], serde_json::json!(["db_query"]));
+
+    let verify = |tool: &str, args: &str| {
+        let agent = agent.to_string();
+        run(
+            dir.path(),
+            &[
+                "ticket",
+                "verify",
+                "--ticket",
+                &worker,
+                "--public-key",
+                &pk,
+                "--agent",
+                &agent,
+                "--tool",
+                tool,
+                "--args",
+                args,
+            ],
+        )
+    };
+    let ok = verify("db_query", r#"{"max_rows": 50}"#);
+    assert!(ok.status.success() && String::from_utf8_lossy(&ok.stdout).contains("allowed (delegation depth 1)"));
+    let over = verify("db_query", r#"{"max_rows": 250}"#);
+    assert_eq!(over.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&over.stdout);
+    assert!(text.contains("caps it at 100") && text.contains("block 1, check 2"), "{text}");
+    let other = verify("drop_table", "{}");
+    assert!(
+        String::from_utf8_lossy(&other.stdout).contains("block 1, check 0"),
+        "{}",
+        String::from_utf8_lossy(&other.stdout)
+    );
+
+    // Widening is refused with the reason, and nothing is printed as a ticket.
+    let out = run(dir.path(), &["ticket", "attenuate", "--ticket", &worker, "--public-key", &pk, "--ttl", "2h"]);
+    assert!(!out.status.success() && out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot make it last longer"));
+    let out = run(
+        dir.path(),
+        &["ticket", "attenuate", "--ticket", &worker, "--public-key", &pk, "--cap", "db_query.max_rows"],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tool.argument=max"));
+}

@@ -18,6 +18,7 @@ mod cli;
 mod client_credentials;
 mod consent;
 mod contract;
+mod delegation;
 mod erasure;
 mod events;
 mod faults;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Python "real peers" (mcp_sdk_as.py, authlib_as.py, smoke.py) outside the repository,
+# Installs the Python "real peers" (mcp_sdk_as.py, authlib_as.py, smoke.py, biscuit_attenuate.py) outside the repository,
 # into a venv at ${SWITCHBOARD_PYPEERS_DIR:-$HOME/.cache/switchboard/pypeers}:
 #
 #   $DIR/bin/python $DIR/mcp_sdk_as.py
@@ -33,6 +33,6 @@ if [[ "$want" != "$have" || ! -x "$dest/bin/python" ]]; then
   echo "$want" >"$stamp"
 fi
 
-for file in mcp_sdk_as.py authlib_as.py smoke.py; do
+for file in mcp_sdk_as.py authlib_as.py smoke.py biscuit_attenuate.py; do
   if ! cmp -s "$src/$file" "$dest/$file"; then cp "$src/$file" "$dest/$file"; fi
 done

@@ -1,14 +1,29 @@
-//! Session tickets: Biscuit tokens that let an end user's agent session reach the runtime plane.
+//! Session tickets: Biscuit tokens that let an end user's agent session reach the runtime plane
+//! and the MCP gateway.
 //!
-//! A ticket is `sbt_<tenant id, 32 hex>_<biscuit, base64url>`. The Biscuit is signed with the
-//! tenant's Ed25519 key; its authority block holds `user(…)`, one `agent(…)` per agent the session
-//! may act for, and `check if time($t), $t <= <expiry>`. The holder can attenuate the Biscuit
-//! without calling Switchboard by appending blocks of checks against the request facts Switchboard
-//! supplies — `requested_agent`, `requested_server`, `requested_tool`, `operation`, `time` — for
-//! example `check if requested_agent($a), {"<agent id>"}.contains($a)`. Every check of every block
-//! must pass, so an attenuated ticket can only do less.
+//! A ticket is `sbt_<tenant id, 32 hex>_<biscuit, base64url>`, signed with the tenant's Ed25519
+//! key. The vocabulary is a public contract (README, "Delegation"):
 //!
-//! Expiry is a 401; anything else the ticket does not allow is a 403 `ticket_scope`.
+//! - **Minted facts** (the authority block): `user(u)`, one `agent(id)` per agent the session may
+//!   act for, `subject(s)` (who holds it; the user unless minted otherwise), `issuer(tenant id)`,
+//!   `expires(date)` with `check if time($t), $t <= <expiry>`, and `max_delegation_depth(n)`.
+//! - **Request facts**, supplied by the verifier for every decision: `time`, `operation` (`list`,
+//!   `call`, `connect`, `disconnect`, `check`, …), `requested_agent` (id and slug),
+//!   `requested_server` (id and slug), `requested_tool`, `delegation_depth(n)` (the attenuation
+//!   blocks, counted — never a number a holder writes), and for a `tools/call` one
+//!   `argument(name, value)` per top-level integer, string or boolean argument with
+//!   `arguments({names})`.
+//!
+//! A holder narrows a ticket offline by appending a block of checks (see [`delegation`]); every
+//! check of every block must pass, and a block's checks see only the authority block, the
+//! verifier's facts and their own block, so a block can only take away. Before any Datalog runs a
+//! ticket is held to a size, a depth and a block shape ([`shape`]).
+//!
+//! Expiry is a 401; anything else the ticket does not allow is a 403 `ticket_scope`, or a
+//! JSON-RPC invalid-params error for an argument cap.
+
+pub mod delegation;
+pub mod shape;
 
 use std::time::{Duration, SystemTime};
 
@@ -40,16 +55,38 @@ pub struct TicketClaims {
     pub user_id: String,
     pub agents: Vec<AgentId>,
     pub expires_at: SystemTime,
+    /// Who holds the ticket (an orchestrator, a service); the user when `None`.
+    pub subject: Option<String>,
+    /// How many times holders may attenuate it.
+    pub max_delegation_depth: usize,
 }
+
+/// The delegation depth a ticket is minted with when the request names none.
+pub const DEFAULT_MAX_DELEGATION_DEPTH: usize = 3;
 
 /// A request on the runtime plane, as the authorizer sees it.
 #[derive(Clone, Debug)]
 pub struct TicketRequest<'a> {
     pub agent: AgentId,
+    /// The agent's slug, offered beside its id.
+    pub agent_slug: Option<&'a str>,
+    /// The server's id.
     pub server: Option<&'a str>,
+    /// The server's slug, offered beside its id.
+    pub server_slug: Option<&'a str>,
     pub tool: Option<&'a str>,
     /// `list`, `connect`, `disconnect`, `check`, `call`, …
     pub operation: &'a str,
+    /// A `tools/call`'s arguments.
+    pub arguments: Option<&'a serde_json::Map<String, serde_json::Value>>,
+}
+
+impl<'a> TicketRequest<'a> {
+    /// A request for `operation` through `agent`, about nothing more specific.
+    #[must_use]
+    pub fn new(agent: AgentId, operation: &'a str) -> Self {
+        Self { agent, agent_slug: None, server: None, server_slug: None, tool: None, operation, arguments: None }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +102,16 @@ pub enum TicketError {
     /// The ticket is valid but does not cover this agent, server, tool or operation.
     #[error("the session ticket's scope does not include this request")]
     Scope,
+    /// A call's argument is over a cap a block set, or missing where a cap requires it.
+    #[error("{0}")]
+    Argument(String),
+    /// More attenuation blocks than the ticket's own `max_delegation_depth`.
+    #[error("the session ticket is attenuated {depth} times; its max_delegation_depth is {max}")]
+    TooDeep { depth: usize, max: usize },
+    /// Too large, too deep or too costly to evaluate (see [`shape`]), or its evaluation hit the
+    /// run limits.
+    #[error("the session ticket is too complex to evaluate: {0}")]
+    TooComplex(String),
     #[error("the session ticket could not be processed")]
     Internal,
 }
@@ -124,9 +171,13 @@ fn biscuit_part(ticket: &str) -> Result<&str, TicketError> {
 pub fn mint(tenant: TenantId, key: &SigningKey, claims: &TicketClaims) -> Result<(String, Vec<String>), TicketError> {
     // `expires` repeats the expiry check as a fact, so a verifier can read an unattenuated
     // ticket's grant without running Datalog per request (see [`authority`]).
+    let depth = i64::try_from(claims.max_delegation_depth.min(shape::MAX_DEPTH)).unwrap_or(0);
     let mut b = BiscuitBuilder::new()
         .fact(fact("user", &[string(&claims.user_id)]))
         .and_then(|b| b.fact(fact("expires", &[date(&claims.expires_at)])))
+        .and_then(|b| b.fact(fact("subject", &[string(claims.subject.as_deref().unwrap_or(&claims.user_id))])))
+        .and_then(|b| b.fact(fact("issuer", &[string(&tenant.0.to_string())])))
+        .and_then(|b| b.fact(fact("max_delegation_depth", &[builder::int(depth)])))
         .map_err(|_| TicketError::Internal)?;
     for agent in &claims.agents {
         b = b.fact(fact("agent", &[string(&agent.to_string())])).map_err(|_| TicketError::Internal)?;
@@ -151,11 +202,19 @@ pub fn open(ticket: &str, public_hex: &str) -> Result<(Biscuit, Vec<String>), Ti
     // Decoded here, strictly, rather than by the Biscuit library's lenient decoder: a character
     // whose only change is in base64's unused trailing bits must not make a different string
     // that opens as the same ticket. Padding may be there or not (third-party attenuators differ).
+    if ticket.len() > shape::MAX_TICKET_CHARS {
+        return Err(TicketError::TooComplex(format!(
+            "the ticket is {} characters long; at most {} are accepted",
+            ticket.len(),
+            shape::MAX_TICKET_CHARS
+        )));
+    }
     let bytes = TICKET_BASE64.decode(biscuit_part(ticket)?).map_err(|_| TicketError::Malformed)?;
     let token = Biscuit::from(&bytes, public).map_err(|e| match e {
         biscuit_auth::error::Token::Format(biscuit_auth::error::Format::Signature(_)) => TicketError::BadSignature,
         _ => TicketError::Malformed,
     })?;
+    shape::check(ticket.len(), &token).map_err(TicketError::TooComplex)?;
     let ids = revocation_ids(&token);
     Ok((token, ids))
 }
@@ -165,7 +224,7 @@ pub fn authorize(token: &Biscuit, request: &TicketRequest<'_>, now: SystemTime) 
     let mut authorizer = authorizer(token, request, now)?;
     match authorizer.authorize() {
         Ok(_) => {}
-        Err(e) => return Err(classify(&e)),
+        Err(e) => return Err(classify(&e, request)),
     }
     let users: Vec<(String,)> = authorizer.query("data($u) <- user($u)").map_err(|_| TicketError::Internal)?;
     users.into_iter().next().map(|(u,)| u).ok_or(TicketError::Malformed)
@@ -175,10 +234,10 @@ pub fn authorize(token: &Biscuit, request: &TicketRequest<'_>, now: SystemTime) 
 /// the ticket expired or does not cover the agent or the operation. Checks about a server or a
 /// tool cannot be satisfied without one and are left to the per-server checks.
 pub fn authorize_agent(token: &Biscuit, agent: AgentId, operation: &str, now: SystemTime) -> Result<(), TicketError> {
-    let request = TicketRequest { agent, server: None, tool: None, operation };
+    let request = TicketRequest::new(agent, operation);
     match authorizer(token, &request, now)?.authorize() {
         Ok(_) => Ok(()),
-        Err(e) => match classify(&e) {
+        Err(e) => match classify(&e, &request) {
             TicketError::Scope if only_mentions(&e, &["requested_server(", "requested_tool("]) => Ok(()),
             other => Err(other),
         },
@@ -200,24 +259,54 @@ fn authorizer(
     now: SystemTime,
 ) -> Result<biscuit_auth::Authorizer, TicketError> {
     let internal = |_| TicketError::Internal;
+    let depth = i64::try_from(token.block_count().saturating_sub(1)).unwrap_or(i64::MAX);
     let mut a = AuthorizerBuilder::new()
         .fact(fact("time", &[date(&now)]))
         .map_err(internal)?
         .fact(fact("requested_agent", &[string(&request.agent.to_string())]))
         .map_err(internal)?
         .fact(fact("operation", &[string(request.operation)]))
+        .map_err(internal)?
+        .fact(fact("delegation_depth", &[builder::int(depth)]))
         .map_err(internal)?;
-    if let Some(s) = request.server {
+    if let Some(slug) = request.agent_slug {
+        a = a.fact(fact("requested_agent", &[string(slug)])).map_err(internal)?;
+    }
+    for s in [request.server, request.server_slug].into_iter().flatten() {
         a = a.fact(fact("requested_server", &[string(s)])).map_err(internal)?;
     }
     if let Some(t) = request.tool {
         a = a.fact(fact("requested_tool", &[string(t)])).map_err(internal)?;
     }
+    if let Some(args) = request.arguments {
+        let mut names = std::collections::BTreeSet::new();
+        for (name, value) in args.iter().take(shape::MAX_ARGUMENTS) {
+            names.insert(string(name));
+            if let Some(term) = argument_term(value) {
+                a = a.fact(fact("argument", &[string(name), term])).map_err(internal)?;
+            }
+        }
+        a = a.fact(fact("arguments", &[builder::set(names)])).map_err(internal)?;
+    }
     a.policy("allow if agent($a), requested_agent($a)")
         .map_err(internal)?
         .set_limits(limits())
         .build(token)
-        .map_err(internal)
+        .map_err(|e| classify(&e, request))
+}
+
+/// An argument as the checks see it: integers (a whole number written as a float too),
+/// strings and booleans; anything else is not offered, so a cap on it reads as missing.
+fn argument_term(value: &serde_json::Value) -> Option<builder::Term> {
+    use serde_json::Value as V;
+    match value {
+        V::Bool(b) => Some(builder::boolean(*b)),
+        V::String(s) => Some(string(s)),
+        V::Number(n) => n.as_i64().map(builder::int).or_else(|| {
+            n.as_f64().filter(|f| f.fract() == 0.0 && (-9.0e15..=9.0e15).contains(f)).map(|f| builder::int(f as i64))
+        }),
+        _ => None,
+    }
 }
 
 fn failed_rules(e: &biscuit_auth::error::Token) -> Option<(bool, Vec<&str>)> {
@@ -238,13 +327,21 @@ fn failed_rules(e: &biscuit_auth::error::Token) -> Option<(bool, Vec<&str>)> {
     Some((policy_matched, rules))
 }
 
-/// A failed `time` check is an expiry, whoever added it; anything else is out of scope.
-fn classify(e: &biscuit_auth::error::Token) -> TicketError {
-    match failed_rules(e) {
-        Some((_, rules)) if rules.iter().any(|r| r.contains("time(")) => TicketError::Expired,
-        Some(_) => TicketError::Scope,
-        // Run limits and the like: not the holder's doing to be told "out of scope".
-        None => TicketError::Internal,
+/// A failed `time` check is an expiry, whoever added it; a failed argument cap names the cap;
+/// anything else is out of scope. Hitting the run limits is the ticket's complexity, and a type
+/// error in a holder's check (comparing a string with a number) refuses like a failed check.
+fn classify(e: &biscuit_auth::error::Token, request: &TicketRequest<'_>) -> TicketError {
+    use biscuit_auth::error::Token;
+    match (e, failed_rules(e)) {
+        (_, Some((_, rules))) if rules.iter().any(|r| r.contains("time(")) => TicketError::Expired,
+        (_, Some((_, rules))) => match rules.iter().find(|r| r.contains("argument(")) {
+            Some(rule) => TicketError::Argument(delegation::describe_cap_failure(rule, request.arguments)),
+            None => TicketError::Scope,
+        },
+        (Token::RunLimit(limit), _) => TicketError::TooComplex(format!("its evaluation hit a run limit ({limit})")),
+        (Token::Execution(_), _) => TicketError::Scope,
+        // Anything else is not the holder's doing.
+        _ => TicketError::Internal,
     }
 }
 
@@ -266,6 +363,12 @@ pub struct Authority {
     pub agents: Vec<String>,
     /// The minted expiry; `None` for tickets minted before it was recorded as a fact.
     pub expires_at: Option<SystemTime>,
+    /// Who holds it (the user for tickets minted without a subject, or before subjects).
+    pub subject: String,
+    /// The attenuation blocks it carries, counted.
+    pub depth: usize,
+    /// How many it may carry.
+    pub max_depth: usize,
 }
 
 /// Reads the authority block's facts. Only the authority block is trusted by these queries: a
@@ -275,10 +378,26 @@ pub fn authority(token: &Biscuit) -> Result<Authority, TicketError> {
     let users: Vec<(String,)> = a.query("data($u) <- user($u)").map_err(|_| TicketError::Internal)?;
     let agents: Vec<(String,)> = a.query("data($a) <- agent($a)").map_err(|_| TicketError::Internal)?;
     let expires: Vec<(SystemTime,)> = a.query("data($e) <- expires($e)").map_err(|_| TicketError::Internal)?;
+    let subjects: Vec<(String,)> = a.query("data($s) <- subject($s)").map_err(|_| TicketError::Internal)?;
+    let depths: Vec<(i64,)> = a.query("data($d) <- max_delegation_depth($d)").map_err(|_| TicketError::Internal)?;
+    let user = users.into_iter().next().map(|(u,)| u).ok_or(TicketError::Malformed)?;
+    let max_depth = depths
+        .into_iter()
+        .map(|(d,)| usize::try_from(d).unwrap_or(0))
+        .min()
+        .unwrap_or(DEFAULT_MAX_DELEGATION_DEPTH)
+        .min(shape::MAX_DEPTH);
+    let depth = token.block_count().saturating_sub(1);
+    if depth > max_depth {
+        return Err(TicketError::TooDeep { depth, max: max_depth });
+    }
     Ok(Authority {
-        user: users.into_iter().next().map(|(u,)| u).ok_or(TicketError::Malformed)?,
+        subject: subjects.into_iter().next().map_or_else(|| user.clone(), |(s,)| s),
+        user,
         agents: agents.into_iter().map(|(a,)| a).collect(),
         expires_at: expires.into_iter().map(|(e,)| e).min(),
+        depth,
+        max_depth,
     })
 }
 
@@ -311,6 +430,8 @@ mod tests {
             user_id: "user-42".into(),
             agents: vec![a1, a2],
             expires_at: SystemTime::now() + Duration::from_secs(600),
+            subject: None,
+            max_delegation_depth: DEFAULT_MAX_DELEGATION_DEPTH,
         };
         let (ticket, ids) = mint(tenant, &key, &claims).expect("mint");
         assert_eq!(ids.len(), 1);
@@ -318,7 +439,7 @@ mod tests {
     }
 
     fn req(agent: AgentId) -> TicketRequest<'static> {
-        TicketRequest { agent, server: Some("srv-1"), tool: None, operation: "connect" }
+        TicketRequest { server: Some("srv-1"), ..TicketRequest::new(agent, "connect") }
     }
 
     fn check(ticket: &str, key: &SigningKey, r: &TicketRequest<'_>) -> Result<String, TicketError> {
@@ -377,7 +498,7 @@ mod tests {
         )
         .expect("attenuate");
         assert!(check(&tools, &key, &req(a1)).is_ok());
-        let call = |tool| TicketRequest { agent: a1, server: Some("srv-1"), tool: Some(tool), operation: "call" };
+        let call = |tool| TicketRequest { server: Some("srv-1"), tool: Some(tool), ..TicketRequest::new(a1, "call") };
         assert!(check(&tools, &key, &call("search")).is_ok());
         assert_eq!(check(&tools, &key, &call("delete_everything")), Err(TicketError::Scope));
 
@@ -399,6 +520,8 @@ mod tests {
             user_id: "u".into(),
             agents: vec![agent],
             expires_at: SystemTime::now() - Duration::from_secs(1),
+            subject: None,
+            max_delegation_depth: DEFAULT_MAX_DELEGATION_DEPTH,
         };
         let (ticket, _) = mint(tenant, &key, &claims).expect("mint");
         assert_eq!(check(&ticket, &key, &req(agent)), Err(TicketError::Expired));
@@ -419,6 +542,8 @@ pub struct MintRequest {
     pub user_id: String,
     pub agents: Vec<AgentId>,
     pub expires_in: Duration,
+    pub subject: Option<String>,
+    pub max_delegation_depth: usize,
 }
 
 /// Validates `{user_id, agent_ids, expires_in?}` (expires_in in seconds, 60–86400, default 3600).
@@ -433,10 +558,25 @@ pub fn validate_mint(body: &serde_json::Value) -> Result<MintRequest, crate::Dom
         &mut errs,
         map,
         "",
-        &["user_id", "agent_ids", "expires_in"],
+        &["user_id", "agent_ids", "expires_in", "subject", "max_delegation_depth"],
         &[("agent_id", "use agent_ids, an array")],
     );
     let user_id = opt_string(&mut errs, map, "", "user_id", 256);
+    let subject = opt_string(&mut errs, map, "", "subject", 256);
+    let max_delegation_depth = match map.get("max_delegation_depth") {
+        None | Some(serde_json::Value::Null) => DEFAULT_MAX_DELEGATION_DEPTH,
+        Some(v) => match v.as_u64().and_then(|d| usize::try_from(d).ok()).filter(|d| *d <= shape::MAX_DEPTH) {
+            Some(d) => d,
+            None => {
+                errs.push(FieldError::new(
+                    "max_delegation_depth",
+                    "out_of_range",
+                    format!("max_delegation_depth must be a whole number from 0 to {}", shape::MAX_DEPTH),
+                ));
+                0
+            }
+        },
+    };
     if map.get("user_id").is_none_or(serde_json::Value::is_null) {
         errs.required("user_id", "your identifier of the end user the session acts for");
     }
@@ -485,7 +625,13 @@ pub fn validate_mint(body: &serde_json::Value) -> Result<MintRequest, crate::Dom
     let user_id = errs
         .finish(user_id)?
         .ok_or_else(|| crate::DomainError::invalid("user_id", "required", "user_id is required"))?;
-    Ok(MintRequest { user_id, agents, expires_in: Duration::from_secs(expires_in) })
+    Ok(MintRequest {
+        user_id,
+        agents,
+        expires_in: Duration::from_secs(expires_in),
+        subject: subject.filter(|s| !s.is_empty()),
+        max_delegation_depth,
+    })
 }
 
 #[cfg(test)]
