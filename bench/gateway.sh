@@ -26,7 +26,7 @@ SB="http://127.0.0.1:$SB_PORT"
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}" $(cat "$work/upstream.pids" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -35,7 +35,8 @@ trap cleanup EXIT
 start_upstream() {
   local name="$1"; shift
   env "$@" FAST=1 node "$PEERS/upstream.mjs" >"$work/$name.out" 2>/dev/null &
-  pids+=($!)
+  # (Called in $(…), a subshell: the pid goes to a file the exit trap reads, or it would leak.)
+  echo $! >>"$work/upstream.pids"
   for _ in $(seq 100); do [ -s "$work/$name.out" ] && break; sleep 0.05; done
   python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["mcp_url"])' "$work/$name.out"
 }

@@ -140,8 +140,13 @@ impl TicketContext {
 
     /// The agent-level check of a request spanning several servers; see
     /// [`switchboard_gateway::inbound::VerifiedTicket::authorize_agent`].
-    pub fn authorize_agent(&self, agent: switchboard_domain::AgentId, operation: &str) -> Result<(), ApiError> {
-        Ok(self.ticket.authorize_agent(agent, operation)?)
+    pub fn authorize_agent(
+        &self,
+        agent: switchboard_domain::AgentId,
+        agent_slug: Option<&str>,
+        operation: &str,
+    ) -> Result<(), ApiError> {
+        Ok(self.ticket.authorize_agent(agent, agent_slug, operation)?)
     }
 }
 

@@ -40,7 +40,8 @@ impl Inner {
 /// What one request is about, for the ticket and the span.
 fn operation(method: &str) -> &'static str {
     match method {
-        "tools/call" | "prompts/get" | "resources/read" => "call",
+        "tools/call" => "call",
+        "prompts/get" | "resources/read" => "read",
         _ => "list",
     }
 }

@@ -51,7 +51,12 @@ impl VerifiedTicket {
     /// The agent-level check of a request: expiry and agent, from the authority facts when the
     /// ticket is not attenuated (no Datalog), else every block's checks (see
     /// [`ticket::authorize_agent`]).
-    pub fn authorize_agent(&self, agent: switchboard_domain::AgentId, operation: &str) -> Result<(), TicketError> {
+    pub fn authorize_agent(
+        &self,
+        agent: switchboard_domain::AgentId,
+        agent_slug: Option<&str>,
+        operation: &str,
+    ) -> Result<(), TicketError> {
         if let (false, Some(expires)) = (ticket::attenuated(&self.token), self.authority.expires_at) {
             if SystemTime::now() > expires {
                 return Err(TicketError::Expired);
@@ -59,7 +64,7 @@ impl VerifiedTicket {
             let agent = agent.to_string();
             return if self.authority.agents.contains(&agent) { Ok(()) } else { Err(TicketError::Scope) };
         }
-        ticket::authorize_agent(&self.token, agent, operation, SystemTime::now())
+        ticket::authorize_agent(&self.token, agent, agent_slug, operation, SystemTime::now())
     }
 }
 
@@ -220,7 +225,7 @@ impl crate::Inner {
         if let Some(k) = self.views.keys.get(&tenant) {
             return Ok(k);
         }
-        let since = self.views.keys.epoch();
+        let since = self.views.keys.epoch(&tenant);
         let store = self.runtime.store.tenant(tenant);
         let slug = match store.own_tenant().await {
             Ok(t) if t.deleted_at.is_none() => t.slug,
@@ -238,7 +243,7 @@ impl crate::Inner {
         if let Some(v) = self.views.tickets.get(&digest) {
             return Ok(v);
         }
-        let since = self.views.tickets.epoch();
+        let since = self.views.tickets.epoch(&digest);
         let tenant = ticket::tenant_of(presented).map_err(Refusal::Ticket)?;
         let key = self.tenant_key(tenant).await?;
         let (token, ids) = ticket::open(presented, &key.public_hex).map_err(Refusal::Ticket)?;
@@ -258,7 +263,7 @@ impl crate::Inner {
         if let Some(r) = self.views.routes.get(&cache_key) {
             return Ok(r);
         }
-        let since = self.views.routes.epoch();
+        let since = self.views.routes.epoch(&cache_key);
         let (agent, server, attachment) = self.runtime.store.tenant(tenant).resolve_route(agent, server).await?;
         let route = Arc::new(Route { agent, server, filter: attachment.filter() });
         self.views.routes.fill(since, cache_key, route.clone());
@@ -280,7 +285,7 @@ impl Caller {
         let t = &self.ticket;
         let agent = self.route.agent.id;
         if !ticket::attenuated(&t.token) && t.authority.expires_at.is_some() {
-            return match t.authorize_agent(agent, operation) {
+            return match t.authorize_agent(agent, None, operation) {
                 Ok(()) => Ok(()),
                 Err(TicketError::Scope) => Err(Refusal::Scope),
                 Err(e) => Err(Refusal::Ticket(e)),

@@ -89,6 +89,15 @@ pub(crate) struct Inner {
     pub(crate) loopback: bool,
 }
 
+impl Inner {
+    fn apply(&self, change: &Change) {
+        self.views.apply(change);
+        if let Change::SessionEnded { session } = change {
+            self.sessions.ended.put(session.clone(), ());
+        }
+    }
+}
+
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway").field("public_url", &self.inner.config.public_url).finish_non_exhaustive()
@@ -110,6 +119,13 @@ impl Gateway {
             sessions: sessions::Sessions::default(),
             metrics: metrics::GatewayMetrics::default(),
         });
+        // This process's own changes, applied before whoever made them answers.
+        let observer = Arc::downgrade(&inner);
+        inner.runtime.changes.observe(move |change| {
+            if let Some(inner) = observer.upgrade() {
+                inner.apply(change);
+            }
+        });
         let weak = Arc::downgrade(&inner);
         let mut changes = inner.runtime.changes.subscribe();
         // Changes made by other processes arrive through Redis (when configured).
@@ -119,12 +135,7 @@ impl Gateway {
                 let change = changes.recv().await;
                 let Some(inner) = weak.upgrade() else { break };
                 match change {
-                    Ok(change) => {
-                        inner.views.apply(&change);
-                        if let Change::SessionEnded { session } = &change {
-                            inner.sessions.ended.put(session.clone(), ());
-                        }
-                    }
+                    Ok(change) => inner.apply(&change),
                     // Fell behind: some change was missed, so nothing cached can be trusted.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => inner.views.clear(),
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
@@ -137,10 +148,10 @@ impl Gateway {
         Self { inner }
     }
 
-    /// Applies a change to this gateway's views now (the API calls it for changes it made, so
-    /// they hold before its response is sent; the broadcast brings the same change again).
+    /// Applies a change to this gateway's views now (the broadcast may bring it again, which
+    /// is harmless).
     pub fn invalidate(&self, change: &Change) {
-        self.inner.views.apply(change);
+        self.inner.apply(change);
     }
 
     /// Adds the gateway's metrics to `registry` (the process's `/metrics`).
@@ -171,7 +182,7 @@ impl Gateway {
         if let Some(a) = views.attachments.get(&(tenant, agent)) {
             return Ok(a);
         }
-        let since = views.attachments.epoch();
+        let since = views.attachments.epoch(&(tenant, agent));
         let store = self.inner.runtime.store.tenant(tenant);
         let mut all = Vec::new();
         let mut cursor: Option<String> = None;
@@ -204,7 +215,7 @@ impl Gateway {
         if let Some(c) = views.connections.get(&key) {
             return Ok(c);
         }
-        let since = views.connections.epoch();
+        let since = views.connections.epoch(&key);
         let found = Arc::new(self.inner.runtime.store.tenant(tenant).user_connections(user, agent).await?);
         views.connections.fill(since, key, found.clone());
         Ok(found)

@@ -35,6 +35,9 @@ pub(crate) struct Pending {
     at: i64,
 }
 
+/// How far behind another process's clock this one's may be, in seconds.
+const CLOCK_SKEW: i64 = 300;
+
 /// How long a gateway session lives.
 pub(crate) const LIFE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
@@ -97,7 +100,8 @@ impl Sessions {
             && p.user == key.user_id
             && p.agent == key.agent_id.0
             && p.server == key.mcp_server_id.0;
-        let live = (0..i64::try_from(LIFE.as_secs()).unwrap_or(i64::MAX)).contains(&age);
+        // Another process's clock may run a little ahead of this one's.
+        let live = (-CLOCK_SKEW..i64::try_from(LIFE.as_secs()).unwrap_or(i64::MAX)).contains(&age);
         (ours && live && self.ended.get(&digest(id)).is_none()).then_some(p)
     }
 

@@ -48,6 +48,10 @@ enum Seen {
 }
 
 fn classify(data: &[u8], id: &Value) -> Seen {
+    // One JSON-RPC message is an object (a derived struct would take an array too).
+    if data.iter().find(|c| !c.is_ascii_whitespace()) != Some(&b'{') {
+        return Seen::Garbage;
+    }
     match serde_json::from_slice::<Probe>(data) {
         Ok(p) if p.id.as_ref() == Some(id) && (p.result.is_some() || p.error.is_some()) => Seen::Response,
         Ok(_) => Seen::Other,
@@ -56,40 +60,66 @@ fn classify(data: &[u8], id: &Value) -> Seen {
 }
 
 /// Splits bytes into SSE events: an event ends at a blank line (lines end with CRLF, LF or CR).
+/// The scan resumes where it stopped, so a large event arriving in many chunks costs one pass.
 #[derive(Default)]
 struct Framer {
     buf: BytesMut,
+    /// Where the scan stopped, and where the line it was in began.
+    scanned: usize,
+    line: usize,
 }
 
 impl Framer {
     /// The next complete event in the buffer (its raw bytes, the blank line included).
     fn next_event(&mut self) -> Option<Bytes> {
         let b = &self.buf[..];
-        let (mut line, mut i) = (0, 0);
+        let (mut line, mut i) = (self.line, self.scanned);
         while let Some(c) = b.get(i) {
             if !matches!(c, b'\n' | b'\r') {
                 i += 1;
                 continue;
             }
             let end = match (c, b.get(i + 1)) {
-                (b'\r', None) => return None, // perhaps half of a CRLF: wait for more
+                // Perhaps half of a CRLF: wait for more.
+                (b'\r', None) => break,
                 (b'\r', Some(b'\n')) => i + 2,
                 _ => i + 1,
             };
             if i == line {
+                (self.scanned, self.line) = (0, 0);
                 return Some(self.buf.split_to(end).freeze());
             }
             (line, i) = (end, end);
         }
+        (self.scanned, self.line) = (i, line);
         None
     }
+}
+
+/// The lines of an event, whatever ends them (CRLF, LF or CR).
+fn lines(event: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = event;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = rest.iter().position(|c| matches!(c, b'\n' | b'\r')).unwrap_or(rest.len());
+        let line = rest.get(..end).unwrap_or_default();
+        let skip = match (rest.get(end), rest.get(end + 1)) {
+            (Some(b'\r'), Some(b'\n')) => 2,
+            (Some(_), _) => 1,
+            (None, _) => 0,
+        };
+        rest = rest.get(end + skip..).unwrap_or_default();
+        Some(line)
+    })
 }
 
 /// The data of an event: its `data:` lines joined with `\n`.
 fn data_of(event: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut first = true;
-    for line in event.split(|c| *c == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)) {
+    for line in lines(event) {
         let Some(rest) = line.strip_prefix(b"data") else { continue };
         let value = match rest.first() {
             Some(b':') => rest.get(1..).map(|v| v.strip_prefix(b" ").unwrap_or(v)).unwrap_or_default(),
@@ -108,10 +138,7 @@ fn data_of(event: &[u8]) -> Vec<u8> {
 
 /// Whether an event has a non-empty `id:` field.
 fn has_event_id(event: &[u8]) -> bool {
-    event
-        .split(|c| *c == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-        .any(|line| line.strip_prefix(b"id:").is_some_and(|v| !v.strip_prefix(b" ").unwrap_or(v).is_empty()))
+    lines(event).any(|line| line.strip_prefix(b"id:").is_some_and(|v| !v.strip_prefix(b" ").unwrap_or(v).is_empty()))
 }
 
 /// How long a watched answer may take.
@@ -169,13 +196,29 @@ pub(crate) fn watch(
             return None;
         }
         loop {
+            if s.answered {
+                // The client has its answer: what the buffer holds, then the rest as it comes,
+                // unframed and unchecked, until the upstream closes or the call's time is up.
+                if !s.framer.buf.is_empty() {
+                    (s.framer.scanned, s.framer.line) = (0, 0);
+                    return Some((Ok(s.framer.buf.split().freeze()), s));
+                }
+                let left = s.ends_at.saturating_duration_since(Instant::now());
+                return match tokio::time::timeout(left, s.upstream.next()).await {
+                    Ok(Some(Ok(chunk))) => Some((Ok(chunk), s)),
+                    _ => None,
+                };
+            }
+            // Checked before waiting: an upstream that is always ready never lets a timeout fire.
+            if Instant::now() >= s.ends_at {
+                s.done = true;
+                let why = "the MCP server did not finish answering within the gateway's call timeout";
+                return Some((Ok(error_event(&s.id, code::UPSTREAM_UNAVAILABLE, why)), s));
+            }
             if let Some(event) = s.framer.next_event() {
-                if !s.answered && event.len() > s.deadlines.max_event {
+                if event.len() > s.deadlines.max_event {
                     s.done = true;
                     return Some((Ok(too_large(&s.id)), s));
-                }
-                if s.answered {
-                    return Some((Ok(event), s));
                 }
                 s.resumable |= has_event_id(&event);
                 let data = data_of(&event);
@@ -200,17 +243,12 @@ pub(crate) fn watch(
                     }
                 });
             }
-            if !s.answered && s.framer.buf.len() > s.deadlines.max_event {
+            if s.framer.buf.len() > s.deadlines.max_event {
                 s.done = true;
                 return Some((Ok(too_large(&s.id)), s));
             }
             let wait = s.deadlines.idle.min(s.ends_at.saturating_duration_since(Instant::now()));
-            let next = if s.answered {
-                // The client has its answer: what follows may take its time.
-                Ok(s.upstream.next().await)
-            } else {
-                tokio::time::timeout(wait, s.upstream.next()).await
-            };
+            let next = tokio::time::timeout(wait, s.upstream.next()).await;
             match next {
                 Ok(Some(Ok(chunk))) => s.framer.buf.extend_from_slice(&chunk),
                 Ok(None) | Ok(Some(Err(_))) => {
@@ -317,6 +355,41 @@ mod tests {
         let long = relay(tick, d).await;
         assert!(long.matches("notifications/progress").count() >= 4, "{long}");
         assert!(long.contains("call timeout"), "{long}");
+    }
+
+    #[test]
+    fn lines_end_however_they_end_and_only_objects_are_messages() {
+        assert_eq!(data_of(b"data: {\"a\":\rdata: 1}\r\r"), b"{\"a\":\n1}");
+        assert!(has_event_id(b"data: x\rid: 7\r\r"));
+        assert_eq!(classify(br#"[7, {"result": {}}]"#, &json!(7)), Seen::Garbage);
+        assert_eq!(classify(br#" {"id": 7, "result": {}}"#, &json!(7)), Seen::Response);
+        // A big event in many chunks is found once its blank line arrives.
+        let mut f = Framer::default();
+        for _ in 0..100 {
+            f.buf.extend_from_slice(b"data: xxxxxxxxxx");
+            assert!(f.next_event().is_none());
+        }
+        f.buf.extend_from_slice(b"\n\n");
+        assert_eq!(f.next_event().map(|e| e.len()), Some(1602));
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_progress_does_not_outlive_the_call_timeout_and_after_the_answer_bytes_flow_raw() {
+        let flood =
+            stream::repeat_with(|| Ok(Bytes::from_static(b"data: {\"method\":\"notifications/progress\"}\n\n")));
+        let d = Deadlines { total: Duration::from_millis(300), ..D };
+        let started = std::time::Instant::now();
+        let out: Vec<_> = watch(flood, json!(7), d).collect().await;
+        let last = out
+            .last()
+            .and_then(|b| b.as_ref().ok())
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default();
+        assert!(last.contains("call timeout"), "{last}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // After the answer, a line that never ends is relayed as it comes, not held.
+        let body = relay(stream::iter(chunks(&["data: {\"id\":7,\"result\":{}}\n\n", "no end in sight"])), D).await;
+        assert!(body.ends_with("no end in sight"), "{body}");
     }
 
     #[tokio::test]

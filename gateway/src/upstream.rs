@@ -114,7 +114,7 @@ impl Inner {
         {
             return Ok(Ok(c));
         }
-        let since = self.views.credentials.epoch();
+        let since = self.views.credentials.epoch(key);
         let found = self.runtime.lifecycle.upstream_credential(key, &caller.route.server, refused).await?;
         let credential = match found {
             UpstreamCredential::Anonymous => Credential { bearer: None, source: None },
@@ -223,7 +223,8 @@ impl Inner {
             return Err(UpstreamError::Status(res.status().as_u16()));
         }
         let upstream = res.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let _ = res.bytes().await;
+        // Read (and dropped) within the deadline: an answer that streams on must not hold this.
+        let _ = tokio::time::timeout(self.config.upstream_timeout, res.bytes()).await;
         if let Some(u) = &upstream {
             let note = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
             let _ = self.send(&headers, caller, credential.clone(), reqwest::Method::POST, Some(note), Some(u)).await;

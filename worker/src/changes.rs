@@ -51,7 +51,12 @@ impl Change {
 pub struct Changes {
     local: broadcast::Sender<Change>,
     redis: Option<Arc<Redis>>,
+    /// Applied synchronously by [`Changes::publish`], before it returns: a cache of this
+    /// process is right by the time the code that made the change answers.
+    observers: Arc<std::sync::RwLock<Vec<Observer>>>,
 }
+
+type Observer = Arc<dyn Fn(&Change) + Send + Sync>;
 
 struct Redis {
     client: redis::Client,
@@ -74,7 +79,7 @@ impl Default for Changes {
 impl Changes {
     #[must_use]
     pub fn in_process() -> Self {
-        Self { local: broadcast::channel(1024).0, redis: None }
+        Self { local: broadcast::channel(1024).0, redis: None, observers: Arc::default() }
     }
 
     /// Through Redis when a URL is configured (an empty one counts as none).
@@ -82,6 +87,7 @@ impl Changes {
         let Some(url) = redis_url.filter(|u| !u.is_empty()) else { return Ok(Self::in_process()) };
         let client = redis::Client::open(url).map_err(|e| format!("the Redis URL is invalid ({:?})", e.kind()))?;
         Ok(Self {
+            observers: Arc::default(),
             local: broadcast::channel(1024).0,
             redis: Some(Arc::new(Redis {
                 client,
@@ -91,8 +97,21 @@ impl Changes {
         })
     }
 
-    /// Announces `change` here at once, and to the other processes in the background.
+    /// Has `observer` applied every change published in this process, synchronously.
+    pub fn observe(&self, observer: impl Fn(&Change) + Send + Sync + 'static) {
+        if let Ok(mut list) = self.observers.write() {
+            list.push(Arc::new(observer));
+        }
+    }
+
+    /// Announces `change` here at once (observers apply it before this returns; subscribers
+    /// receive it), and to the other processes in the background.
     pub fn publish(&self, change: Change) {
+        if let Ok(list) = self.observers.read() {
+            for observe in list.iter() {
+                observe(&change);
+            }
+        }
         let _ = self.local.send(change.clone());
         let Some(r) = self.redis.clone() else { return };
         tokio::spawn(async move {

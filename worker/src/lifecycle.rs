@@ -141,6 +141,7 @@ impl Lifecycle {
                     Ok(ConnectOutcome::PendingConsent { auth_url, .. }) => Some(auth_url),
                     _ => None,
                 };
+                self.changes.publish(Change::grant(&row.key));
                 AccessToken::ReauthRequired { auth_url }
             }
             (S::Connected | S::Expired, Some(tokens)) => {

@@ -126,7 +126,10 @@ impl ServerSetup {
         // the old issuer, where they were issued.)
         let grants_ended = match (&old_issuer, &new_issuer) {
             (Some(old), Some(new)) if old != new => {
-                let n = store.reauth_grants_of_other_issuers(id, new).await?;
+                let ended = store.reauth_grants_of_other_issuers(id, new).await;
+                // Some grants may have moved before a failure: announced either way.
+                self.changes.publish(crate::changes::Change::Grants { tenant });
+                let n = ended?;
                 if n > 0 {
                     tracing::warn!(mcp_server.id = %id, grants = n, "the server moved to another authorization server; its grants need a new consent");
                 }

@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use switchboard_domain::AgentId;
 use switchboard_domain::ticket::delegation::{self, Cap, Grants, Narrowing};
-use switchboard_domain::ticket::{self, TicketRequest};
+use switchboard_domain::ticket::{self, TicketError, TicketRequest};
 
 #[derive(Subcommand, Debug)]
 pub(super) enum TicketCommand {
@@ -26,7 +26,7 @@ pub(super) enum TicketCommand {
 #[derive(Args, Debug)]
 pub(super) struct KeyArgs {
     /// The ticket (`sbt_…`); `-` reads it from standard input.
-    #[arg(long, env = "SWITCHBOARD_TICKET")]
+    #[arg(long, env = "SWITCHBOARD_TICKET", hide_env_values = true)]
     ticket: String,
     /// The tenant's public key, hex (GET /v1/session-tickets/public-key).
     #[arg(long, env = "SWITCHBOARD_TICKET_PUBLIC_KEY")]
@@ -99,12 +99,18 @@ fn parse_ttl(text: &str) -> anyhow::Result<Duration> {
     let (n, unit) = t.find(|c: char| !c.is_ascii_digit()).map_or((t, ""), |i| t.split_at(i));
     let n: u64 = n.parse().with_context(|| format!("--ttl `{text}`: say 90s, 30m or 2h"))?;
     let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
+        "" | "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
         _ => bail!("--ttl `{text}`: say 90s, 30m or 2h"),
     };
-    Ok(Duration::from_secs(secs))
+    match secs.filter(|s| *s <= ticket::MAX_LIFETIME.as_secs()) {
+        Some(s) => Ok(Duration::from_secs(s)),
+        None => bail!(
+            "--ttl `{text}` is longer than any ticket lives ({} h at most)",
+            ticket::MAX_LIFETIME.as_secs() / 3600
+        ),
+    }
 }
 
 fn check_key(public_key: &str) -> anyhow::Result<()> {
@@ -131,7 +137,10 @@ pub(super) fn run(command: TicketCommand) -> anyhow::Result<std::process::ExitCo
             let now = SystemTime::now();
             let caps =
                 a.caps.iter().map(|c| Cap::parse(c).map_err(anyhow::Error::msg)).collect::<Result<Vec<_>, _>>()?;
-            let expires_at = a.ttl.as_deref().map(parse_ttl).transpose()?.map(|d| now + d);
+            let expires_at = match a.ttl.as_deref().map(parse_ttl).transpose()? {
+                Some(d) => Some(now.checked_add(d).context("--ttl is too long")?),
+                None => None,
+            };
             let narrowing = Narrowing {
                 tools: a.tools,
                 servers: a.servers,
@@ -165,6 +174,9 @@ pub(super) fn run(command: TicketCommand) -> anyhow::Result<std::process::ExitCo
 
 fn verify(v: VerifyArgs) -> anyhow::Result<std::process::ExitCode> {
     let agent = v.agent.parse::<uuid::Uuid>().map(AgentId).context("--agent must be the agent's id")?;
+    if v.args.is_some() && v.tool.is_none() {
+        bail!("--args are a tool call's: give --tool too");
+    }
     let args: Option<serde_json::Map<String, serde_json::Value>> = match &v.args {
         Some(text) => Some(
             serde_json::from_str::<serde_json::Value>(text)
@@ -186,41 +198,59 @@ fn verify(v: VerifyArgs) -> anyhow::Result<std::process::ExitCode> {
         arguments: v.tool.as_ref().map(|_| args.as_ref().unwrap_or(&empty)),
     };
     let presented = read_ticket(&v.key.ticket)?;
-    let opened = ticket::open(&presented, &v.key.public_key).and_then(|(token, _)| {
-        let authority = ticket::authority(&token)?;
-        Ok((token, authority))
-    });
-    let (decision, failed, depth) = match &opened {
-        Ok((token, authority)) => {
-            let (decision, failed) = delegation::explain(token, &request, SystemTime::now());
-            (decision, failed, Some(authority.depth))
+    let (token, _) = match ticket::open(&presented, &v.key.public_key) {
+        Ok(t) => t,
+        // Not a verdict on the request: the ticket itself cannot be used (exit code 2).
+        Err(e @ (TicketError::Malformed | TicketError::BadSignature | TicketError::Internal)) => {
+            bail!("the ticket cannot be opened with this public key: {e}")
         }
-        Err(e) => (Err(e.clone()), vec![], None),
+        Err(e) => return refused(&v, &e, &[], None),
     };
+    let authority = match ticket::authority(&token) {
+        Ok(a) => a,
+        Err(e) => return refused(&v, &e, &[], None),
+    };
+    let (decision, failed) = delegation::explain(&token, &request, SystemTime::now());
+    match decision {
+        Ok(()) => {
+            if v.key.json {
+                let body = serde_json::json!({"allowed": true, "delegation_depth": authority.depth});
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else {
+                println!("allowed (delegation depth {})", authority.depth);
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Err(e) => refused(&v, &e, &failed, Some(authority.depth)),
+    }
+}
+
+/// Prints a refusal and the checks behind it; exit code 1.
+fn refused(
+    v: &VerifyArgs,
+    e: &TicketError,
+    failed: &[delegation::FailedCheck],
+    depth: Option<usize>,
+) -> anyhow::Result<std::process::ExitCode> {
     if v.key.json {
         let body = serde_json::json!({
-            "allowed": decision.is_ok(),
-            "error": decision.as_ref().err().map(ToString::to_string),
+            "allowed": false,
+            "error": e.to_string(),
             "failed_checks": failed,
             "delegation_depth": depth,
         });
         println!("{}", serde_json::to_string_pretty(&body)?);
     } else {
-        match &decision {
-            Ok(()) => println!("allowed (delegation depth {})", depth.unwrap_or(0)),
-            Err(e) => {
-                println!("refused: {e}");
-                for f in &failed {
-                    match f.block {
-                        Some(0) => println!("  the authority block's check {}: {}", f.check, f.rule),
-                        Some(b) => println!("  block {b}, check {}: {}", f.check, f.rule),
-                        None => println!("  the verifier's policy: {}", f.rule),
-                    }
-                }
+        println!("refused: {e}");
+        for f in failed {
+            match f.block {
+                Some(0) => println!("  the authority block's check {}: {}", f.check, f.rule),
+                Some(b) => println!("  block {b}, check {}: {}", f.check, f.rule),
+                None => println!("  the verifier's policy: {}", f.rule),
             }
         }
     }
-    Ok(if decision.is_ok() { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::from(1) })
+    Ok(std::process::ExitCode::from(1))
 }
 
 fn list(set: Option<&std::collections::BTreeSet<String>>, all: &str) -> String {

@@ -208,13 +208,30 @@ pub async fn list_runtime_mcp_servers(
     agent_id: web::Path<String>,
 ) -> Result<web::Json<RuntimeMcpServerList>, ApiError> {
     let agent: AgentId = parse_id("agent", &agent_id)?;
-    // The agent (and expiry) first; then each server: the ones the ticket excludes are left out.
-    ticket.authorize_agent(agent, "list")?;
+    // The agent (and expiry) first — by id and slug, which the agent's attachments carry — then
+    // each server: the ones the ticket excludes are left out.
+    if let Err(refused) = ticket.authorize_agent(agent, None, "list") {
+        // A ticket narrowed by the agent's slug: asked again with it (which only an agent this
+        // tenant has can carry).
+        let slug = match ticket.attenuated() {
+            true => state
+                .gateway
+                .agent_attachments(ticket.tenant_id, agent)
+                .await
+                .ok()
+                .and_then(|a| a.first().map(|a| a.agent_slug.clone())),
+            false => None,
+        };
+        match slug {
+            Some(slug) => ticket.authorize_agent(agent, Some(&slug), "list")?,
+            None => return Err(refused),
+        }
+    }
+    let attachments = state.gateway.agent_attachments(ticket.tenant_id, agent).await?;
     let user = ticket.user()?;
     // The user's connections, the agent's attachments and the tenant's slug all come from the
     // gateway's views: no database read once warm, and every change empties what it concerns.
     let connections = state.gateway.user_connections(ticket.tenant_id, &user, agent).await?;
-    let attachments = state.gateway.agent_attachments(ticket.tenant_id, agent).await?;
     let tenant_slug = state
         .gateway
         .tenant_slug(ticket.tenant_id)

@@ -48,7 +48,7 @@ pub async fn stream_runtime_events(
                 // An expired ticket ends the stream (the client mints a new one and resumes with
                 // Last-Event-ID). Asked about no agent, an unexpired ticket answers "out of scope".
                 if matches!(
-                    ticket.authorize_agent(AgentId::from(uuid::Uuid::nil()), "events"),
+                    ticket.authorize_agent(AgentId::from(uuid::Uuid::nil()), None, "events"),
                     Err(ApiError::Ticket(switchboard_domain::ticket::TicketError::Expired))
                 ) {
                     return None;
@@ -76,7 +76,7 @@ pub async fn stream_runtime_events(
                         .and_then(|a| uuid::Uuid::parse_str(a).ok())
                         .map(AgentId::from);
                     let mine = e.data.get("user_id").and_then(serde_json::Value::as_str) == Some(user.as_str())
-                        && agent.is_some_and(|a| ticket.authorize_agent(a, "events").is_ok());
+                        && agent.is_some_and(|a| ticket.authorize_agent(a, None, "events").is_ok());
                     if mine {
                         let data = serde_json::json!({"type": e.event_type, "timestamp": e.created_at, "data": e.data});
                         chunk.push_str(&format!("id: {}\nevent: {}\ndata: {data}\n\n", e.id, e.event_type));

@@ -259,7 +259,11 @@ pub async fn attenuate_session_ticket(
     let key = tenant.store(&state.store).signing_key().await?;
     let (narrowed, grants) =
         delegation::narrow(&presented, &key.public_hex(), &narrowing, SystemTime::now()).map_err(|e| match e {
+            delegation::NarrowError::Ticket(switchboard_domain::ticket::TicketError::Internal) => {
+                DomainError::internal("narrowing a ticket failed")
+            }
             delegation::NarrowError::Ticket(t) => DomainError::invalid("ticket", "invalid", t.to_string()),
+            delegation::NarrowError::Invalid(why) => DomainError::invalid("", "invalid", why),
             other => DomainError::invalid("", "not_narrower", other.to_string()),
         })?;
     let (_, ids) = ticket::open(&narrowed, &key.public_hex())?;

@@ -49,7 +49,8 @@ impl Cap {
             None => (text, false),
         };
         let (target, max) = body.split_once("<=").or_else(|| body.split_once('=')).ok_or_else(usage)?;
-        let (tool, argument) = target.trim().split_once('.').ok_or_else(usage)?;
+        // The argument is after the last dot: tool names may have dots, argument names do not.
+        let (tool, argument) = target.trim().rsplit_once('.').ok_or_else(usage)?;
         let max = max.trim().parse::<i64>().map_err(|_| usage())?;
         if tool.is_empty() || argument.is_empty() {
             return Err(usage());
@@ -231,23 +232,35 @@ fn read_block(index: usize, source: &str) -> Result<BlockGrants, TicketError> {
     for check in &parsed.checks {
         let text = check.to_string();
         let body = text.strip_prefix("check if ").unwrap_or(&text);
+        // Read as the vocabulary only when the check is exactly what `Narrowing` writes for what
+        // was read: a check that merely contains a narrowing's words is shown verbatim.
+        let canonical = |n: &Narrowing| n.datalog().trim_end().trim_end_matches(';') == text;
+        let list = |v: &BTreeSet<String>| Some(v.iter().cloned().collect::<Vec<_>>());
         if let Some(items) = set_after(body, "requested_tool($t), ", ".contains($t)")
-            .filter(|_| body.starts_with("operation($o), $o != \"call\" or requested_tool($t), {"))
+            .filter(|i| canonical(&Narrowing { tools: list(i), ..Narrowing::default() }))
         {
             b.tools = Some(items);
-        } else if let Some(items) = set_after(body, "requested_server($s), ", ".contains($s)") {
+        } else if let Some(items) = set_after(body, "requested_server($s), ", ".contains($s)")
+            .filter(|i| canonical(&Narrowing { servers: list(i), ..Narrowing::default() }))
+        {
             b.servers = Some(items);
-        } else if let Some(items) = set_after(body, "requested_agent($a), ", ".contains($a)") {
+        } else if let Some(items) = set_after(body, "requested_agent($a), ", ".contains($a)")
+            .filter(|i| canonical(&Narrowing { agents: list(i), ..Narrowing::default() }))
+        {
             b.agents = Some(items);
-        } else if let Some(items) =
-            set_after(body, "operation($o), ", ".contains($o)").filter(|_| !body.contains(" or "))
+        } else if let Some(items) = set_after(body, "operation($o), ", ".contains($o)")
+            .filter(|i| canonical(&Narrowing { operations: list(i), ..Narrowing::default() }))
         {
             b.operations = Some(items);
-        } else if let Some(at) =
-            body.strip_prefix("time($t), $t <= ").and_then(|d| DateTime::parse_from_rfc3339(d).ok())
+        } else if let Some(at) = body
+            .strip_prefix("time($t), $t <= ")
+            .and_then(|d| DateTime::parse_from_rfc3339(d).ok())
+            .filter(|at| canonical(&Narrowing { expires_at: Some((*at).into()), ..Narrowing::default() }))
         {
             b.expires_at = Some(at.with_timezone(&Utc));
-        } else if let Some(cap) = read_cap(body) {
+        } else if let Some(cap) =
+            read_cap(body).filter(|c| canonical(&Narrowing { caps: vec![c.clone()], ..Narrowing::default() }))
+        {
             b.caps.push(cap);
         } else {
             b.other_checks.push(text);
@@ -297,10 +310,16 @@ pub(super) fn describe_cap_failure(
                 "argument `{}` of `{}` is required: the session ticket caps it at {} and does not allow leaving it out",
                 cap.argument, cap.tool, cap.max
             ),
-            Some(v) => format!(
-                "argument `{}` of `{}` is {v}: the session ticket caps it at {} (an integer)",
-                cap.argument, cap.tool, cap.max
-            ),
+            Some(v) => {
+                let mut shown = v.to_string();
+                if shown.len() > 40 {
+                    shown = format!("{}…", shown.chars().take(40).collect::<String>());
+                }
+                format!(
+                    "argument `{}` of `{}` is {shown}: the session ticket caps it at {} (an integer)",
+                    cap.argument, cap.tool, cap.max
+                )
+            }
         },
         None => format!("the call's arguments do not pass the session ticket's check `{rule}`"),
     }
@@ -315,12 +334,28 @@ pub enum NarrowError {
     Widens(String),
     #[error("nothing to narrow: give tools, servers, agents, operations, a shorter life or a cap")]
     Empty,
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Refuses a narrowing that asks for more than `parent` grants.
 pub fn check_narrowing(parent: &Grants, n: &Narrowing, now: SystemTime) -> Result<(), NarrowError> {
     if n.is_empty() {
         return Err(NarrowError::Empty);
+    }
+    let names = [&n.tools, &n.servers, &n.agents, &n.operations]
+        .into_iter()
+        .flatten()
+        .flatten()
+        .chain(n.caps.iter().flat_map(|c| [&c.tool, &c.argument]));
+    if let Some(bad) = names
+        .into_iter()
+        .find(|x| x.is_empty() || x.len() > 256 || x.chars().any(|c| c == '"' || c == '\\' || c.is_control()))
+    {
+        return Err(NarrowError::Invalid(format!(
+            "`{}` is not a name a block can carry: 1 to 256 characters, no quotes, backslashes or control characters",
+            bad.escape_debug()
+        )));
     }
     if parent.depth + 1 > parent.max_delegation_depth {
         return Err(NarrowError::Widens(format!(

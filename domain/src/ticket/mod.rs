@@ -7,8 +7,9 @@
 //! - **Minted facts** (the authority block): `user(u)`, one `agent(id)` per agent the session may
 //!   act for, `subject(s)` (who holds it; the user unless minted otherwise), `issuer(tenant id)`,
 //!   `expires(date)` with `check if time($t), $t <= <expiry>`, and `max_delegation_depth(n)`.
-//! - **Request facts**, supplied by the verifier for every decision: `time`, `operation` (`list`,
-//!   `call`, `connect`, `disconnect`, `check`, …), `requested_agent` (id and slug),
+//! - **Request facts**, supplied by the verifier for every decision: `time`, `operation` (`call`
+//!   for a `tools/call`, `read` for `prompts/get` and `resources/read`, `list`, `connect`,
+//!   `disconnect`, `check`), `requested_agent` (id and slug),
 //!   `requested_server` (id and slug), `requested_tool`, `delegation_depth(n)` (the attenuation
 //!   blocks, counted — never a number a holder writes), and for a `tools/call` one
 //!   `argument(name, value)` per top-level integer, string or boolean argument with
@@ -75,7 +76,7 @@ pub struct TicketRequest<'a> {
     /// The server's slug, offered beside its id.
     pub server_slug: Option<&'a str>,
     pub tool: Option<&'a str>,
-    /// `list`, `connect`, `disconnect`, `check`, `call`, …
+    /// `call` (a tool), `read` (a prompt or a resource), `list`, `connect`, `disconnect`, `check`.
     pub operation: &'a str,
     /// A `tools/call`'s arguments.
     pub arguments: Option<&'a serde_json::Map<String, serde_json::Value>>,
@@ -233,8 +234,14 @@ pub fn authorize(token: &Biscuit, request: &TicketRequest<'_>, now: SystemTime) 
 /// The agent-level check of a request that spans several servers (a list): it fails only when
 /// the ticket expired or does not cover the agent or the operation. Checks about a server or a
 /// tool cannot be satisfied without one and are left to the per-server checks.
-pub fn authorize_agent(token: &Biscuit, agent: AgentId, operation: &str, now: SystemTime) -> Result<(), TicketError> {
-    let request = TicketRequest::new(agent, operation);
+pub fn authorize_agent(
+    token: &Biscuit,
+    agent: AgentId,
+    agent_slug: Option<&str>,
+    operation: &str,
+    now: SystemTime,
+) -> Result<(), TicketError> {
+    let request = TicketRequest { agent_slug, ..TicketRequest::new(agent, operation) };
     match authorizer(token, &request, now)?.authorize() {
         Ok(_) => Ok(()),
         Err(e) => match classify(&e, &request) {
@@ -279,14 +286,15 @@ fn authorizer(
         a = a.fact(fact("requested_tool", &[string(t)])).map_err(internal)?;
     }
     if let Some(args) = request.arguments {
-        let mut names = std::collections::BTreeSet::new();
+        // Every name is in the set (a `default` cap must not be fooled by many arguments); the
+        // values of the first ones only are facts, so a cap on one left out reads as missing.
+        let names = args.keys().map(|n| string(n)).collect();
+        a = a.fact(fact("arguments", &[builder::set(names)])).map_err(internal)?;
         for (name, value) in args.iter().take(shape::MAX_ARGUMENTS) {
-            names.insert(string(name));
             if let Some(term) = argument_term(value) {
                 a = a.fact(fact("argument", &[string(name), term])).map_err(internal)?;
             }
         }
-        a = a.fact(fact("arguments", &[builder::set(names)])).map_err(internal)?;
     }
     a.policy("allow if agent($a), requested_agent($a)")
         .map_err(internal)?
