@@ -208,22 +208,33 @@ pub async fn revoke_session_ticket(
 #[expect(dead_code, reason = "documents the request body; the domain validates the JSON itself")]
 pub struct AttenuateSessionTicketRequest {
     /// The ticket to narrow (this tenant's).
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, max_length = 8192)]
     ticket: String,
     /// Only these tools may be called (names).
-    tools: Option<Vec<String>>,
+    #[schema(min_items = 1, max_items = 100)]
+    tools: Option<Vec<BlockName>>,
     /// Only these servers (ids or slugs).
-    servers: Option<Vec<String>>,
+    #[schema(min_items = 1, max_items = 100)]
+    servers: Option<Vec<BlockName>>,
     /// Only these agents (ids or slugs).
-    agents: Option<Vec<String>>,
-    /// Only these operations (`list`, `call`, `connect`, `disconnect`, `check`).
-    operations: Option<Vec<String>>,
+    #[schema(min_items = 1, max_items = 100)]
+    agents: Option<Vec<BlockName>>,
+    /// Only these operations (`list`, `call`, `read`, `connect`, `disconnect`, `check`).
+    #[schema(min_items = 1, max_items = 100)]
+    operations: Option<Vec<BlockName>>,
     /// A shorter life, in seconds from now.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 86400)]
     expires_in: Option<u64>,
     /// Argument caps: `{"tool": "db_query", "argument": "max_rows", "max": 100, "default": false}`.
+    #[schema(max_items = 16)]
     caps: Option<Vec<switchboard_domain::ticket::delegation::Cap>>,
 }
+
+/// A name a block can carry: 1–256 characters, no quotes, backslashes or control characters.
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[schema(pattern = "^[^\"\\\\\\x00-\\x1f\\x7f]{1,256}$")]
+#[expect(dead_code, reason = "documents the request body")]
+pub struct BlockName(String);
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AttenuatedSessionTicketResponse {

@@ -32,7 +32,9 @@ use super::{Authority, TicketError, TicketRequest};
 /// An argument cap: `tool.argument <= max`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Cap {
+    #[schema(min_length = 1, max_length = 256, pattern = "^[^\"\\\\\\x00-\\x1f\\x7f]+$")]
     pub tool: String,
+    #[schema(min_length = 1, max_length = 256, pattern = "^[^\"\\\\\\x00-\\x1f\\x7f]+$")]
     pub argument: String,
     pub max: i64,
     /// Whether a call may leave the argument out (the tool's own default then applies).
@@ -350,7 +352,7 @@ pub fn check_narrowing(parent: &Grants, n: &Narrowing, now: SystemTime) -> Resul
         .chain(n.caps.iter().flat_map(|c| [&c.tool, &c.argument]));
     if let Some(bad) = names
         .into_iter()
-        .find(|x| x.is_empty() || x.len() > 256 || x.chars().any(|c| c == '"' || c == '\\' || c.is_control()))
+        .find(|x| x.is_empty() || x.chars().count() > 256 || x.chars().any(|c| c == '"' || c == '\\' || c.is_control()))
     {
         return Err(NarrowError::Invalid(format!(
             "`{}` is not a name a block can carry: 1 to 256 characters, no quotes, backslashes or control characters",
@@ -521,7 +523,7 @@ pub fn validate_attenuate(
             Some(Value::Array(items)) if !items.is_empty() && items.len() <= 100 => {
                 let names: Vec<String> = items
                     .iter()
-                    .filter_map(|i| i.as_str().filter(|s| !s.is_empty() && s.len() <= 256).map(str::to_owned))
+                    .filter_map(|i| i.as_str().filter(|s| !s.is_empty() && s.chars().count() <= 256).map(str::to_owned))
                     .collect();
                 if names.len() == items.len() {
                     Some(names)
