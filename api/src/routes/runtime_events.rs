@@ -1,6 +1,6 @@
 //! `GET /v1/runtime/events`: connection events as server-sent events, for a console that wants to
-//! update without polling. Only the ticket's user's events, for agents the ticket covers; the
-//! stream ends when the ticket expires. Each event carries its id, so a client that reconnects
+//! update without polling. Only the ticket's user's events, for agents (and, for a narrowed
+//! ticket, servers) the ticket covers; the stream ends when the ticket expires. Each event carries its id, so a client that reconnects
 //! with `Last-Event-ID` misses nothing; without one it gets what happens from now on.
 
 use std::time::{Duration, Instant};
@@ -41,8 +41,9 @@ pub async fn stream_runtime_events(
         .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
         .unwrap_or_else(uuid::Uuid::now_v7);
     let store = state.store.clone();
+    let gateway = state.gateway.clone();
     let stream = futures_util::stream::unfold(Cursor { after, last_sent: Instant::now() }, move |mut cur| {
-        let (store, ticket, user) = (store.clone(), ticket.clone(), user.clone());
+        let (store, ticket, user, gateway) = (store.clone(), ticket.clone(), user.clone(), gateway.clone());
         async move {
             loop {
                 // An expired ticket ends the stream (the client mints a new one and resumes with
@@ -75,8 +76,12 @@ pub async fn stream_runtime_events(
                         .and_then(serde_json::Value::as_str)
                         .and_then(|a| uuid::Uuid::parse_str(a).ok())
                         .map(AgentId::from);
+                    let server = e.data.get("mcp_server_id").and_then(serde_json::Value::as_str);
                     let mine = e.data.get("user_id").and_then(serde_json::Value::as_str) == Some(user.as_str())
-                        && agent.is_some_and(|a| ticket.authorize_agent(a, None, "events").is_ok());
+                        && match agent {
+                            Some(a) => covers(&gateway, &ticket, a, server).await,
+                            None => false,
+                        };
                     if mine {
                         let data = serde_json::json!({"type": e.event_type, "timestamp": e.created_at, "data": e.data});
                         chunk.push_str(&format!("id: {}\nevent: {}\ndata: {data}\n\n", e.id, e.event_type));
@@ -101,4 +106,27 @@ pub async fn stream_runtime_events(
         .insert_header(("cache-control", "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
         .streaming(stream))
+}
+
+/// Whether the ticket covers events of `agent` and `server`. A narrowed ticket is asked about the
+/// server too, by id and slug (from the gateway's views), so a worker narrowed to one server sees
+/// only its events; anything that cannot be looked up is not shown.
+async fn covers(
+    gateway: &switchboard_gateway::Gateway,
+    ticket: &TicketContext,
+    agent: AgentId,
+    server: Option<&str>,
+) -> bool {
+    if !ticket.attenuated() {
+        return ticket.authorize_agent(agent, None, "events").is_ok();
+    }
+    let Ok(attachments) = gateway.agent_attachments(ticket.tenant_id, agent).await else { return false };
+    let attachment = attachments.iter().find(|a| server.is_some_and(|s| a.mcp_server_id.to_string() == s));
+    let request = switchboard_domain::ticket::TicketRequest {
+        server,
+        server_slug: attachment.map(|a| a.server_slug.as_str()),
+        agent_slug: attachments.first().map(|a| a.agent_slug.as_str()),
+        ..switchboard_domain::ticket::TicketRequest::new(agent, "events")
+    };
+    ticket.authorize(&request).is_ok()
 }

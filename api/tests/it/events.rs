@@ -142,7 +142,17 @@ async fn events_reach_the_webhook_signed_and_the_runtime_stream() {
             res
         }
     };
+    // A worker's ticket, narrowed to another server: the same user's events of this server are
+    // not its business.
+    let narrowed = app
+        .post("/v1/session-tickets/attenuate", &json!({"ticket": mine, "servers": ["another-server-v1"]}))
+        .await
+        .json()["ticket"]
+        .as_str()
+        .expect("narrowed")
+        .to_owned();
     let (mut stream, mut other) = (open(mine.clone()).await, open(theirs).await);
+    let mut narrowed_stream = open(narrowed).await;
 
     // An event: the user disconnects.
     let res = app
@@ -159,9 +169,15 @@ async fn events_reach_the_webhook_signed_and_the_runtime_stream() {
         seen.push_str(&String::from_utf8_lossy(&chunk.expect("the stream stays open")));
     }
     assert!(seen.contains("\"user_id\":\"u\""), "{seen}");
-    // Someone else's console sees nothing of it.
+    // Someone else's console sees nothing of it, nor does the ticket narrowed to another server.
     if let Ok(Ok(Some(chunk))) = tokio::time::timeout(Duration::from_millis(1500), other.chunk()).await {
         assert!(!String::from_utf8_lossy(&chunk).contains("connection.revoked"));
+    }
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while let Ok(Ok(Some(chunk))) =
+        tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), narrowed_stream.chunk()).await
+    {
+        assert!(!String::from_utf8_lossy(&chunk).contains("connection."), "{}", String::from_utf8_lossy(&chunk));
     }
 
     // The webhook: two events (the grant connected, then revoked); each one's first attempt gets
