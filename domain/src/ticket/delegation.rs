@@ -548,7 +548,7 @@ pub fn validate_attenuate(
     let (tools, servers, agents, operations) = (list("tools"), list("servers"), list("agents"), list("operations"));
     let expires_at = match map.get("expires_in") {
         None | Some(Value::Null) => None,
-        Some(v) => match v.as_u64().filter(|s| (1..=super::MAX_LIFETIME.as_secs()).contains(s)) {
+        Some(v) => match super::whole_number(v).filter(|s| (1..=super::MAX_LIFETIME.as_secs()).contains(s)) {
             Some(s) => now.checked_add(std::time::Duration::from_secs(s)),
             None => {
                 errs.push(FieldError::new(
@@ -567,7 +567,10 @@ pub fn validate_attenuate(
             for (i, item) in items.iter().enumerate() {
                 let tool = item.get("tool").and_then(Value::as_str).filter(|s| !s.is_empty());
                 let argument = item.get("argument").and_then(Value::as_str).filter(|s| !s.is_empty());
-                let max = item.get("max").and_then(Value::as_i64);
+                let max = item.get("max").and_then(|m| {
+                    m.as_i64()
+                        .or_else(|| m.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= 9.0e15).map(|f| f as i64))
+                });
                 let default = item.get("default").and_then(Value::as_bool).unwrap_or(false);
                 match (tool, argument, max) {
                     (Some(tool), Some(argument), Some(max)) => {
@@ -750,6 +753,27 @@ mod tests {
         // A block with rules is too complex to run at all.
         let rules = super::super::attenuate(&f.root, &pk, r#"argument("max_rows", 1) <- time($t);"#).expect("append");
         assert!(matches!(open(&rules, &pk), Err(TicketError::TooComplex(_))));
+    }
+
+    #[test]
+    fn whole_floats_are_integers_in_requests() {
+        let agent = AgentId::new().to_string();
+        let mint = super::super::validate_mint(
+            &json!({"user_id": "u", "agent_ids": [agent], "max_delegation_depth": 5.0, "expires_in": 600.0}),
+        )
+        .expect("5.0 is a whole number");
+        assert_eq!(mint.max_delegation_depth, 5);
+        assert!(
+            super::super::validate_mint(&json!({"user_id": "u", "agent_ids": [agent], "max_delegation_depth": 2.5}))
+                .is_err()
+        );
+        let (_, n) = validate_attenuate(
+            &json!({"ticket": "sbt_x", "expires_in": 60.0, "caps": [{"tool": "t", "argument": "a", "max": 100.0}]}),
+            SystemTime::now(),
+        )
+        .expect("whole floats");
+        assert_eq!(n.caps[0].max, 100);
+        assert!(n.expires_at.is_some());
     }
 
     #[test]

@@ -544,6 +544,12 @@ mod tests {
     }
 }
 
+/// A JSON number that is a whole, non-negative number (`3600` or `3600.0`: JSON Schema's
+/// `integer`), up to a billion.
+pub(crate) fn whole_number(v: &serde_json::Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 1e9).map(|f| f as u64))
+}
+
 /// A validated `POST /v1/session-tickets` body.
 #[derive(Clone, Debug)]
 pub struct MintRequest {
@@ -573,7 +579,8 @@ pub fn validate_mint(body: &serde_json::Value) -> Result<MintRequest, crate::Dom
     let subject = opt_string(&mut errs, map, "", "subject", 256);
     let max_delegation_depth = match map.get("max_delegation_depth") {
         None | Some(serde_json::Value::Null) => DEFAULT_MAX_DELEGATION_DEPTH,
-        Some(v) => match v.as_u64().and_then(|d| usize::try_from(d).ok()).filter(|d| *d <= shape::MAX_DEPTH) {
+        // `5.0` is a whole number too (JSON Schema's `integer`).
+        Some(v) => match whole_number(v).and_then(|d| usize::try_from(d).ok()).filter(|d| *d <= shape::MAX_DEPTH) {
             Some(d) => d,
             None => {
                 errs.push(FieldError::new(
@@ -614,11 +621,7 @@ pub fn validate_mint(body: &serde_json::Value) -> Result<MintRequest, crate::Dom
     let expires_in = match map.get("expires_in") {
         None | Some(serde_json::Value::Null) => 3600,
         // `3600.0` is a whole number too (JSON Schema's `integer`).
-        Some(v) => match v
-            .as_u64()
-            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 1e9).map(|f| f as u64))
-            .filter(|s| (60..=MAX_LIFETIME.as_secs()).contains(s))
-        {
+        Some(v) => match whole_number(v).filter(|s| (60..=MAX_LIFETIME.as_secs()).contains(s)) {
             Some(s) => s,
             None => {
                 errs.push(FieldError::new(
