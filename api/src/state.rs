@@ -59,9 +59,9 @@ pub fn gateway_config(settings: &Settings) -> switchboard_gateway::GatewayConfig
 
 impl AppState {
     /// Announces a change of what the gateway caches: applied to this process's views before
-    /// the caller answers, and published to the other processes.
+    /// the caller answers (the gateway observes every change published here), and published to
+    /// the other processes.
     pub fn changed(&self, change: switchboard_worker::changes::Change) {
-        self.gateway.invalidate(&change);
         self.runtime.changes.publish(change);
     }
 

@@ -148,12 +148,6 @@ impl Gateway {
         Self { inner }
     }
 
-    /// Applies a change to this gateway's views now (the broadcast may bring it again, which
-    /// is harmless).
-    pub fn invalidate(&self, change: &Change) {
-        self.inner.apply(change);
-    }
-
     /// Adds the gateway's metrics to `registry` (the process's `/metrics`).
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         self.inner.metrics.register(registry);

@@ -263,7 +263,7 @@ pub async fn attenuate_session_ticket(
     body: web::Json<serde_json::Value>,
 ) -> Result<web::Json<AttenuatedSessionTicketResponse>, ApiError> {
     use switchboard_domain::ticket::delegation;
-    let (presented, narrowing) = delegation::validate_attenuate(&body, SystemTime::now())?;
+    let (presented, narrowing) = ticket::validate_attenuate(&body, SystemTime::now())?;
     if ticket::tenant_of(&presented).ok() != Some(tenant.tenant_id) {
         return Err(DomainError::invalid("ticket", "invalid", "this is not a session ticket of this tenant").into());
     }

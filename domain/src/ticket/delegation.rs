@@ -312,13 +312,12 @@ pub(super) fn describe_cap_failure(
                 "argument `{}` of `{}` is required: the session ticket caps it at {} and does not allow leaving it out",
                 cap.argument, cap.tool, cap.max
             ),
+            // Only a number is shown: a string argument's value may be anything, a secret too,
+            // and this message reaches the client and the audit trail.
             Some(v) => {
-                let mut shown = v.to_string();
-                if shown.len() > 40 {
-                    shown = format!("{}…", shown.chars().take(40).collect::<String>());
-                }
+                let is = if v.is_number() { format!("is {v}") } else { "is not an integer".to_owned() };
                 format!(
-                    "argument `{}` of `{}` is {shown}: the session ticket caps it at {} (an integer)",
+                    "argument `{}` of `{}` {is}: the session ticket caps it at {} (an integer)",
                     cap.argument, cap.tool, cap.max
                 )
             }
@@ -492,112 +491,6 @@ pub fn narrow(
     Ok((narrowed, grants))
 }
 
-/// Validates `POST /v1/session-tickets/attenuate`'s body: `{ticket, tools?, servers?, agents?,
-/// operations?, expires_in?, caps?}`.
-pub fn validate_attenuate(
-    body: &serde_json::Value,
-    now: SystemTime,
-) -> Result<(String, Narrowing), crate::DomainError> {
-    use serde_json::Value;
-
-    use crate::FieldError;
-    use crate::validate::{self, Errors, opt_string, reject_unknown};
-    let mut errs = Errors::default();
-    let Some(map) = validate::object(&mut errs, "", body) else {
-        return Err(crate::DomainError::Invalid(errs.0));
-    };
-    reject_unknown(
-        &mut errs,
-        map,
-        "",
-        &["ticket", "tools", "servers", "agents", "operations", "expires_in", "caps"],
-        &[("ttl", "use expires_in, in seconds"), ("tool", "use tools, an array")],
-    );
-    let ticket = opt_string(&mut errs, map, "", "ticket", super::shape::MAX_TICKET_CHARS);
-    if map.get("ticket").is_none_or(Value::is_null) {
-        errs.required("ticket", "the session ticket to narrow");
-    }
-    let mut list = |key: &str| -> Option<Vec<String>> {
-        match map.get(key) {
-            None | Some(Value::Null) => None,
-            Some(Value::Array(items)) if !items.is_empty() && items.len() <= 100 => {
-                let names: Vec<String> = items
-                    .iter()
-                    .filter_map(|i| i.as_str().filter(|s| !s.is_empty() && s.chars().count() <= 256).map(str::to_owned))
-                    .collect();
-                if names.len() == items.len() {
-                    Some(names)
-                } else {
-                    errs.push(FieldError::new(
-                        key,
-                        "invalid",
-                        format!("{key} must be an array of names (1 to 256 characters)"),
-                    ));
-                    None
-                }
-            }
-            Some(_) => {
-                errs.push(
-                    FieldError::new(key, "invalid", format!("{key} must be an array of 1 to 100 names"))
-                        .with_hint("omit it to keep what the ticket has; a ticket cannot be narrowed to nothing"),
-                );
-                None
-            }
-        }
-    };
-    let (tools, servers, agents, operations) = (list("tools"), list("servers"), list("agents"), list("operations"));
-    let expires_at = match map.get("expires_in") {
-        None | Some(Value::Null) => None,
-        Some(v) => match super::whole_number(v).filter(|s| (1..=super::MAX_LIFETIME.as_secs()).contains(s)) {
-            Some(s) => now.checked_add(std::time::Duration::from_secs(s)),
-            None => {
-                errs.push(FieldError::new(
-                    "expires_in",
-                    "out_of_range",
-                    format!("expires_in must be a number of seconds from 1 to {}", super::MAX_LIFETIME.as_secs()),
-                ));
-                None
-            }
-        },
-    };
-    let caps = match map.get("caps") {
-        None | Some(Value::Null) => vec![],
-        Some(Value::Array(items)) if items.len() <= 16 => {
-            let mut caps = Vec::new();
-            for (i, item) in items.iter().enumerate() {
-                let tool = item.get("tool").and_then(Value::as_str).filter(|s| !s.is_empty());
-                let argument = item.get("argument").and_then(Value::as_str).filter(|s| !s.is_empty());
-                let max = item.get("max").and_then(|m| {
-                    m.as_i64()
-                        .or_else(|| m.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= 9.0e15).map(|f| f as i64))
-                });
-                let default = item.get("default").and_then(Value::as_bool).unwrap_or(false);
-                match (tool, argument, max) {
-                    (Some(tool), Some(argument), Some(max)) => {
-                        caps.push(Cap { tool: tool.to_owned(), argument: argument.to_owned(), max, default });
-                    }
-                    _ => errs.push(
-                        FieldError::new(
-                            format!("caps[{i}]"),
-                            "invalid",
-                            "a cap is {\"tool\", \"argument\", \"max\" (an integer), \"default\"?}",
-                        )
-                        .with_hint("{\"tool\": \"db_query\", \"argument\": \"max_rows\", \"max\": 100}"),
-                    ),
-                }
-            }
-            caps
-        }
-        Some(_) => {
-            errs.push(FieldError::new("caps", "invalid", "caps must be an array of at most 16 caps"));
-            vec![]
-        }
-    };
-    let narrowing = Narrowing { tools, servers, agents, operations, expires_at, caps };
-    let ticket = errs.finish(ticket)?.unwrap_or_default();
-    Ok((ticket, narrowing))
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -767,7 +660,7 @@ mod tests {
             super::super::validate_mint(&json!({"user_id": "u", "agent_ids": [agent], "max_delegation_depth": 2.5}))
                 .is_err()
         );
-        let (_, n) = validate_attenuate(
+        let (_, n) = super::super::validate_attenuate(
             &json!({"ticket": "sbt_x", "expires_in": 60.0, "caps": [{"tool": "t", "argument": "a", "max": 100.0}]}),
             SystemTime::now(),
         )

@@ -24,7 +24,10 @@
 //! JSON-RPC invalid-params error for an argument cap.
 
 pub mod delegation;
+mod requests;
 pub mod shape;
+
+pub use requests::{MintRequest, validate_attenuate, validate_mint};
 
 use std::time::{Duration, SystemTime};
 
@@ -542,107 +545,6 @@ mod tests {
         assert_eq!(key.public_hex(), again.public_hex());
         assert!(!format!("{key:?}").contains(&crate::crypto::hex(&key.private_bytes())));
     }
-}
-
-/// A JSON number that is a whole, non-negative number (`3600` or `3600.0`: JSON Schema's
-/// `integer`), up to a billion.
-pub(crate) fn whole_number(v: &serde_json::Value) -> Option<u64> {
-    v.as_u64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 1e9).map(|f| f as u64))
-}
-
-/// A validated `POST /v1/session-tickets` body.
-#[derive(Clone, Debug)]
-pub struct MintRequest {
-    pub user_id: String,
-    pub agents: Vec<AgentId>,
-    pub expires_in: Duration,
-    pub subject: Option<String>,
-    pub max_delegation_depth: usize,
-}
-
-/// Validates `{user_id, agent_ids, expires_in?}` (expires_in in seconds, 60–86400, default 3600).
-pub fn validate_mint(body: &serde_json::Value) -> Result<MintRequest, crate::DomainError> {
-    use crate::FieldError;
-    use crate::validate::{self, Errors, opt_string, reject_unknown};
-    let mut errs = Errors::default();
-    let Some(map) = validate::object(&mut errs, "", body) else {
-        return Err(crate::DomainError::Invalid(errs.0));
-    };
-    reject_unknown(
-        &mut errs,
-        map,
-        "",
-        &["user_id", "agent_ids", "expires_in", "subject", "max_delegation_depth"],
-        &[("agent_id", "use agent_ids, an array")],
-    );
-    let user_id = opt_string(&mut errs, map, "", "user_id", 256);
-    let subject = opt_string(&mut errs, map, "", "subject", 256);
-    let max_delegation_depth = match map.get("max_delegation_depth") {
-        None | Some(serde_json::Value::Null) => DEFAULT_MAX_DELEGATION_DEPTH,
-        // `5.0` is a whole number too (JSON Schema's `integer`).
-        Some(v) => match whole_number(v).and_then(|d| usize::try_from(d).ok()).filter(|d| *d <= shape::MAX_DEPTH) {
-            Some(d) => d,
-            None => {
-                errs.push(FieldError::new(
-                    "max_delegation_depth",
-                    "out_of_range",
-                    format!("max_delegation_depth must be a whole number from 0 to {}", shape::MAX_DEPTH),
-                ));
-                0
-            }
-        },
-    };
-    if map.get("user_id").is_none_or(serde_json::Value::is_null) {
-        errs.required("user_id", "your identifier of the end user the session acts for");
-    }
-    let mut agents = Vec::new();
-    match map.get("agent_ids") {
-        Some(serde_json::Value::Array(items)) if !items.is_empty() && items.len() <= 50 => {
-            for (i, item) in items.iter().enumerate() {
-                match item.as_str().and_then(|s| uuid::Uuid::try_parse(s).ok()) {
-                    Some(id) if !agents.contains(&AgentId(id)) => agents.push(AgentId(id)),
-                    Some(_) => {}
-                    None => errs.push(FieldError::new(
-                        format!("agent_ids[{i}]"),
-                        "invalid",
-                        "each agent id must be an agent's UUID",
-                    )),
-                }
-            }
-        }
-        Some(serde_json::Value::Array(_)) => {
-            errs.push(FieldError::new("agent_ids", "invalid", "agent_ids must name 1 to 50 agents"));
-        }
-        _ => errs.push(
-            FieldError::new("agent_ids", "required", "agent_ids is required: the agents this session may act for")
-                .with_hint("send `\"agent_ids\": [\"<agent id>\"]`"),
-        ),
-    }
-    let expires_in = match map.get("expires_in") {
-        None | Some(serde_json::Value::Null) => 3600,
-        // `3600.0` is a whole number too (JSON Schema's `integer`).
-        Some(v) => match whole_number(v).filter(|s| (60..=MAX_LIFETIME.as_secs()).contains(s)) {
-            Some(s) => s,
-            None => {
-                errs.push(FieldError::new(
-                    "expires_in",
-                    "out_of_range",
-                    format!("expires_in must be a number of seconds from 60 to {}", MAX_LIFETIME.as_secs()),
-                ));
-                0
-            }
-        },
-    };
-    let user_id = errs
-        .finish(user_id)?
-        .ok_or_else(|| crate::DomainError::invalid("user_id", "required", "user_id is required"))?;
-    Ok(MintRequest {
-        user_id,
-        agents,
-        expires_in: Duration::from_secs(expires_in),
-        subject: subject.filter(|s| !s.is_empty()),
-        max_delegation_depth,
-    })
 }
 
 #[cfg(test)]
