@@ -12,6 +12,8 @@ pub mod connection;
 pub mod crypto;
 pub mod error;
 pub mod error_code;
+pub mod finding;
+pub mod health;
 pub mod ids;
 pub mod job;
 pub mod mcp_server;

@@ -17,6 +17,7 @@ mod m0009_webhooks;
 mod m0010_tenant_deletion;
 mod m0011_rediscovery;
 mod m0012_gateway;
+mod m0013_health;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0010_tenant_deletion::Migration),
             Box::new(m0011_rediscovery::Migration),
             Box::new(m0012_gateway::Migration),
+            Box::new(m0013_health::Migration),
         ]
     }
 }

@@ -14,10 +14,14 @@ fn main() -> std::process::ExitCode {
         eprintln!("error: {} has no error-table markers", readme.display());
         return std::process::ExitCode::FAILURE;
     };
+    let Some(updated) = switchboard_domain::finding::with_readme_table(&updated) else {
+        eprintln!("error: {} has no findings-table markers", readme.display());
+        return std::process::ExitCode::FAILURE;
+    };
     if let Err(e) = std::fs::write(&readme, updated) {
         eprintln!("error: cannot write {}: {e}", readme.display());
         return std::process::ExitCode::FAILURE;
     }
-    println!("wrote the error table of {}", readme.display());
+    println!("wrote the error and findings tables of {}", readme.display());
     std::process::ExitCode::SUCCESS
 }

@@ -402,3 +402,34 @@ pub mod tenant_settings {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod health_minutes {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "health_minutes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub instance_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub mcp_server_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub minute: DateTimeUtc,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub source: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub outcome: String,
+        pub calls: i64,
+        pub latency_ms_sum: i64,
+        pub histogram: String,
+        pub last_at: DateTimeUtc,
+        pub last_detail: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

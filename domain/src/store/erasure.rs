@@ -133,6 +133,12 @@ impl QueueStore<'_> {
             txn.commit().await.map_err(map_err)?;
             return Ok(PurgeStep::Waiting { jobs: pending + late as u64 });
         }
+        // Health counters hang on no foreign key (they are telemetry): deleted by hand.
+        super::entities::health_minutes::Entity::delete_many()
+            .filter(super::entities::health_minutes::Column::TenantId.eq(id.0))
+            .exec(&txn)
+            .await
+            .map_err(map_err)?;
         tenants::Entity::delete_by_id(id.0).exec(&txn).await.map_err(map_err)?;
         audit::record(
             &txn,

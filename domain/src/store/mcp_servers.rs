@@ -21,7 +21,7 @@ const SECRETS: &str = "secrets";
 
 /// A server row without its sealed secrets: what reads that only show a server fetch.
 #[derive(Debug, FromQueryResult)]
-struct ServerRow {
+pub(super) struct ServerRow {
     id: uuid::Uuid,
     tenant_id: uuid::Uuid,
     name: String,
@@ -68,7 +68,7 @@ fn select_public() -> Select<mcp_servers::Entity> {
     ])
 }
 
-fn model_to_server(m: impl Into<ServerRow>) -> Result<McpServer, DomainError> {
+pub(super) fn model_to_server(m: impl Into<ServerRow>) -> Result<McpServer, DomainError> {
     let m: ServerRow = m.into();
     Ok(McpServer {
         id: m.id.into(),

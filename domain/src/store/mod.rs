@@ -11,6 +11,7 @@ mod audit;
 mod connections;
 pub(crate) mod entities;
 mod erasure;
+mod health;
 mod events;
 mod idempotency;
 mod issuances;
@@ -34,6 +35,7 @@ use sea_orm::sqlx::sqlite as sqlx_sqlite;
 use sea_orm::{ConnectOptions, ConnectionTrait as _, Database, DatabaseConnection, DbErr, SqlErr, Statement};
 
 pub use connections::ConnectionFilter;
+pub use health::normalize_endpoint;
 pub use erasure::{PurgeStep, TenantDeletion, UserDeletion};
 pub use idempotency::{Begin, IdempotencyKey};
 pub use jobs::{ClaimedJob, JobEnd, JobSummary};

@@ -41,6 +41,7 @@ tenant_owned!(
     auth_flows,
     issuances,
     tenant_settings,
+    health_minutes,
 );
 
 /// The tenant's own row: its id is its tenant column.

@@ -24,9 +24,11 @@
 //! JSON-RPC invalid-params error for an argument cap.
 
 pub mod delegation;
+mod explained;
 mod requests;
 pub mod shape;
 
+pub use explained::scope_finding;
 pub use requests::{MintRequest, validate_attenuate, validate_mint};
 
 use std::time::{Duration, SystemTime};
