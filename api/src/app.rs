@@ -140,6 +140,9 @@ fn not_found(methods: &MethodTable, req: &actix_web::HttpRequest) -> Result<Http
 
 /// Starts serving on an already bound listener (bind first, so callers know the port).
 pub fn serve(state: AppState, listener: TcpListener, workers: usize) -> std::io::Result<Server> {
+    // Health counters are written every few seconds while this server runs (and once more when
+    // the process stops: `serve` flushes them after the server ends).
+    tokio::spawn(state.runtime.health.clone().run(std::future::pending()));
     let server = HttpServer::new(move || build(state.clone()))
         .workers(workers.max(1))
         // Streamed answers (the gateway's SSE, the runtime event stream) are written event by

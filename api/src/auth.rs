@@ -127,6 +127,24 @@ impl TicketContext {
         switchboard_domain::ticket::authorize(&self.ticket.token, request, std::time::SystemTime::now())
     }
 
+    /// [`Self::authorize`], with a refusal for scope explained as a `ticket_scope` finding
+    /// (which check of which block failed, what the ticket covers).
+    pub fn authorize_explained(
+        &self,
+        request: &switchboard_domain::ticket::TicketRequest<'_>,
+    ) -> Result<String, ApiError> {
+        use switchboard_domain::ticket::{TicketError, scope_finding};
+        match self.authorize(request) {
+            Err(TicketError::Scope) => Err(ApiError::TicketScope(Box::new(scope_finding(
+                &self.ticket.token,
+                &self.ticket.authority,
+                request,
+                std::time::SystemTime::now(),
+            )))),
+            other => Ok(other?),
+        }
+    }
+
     /// The ticket's user (its authority block's).
     pub fn user(&self) -> Result<String, ApiError> {
         Ok(self.ticket.authority.user.clone())

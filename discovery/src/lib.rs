@@ -16,6 +16,7 @@ pub mod http;
 pub mod mcp;
 pub mod oauth;
 pub mod policy;
+pub mod probe;
 pub mod register;
 pub mod result;
 pub mod urls;

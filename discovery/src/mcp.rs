@@ -127,13 +127,27 @@ async fn send(
                     .collect::<Vec<_>>()
                     .join(", ");
                 let challenge = crate::www_authenticate::bearer(&header).ok().flatten();
+                // What the challenge said (`invalid_token: audience …`) is what tells a wrong
+                // audience from a revoked token; kept short and printable.
+                let said = challenge.as_ref().and_then(|c| {
+                    let words = [c.error.as_deref(), c.error_description.as_deref()]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(": ");
+                    (!words.is_empty()).then(|| words.chars().filter(|c| !c.is_control()).take(200).collect::<String>())
+                });
                 let required_scopes = match challenge {
                     Some(c) if f.status.as_u16() == 403 && c.error.as_deref() == Some("insufficient_scope") => {
                         c.scope.map(|s| s.split_ascii_whitespace().map(str::to_owned).collect()).unwrap_or_default()
                     }
                     _ => Vec::new(),
                 };
-                Err(Failure { message: failure(f.status.as_u16()), status: Some(f.status.as_u16()), required_scopes })
+                let message = match said {
+                    Some(said) => format!("{} — {said}", failure(f.status.as_u16())),
+                    None => failure(f.status.as_u16()),
+                };
+                Err(Failure { message, status: Some(f.status.as_u16()), required_scopes })
             }
         }
         Err(e) => {

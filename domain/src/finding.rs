@@ -137,6 +137,10 @@ findings! {
     ServerNotReady => "server_not_ready", Error,
         "The server is not ready for user consent",
         "Let discovery fill the missing fields (`POST /v1/mcp-servers/{id}/rediscover`) or set them (evidence: `missing`).";
+    /// The agent is not attached to the server.
+    NotAttached => "not_attached", Error,
+        "The agent is not attached to this server",
+        "Attach it: `PUT /v1/agents/{agent}/mcp-servers/{id} {}` (with a `tools` allow-list to limit what it may call).";
     /// The MCP server does not answer in time.
     UpstreamTimeout => "upstream_timeout", Error,
         "The MCP server does not answer in time",
@@ -291,8 +295,7 @@ pub fn readme_table() -> String {
 }
 
 /// Where the README keeps the generated list: between these two lines.
-pub const README_START: &str =
-    "<!-- findings-table:start (generated from domain/src/finding.rs; `cargo run -p switchboard-openapi` rewrites it) -->\n";
+pub const README_START: &str = "<!-- findings-table:start (generated from domain/src/finding.rs; `cargo run -p switchboard-openapi` rewrites it) -->\n";
 pub const README_END: &str = "<!-- findings-table:end -->";
 
 /// `readme` with its findings list replaced by the current one; `None` when the markers are missing.

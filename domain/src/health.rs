@@ -17,6 +17,8 @@ use crate::{McpServerId, TenantId};
 pub const LATENCY_BOUNDS_MS: [u64; 13] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000];
 /// Buckets in a histogram: one per bound and the overflow.
 pub const BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
+/// The largest bound: what the overflow bucket reads as.
+const LAST_BOUND: u64 = 10_000;
 
 /// The outcome of a call that succeeded. Failures are counted under their finding code.
 pub const OK: &str = "ok";
@@ -116,13 +118,18 @@ impl MinuteCounts {
         if self.calls == 0 {
             return None;
         }
-        #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss, reason = "a rank among at most u64 calls")]
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss,
+            reason = "a rank among at most u64 calls"
+        )]
         let rank = ((self.calls as f64) * q).ceil().max(1.0) as u64;
         let mut seen = 0;
         for (i, n) in self.histogram.iter().enumerate() {
             seen += n;
             if seen >= rank {
-                return Some(LATENCY_BOUNDS_MS.get(i).copied().unwrap_or(LATENCY_BOUNDS_MS[LATENCY_BOUNDS_MS.len() - 1]));
+                return Some(LATENCY_BOUNDS_MS.get(i).copied().unwrap_or(LAST_BOUND));
             }
         }
         None
@@ -238,7 +245,7 @@ pub fn report(server: McpServerId, buckets: &[StoredBucket], now: DateTime<Utc>)
             detail: c.last_detail,
         })
         .collect();
-    last_failures.sort_by(|a, b| b.at.cmp(&a.at));
+    last_failures.sort_by_key(|f| std::cmp::Reverse(f.at));
     last_failures.truncate(20);
     HealthReport {
         mcp_server_id: server,
@@ -256,7 +263,7 @@ mod tests {
     #[test]
     fn quantiles_read_the_bucket_bounds() {
         let mut c = MinuteCounts::default();
-        let at = Utc::now();
+        let at = crate::clock::now();
         for ms in [0, 1, 3, 3, 3, 8, 40, 40, 90, 20_000] {
             c.add(ms, at, None);
         }
@@ -268,7 +275,7 @@ mod tests {
 
     #[test]
     fn a_report_counts_the_hour_and_the_day_apart() {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let server = McpServerId::new();
         let bucket = |ago: Duration, outcome: &str, calls: u64| {
             let mut counts = MinuteCounts::default();

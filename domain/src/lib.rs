@@ -8,6 +8,7 @@ pub mod agent;
 pub mod api_key;
 pub mod audit;
 pub mod clock;
+pub mod compare;
 pub mod connection;
 pub mod crypto;
 pub mod error;

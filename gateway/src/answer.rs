@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures_util::TryStreamExt as _;
 use serde_json::{Value, json};
 use switchboard_discovery::FetchError;
+use switchboard_domain::finding::FindingCode;
 
 use crate::Inner;
 use crate::inbound::Refusal;
@@ -99,6 +100,13 @@ impl Inner {
                 "ticket_scope",
                 "the session ticket's scope does not include this agent, server, tool or operation",
             ),
+            Refusal::ScopeExplained(finding) => {
+                let mut body = json!({"type": "about:blank", "title": "Forbidden", "status": 403, "code": "ticket_scope", "detail": finding.detail, "finding": finding});
+                if let Some(map) = body.as_object_mut() {
+                    map.insert("hint".into(), json!(finding.fix));
+                }
+                HttpResponse::Forbidden().content_type("application/problem+json").body(body.to_string())
+            }
             Refusal::Unavailable => {
                 let mut r =
                     problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the gateway cannot reach its database");
@@ -115,7 +123,18 @@ impl Inner {
 
 /// Upstream failures, as the client sees them: a JSON-RPC error with a clear message.
 impl UpstreamError {
+    /// The finding this failure is.
+    pub(crate) fn finding(&self) -> FindingCode {
+        match self {
+            Self::Fetch(FetchError::Timeout) => FindingCode::UpstreamTimeout,
+            Self::Fetch(FetchError::Blocked) => FindingCode::BlockedByNetworkPolicy,
+            Self::Garbage | Self::Fetch(FetchError::TooLarge(_)) => FindingCode::UpstreamInvalid,
+            Self::Fetch(_) | Self::Status(_) | Self::UnknownSession => FindingCode::UpstreamUnavailable,
+        }
+    }
+
     pub(crate) fn into_response(self, id: Option<&Value>) -> HttpResponse {
+        let finding = self.finding();
         let (c, message) = match self {
             Self::Fetch(FetchError::Timeout) => {
                 (code::UPSTREAM_UNAVAILABLE, "the MCP server did not answer in time".to_owned())
@@ -129,7 +148,7 @@ impl UpstreamError {
             Self::UnknownSession => return HttpResponse::NotFound().finish(),
         };
         let status = if id.is_some() { 200 } else { 502 };
-        json_response(status, &rpc::error(id, c, &message, None))
+        json_response(status, &rpc::finding_error(id, c, &message, finding))
     }
 }
 
@@ -146,10 +165,13 @@ pub(crate) async fn respond_streaming(
     gateway_session: Option<&str>,
     id: Option<&Value>,
     watched: bool,
+    observed: &mut crate::observe::Observed,
 ) -> HttpResponse {
     let status = res.status();
     if status.is_server_error() {
-        return UpstreamError::Status(status.as_u16()).into_response(id);
+        let e = UpstreamError::Status(status.as_u16());
+        observed.failed(e.finding(), format!("the MCP server answered HTTP {status}"));
+        return e.into_response(id);
     }
     let mut out = HttpResponse::build(StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY));
     copy_headers(&res, &mut out, gateway_session.is_some());
@@ -161,19 +183,24 @@ pub(crate) async fn respond_streaming(
                 total: inner.config.call_timeout,
                 max_event: inner.config.max_body_bytes,
             };
-            return out.streaming(sse::watch(res.bytes_stream(), id.clone(), deadlines));
+            let on_answer = observed.defer(inner);
+            return out.streaming(sse::watch(res.bytes_stream(), id.clone(), deadlines, on_answer));
         }
         return out.streaming(relay(res));
     }
     let bytes = match read_bounded(inner, res).await {
         Ok(b) => b,
-        Err(e) => return e.into_response(id),
+        Err(e) => {
+            observed.failed(e.finding(), "the MCP server's answer could not be read");
+            return e.into_response(id);
+        }
     };
     if status.is_success()
         && !bytes.is_empty()
         && id.is_some()
         && serde_json::from_slice::<Value>(&bytes).map_or(true, |v| !v.is_object())
     {
+        observed.failed(FindingCode::UpstreamInvalid, "the MCP server answered something that is not MCP");
         return UpstreamError::Garbage.into_response(id);
     }
     out.body(bytes)
@@ -211,23 +238,32 @@ pub(crate) async fn respond_rewritten(
     gateway_session: Option<&str>,
     id: &Value,
     rewrite: &mut dyn FnMut(&mut Value),
+    observed: &mut crate::observe::Observed,
 ) -> HttpResponse {
     let status = res.status();
     if status.is_server_error() {
-        return UpstreamError::Status(status.as_u16()).into_response(Some(id));
+        let e = UpstreamError::Status(status.as_u16());
+        observed.failed(e.finding(), format!("the MCP server answered HTTP {status}"));
+        return e.into_response(Some(id));
     }
     let mut out = HttpResponse::build(StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY));
     copy_headers(&res, &mut out, gateway_session.is_some());
     let sse = is_sse(&res);
     let bytes = match read_bounded(inner, res).await {
         Ok(b) => b,
-        Err(e) => return e.into_response(Some(id)),
+        Err(e) => {
+            observed.failed(e.finding(), "the MCP server's answer could not be read");
+            return e.into_response(Some(id));
+        }
     };
     if !status.is_success() {
         return out.body(bytes);
     }
     match filter::rewrite_body(&bytes, sse, id, rewrite) {
         Some(b) => out.body(b),
-        None => UpstreamError::Garbage.into_response(Some(id)),
+        None => {
+            observed.failed(FindingCode::UpstreamInvalid, "the MCP server answered a list that is not MCP");
+            UpstreamError::Garbage.into_response(Some(id))
+        }
     }
 }

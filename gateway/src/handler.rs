@@ -5,6 +5,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use serde_json::{Value, json};
+use switchboard_domain::finding::FindingCode;
 use switchboard_worker::consent::{Missing, Source};
 use tracing::Instrument as _;
 
@@ -15,6 +16,18 @@ use crate::inbound::{Caller, Refusal};
 use crate::observe::Observed;
 use crate::rpc::{self, BadMessage, Era, Message, code};
 use crate::{Gateway, Inner, sessions};
+
+/// The finding of a grant the gateway cannot use.
+fn missing_finding(missing: &Missing) -> FindingCode {
+    match missing {
+        Missing::NotConnected { status: Some(switchboard_domain::connection::ConnectionStatus::NeedsReauth) } => {
+            FindingCode::NeedsReauth
+        }
+        Missing::NotConnected { .. } => FindingCode::NotConnected,
+        Missing::Server(_) => FindingCode::ServerNotReady,
+        Missing::Unavailable => FindingCode::RefreshFailing,
+    }
+}
 
 impl Inner {
     fn connect_url(&self, request: &ConnectRequest) -> Option<String> {
@@ -62,7 +75,7 @@ async fn post_inner(
     body: Bytes,
     observed: &mut Observed,
 ) -> HttpResponse {
-    let span = &observed.span;
+    let span = observed.span.clone();
     if let Err(r) = inner.check_origin(req) {
         return inner.refusal(path, &r);
     }
@@ -70,7 +83,7 @@ async fn post_inner(
         Ok(c) => c,
         Err(r) => return inner.refusal(path, &r),
     };
-    observed.route = Some((caller.route.agent.slug.clone(), caller.route.server.slug.clone()));
+    observed.route(&caller);
     observed.ticket(&caller);
     let message = match Message::parse(&body) {
         Ok(m) => m,
@@ -103,31 +116,44 @@ async fn post_inner(
         Ok(()) => {}
         // A cap of the ticket: refused before the upstream, as the tool's own invalid params.
         Err(Refusal::Argument(why)) => {
-            observed.outcome = "argument_limit";
+            observed.failed(FindingCode::ArgumentLimit, why.clone());
             inner.audit_refusal(
                 &caller,
                 "gateway.argument_limit",
-                json!({"method": method, "tool": tool, "reason": why}),
+                json!({"code": FindingCode::ArgumentLimit, "method": method, "tool": tool, "reason": why}),
             );
-            return json_response(200, &rpc::error(message.id.as_ref(), code::INVALID_PARAMS, &why, None));
+            let error = rpc::finding_error(message.id.as_ref(), code::INVALID_PARAMS, &why, FindingCode::ArgumentLimit);
+            return json_response(200, &error);
+        }
+        Err(Refusal::Scope) => {
+            let finding = caller.scope_finding(operation(&method), tool, arguments);
+            observed.failed(FindingCode::TicketScope, finding.detail.clone());
+            inner.audit_refusal(
+                &caller,
+                "gateway.ticket_scope",
+                json!({"code": FindingCode::TicketScope, "method": method, "tool": tool, "evidence": finding.evidence}),
+            );
+            return inner.refusal(path, &Refusal::ScopeExplained(Box::new(finding)));
         }
         Err(r) => {
             observed.outcome = "ticket_scope";
-            if matches!(r, Refusal::Scope) {
-                inner.audit_refusal(&caller, "gateway.ticket_scope", json!({"method": method, "tool": tool}));
-            }
             return inner.refusal(path, &r);
         }
     }
     if let Err(refusal) = filter::check_call(&caller.route.filter, &method, target.as_deref()) {
-        observed.outcome = "tool_not_allowed";
-        inner.audit_refusal(&caller, "gateway.not_allowed", json!({"method": method, "name": target}));
+        observed.failed(FindingCode::ToolNotAllowed, refusal.clone());
+        inner.audit_refusal(
+            &caller,
+            "gateway.not_allowed",
+            json!({"code": FindingCode::ToolNotAllowed, "method": method, "name": target}),
+        );
         let code = if method.starts_with("resources/") && era == Era::Legacy {
             code::RESOURCE_NOT_FOUND
         } else {
             code::INVALID_PARAMS
         };
-        return json_response(200, &rpc::error(message.id.as_ref(), code, &refusal, None));
+        let error = rpc::finding_error(message.id.as_ref(), code, &refusal, FindingCode::ToolNotAllowed);
+        return json_response(200, &error);
     }
     let session = header(req, "mcp-session-id").map(str::to_owned);
     // A gateway session that ended, expired or is another grant's: not found, as the spec says.
@@ -140,15 +166,13 @@ async fn post_inner(
     let credential = match inner.credential(&caller, None).await {
         Ok(Ok(c)) => c,
         Ok(Err(missing)) => {
-            observed.outcome = match missing {
-                Missing::NotConnected { .. } => "connect_required",
-                _ => "upstream_unavailable",
-            };
+            let finding = missing_finding(&missing);
+            observed.failed(finding, missing.message());
             if matches!(missing, Missing::NotConnected { .. })
                 && message.is_request()
                 && message.method() != "initialize"
             {
-                inner.audit_refusal(&caller, "gateway.connect_required", json!({"method": method}));
+                inner.audit_refusal(&caller, "gateway.connect_required", json!({"code": finding, "method": method}));
             }
             return connect_first(inner, req, &caller, &message, era, session.as_deref(), &missing);
         }
@@ -193,7 +217,10 @@ async fn post_inner(
     let upstream_session = match gateway_session {
         Some(s) => match inner.upstream_session(&caller, &credential, s).await {
             Ok(u) => u,
-            Err(e) => return e.into_response(message.id.as_ref()),
+            Err(e) => {
+                observed.failed(e.finding(), "the upstream session could not be started");
+                return e.into_response(message.id.as_ref());
+            }
         },
         None => session.clone(),
     };
@@ -219,14 +246,17 @@ async fn post_inner(
         inner.sessions.upstream.remove(&s.to_owned());
         let again = match inner.upstream_session(&caller, &credential, s).await {
             Ok(u) => u,
-            Err(e) => return e.into_response(message.id.as_ref()),
+            Err(e) => {
+                observed.failed(e.finding(), "the upstream session could not be started again");
+                return e.into_response(message.id.as_ref());
+            }
         };
         res = inner.send(client, &caller, credential, reqwest::Method::POST, Some(body), again.as_deref()).await;
     }
     let res = match res {
         Ok(r) => r,
         Err(e) => {
-            observed.outcome = "upstream_unavailable";
+            observed.failed(e.finding(), "the MCP server could not be reached");
             return e.into_response(message.id.as_ref());
         }
     };
@@ -234,14 +264,20 @@ async fn post_inner(
     // Still refused after the credential was replaced: the upstream's 401 must not reach the
     // client, which would take it for a verdict on its own ticket.
     if res.status() == reqwest::StatusCode::UNAUTHORIZED {
-        observed.outcome = "upstream_unauthorized";
+        observed.failed(FindingCode::UpstreamUnauthorized, "the MCP server refused the credential (HTTP 401)");
         if grant {
             let missing =
                 Missing::NotConnected { status: Some(switchboard_domain::connection::ConnectionStatus::NeedsReauth) };
             return connect_first(inner, req, &caller, &message, era, session.as_deref(), &missing);
         }
         let detail = "the MCP server refused the credential Switchboard presented for it (HTTP 401): check the server's auth configuration";
-        return json_response(200, &rpc::error(message.id.as_ref(), code::UPSTREAM_UNAVAILABLE, detail, None));
+        let error = rpc::finding_error(
+            message.id.as_ref(),
+            code::UPSTREAM_UNAVAILABLE,
+            detail,
+            FindingCode::UpstreamUnauthorized,
+        );
+        return json_response(200, &error);
     }
     if method == "initialize"
         && let Some(sid) = res.headers().get("mcp-session-id").and_then(|v| v.to_str().ok())
@@ -249,18 +285,22 @@ async fn post_inner(
         let url = rpc::supports_url_elicitation(message.capabilities());
         inner.sessions.url_capable.put(sid.to_owned(), url);
     }
-    observed.outcome = if res.status().is_success() { "ok" } else { "upstream_error" };
+    match res.status().as_u16() {
+        200..=299 => observed.outcome = "ok",
+        403 => observed.failed(FindingCode::InsufficientScope, "the MCP server refused the token (HTTP 403)"),
+        _ => observed.outcome = "upstream_error",
+    }
     if rewrite {
         let cursors = inner.cursors(&caller);
         let id = message.id.clone().unwrap_or(Value::Null);
-        respond_rewritten(inner, res, gateway_session, &id, &mut |result| {
+        let mut rewrite = |result: &mut Value| {
             filter::rewrite_list(&method, result, &caller.route.filter, &cursors, era);
-        })
-        .await
+        };
+        respond_rewritten(inner, res, gateway_session, &id, &mut rewrite, observed).await
     } else {
         // A subscription's stream is meant to last: it is relayed as a session's GET stream is.
         let watched = method != "subscriptions/listen";
-        respond_streaming(inner, res, gateway_session, message.id.as_ref(), watched).await
+        respond_streaming(inner, res, gateway_session, message.id.as_ref(), watched, observed).await
     }
 }
 
@@ -277,7 +317,8 @@ fn connect_first(
 ) -> HttpResponse {
     let id = message.id.as_ref();
     if !matches!(missing, Missing::NotConnected { .. }) {
-        return json_response(200, &rpc::error(id, code::UPSTREAM_UNAVAILABLE, &missing.message(), None));
+        let error = rpc::finding_error(id, code::UPSTREAM_UNAVAILABLE, &missing.message(), missing_finding(missing));
+        return json_response(200, &error);
     }
     let envelope = inner.runtime.store.envelope();
     if !message.is_request() {

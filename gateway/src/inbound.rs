@@ -165,6 +165,8 @@ pub enum Refusal {
     NotFound(String),
     /// 403 `ticket_scope`.
     Scope,
+    /// 403 `ticket_scope`, with the finding that says which check failed.
+    ScopeExplained(Box<switchboard_domain::finding::Finding>),
     /// A call's argument over a cap of the ticket (or missing): a JSON-RPC invalid-params error.
     Argument(String),
     /// 503: the database could not be asked.
@@ -283,9 +285,8 @@ impl Caller {
         arguments: Option<&serde_json::Map<String, serde_json::Value>>,
     ) -> Result<(), Refusal> {
         let t = &self.ticket;
-        let agent = self.route.agent.id;
         if !ticket::attenuated(&t.token) && t.authority.expires_at.is_some() {
-            return match t.authorize_agent(agent, None, operation) {
+            return match t.authorize_agent(self.route.agent.id, None, operation) {
                 Ok(()) => Ok(()),
                 Err(TicketError::Scope) => Err(Refusal::Scope),
                 Err(e) => Err(Refusal::Ticket(e)),
@@ -293,21 +294,46 @@ impl Caller {
         }
         let server = self.route.server.id.to_string();
         let empty = serde_json::Map::new();
-        let request = TicketRequest {
-            agent,
-            agent_slug: Some(&self.route.agent.slug),
-            server: Some(&server),
-            server_slug: Some(&self.route.server.slug),
-            tool,
-            operation,
-            // A call without arguments has none: a cap then reads the argument as missing.
-            arguments: tool.map(|_| arguments.unwrap_or(&empty)),
-        };
+        let request = self.request(&server, operation, tool, arguments.or(tool.map(|_| &empty)));
         match ticket::authorize(&t.token, &request, SystemTime::now()) {
             Ok(_) => Ok(()),
             Err(TicketError::Scope) => Err(Refusal::Scope),
             Err(TicketError::Argument(m)) => Err(Refusal::Argument(m)),
             Err(e) => Err(Refusal::Ticket(e)),
         }
+    }
+
+    /// The request as the ticket's checks see it. A call without arguments has none: a cap then
+    /// reads the argument as missing.
+    fn request<'a>(
+        &'a self,
+        server: &'a str,
+        operation: &'a str,
+        tool: Option<&'a str>,
+        arguments: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    ) -> TicketRequest<'a> {
+        TicketRequest {
+            agent: self.route.agent.id,
+            agent_slug: Some(&self.route.agent.slug),
+            server: Some(server),
+            server_slug: Some(&self.route.server.slug),
+            tool,
+            operation,
+            arguments,
+        }
+    }
+
+    /// Why [`Self::authorize`] refused with [`Refusal::Scope`]: the `ticket_scope` finding, with
+    /// the check that failed and what the ticket covers (the ticket is evaluated once more).
+    pub(crate) fn scope_finding(
+        &self,
+        operation: &str,
+        tool: Option<&str>,
+        arguments: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> switchboard_domain::finding::Finding {
+        let server = self.route.server.id.to_string();
+        let empty = serde_json::Map::new();
+        let request = self.request(&server, operation, tool, arguments.or(tool.map(|_| &empty)));
+        ticket::scope_finding(&self.ticket.token, &self.ticket.authority, &request, SystemTime::now())
     }
 }

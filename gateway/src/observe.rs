@@ -6,6 +6,9 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use switchboard_domain::finding::FindingCode;
+use switchboard_domain::health::Source;
+
 use crate::Inner;
 use crate::inbound::Caller;
 
@@ -15,7 +18,15 @@ pub(crate) struct Observed {
     /// The route's agent and server slugs, once the route is known.
     pub(crate) route: Option<(String, String)>,
     pub(crate) method: &'static str,
+    /// `ok`, a finding code, or what the client did wrong (`session_not_found`, `upstream_error`
+    /// for the upstream's 4xx to the client's request, `refused` before the route is known).
     pub(crate) outcome: &'static str,
+    /// The route's tenant and server ids, once known: what health is counted under.
+    pub(crate) server: Option<(switchboard_domain::TenantId, switchboard_domain::McpServerId)>,
+    /// What a failure said, for the server's health (never a secret).
+    pub(crate) detail: Option<String>,
+    /// Health is counted when the streamed answer arrives ([`Observed::defer`]).
+    deferred: bool,
     started: Instant,
 }
 
@@ -30,10 +41,31 @@ impl Observed {
             ticket.subject = tracing::field::Empty, ticket.depth = tracing::field::Empty,
             ticket.revocation_id = tracing::field::Empty,
         );
-        Self { span, route: None, method: "other", outcome: "refused", started: Instant::now() }
+        Self {
+            span,
+            route: None,
+            method: "other",
+            outcome: "refused",
+            server: None,
+            detail: None,
+            deferred: false,
+            started: Instant::now(),
+        }
     }
 
     /// Records who calls: the ticket's subject, its delegation depth and its revocation id.
+    /// Marks the request as the route's (its metrics labels and its server's health).
+    pub(crate) fn route(&mut self, caller: &Caller) {
+        self.route = Some((caller.route.agent.slug.clone(), caller.route.server.slug.clone()));
+        self.server = Some((caller.key.tenant_id, caller.key.mcp_server_id));
+    }
+
+    /// A failure with its finding code and what it said.
+    pub(crate) fn failed(&mut self, code: FindingCode, detail: impl Into<String>) {
+        self.outcome = code.as_str();
+        self.detail = Some(detail.into());
+    }
+
     pub(crate) fn ticket(&self, caller: &Caller) {
         let t = &caller.ticket;
         self.span.record("ticket.subject", t.authority.subject.as_str());
@@ -51,6 +83,43 @@ impl Observed {
             let labels = crate::metrics::RequestLabels { agent, server, method: self.method, outcome: self.outcome };
             inner.metrics.observe(labels, elapsed.as_secs_f64());
         }
+        if let Some((tenant, server)) = self.server.filter(|_| !self.deferred) {
+            let outcome = health_outcome(self.outcome);
+            inner.runtime.health.record(tenant, server, Source::Gateway, outcome, elapsed, self.detail.as_deref());
+        }
+    }
+}
+
+/// The outcome a server's health counts: `ok`, a finding code, or `client_error` for what the
+/// client's own request caused (an ended session, a request the upstream refused).
+fn health_outcome(outcome: &'static str) -> &'static str {
+    match outcome {
+        "ok" => switchboard_domain::health::OK,
+        o if FindingCode::parse(o).is_some() => o,
+        _ => "client_error",
+    }
+}
+
+/// Called once when a streamed answer is known: `None` when it answered, else the failure's
+/// code and what it said.
+pub(crate) type OnAnswer = Box<dyn FnOnce(Option<(FindingCode, &str)>) + Send>;
+
+impl Observed {
+    /// For an answer that streams: its health is counted when the answer (or its failure)
+    /// arrives, with the latency up to then, rather than when the headers do.
+    pub(crate) fn defer(&mut self, inner: &Inner) -> OnAnswer {
+        self.deferred = true;
+        let health = inner.runtime.health.clone();
+        let (server, started) = (self.server, self.started);
+        Box::new(move |failed| {
+            if let Some((tenant, server)) = server {
+                let (outcome, detail) = match failed {
+                    Some((code, detail)) => (code.as_str(), Some(detail)),
+                    None => (switchboard_domain::health::OK, None),
+                };
+                health.record(tenant, server, Source::Gateway, outcome, started.elapsed(), detail);
+            }
+        })
     }
 }
 

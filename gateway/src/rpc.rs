@@ -140,6 +140,18 @@ pub fn result(id: Option<&Value>, result: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "result": result})
 }
 
+/// A JSON-RPC error the gateway answers itself, naming its finding code in `error.data.code`
+/// (the catalogue in the README says what each means and what fixes it).
+#[must_use]
+pub fn finding_error(
+    id: Option<&Value>,
+    code: i64,
+    message: &str,
+    finding: switchboard_domain::finding::FindingCode,
+) -> Value {
+    error(id, code, message, Some(json!({"code": finding})))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use switchboard_domain::finding::FindingCode;
+
+use crate::observe::OnAnswer;
 use crate::rpc::{self, code};
 
 /// What the watch needs to know of one event's data (the rest is skipped, not built).
@@ -152,13 +155,28 @@ pub(crate) struct Deadlines {
     pub(crate) max_event: usize,
 }
 
-fn error_event(id: &Value, c: i64, message: &str) -> Bytes {
-    let body = rpc::error(Some(id), c, message, None);
+fn error_event(id: &Value, c: i64, message: &str, finding: FindingCode) -> Bytes {
+    let body = rpc::finding_error(Some(id), c, message, finding);
     Bytes::from(format!("event: message\ndata: {body}\n\n"))
 }
 
-fn too_large(id: &Value) -> Bytes {
-    error_event(id, code::UPSTREAM_INVALID, "the MCP server sent a message larger than the gateway accepts")
+impl State {
+    /// Ends the watch with a JSON-RPC error for the request, and reports the failure.
+    fn fail(&mut self, c: i64, message: &str, finding: FindingCode) -> Bytes {
+        self.done = true;
+        if let Some(report) = self.on_answer.take() {
+            report(Some((finding, message)));
+        }
+        error_event(&self.id, c, message, finding)
+    }
+
+    fn too_large(&mut self) -> Bytes {
+        self.fail(
+            code::UPSTREAM_INVALID,
+            "the MCP server sent a message larger than the gateway accepts",
+            FindingCode::UpstreamInvalid,
+        )
+    }
 }
 
 type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
@@ -173,6 +191,7 @@ struct State {
     done: bool,
     deadlines: Deadlines,
     ends_at: Instant,
+    on_answer: Option<OnAnswer>,
 }
 
 /// Relays `upstream`, the SSE answer to the request `id`, under `deadlines`.
@@ -180,6 +199,7 @@ pub(crate) fn watch(
     upstream: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
     id: Value,
     deadlines: Deadlines,
+    on_answer: OnAnswer,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
     let state = State {
         upstream: Box::pin(upstream),
@@ -190,6 +210,7 @@ pub(crate) fn watch(
         done: false,
         deadlines,
         ends_at: Instant::now() + deadlines.total,
+        on_answer: Some(on_answer),
     };
     futures_util::stream::unfold(state, |mut s| async move {
         if s.done {
@@ -211,14 +232,14 @@ pub(crate) fn watch(
             }
             // Checked before waiting: an upstream that is always ready never lets a timeout fire.
             if Instant::now() >= s.ends_at {
-                s.done = true;
                 let why = "the MCP server did not finish answering within the gateway's call timeout";
-                return Some((Ok(error_event(&s.id, code::UPSTREAM_UNAVAILABLE, why)), s));
+                let e = s.fail(code::UPSTREAM_UNAVAILABLE, why, FindingCode::UpstreamTimeout);
+                return Some((Ok(e), s));
             }
             if let Some(event) = s.framer.next_event() {
                 if event.len() > s.deadlines.max_event {
-                    s.done = true;
-                    return Some((Ok(too_large(&s.id)), s));
+                    let e = s.too_large();
+                    return Some((Ok(e), s));
                 }
                 s.resumable |= has_event_id(&event);
                 let data = data_of(&event);
@@ -229,23 +250,25 @@ pub(crate) fn watch(
                 return Some(match classify(&data, &s.id) {
                     Seen::Response => {
                         s.answered = true;
+                        if let Some(report) = s.on_answer.take() {
+                            report(None);
+                        }
                         (Ok(event), s)
                     }
                     Seen::Other => (Ok(event), s),
                     Seen::Garbage => {
-                        s.done = true;
-                        let e = error_event(
-                            &s.id,
+                        let e = s.fail(
                             code::UPSTREAM_INVALID,
                             "the MCP server answered something that is not MCP",
+                            FindingCode::UpstreamInvalid,
                         );
                         (Ok(e), s)
                     }
                 });
             }
             if s.framer.buf.len() > s.deadlines.max_event {
-                s.done = true;
-                return Some((Ok(too_large(&s.id)), s));
+                let e = s.too_large();
+                return Some((Ok(e), s));
             }
             let wait = s.deadlines.idle.min(s.ends_at.saturating_duration_since(Instant::now()));
             let next = tokio::time::timeout(wait, s.upstream.next()).await;
@@ -259,27 +282,30 @@ pub(crate) fn watch(
                         if let Some(event) = s.framer.next_event()
                             && classify(&data_of(&event), &s.id) == Seen::Response
                         {
+                            if let Some(report) = s.on_answer.take() {
+                                report(None);
+                            }
                             return Some((Ok(event), s));
                         }
                     }
                     if s.answered || s.resumable {
                         return None;
                     }
-                    let e = error_event(
-                        &s.id,
+                    let e = s.fail(
                         code::UPSTREAM_UNAVAILABLE,
                         "the MCP server's stream ended before it answered",
+                        FindingCode::UpstreamUnavailable,
                     );
                     return Some((Ok(e), s));
                 }
                 Err(_) => {
-                    s.done = true;
                     let message = if Instant::now() >= s.ends_at {
                         "the MCP server did not finish answering within the gateway's call timeout"
                     } else {
                         "the MCP server did not answer in time (no message within the upstream timeout)"
                     };
-                    return Some((Ok(error_event(&s.id, code::UPSTREAM_UNAVAILABLE, message)), s));
+                    let e = s.fail(code::UPSTREAM_UNAVAILABLE, message, FindingCode::UpstreamTimeout);
+                    return Some((Ok(e), s));
                 }
             }
         }
@@ -303,7 +329,7 @@ mod tests {
         upstream: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
         d: Deadlines,
     ) -> String {
-        let out: Vec<_> = watch(upstream, json!(7), d).collect().await;
+        let out: Vec<_> = watch(upstream, json!(7), d, Box::new(|_| {})).collect().await;
         out.into_iter().map(|b| String::from_utf8(b.unwrap().to_vec()).unwrap()).collect()
     }
 
@@ -379,7 +405,7 @@ mod tests {
             stream::repeat_with(|| Ok(Bytes::from_static(b"data: {\"method\":\"notifications/progress\"}\n\n")));
         let d = Deadlines { total: Duration::from_millis(300), ..D };
         let started = std::time::Instant::now();
-        let out: Vec<_> = watch(flood, json!(7), d).collect().await;
+        let out: Vec<_> = watch(flood, json!(7), d, Box::new(|_| {})).collect().await;
         let last = out
             .last()
             .and_then(|b| b.as_ref().ok())

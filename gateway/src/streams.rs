@@ -8,6 +8,8 @@ use serde_json::json;
 use switchboard_worker::changes::Change;
 use tracing::Instrument as _;
 
+use switchboard_domain::finding::FindingCode;
+
 use crate::answer::{Segments, bearer, header, is_sse, read_bounded, relay};
 use crate::inbound::{Caller, Refusal};
 use crate::observe::Observed;
@@ -53,13 +55,20 @@ async fn stream_or_end(
         Ok(c) => c,
         Err(r) => return inner.refusal(path, &r),
     };
-    observed.route = Some((caller.route.agent.slug.clone(), caller.route.server.slug.clone()));
+    observed.route(&caller);
     observed.ticket(&caller);
     if let Err(r) = caller.authorize("list", None, None) {
-        observed.outcome = "ticket_scope";
         if matches!(r, Refusal::Scope) {
-            inner.audit_refusal(&caller, "gateway.ticket_scope", json!({"method": observed.method}));
+            let finding = caller.scope_finding("list", None, None);
+            observed.failed(FindingCode::TicketScope, finding.detail.clone());
+            inner.audit_refusal(
+                &caller,
+                "gateway.ticket_scope",
+                json!({"code": FindingCode::TicketScope, "method": observed.method, "evidence": finding.evidence}),
+            );
+            return inner.refusal(path, &Refusal::ScopeExplained(Box::new(finding)));
         }
+        observed.outcome = "ticket_scope";
         return inner.refusal(path, &r);
     }
     let session = header(req, "mcp-session-id").map(str::to_owned);
@@ -102,7 +111,7 @@ async fn stream_or_end(
         Some(s) => match inner.upstream_session(&caller, &credential, s).await {
             Ok(u) => u,
             Err(e) => {
-                observed.outcome = "upstream_unavailable";
+                observed.failed(e.finding(), "the upstream session could not be started");
                 return e.into_response(None);
             }
         },
@@ -130,7 +139,7 @@ async fn stream_or_end(
     let res = match res {
         Ok(r) => r,
         Err(e) => {
-            observed.outcome = "upstream_unavailable";
+            observed.failed(e.finding(), "the MCP server could not be reached");
             return e.into_response(None);
         }
     };

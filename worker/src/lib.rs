@@ -12,6 +12,8 @@
 pub mod changes;
 pub mod client_auth;
 pub mod consent;
+pub mod diagnose;
+pub mod health;
 pub mod jobs;
 pub mod lifecycle;
 pub mod refresh;

@@ -97,6 +97,8 @@ pub struct Runtime {
     pub wakeups: Wakeups,
     /// Tells caches (the gateway's views) that what they hold changed.
     pub changes: Changes,
+    /// This process's health counters (gateway calls and checks, per server and minute).
+    pub health: Arc<crate::health::Health>,
     config: RuntimeConfig,
 }
 
@@ -135,7 +137,8 @@ impl Runtime {
             Wakeups::configured(config.redis_url.as_deref(), &config.redis_prefix).map_err(RuntimeError::Redis)?;
         let lifecycle =
             Lifecycle::new(store.clone(), consent.clone(), refresher.clone(), wakeups.clone(), changes.clone());
-        Ok(Self { store, fetcher, servers, consent, lifecycle, refresher, wakeups, changes, config })
+        let health = Arc::new(crate::health::Health::new(store.clone()));
+        Ok(Self { store, fetcher, servers, consent, lifecycle, refresher, wakeups, changes, health, config })
     }
 
     /// The configuration it was built from.

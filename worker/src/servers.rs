@@ -142,6 +142,26 @@ impl ServerSetup {
         Ok(Rediscovered { server, kept_last_good: false, grants_ended })
     }
 
+    /// Discovery afresh plus, for `none`, `token` and client-credentials servers, the live check
+    /// with the stored credentials — nothing saved, nothing registered: what `diagnose` compares
+    /// the stored configuration with.
+    pub async fn probe(
+        &self,
+        tenant: TenantId,
+        current: &McpServer,
+        policy: Policy,
+    ) -> Result<DiscoveryResult, DomainError> {
+        let spec = mcp_server::validate_patch(policy, current, &serde_json::json!({}))?;
+        let endpoint = Url::parse(&current.config.endpoint)
+            .map_err(|_| DomainError::invalid("config.endpoint", "invalid", "the endpoint is not a URL"))?;
+        self.discoverer.cache().clear();
+        let mut result = self.discoverer.discover(&endpoint).await;
+        if matches!(current.config.auth.kind, AuthType::None | AuthType::Token | AuthType::OauthClientCredentials) {
+            self.verify(tenant, &spec, Some(current), &endpoint, &mut result).await;
+        }
+        Ok(result)
+    }
+
     /// Discovery only, nothing saved.
     pub async fn discover(&self, endpoint: &Url) -> DiscoveryResult {
         self.discoverer.discover(endpoint).await

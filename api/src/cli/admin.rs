@@ -29,6 +29,15 @@ pub(super) enum AdminCommand {
         #[command(subcommand)]
         command: IssuanceCommand,
     },
+    /// "Only some tenants fail": every tenant's server at one endpoint side by side, with the
+    /// fields where a tenant differs from the others marked `*`.
+    Compare {
+        /// The MCP endpoint (`config.endpoint`).
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -199,6 +208,18 @@ pub(super) async fn admin(command: AdminCommand, store: &Store) -> anyhow::Resul
                 }
             }
         }
+        AdminCommand::Compare { endpoint, json } => {
+            let since = switchboard_domain::clock::now() - chrono::Duration::days(1);
+            let rows = store.admin().compare_endpoint(&endpoint, since).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"endpoint": switchboard_domain::store::normalize_endpoint(&endpoint), "data": rows})
+                );
+            } else {
+                print!("{}", compare_table(&endpoint, &rows));
+            }
+        }
         AdminCommand::ApiKey { command: ApiKeyCommand::Create { tenant, name, json } } => {
             let key = store.admin().create_api_key(&Actor::Admin, tenant.into(), name).await?;
             if json {
@@ -217,4 +238,88 @@ pub(super) async fn admin(command: AdminCommand, store: &Store) -> anyhow::Resul
         }
     }
     Ok(())
+}
+
+/// The comparison as a table: one column per tenant, one line per field, `*` where a tenant
+/// differs from most.
+fn compare_table(endpoint: &str, rows: &[switchboard_domain::compare::CompareRow]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if rows.is_empty() {
+        let _ = writeln!(out, "no tenant has a server at {endpoint}");
+        return out;
+    }
+    const FIELDS: [&str; 10] = [
+        "server",
+        "auth_type",
+        "issuer",
+        "registration_method",
+        "client_id_prefix",
+        "token_endpoint_auth_method",
+        "scopes",
+        "resource",
+        "grants_by_status",
+        "failure_codes",
+    ];
+    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    let map = |m: &std::collections::BTreeMap<String, u64>| {
+        if m.is_empty() {
+            "-".to_owned()
+        } else {
+            m.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(" ")
+        }
+    };
+    // One column per tenant: its values in FIELDS order, `*` where it differs, and its width.
+    let columns: Vec<(&str, Vec<String>, usize)> = rows
+        .iter()
+        .map(|r| {
+            let values = [
+                r.mcp_server_slug.clone(),
+                r.auth_type.clone(),
+                opt(&r.issuer),
+                opt(&r.registration_method),
+                opt(&r.client_id_prefix),
+                opt(&r.token_endpoint_auth_method),
+                if r.scopes.is_empty() { "-".into() } else { r.scopes.join(" ") },
+                opt(&r.resource),
+                map(&r.grants_by_status),
+                map(&r.failure_codes),
+            ];
+            let marked: Vec<String> = FIELDS
+                .iter()
+                .zip(values)
+                .map(|(name, v)| if r.differs.iter().any(|d| d == name) { format!("{v}*") } else { v })
+                .collect();
+            let width = marked.iter().map(|v| v.chars().count()).chain([r.tenant_slug.len()]).max().unwrap_or(0) + 2;
+            (r.tenant_slug.as_str(), marked, width)
+        })
+        .collect();
+    let _ = writeln!(out, "{endpoint}: {} tenants\n", rows.len());
+    let _ = write!(out, "{:<28}", "");
+    for (slug, _, w) in &columns {
+        let _ = write!(out, "{slug:<w$}");
+    }
+    let _ = writeln!(out);
+    for (i, name) in FIELDS.iter().enumerate() {
+        let _ = write!(out, "{name:<28}");
+        for (_, values, w) in &columns {
+            let _ = write!(out, "{:<w$}", values.get(i).map_or("", String::as_str));
+        }
+        let _ = writeln!(out);
+    }
+    let odd: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.differs.is_empty())
+        .map(|r| format!("{} ({})", r.tenant_slug, r.differs.join(", ")))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\n{}",
+        if odd.is_empty() {
+            "every tenant is configured alike".to_owned()
+        } else {
+            format!("differs: {}", odd.join("; "))
+        }
+    );
+    out
 }

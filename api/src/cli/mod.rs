@@ -6,6 +6,7 @@ mod admin;
 pub mod client;
 mod common;
 mod discover;
+mod doctor;
 pub mod report;
 mod serve;
 mod ticket;
@@ -66,6 +67,13 @@ enum Command {
         #[command(subcommand)]
         command: ticket::TicketCommand,
     },
+    /// The tenant admin's troubleshooting: ask the API (SWITCHBOARD_URL, SWITCHBOARD_API_KEY) to
+    /// diagnose a server or a user's connection, and print the findings. Exit code 0 when all is
+    /// well, 1 with warnings, 2 with errors, 3 when it could not ask.
+    Doctor {
+        #[command(subcommand)]
+        command: doctor::DoctorCommand,
+    },
     /// Print the OpenAPI document (or write it to a file).
     Openapi {
         /// Write to this file instead of standard output.
@@ -114,6 +122,7 @@ async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
     match command {
         // The one command whose exit code reports an outcome rather than only success or error.
         Command::Client(args) => client::run(args).await,
+        Command::Doctor { command } => Ok(doctor::run(command).await),
         // Offline and scripted: its errors go to stderr only, stdout carries nothing but results.
         Command::Ticket { command } => Ok(ticket::run(command).unwrap_or_else(|e| {
             eprintln!("error: {e:#}");
@@ -148,6 +157,6 @@ async fn run_other(command: Command) -> anyhow::Result<()> {
         }
         Command::Admin { command, store } => admin::admin(command, &common::open(&store, 2).await?).await,
         // Routed by `run`, which keeps their exit codes.
-        Command::Client(_) | Command::Ticket { .. } => Ok(()),
+        Command::Client(_) | Command::Ticket { .. } | Command::Doctor { .. } => Ok(()),
     }
 }

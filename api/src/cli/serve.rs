@@ -115,5 +115,9 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(w) = worker {
         w.abort();
     }
+    // The last seconds of health counters.
+    if let Err(e) = runtime.health.flush().await {
+        tracing::warn!(error = %switchboard_domain::error::chain(&e), "the last write of health counters failed");
+    }
     Ok(())
 }

@@ -33,6 +33,10 @@ pub struct Problem {
     /// `reauth_required` only: where to send the user to consent again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_url: Option<String>,
+    /// The finding this error is, with its evidence (`ticket_scope`: which check of which
+    /// block failed, and what the ticket covers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finding: Option<switchboard_domain::finding::Finding>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +57,9 @@ pub enum ApiError {
     /// A session ticket that is not valid, or does not cover the request.
     #[error(transparent)]
     Ticket(#[from] switchboard_domain::ticket::TicketError),
+    /// A ticket that does not cover the request, explained (`ticket_scope`).
+    #[error("{}", .0.detail)]
+    TicketScope(Box<switchboard_domain::finding::Finding>),
     #[error("this Idempotency-Key was already used with a different request")]
     IdempotencyMismatch,
     #[error("a request with this Idempotency-Key is still being processed")]
@@ -96,7 +103,7 @@ impl ApiError {
             Self::Ticket(T::Argument(_)) => ErrorCode::TicketScope,
             Self::Ticket(T::Expired) => ErrorCode::TicketExpired,
             Self::Ticket(T::Revoked) => ErrorCode::TicketRevoked,
-            Self::Ticket(T::Scope) => ErrorCode::TicketScope,
+            Self::Ticket(T::Scope) | Self::TicketScope(_) => ErrorCode::TicketScope,
             Self::IdempotencyMismatch => ErrorCode::IdempotencyKeyReused,
             Self::IdempotencyInProgress => ErrorCode::IdempotencyKeyInProgress,
             Self::ReauthRequired { .. } => ErrorCode::ReauthRequired,
@@ -120,6 +127,7 @@ impl ApiError {
                 Some("send the user's browser to auth_url; the grant works again after the consent callback".into())
             }
             Self::MethodNotAllowed { allow, .. } => Some(format!("use {allow}")),
+            Self::TicketScope(f) => Some(f.fix.clone()),
             _ => spec::spec(self.code()).hint.map(str::to_owned),
         }
     }
@@ -162,6 +170,10 @@ impl ApiError {
             },
             auth_url: match self {
                 Self::ReauthRequired { auth_url } => auth_url.clone(),
+                _ => None,
+            },
+            finding: match self {
+                Self::TicketScope(f) => Some((**f).clone()),
                 _ => None,
             },
         }

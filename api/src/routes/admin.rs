@@ -20,7 +20,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(list_tenants)
         .service(get_tenant)
         .service(create_api_key)
-        .service(delete_api_key);
+        .service(delete_api_key)
+        .service(compare_mcp_servers);
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -252,4 +253,49 @@ pub async fn delete_api_key(
     state.store.admin().delete_api_key(&Actor::Admin, tenant_id, key_id).await?;
     state.keys.evict(key_id);
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct CompareQuery {
+    /// The MCP endpoint, as tenants registered it (`config.endpoint`; a trailing slash and the
+    /// case of scheme and host do not matter).
+    pub endpoint: String,
+}
+
+/// Every tenant's server at one endpoint.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CompareResponse {
+    pub endpoint: String,
+    pub data: Vec<switchboard_domain::compare::CompareRow>,
+}
+
+/// "Only some tenants fail": one row per tenant that registered this endpoint — auth type,
+/// issuer, registration method, client id prefix, token endpoint auth method, scopes, resource,
+/// grants by status, failure codes of the last day — with `differs` naming the fields where a
+/// tenant is not like most others.
+#[utoipa::path(
+    tag = "admin",
+    params(CompareQuery),
+    responses((status = 200, body = CompareResponse)),
+    security(("admin_token" = []))
+)]
+#[get("/mcp-servers/compare")]
+#[tracing::instrument(skip_all)]
+pub async fn compare_mcp_servers(
+    state: web::Data<AppState>,
+    _admin: AdminContext,
+    query: web::Query<CompareQuery>,
+) -> Result<web::Json<CompareResponse>, ApiError> {
+    let endpoint = query.endpoint.trim();
+    if url::Url::parse(endpoint).is_err() {
+        return Err(switchboard_domain::DomainError::invalid(
+            "endpoint",
+            "invalid",
+            "endpoint must be an absolute URL, as registered in config.endpoint",
+        )
+        .into());
+    }
+    let since = switchboard_domain::clock::now() - chrono::Duration::days(1);
+    let rows = state.store.admin().compare_endpoint(endpoint, since).await?;
+    Ok(web::Json(CompareResponse { endpoint: switchboard_domain::store::normalize_endpoint(endpoint), data: rows }))
 }

@@ -23,7 +23,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(get_mcp_server)
         .service(update_mcp_server)
         .service(delete_mcp_server)
-        .service(rediscover_mcp_server);
+        .service(rediscover_mcp_server)
+        .service(super::diagnose::diagnose_mcp_server)
+        .service(super::diagnose::get_mcp_server_health);
 }
 
 /// A registered MCP server. Secrets are never shown: only whether they are set.

@@ -7,6 +7,7 @@ pub mod agents;
 pub mod audit;
 pub mod connections;
 pub mod consent;
+pub mod diagnose;
 pub mod idempotency;
 pub mod mcp_server_schema;
 pub mod mcp_servers;

@@ -46,7 +46,7 @@ async fn grant(
         request.server_slug = Some(&a.server_slug);
         request.agent_slug = Some(&a.agent_slug);
     }
-    let user = ticket.authorize(&request)?;
+    let user = ticket.authorize_explained(&request)?;
     Ok(GrantKey { tenant_id: ticket.tenant_id, user_id: user, agent_id: agent, mcp_server_id: server })
 }
 
@@ -318,6 +318,9 @@ pub struct CheckResponse {
     pub latency_ms: u64,
     /// What failed, in words: not connected, 401 from upstream, insufficient scope, unreachable….
     pub error: Option<String>,
+    /// What is wrong with this connection, as findings (code, severity, evidence, fix); empty
+    /// when all is well.
+    pub findings: Vec<switchboard_domain::finding::Finding>,
 }
 
 /// `initialize` + `tools/list` upstream with this user's stored credentials.
@@ -335,7 +338,7 @@ pub async fn check_mcp_server(
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<CheckResponse>, ApiError> {
     let key = grant(&state, &ticket, &path, "check").await?;
-    let outcome = state.runtime.lifecycle.check(&key).await?;
+    let (outcome, findings) = state.runtime.check_with_findings(&key).await?;
     let v = outcome.verification;
     Ok(web::Json(CheckResponse {
         ok: v.ok,
@@ -344,5 +347,6 @@ pub async fn check_mcp_server(
         protocol_version: v.protocol_version,
         latency_ms: outcome.latency_ms,
         error: outcome.precondition.or(v.error),
+        findings,
     }))
 }

@@ -274,7 +274,10 @@ async fn token_servers_are_verified_live_and_saved_even_when_wrong() {
     assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
     let d = &res.json()["discovery_result"];
     assert_eq!(d["verification"]["ok"], false, "{d:#}");
-    assert_eq!(d["verification"]["error"], "the server refused the credentials (401)");
+    assert!(
+        d["verification"]["error"].as_str().is_some_and(|e| e.starts_with("the server refused the credentials (401)")),
+        "{d}"
+    );
     let warnings = d["warnings"].as_array().expect("warnings");
     assert!(
         warnings.iter().any(|w| w
@@ -297,5 +300,8 @@ async fn token_servers_are_verified_live_and_saved_even_when_wrong() {
         .await
         .json();
     assert_eq!(check["ok"], false);
-    assert_eq!(check["error"], "the server refused the credentials (401)");
+    assert!(
+        check["error"].as_str().is_some_and(|e| e.starts_with("the server refused the credentials (401)")),
+        "{check}"
+    );
 }

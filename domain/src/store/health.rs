@@ -11,10 +11,10 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 
 use super::entities::{connections, health_minutes as hm, mcp_servers};
-use super::{Store, TenantStore, json_err, map_err};
+use super::{AdminStore, Store, TenantStore, json_err, map_err};
 use crate::health::{BUCKETS, BucketKey, MinuteCounts, Source, StoredBucket};
 use crate::mcp_server::McpServer;
-use crate::{DomainError, McpServerId, TenantId};
+use crate::{DomainError, McpServerId};
 
 /// Rows per insert statement: SQLite allows 32,766 bound values, 11 per row.
 const CHUNK: usize = 500;
@@ -76,7 +76,9 @@ impl Store {
             .map_err(map_err)?
             .rows_affected)
     }
+}
 
+impl AdminStore<'_> {
     /// Every tenant's servers whose `config.endpoint` is `endpoint` (compared without a trailing
     /// slash), for the admin comparison. Tenants being deleted are left out.
     pub async fn servers_at_endpoint(&self, endpoint: &str) -> Result<Vec<McpServer>, DomainError> {
@@ -84,10 +86,11 @@ impl Store {
         // The endpoint lives in the config JSON: narrow with a portable LIKE, then compare exactly.
         let pattern = format!("%{}%", wanted.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
         let rows = mcp_servers::Entity::find()
-            .filter(sea_orm::sea_query::Expr::col(mcp_servers::Column::Config).like(
-                sea_orm::sea_query::LikeExpr::new(pattern).escape('\\'),
-            ))
-            .all(&self.db)
+            .filter(
+                sea_orm::sea_query::Expr::col(mcp_servers::Column::Config)
+                    .like(sea_orm::sea_query::LikeExpr::new(pattern).escape('\\')),
+            )
+            .all(&self.0.db)
             .await
             .map_err(map_err)?;
         let live = self.live_tenants().await?;
@@ -104,6 +107,31 @@ impl Store {
         Ok(out)
     }
 
+    /// The comparison of every tenant's server at `endpoint` (see [`crate::compare`]): one row
+    /// each, with the grants by status and the failures of the day since `since`.
+    pub async fn compare_endpoint(
+        &self,
+        endpoint: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<crate::compare::CompareRow>, DomainError> {
+        let mut rows = Vec::new();
+        for server in self.servers_at_endpoint(endpoint).await? {
+            let tenant = self.get_tenant(server.tenant_id).await?;
+            let store = self.0.tenant(server.tenant_id);
+            let (by_status, grant_errors) = store.grant_summary(server.id, since).await?;
+            let mut failures = store.failure_codes(server.id, since).await?;
+            // The clients' own mistakes say nothing about the tenant's configuration.
+            failures.remove("client_error");
+            for (code, n) in grant_errors {
+                *failures.entry(code).or_default() += n;
+            }
+            rows.push(crate::compare::row(&tenant.slug, &server, by_status, failures));
+        }
+        rows.sort_by(|a, b| a.tenant_slug.cmp(&b.tenant_slug));
+        crate::compare::mark_differences(&mut rows);
+        Ok(rows)
+    }
+
     async fn live_tenants(&self) -> Result<std::collections::HashSet<uuid::Uuid>, DomainError> {
         use super::entities::tenants;
         let ids: Vec<uuid::Uuid> = tenants::Entity::find()
@@ -111,26 +139,27 @@ impl Store {
             .column(tenants::Column::Id)
             .filter(tenants::Column::DeletedAt.is_null())
             .into_tuple()
-            .all(&self.db)
+            .all(&self.0.db)
             .await
             .map_err(map_err)?;
         Ok(ids.into_iter().collect())
     }
+}
 
+impl TenantStore<'_> {
     /// Grants of `server` by status, and the codes of their last errors since `since`.
     pub async fn grant_summary(
         &self,
-        tenant: TenantId,
         server: McpServerId,
         since: DateTime<Utc>,
     ) -> Result<(BTreeMap<String, u64>, BTreeMap<String, u64>), DomainError> {
-        let rows: Vec<(String, Option<String>, DateTime<Utc>)> = connections::Entity::find()
+        let rows: Vec<(String, Option<String>, DateTime<Utc>)> = self
+            .find::<connections::Entity>()
             .select_only()
             .columns([connections::Column::Status, connections::Column::LastError, connections::Column::UpdatedAt])
-            .filter(connections::Column::TenantId.eq(tenant.0))
             .filter(connections::Column::McpServerId.eq(server.0))
             .into_tuple()
-            .all(&self.db)
+            .all(&self.store.db)
             .await
             .map_err(map_err)?;
         let mut by_status = BTreeMap::new();
@@ -149,20 +178,17 @@ impl Store {
     /// The failure outcomes counted for `server` since `since`, summed over instances.
     pub async fn failure_codes(
         &self,
-        tenant: TenantId,
         server: McpServerId,
         since: DateTime<Utc>,
     ) -> Result<BTreeMap<String, u64>, DomainError> {
-        let rows = self.tenant(tenant).health_buckets(server, since).await?;
+        let rows = self.health_buckets(server, since).await?;
         let mut out = BTreeMap::new();
         for b in rows.into_iter().filter(|b| b.key.outcome != crate::health::OK) {
             *out.entry(b.key.outcome).or_default() += b.counts.calls;
         }
         Ok(out)
     }
-}
 
-impl TenantStore<'_> {
     /// `server`'s counted minutes since `since`, every instance's.
     pub async fn health_buckets(
         &self,
