@@ -20,6 +20,9 @@
 //   LOGIN_PAGE        "1": instead of auto-approving, the authorization server
 //                     shows a sign-in and consent page (user-1 / password
 //                     "pass", then Approve or Deny) for a real browser
+//   NO_REGISTRATION   "1": no Dynamic Client Registration (no registration_endpoint)
+//   STATIC_CLIENT     "1": a pre-registered public client `fixed-public` whose only
+//                     redirect URI is https://app.example.com/oauth/callback
 //
 // Two MCP servers share the one authorization server: /mcp (resource A) and
 // /b/mcp (resource B), each with its own protected resource metadata and each
@@ -57,6 +60,12 @@ const MCP_SCOPES = ['mcp:read', 'mcp:write']; // scopes owned by the MCP resourc
 const REQUIRED_MCP_SCOPE = 'mcp:read'; // needed for any call to /mcp
 const ACCESS_TOKEN_TTL = positiveInt(process.env.ACCESS_TOKEN_TTL, 3600);
 const LOGIN_PAGE = process.env.LOGIN_PAGE === '1';
+// Misconfigurations a tenant meets in the field, for troubleshooting tests:
+// NO_REGISTRATION=1 turns Dynamic Client Registration off (no
+// registration_endpoint in the metadata); STATIC_CLIENT=1 adds a pre-registered
+// public client `fixed-public` whose only redirect URI is someone else's.
+const NO_REGISTRATION = process.env.NO_REGISTRATION === '1';
+const STATIC_CLIENT = process.env.STATIC_CLIENT === '1';
 const PASSWORD = 'pass';
 
 // Counters served at GET <issuer>/__stats, so tests can assert things such as
@@ -192,6 +201,13 @@ const provider = new Provider(ISSUER, {
     token_endpoint_auth_method: 'client_secret_basic',
   },
   responseTypes: ['code'], // OAuth 2.1: authorization code flow only
+  clients: STATIC_CLIENT ? [{
+    client_id: 'fixed-public',
+    token_endpoint_auth_method: 'none',
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: ['https://app.example.com/oauth/callback'],
+  }] : [],
 
   // PKCE is required for every client, and oidc-provider only implements S256
   // (the metadata advertises `code_challenge_methods_supported: ["S256"]`).
@@ -214,7 +230,7 @@ const provider = new Provider(ISSUER, {
     // The built-in development login/consent pages need form posts; they are
     // replaced by the auto-approving /interaction/:uid handler below.
     devInteractions: { enabled: false },
-    registration: { enabled: true, initialAccessToken: false },
+    registration: { enabled: !NO_REGISTRATION, initialAccessToken: false },
     revocation: { enabled: true },
     // The MCP server does not verify DPoP proofs, so do not offer DPoP.
     dPoP: { enabled: false },
