@@ -112,6 +112,25 @@ impl LastError {
         Self { code: code.to_owned(), message: message.into(), at, retry_at: None, required_scopes: vec![] }
     }
 
+    /// The finding this error is (see [`crate::finding`]): what `diagnose`, `check` and the
+    /// connection events name it.
+    #[must_use]
+    pub fn finding(&self) -> crate::finding::FindingCode {
+        use crate::finding::FindingCode as C;
+        let provider_code = self.message.rsplit_once('(').and_then(|(_, c)| c.strip_suffix(')'));
+        match self.code.as_str() {
+            "insufficient_scope" => C::InsufficientScope,
+            "reauth_required" => C::NeedsReauth,
+            "refresh_failed" => C::RefreshFailing,
+            "issuer_mismatch" => C::AuthUrlMismatch,
+            "token_exchange_failed" if provider_code == Some("invalid_client") => C::InvalidClient,
+            "upstream_unauthorized" if self.message.to_ascii_lowercase().contains("audience") => C::ResourceMismatch,
+            "upstream_unauthorized" => C::UpstreamUnauthorized,
+            "upstream_error" => C::UpstreamUnavailable,
+            _ => C::ConsentFailed,
+        }
+    }
+
     /// Reads a stored `last_error`; rows written before every error carried `at` take `written`
     /// (the row's last update).
     pub fn from_stored(text: &str, written: DateTime<Utc>) -> Result<Self, serde_json::Error> {

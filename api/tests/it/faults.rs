@@ -234,6 +234,10 @@ async fn a_crash_after_the_providers_answer_is_never_silent() {
             assert_eq!(report.get(&Outcome::NeedsReauth), Some(&1), "{report:?}");
             assert_eq!(status(&s).await.0, "needs_reauth");
             assert_eq!(events(&s).await, ["connection.connected", "connection.reauth_required"]);
+            // The event names its finding, for consoles and scripts that act on codes.
+            let data = s.app.store().tenant(s.app.tenant_id).connection_events(s.connection).await.expect("events");
+            assert_eq!(data[1].2["finding"], "needs_reauth", "{:?}", data[1].2);
+            assert_eq!(data[1].2["error"]["code"], "reauth_required");
             crate::refresh::make_due(&s.app).await;
             assert!(w.refresher().tick(10).await.expect("tick").is_empty(), "no second event, no retry loop");
             assert_eq!(events(&s).await, ["connection.connected", "connection.reauth_required"]);

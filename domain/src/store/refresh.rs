@@ -340,7 +340,8 @@ impl TenantStore<'_> {
             return Ok(false);
         }
         if let Some(event) = event {
-            insert_event(&txn, self.tenant_id, row, event, serde_json::json!({"error": error})).await?;
+            let data = serde_json::json!({"error": error, "finding": error.finding()});
+            insert_event(&txn, self.tenant_id, row, event, data).await?;
         }
         txn.commit().await.map_err(map_err)?;
         Ok(true)

@@ -25,29 +25,26 @@ pub fn from_last_error(e: &LastError, granted: &[String]) -> Finding {
         Finding::new(code, detail).with("last_error_code", e.code.as_str()).with("at", e.at.to_rfc3339())
     };
     let provider_code = e.message.rsplit_once('(').and_then(|(_, c)| c.strip_suffix(')')).map(str::to_owned);
-    match e.code.as_str() {
-        "insufficient_scope" => base(C::InsufficientScope, format!("the MCP server refused the token for lack of scope: {}", e.message))
+    let code = e.finding();
+    match code {
+        C::InsufficientScope => base(code, format!("the MCP server refused the token for lack of scope: {}", e.message))
             .with("wanted", e.required_scopes.clone())
             .with("granted", granted.to_vec())
             .fix("Connect again: the consent asks for the scopes the server named (a step-up); if the server's scopes are configured by hand, add them first: `PATCH /v1/mcp-servers/{id} {\"config\": {\"auth\": {\"scopes\": [...]}}}`."),
-        "reauth_required" => base(C::NeedsReauth, format!("the provider refused to refresh the grant: {}", e.message)),
-        "refresh_failed" => base(C::RefreshFailing, format!("refreshing fails for now: {}", e.message))
+        C::NeedsReauth => base(code, format!("the provider refused to refresh the grant: {}", e.message)),
+        C::RefreshFailing => base(code, format!("refreshing fails for now: {}", e.message))
             .with("retry_at", json!(e.retry_at.map(|t| t.to_rfc3339()))),
-        "issuer_mismatch" => base(C::AuthUrlMismatch, "the authorization response came from another issuer than the server's".into())
+        C::AuthUrlMismatch => base(code, "the authorization response came from another issuer than the server's".into())
             .fix("Run `POST /v1/mcp-servers/{id}/rediscover` and have the user connect again."),
-        "token_exchange_failed" if provider_code.as_deref() == Some("invalid_client") => {
-            base(C::InvalidClient, format!("the token endpoint refused the client at the code exchange: {}", e.message))
-                .with("at", "token_endpoint")
-        }
-        "upstream_unauthorized" if e.message.to_ascii_lowercase().contains("audience") => {
-            base(C::ResourceMismatch, format!("the MCP server refuses the token's audience: {}", e.message))
-        }
-        "upstream_unauthorized" => base(C::UpstreamUnauthorized, format!("the MCP server refused the grant's token: {}", e.message)),
-        "upstream_error" => base(C::UpstreamUnavailable, format!("the last check failed: {}", e.message)),
-        "access_denied" => base(C::ConsentFailed, "the user declined the consent".into())
+        C::InvalidClient => base(code, format!("the token endpoint refused the client at the code exchange: {}", e.message))
+            .with("at", "token_endpoint"),
+        C::ResourceMismatch => base(code, format!("the MCP server refuses the token's audience: {}", e.message)),
+        C::UpstreamUnauthorized => base(code, format!("the MCP server refused the grant's token: {}", e.message)),
+        C::UpstreamUnavailable => base(code, format!("the last check failed: {}", e.message)),
+        _ if e.code == "access_denied" => base(code, "the user declined the consent".into())
             .severity(Severity::Info)
             .with("provider_error", "access_denied"),
-        _ => base(C::ConsentFailed, format!("{}: {}", e.code, e.message)).with("provider_error", json!(provider_code)),
+        _ => base(code, format!("{}: {}", e.code, e.message)).with("provider_error", json!(provider_code)),
     }
 }
 
