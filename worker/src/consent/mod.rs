@@ -92,11 +92,3 @@ pub struct CheckOutcome {
     /// Why the check could not even start (not connected, no token), in words.
     pub precondition: Option<String>,
 }
-
-impl CheckOutcome {
-    /// A check that did not start, and why.
-    #[must_use]
-    pub fn not_run(why: &str) -> Self {
-        Self { verification: Default::default(), latency_ms: 0, precondition: Some(why.to_owned()) }
-    }
-}

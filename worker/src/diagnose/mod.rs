@@ -62,8 +62,11 @@ impl Runtime {
         if let Some(t) = target {
             let key =
                 GrantKey { tenant_id: tenant, user_id: t.user_id, agent_id: t.agent_id, mcp_server_id: server.id };
-            let (_, found) = self.check_with_findings(&key).await?;
-            findings.extend(found);
+            match self.check_with_findings(&key).await {
+                Ok((_, found)) => findings.extend(found),
+                Err(DomainError::NotFound { .. }) => findings.push(connection::not_attached(&key)),
+                Err(e) => return Err(e),
+            }
         }
         let report = self.health.report(tenant, server.id).await?;
         traffic::merge_recent(&mut findings, &report);
@@ -78,15 +81,11 @@ impl Runtime {
     }
 
     /// The runtime `check` with its findings: the live check with the grant's credentials, then
-    /// what the grant's row says. Counted in the server's health as a `check`.
+    /// what the grant's row says. Counted in the server's health as a `check`. An agent not
+    /// attached to the server is a not-found, as for every runtime call.
     pub async fn check_with_findings(&self, key: &GrantKey) -> Result<(CheckOutcome, Vec<Finding>), DomainError> {
         let store = self.store.tenant(key.tenant_id);
         let server = store.get_mcp_server(key.mcp_server_id).await?;
-        let attached = store.get_attachment(key.agent_id, key.mcp_server_id).await;
-        if let Err(DomainError::NotFound { .. }) = &attached {
-            let f = connection::not_attached(key);
-            return Ok((CheckOutcome::not_run(&f.detail), vec![f]));
-        }
         let started = std::time::Instant::now();
         let outcome = self.lifecycle.check(key).await?;
         let grant = store

@@ -38,6 +38,18 @@ pub fn compare(server: &McpServer, fresh: &DiscoveryResult, redirect_uri: &str, 
     let mut out = Vec::new();
     let auth = &server.config.auth;
     let endpoint = &server.config.endpoint;
+    // The guarded client refused to even send the probe (the policy, an http URL).
+    if fresh.steps.is_empty()
+        && let Some(why) = fresh.message.strip_prefix("the endpoint cannot be probed: ")
+    {
+        let f = if why == FetchError::Blocked.to_string() || why == FetchError::InsecureUrl.to_string() {
+            Finding::new(C::BlockedByNetworkPolicy, format!("the endpoint is not probed: {why}"))
+        } else {
+            Finding::new(C::UpstreamUnavailable, format!("the endpoint is not probed: {why}"))
+        };
+        out.push(f.with("url", endpoint.as_str()).with("error", why));
+        return out;
+    }
     // The endpoint itself: the first probe is the unauthenticated MCP request.
     if let Some(first) = fresh.steps.first() {
         match (first.status, &first.error) {
