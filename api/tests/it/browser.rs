@@ -224,10 +224,9 @@ async fn a_person_signs_in_and_approves_in_a_real_browser() {
     let listed =
         app.call(Method::GET, &format!("/v1/runtime/agents/{decliner}/mcp-servers"), Some(&ticket), None).await.json();
     assert_eq!(listed["data"][0]["connection_status"], "not_connected", "{listed:#}");
-    assert_eq!(
-        app.get("/v1/audit-events?action=consent.denied").await.json()["data"][0]["data"]["error"],
-        "access_denied"
-    );
+    let denied = app.get("/v1/audit-events?action=consent.denied").await.json();
+    assert_eq!(denied["data"][0]["data"]["error"], "access_denied");
+    assert_eq!(denied["data"][0]["data"]["code"], "consent_failed", "the audit event names its finding");
     assert_eq!(peers.stats().await["token_grants"]["authorization_code"], 1, "one code exchange in all");
     browser.quit().await;
 }

@@ -5,6 +5,7 @@ use switchboard_discovery::oauth::{self, CodeExchange};
 use switchboard_domain::clock::now;
 use switchboard_domain::connection::{AuthFlow, ConnectionStatus, LastError, TokenSet};
 use switchboard_domain::crypto::{Secret, hex_digest};
+use switchboard_domain::finding::FindingCode;
 use switchboard_domain::mcp_server::McpServer;
 use switchboard_domain::store::TenantStore;
 use switchboard_domain::tenant::Actor;
@@ -197,7 +198,14 @@ impl Consent {
 /// The provider answered with an error instead of a code: recorded, and said in words.
 async fn refused(store: &TenantStore<'_>, flow: &AuthFlow, err: &str) -> Stop {
     let denied = err == "access_denied";
-    let data = serde_json::json!({"user_id": flow.key.user_id, "agent_id": flow.key.agent_id, "mcp_server_id": flow.key.mcp_server_id, "error": safe_code(err)});
+    // The finding the refusal is, for consoles and scripts reading the audit trail.
+    let finding = match err {
+        "invalid_client" | "unauthorized_client" => FindingCode::InvalidClient,
+        "invalid_target" => FindingCode::ResourceMismatch,
+        _ => FindingCode::ConsentFailed,
+    };
+    let data = serde_json::json!({"user_id": flow.key.user_id, "agent_id": flow.key.agent_id, "mcp_server_id": flow.key.mcp_server_id,
+        "error": safe_code(err), "code": finding});
     let actor = Actor::User(flow.key.user_id.clone());
     let target = Some(flow.key.mcp_server_id.to_string());
     if let Err(e) = store.record_event(&actor, "consent.denied", "mcp_server", target, data).await {
