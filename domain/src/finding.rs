@@ -301,9 +301,16 @@ pub const README_END: &str = "<!-- findings-table:end -->";
 /// `readme` with its findings list replaced by the current one; `None` when the markers are missing.
 #[must_use]
 pub fn with_readme_table(readme: &str) -> Option<String> {
-    let (head, rest) = readme.split_once(README_START)?;
-    let (_, tail) = rest.split_once(README_END)?;
-    Some(format!("{head}{README_START}{}{README_END}{tail}", readme_table()))
+    replace_between(readme, README_START, README_END, &readme_table())
+}
+
+/// `text` with what stands between the `start` and `end` lines replaced by `body`; `None` when
+/// a marker is missing. The README's generated tables (errors, findings) are kept this way.
+#[must_use]
+pub fn replace_between(text: &str, start: &str, end: &str, body: &str) -> Option<String> {
+    let (head, rest) = text.split_once(start)?;
+    let (_, tail) = rest.split_once(end)?;
+    Some(format!("{head}{start}{body}{end}{tail}"))
 }
 
 #[cfg(test)]

@@ -198,9 +198,7 @@ pub const README_END: &str = "<!-- error-table:end -->";
 /// `readme` with its error table replaced by the current one; `None` when the markers are missing.
 #[must_use]
 pub fn with_readme_table(readme: &str) -> Option<String> {
-    let (head, rest) = readme.split_once(README_START)?;
-    let (_, tail) = rest.split_once(README_END)?;
-    Some(format!("{head}{README_START}{}{README_END}{tail}", readme_table()))
+    switchboard_domain::finding::replace_between(readme, README_START, README_END, &readme_table())
 }
 
 #[cfg(test)]

@@ -110,6 +110,20 @@ pub fn findings(server: &McpServer, grant: Option<&Connection>, outcome: &CheckO
             }
         }
     }
+    if let Some(why) = &outcome.precondition
+        && grant.is_some_and(|g| g.status == S::Connected)
+    {
+        // The server's own credentials failed before the check could start.
+        match server.config.auth.kind {
+            AuthType::OauthClientCredentials => {
+                out.push(super::server::client_credentials_refusal(why, server.config.auth.token_url.as_deref()));
+            }
+            AuthType::Token => {
+                out.push(Finding::new(C::ServerNotReady, why.clone()).with("missing", json!(["auth_token"])))
+            }
+            _ => {}
+        }
+    }
     if outcome.precondition.is_none() {
         let scopes = server.config.auth.scopes.clone().unwrap_or_default();
         for f in verification_findings(&outcome.verification, server.config.auth.kind, &scopes, &granted) {

@@ -131,8 +131,13 @@ pub fn compare(server: &McpServer, fresh: &DiscoveryResult, redirect_uri: &str, 
         }
         _ => {}
     }
-    if let Some(v) = verification {
-        out.extend(verification_findings(v, auth.kind, &auth.scopes.clone().unwrap_or_default(), &[]));
+    match verification {
+        // A client-credentials server's live check stops at the token endpoint when it refuses.
+        Some(v) if auth.kind == AuthType::OauthClientCredentials && v.status.is_none() && !v.ok => {
+            out.push(client_credentials_refusal(v.error.as_deref().unwrap_or_default(), auth.token_url.as_deref()));
+        }
+        Some(v) => out.extend(verification_findings(v, auth.kind, &auth.scopes.clone().unwrap_or_default(), &[])),
+        None => {}
     }
     if auth.kind != AuthType::None && auth.kind != AuthType::Token {
         out.extend(compare_oauth(server, fresh, redirect_uri, cimd));
@@ -148,6 +153,35 @@ pub fn compare(server: &McpServer, fresh: &DiscoveryResult, redirect_uri: &str, 
         out.retain(|f| f.code != C::UpstreamUnauthorized);
     }
     out
+}
+
+/// What a token endpoint's refusal of client credentials means (the live check's words carry the
+/// RFC 6749 error code in parentheses).
+pub(crate) fn client_credentials_refusal(said: &str, token_url: Option<&str>) -> Finding {
+    let code = said.rsplit_once('(').and_then(|(_, c)| c.strip_suffix(')')).unwrap_or("");
+    let base = |c: C, detail: String| {
+        Finding::new(c, detail).with("token_url", json!(token_url)).with("said", said).with("at", "token_endpoint")
+    };
+    match code {
+        "invalid_client" => {
+            base(C::InvalidClient, format!("the token endpoint refuses the client's credentials: {said}"))
+        }
+        "unauthorized_client" | "unsupported_grant_type" => base(
+            C::AuthModeMismatch,
+            format!("the authorization server does not let this client use the client credentials grant: {said}"),
+        ),
+        "invalid_scope" => {
+            base(C::InsufficientScope, format!("the token endpoint refuses the configured scopes: {said}"))
+        }
+        "invalid_target" => {
+            base(C::ResourceMismatch, format!("the token endpoint refuses the configured resource: {said}"))
+        }
+        _ if said.contains(&FetchError::Timeout.to_string()) => base(C::UpstreamTimeout, said.to_owned()),
+        _ if said.starts_with("no token_url") || said.contains("incomplete") => {
+            base(C::ServerNotReady, said.to_owned()).with("missing", json!(["token_url"]))
+        }
+        _ => base(C::UpstreamUnavailable, format!("the token endpoint could not give a token: {said}")),
+    }
 }
 
 fn first_ok(fresh: &DiscoveryResult) -> bool {
