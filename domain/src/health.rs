@@ -20,7 +20,8 @@ pub const BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
 /// The largest bound: what the overflow bucket reads as.
 const LAST_BOUND: u64 = 10_000;
 
-/// The outcome of a call that succeeded. Failures are counted under their finding code.
+/// The outcome of a call that succeeded. Failures are counted under their finding code; the
+/// client's own mistakes under `client_error`, calls it abandoned under `cancelled`.
 pub const OK: &str = "ok";
 
 /// Where the traffic came from.
@@ -149,7 +150,8 @@ pub struct Window {
     pub calls: u64,
     /// Calls by outcome: `ok` or a finding code.
     pub outcomes: BTreeMap<String, u64>,
-    /// Share of calls that failed (0 to 1; 0 with no calls).
+    /// Share of calls that ended with a finding code (0 to 1; 0 with no calls): `client_error`
+    /// and `cancelled` are not counted as failures.
     pub error_rate: f64,
     /// Upper bound of the latency bucket of the median call, in milliseconds.
     pub p50_ms: Option<u64>,
@@ -207,7 +209,10 @@ pub fn report(server: McpServerId, buckets: &[StoredBucket], now: DateTime<Utc>)
             s.0.merge(&b.counts);
             *s.1.entry(b.key.outcome.clone()).or_default() += b.counts.calls;
         }
-        let failed = total.calls - outcomes.get(OK).copied().unwrap_or(0);
+        // Failures are the calls that ended with a finding; a client's own mistakes
+        // (`client_error`) and calls it abandoned (`cancelled`) are not the server's.
+        let failed: u64 =
+            outcomes.iter().filter(|(o, _)| crate::finding::FindingCode::parse(o).is_some()).map(|(_, n)| n).sum();
         #[expect(clippy::cast_precision_loss, reason = "a rate")]
         let error_rate = if total.calls == 0 { 0.0 } else { failed as f64 / total.calls as f64 };
         Window {

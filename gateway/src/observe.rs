@@ -100,9 +100,19 @@ fn health_outcome(outcome: &'static str) -> &'static str {
     }
 }
 
-/// Called once when a streamed answer is known: `None` when it answered, else the failure's
-/// code and what it said.
-pub(crate) type OnAnswer = Box<dyn FnOnce(Option<(FindingCode, &str)>) + Send>;
+/// How a streamed answer ended, for the server's health.
+pub(crate) enum Answer<'a> {
+    /// The response to the request arrived.
+    Answered,
+    /// The gateway ended it with an error for the request: the finding and what it said.
+    Failed(FindingCode, &'a str),
+    /// No answer on this request: the client went away first, or a resumable stream ended for
+    /// the client to resume.
+    Cancelled,
+}
+
+/// Called once when a streamed answer is known (see [`Answer`]).
+pub(crate) type OnAnswer = Box<dyn for<'a> FnOnce(Answer<'a>) + Send>;
 
 impl Observed {
     /// For an answer that streams: its health is counted when the answer (or its failure)
@@ -111,11 +121,12 @@ impl Observed {
         self.deferred = true;
         let health = inner.runtime.health.clone();
         let (server, started) = (self.server, self.started);
-        Box::new(move |failed| {
+        Box::new(move |answer| {
             if let Some((tenant, server)) = server {
-                let (outcome, detail) = match failed {
-                    Some((code, detail)) => (code.as_str(), Some(detail)),
-                    None => (switchboard_domain::health::OK, None),
+                let (outcome, detail) = match answer {
+                    Answer::Answered => (switchboard_domain::health::OK, None),
+                    Answer::Failed(code, detail) => (code.as_str(), Some(detail)),
+                    Answer::Cancelled => ("cancelled", None),
                 };
                 health.record(tenant, server, Source::Gateway, outcome, started.elapsed(), detail);
             }

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use switchboard_domain::finding::FindingCode;
 
-use crate::observe::OnAnswer;
+use crate::observe::{Answer, OnAnswer};
 use crate::rpc::{self, code};
 
 /// What the watch needs to know of one event's data (the rest is skipped, not built).
@@ -165,7 +165,7 @@ impl State {
     fn fail(&mut self, c: i64, message: &str, finding: FindingCode) -> Bytes {
         self.done = true;
         if let Some(report) = self.on_answer.take() {
-            report(Some((finding, message)));
+            report(Answer::Failed(finding, message));
         }
         error_event(&self.id, c, message, finding)
     }
@@ -192,6 +192,16 @@ struct State {
     deadlines: Deadlines,
     ends_at: Instant,
     on_answer: Option<OnAnswer>,
+}
+
+/// A watch dropped before its answer (the client went away, or a resumable stream ended): the
+/// request is counted all the same.
+impl Drop for State {
+    fn drop(&mut self) {
+        if let Some(report) = self.on_answer.take() {
+            report(Answer::Cancelled);
+        }
+    }
 }
 
 /// Relays `upstream`, the SSE answer to the request `id`, under `deadlines`.
@@ -251,7 +261,7 @@ pub(crate) fn watch(
                     Seen::Response => {
                         s.answered = true;
                         if let Some(report) = s.on_answer.take() {
-                            report(None);
+                            report(Answer::Answered);
                         }
                         (Ok(event), s)
                     }
@@ -283,7 +293,7 @@ pub(crate) fn watch(
                             && classify(&data_of(&event), &s.id) == Seen::Response
                         {
                             if let Some(report) = s.on_answer.take() {
-                                report(None);
+                                report(Answer::Answered);
                             }
                             return Some((Ok(event), s));
                         }
@@ -329,7 +339,7 @@ mod tests {
         upstream: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
         d: Deadlines,
     ) -> String {
-        let out: Vec<_> = watch(upstream, json!(7), d, Box::new(|_| {})).collect().await;
+        let out: Vec<_> = watch(upstream, json!(7), d, Box::new(|_: Answer<'_>| {})).collect().await;
         out.into_iter().map(|b| String::from_utf8(b.unwrap().to_vec()).unwrap()).collect()
     }
 
@@ -405,7 +415,7 @@ mod tests {
             stream::repeat_with(|| Ok(Bytes::from_static(b"data: {\"method\":\"notifications/progress\"}\n\n")));
         let d = Deadlines { total: Duration::from_millis(300), ..D };
         let started = std::time::Instant::now();
-        let out: Vec<_> = watch(flood, json!(7), d, Box::new(|_| {})).collect().await;
+        let out: Vec<_> = watch(flood, json!(7), d, Box::new(|_: Answer<'_>| {})).collect().await;
         let last = out
             .last()
             .and_then(|b| b.as_ref().ok())

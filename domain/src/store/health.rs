@@ -122,6 +122,7 @@ impl AdminStore<'_> {
             let mut failures = store.failure_codes(server.id, since).await?;
             // The clients' own mistakes say nothing about the tenant's configuration.
             failures.remove("client_error");
+            failures.remove("cancelled");
             for (code, n) in grant_errors {
                 *failures.entry(code).or_default() += n;
             }
