@@ -26,6 +26,8 @@ pub enum AuthorizeVerdict {
     ResourceRefused(Refusal),
     /// It refused the request for another reason.
     Refused(Refusal),
+    /// There is no authorization endpoint at this URL: it answered 404 or 405.
+    NotFound(u16),
     /// It could not be asked (network, 5xx).
     Unreachable(String),
 }
@@ -99,6 +101,8 @@ pub async fn authorize(
                 }
             } else if f.status.is_server_error() {
                 AuthorizeVerdict::Unreachable(format!("HTTP {status}"))
+            } else if matches!(status, 404 | 405) {
+                AuthorizeVerdict::NotFound(status)
             } else {
                 let json = f.json();
                 let error = json.as_ref().and_then(|j| j.get("error")).and_then(Value::as_str).map(str::to_owned);
@@ -124,6 +128,7 @@ pub async fn authorize(
         AuthorizeVerdict::Refused(r) => {
             format!("diagnose: the authorization endpoint refused ({})", r.error.as_deref().unwrap_or("no error code"))
         }
+        AuthorizeVerdict::NotFound(s) => format!("diagnose: no authorization endpoint at this URL (HTTP {s})"),
         AuthorizeVerdict::Unreachable(e) => format!("diagnose: the authorization endpoint could not be asked ({e})"),
     };
     steps.push(step);
@@ -155,6 +160,8 @@ pub enum ClientVerdict {
     Refused(String),
     /// It refused the request for another reason (the RFC 6749 code).
     Other(String),
+    /// There is no token endpoint at this URL: it answered 404 or 405.
+    NotFound(u16),
     Unreachable(String),
 }
 
@@ -178,7 +185,11 @@ pub async fn token_client(
         Ok(_) | Err(TokenError::InvalidGrant) => ClientVerdict::Accepted,
         Err(TokenError::Refused(c)) if c == "invalid_client" || c == "unauthorized_client" => ClientVerdict::Refused(c),
         Err(TokenError::Refused(c)) => ClientVerdict::Other(c),
-        Err(TokenError::Transient { message, .. }) => ClientVerdict::Unreachable(message),
+        // An answer is not an outage: a 404 or 405 says the URL is not a token endpoint.
+        Err(TokenError::Transient { message, .. }) => match steps.last().and_then(|s| s.status) {
+            Some(s @ (404 | 405)) => ClientVerdict::NotFound(s),
+            _ => ClientVerdict::Unreachable(message),
+        },
     };
     if let Some(step) = steps.last_mut() {
         step.learned = match &verdict {
@@ -187,6 +198,7 @@ pub async fn token_client(
             }
             ClientVerdict::Refused(c) => format!("diagnose: the token endpoint refuses the client ({c})"),
             ClientVerdict::Other(c) => format!("diagnose: the token endpoint refused ({c})"),
+            ClientVerdict::NotFound(s) => format!("diagnose: no token endpoint at this URL (HTTP {s})"),
             ClientVerdict::Unreachable(m) => format!("diagnose: the token endpoint could not be asked ({m})"),
         };
     }

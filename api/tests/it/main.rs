@@ -43,4 +43,6 @@ mod soak;
 mod strict_as;
 mod tenancy;
 mod tickets;
+mod troubleshooting;
+mod troubleshooting_traffic;
 mod wakeups;

@@ -136,7 +136,14 @@ pub fn compare(server: &McpServer, fresh: &DiscoveryResult, redirect_uri: &str, 
         Some(v) if auth.kind == AuthType::OauthClientCredentials && v.status.is_none() && !v.ok => {
             out.push(client_credentials_refusal(v.error.as_deref().unwrap_or_default(), auth.token_url.as_deref()));
         }
-        Some(v) => out.extend(verification_findings(v, auth.kind, &auth.scopes.clone().unwrap_or_default(), &[])),
+        Some(v) => {
+            // What the endpoint's first probe or the auth type's check said already is not said twice.
+            for f in verification_findings(v, auth.kind, &auth.scopes.clone().unwrap_or_default(), &[]) {
+                if !out.iter().any(|o| o.code == f.code) {
+                    out.push(f);
+                }
+            }
+        }
         None => {}
     }
     if auth.kind != AuthType::None && auth.kind != AuthType::Token {
@@ -418,6 +425,9 @@ pub async fn probe_client(
                     .with("provider_said", json!(r.description))
                     .fix("Fix what the provider names (evidence: `provider_error`), e.g. scopes it does not know: `PATCH /v1/mcp-servers/{id} {\"config\": {\"auth\": {\"scopes\": [\"…\"]}}}`."),
             ),
+            AuthorizeVerdict::NotFound(status) => {
+                out.extend(not_an_endpoint("auth_url", &auth_url, auth.auth_url.as_deref(), fresh.auth_url.as_deref(), status));
+            }
             AuthorizeVerdict::Unreachable(e) => out.push(unreachable("the authorization endpoint", auth_url.as_str(), &e)),
         }
     }
@@ -443,10 +453,43 @@ pub async fn probe_client(
                     .with("provider_error", code.as_str())
                     .with("token_endpoint_auth_method", credentials.method().as_str()),
             ),
+            ClientVerdict::NotFound(status) => {
+                out.extend(not_an_endpoint(
+                    "token_url",
+                    &token_url,
+                    auth.token_url.as_deref(),
+                    fresh.token_url.as_deref(),
+                    status,
+                ));
+            }
             ClientVerdict::Unreachable(e) => out.push(unreachable("the token endpoint", token_url.as_str(), &e)),
         }
     }
     Ok(out)
+}
+
+/// A configured `auth_url` / `token_url` that answers 404 or 405: no such endpoint there. Said
+/// once: when it is not the URL discovery found, [`compare`] has said so already.
+fn not_an_endpoint(
+    field: &str,
+    url: &Url,
+    configured: Option<&str>,
+    discovered: Option<&str>,
+    status: u16,
+) -> Option<Finding> {
+    if configured.zip(discovered).is_some_and(|(c, d)| !same(c, d)) {
+        return None;
+    }
+    Some(
+        Finding::new(
+            C::AuthUrlMismatch,
+            format!("`{field}` `{url}` answered HTTP {status}: there is no such endpoint at this URL"),
+        )
+        .with("field", field)
+        .with("configured", url.as_str())
+        .with("discovered", json!(discovered))
+        .with("status", status),
+    )
 }
 
 #[cfg(test)]
