@@ -316,6 +316,19 @@ async fn token_request(
     }
 }
 
+/// The RFC 6749 §5.2 code of a refusal, read through the dialects of providers that use
+/// `invalid_request` for a grant the client may not use (oidc-provider: "requested grant type is
+/// not allowed for this client"), which RFC 6749 names `unauthorized_client`.
+fn refusal_code(json: &Value) -> &str {
+    let code = error_code(json);
+    let description = json.get("error_description").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+    let grant = description.contains("grant type") || description.contains("grant_type");
+    if code == "invalid_request" && grant && description.contains("not allowed") {
+        return "unauthorized_client";
+    }
+    code
+}
+
 /// One token-endpoint request (no redirects followed), its answer validated and classified, its
 /// step recorded. Never puts a token in an error.
 async fn token_request_once(
@@ -336,7 +349,7 @@ async fn token_request_once(
                 200..=299 => validate(&json)
                     .map(|t| Tokens { client_auth: auth.method(), ..t })
                     .map_err(|message| TokenError::Transient { message, retry_after: None }),
-                400 | 401 => match error_code(&json) {
+                400 | 401 => match refusal_code(&json) {
                     "invalid_grant" => Err(TokenError::InvalidGrant),
                     code => Err(TokenError::Refused(code.to_owned())),
                 },

@@ -23,6 +23,7 @@
 //   NO_REGISTRATION   "1": no Dynamic Client Registration (no registration_endpoint)
 //   STATIC_CLIENT     "1": a pre-registered public client `fixed-public` whose only
 //                     redirect URI is https://app.example.com/oauth/callback
+//   CLIENT_CREDENTIALS "1": the client credentials grant, for clients registered with it
 //
 // Two MCP servers share the one authorization server: /mcp (resource A) and
 // /b/mcp (resource B), each with its own protected resource metadata and each
@@ -66,6 +67,9 @@ const LOGIN_PAGE = process.env.LOGIN_PAGE === '1';
 // public client `fixed-public` whose only redirect URI is someone else's.
 const NO_REGISTRATION = process.env.NO_REGISTRATION === '1';
 const STATIC_CLIENT = process.env.STATIC_CLIENT === '1';
+// CLIENT_CREDENTIALS=1 offers the client credentials grant (RFC 6749 §4.4) to
+// clients registered with it, with the same resource-bound JWT access tokens.
+const CLIENT_CREDENTIALS = process.env.CLIENT_CREDENTIALS === '1';
 const PASSWORD = 'pass';
 
 // Counters served at GET <issuer>/__stats, so tests can assert things such as
@@ -232,6 +236,7 @@ const provider = new Provider(ISSUER, {
     devInteractions: { enabled: false },
     registration: { enabled: !NO_REGISTRATION, initialAccessToken: false },
     revocation: { enabled: true },
+    clientCredentials: { enabled: CLIENT_CREDENTIALS },
     // The MCP server does not verify DPoP proofs, so do not offer DPoP.
     dPoP: { enabled: false },
 

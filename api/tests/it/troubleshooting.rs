@@ -779,3 +779,65 @@ async fn diagnose_validates_its_input_and_keeps_tenants_apart() {
         .await;
     res.problem(StatusCode::NOT_FOUND, "not_found");
 }
+
+/// Client-credentials servers at oidc-provider with the grant on: a working client has no
+/// finding; a wrong secret is `invalid_client` (in `diagnose` and in a user's `check`); a client
+/// the provider does not let use the grant is `auth_mode_mismatch`.
+#[tokio::test]
+async fn client_credentials_refused_at_the_token_endpoint_are_named_by_their_code() {
+    let peers = Peers::start_with(&[("CLIENT_CREDENTIALS", "1")]);
+    let app = local_app().await;
+    let machine = register_client(
+        &peers,
+        json!({"grant_types": ["client_credentials"], "response_types": [], "redirect_uris": [],
+               "token_endpoint_auth_method": "client_secret_basic", "scope": "mcp:read"}),
+    )
+    .await;
+    let (id, secret) = (machine["client_id"].as_str().expect("id"), machine["client_secret"].as_str().expect("secret"));
+    let cc = |secret: &str, client: &str| {
+        json!({"endpoint": peers.mcp_url, "auth": {"type": "oauth_client_credentials", "client_id": client,
+               "client_secret": secret, "scopes": ["mcp:read"]}})
+    };
+
+    let healthy = id_of(&create(&app, "Machine", cc(secret, id)).await);
+    let d = diagnose(&app, &healthy, None, &[secret]).await;
+    assert_eq!(codes(&d), Vec::<String>::new(), "{d:#}");
+
+    let wrong = "cc-wrong-secret-5a4b";
+    let broken = id_of(&create(&app, "Machine (wrong secret)", cc(wrong, id)).await);
+    let d = diagnose(&app, &broken, None, &[secret, wrong]).await;
+    assert_eq!(codes(&d), ["invalid_client"], "{d:#}");
+    let f = one(&d, "invalid_client");
+    assert_eq!(f["evidence"]["at"], "token_endpoint", "{f:#}");
+    assert!(f["evidence"]["token_url"].as_str().is_some_and(|u| u.starts_with(&peers.issuer)), "{f:#}");
+
+    // The same failure, seen from a user's runtime check.
+    let agent = attached_agent(&app, &broken, "machine agent").await;
+    let t = ticket(&app, "u1", &[&agent]).await;
+    let connect = app
+        .call(Method::POST, &format!("/v1/runtime/agents/{agent}/mcp-servers/{broken}/connect"), Some(&t), None)
+        .await;
+    assert_eq!(connect.status, StatusCode::OK, "{}", connect.text);
+    let res = check(&app, &t, &agent, &broken).await;
+    assert_secret_free(&app, &res.text, &[secret, wrong, &t]);
+    let c = res.json();
+    assert_eq!(c["ok"], false, "{c:#}");
+    assert_eq!(codes(&c), ["invalid_client"], "{c:#}");
+
+    // A client registered for the authorization code grant only.
+    let interactive = register_client(
+        &peers,
+        json!({"grant_types": ["authorization_code"], "redirect_uris": [redirect_uri(&app)],
+               "token_endpoint_auth_method": "client_secret_basic"}),
+    )
+    .await;
+    let (other_id, other_secret) =
+        (interactive["client_id"].as_str().expect("id"), interactive["client_secret"].as_str().expect("secret"));
+    let misfit = id_of(&create(&app, "Machine (no grant)", cc(other_secret, other_id)).await);
+    let d = diagnose(&app, &misfit, None, &[other_secret]).await;
+    assert_eq!(codes(&d), ["auth_mode_mismatch"], "{d:#}");
+    assert!(
+        one(&d, "auth_mode_mismatch")["evidence"]["said"].as_str().is_some_and(|s| s.contains("unauthorized_client")),
+        "{d:#}"
+    );
+}

@@ -145,3 +145,12 @@ fn an_expires_in_beyond_ten_years_is_refused_where_it_is_parsed() {
         assert!(validate(&serde_json::json!({"access_token": "a", "expires_in": huge})).is_err());
     }
 }
+
+#[test]
+fn a_grant_the_client_may_not_use_is_unauthorized_client_in_every_dialect() {
+    let oidc_provider = serde_json::json!({"error": "invalid_request", "error_description": "requested grant type is not allowed for this client"});
+    assert_eq!(refusal_code(&oidc_provider), "unauthorized_client");
+    assert_eq!(refusal_code(&serde_json::json!({"error": "unauthorized_client"})), "unauthorized_client");
+    let other = serde_json::json!({"error": "invalid_request", "error_description": "missing code_verifier"});
+    assert_eq!(refusal_code(&other), "invalid_request");
+}
