@@ -21,12 +21,20 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
 /// How long counts are kept: a day, and a little for the window's edge.
 const KEEP: chrono::Duration = chrono::Duration::hours(26);
 
+/// A minute's key as counted in memory: the outcome is a static code, so counting a call
+/// allocates nothing once its minute exists.
+type Key = (TenantId, McpServerId, DateTime<Utc>, Source, &'static str);
+
 #[derive(Default)]
 struct Pending {
     /// Counts of the minutes still being written, cumulative per minute; `true` when changed
     /// since the last write.
-    minutes: HashMap<BucketKey, (MinuteCounts, bool)>,
+    minutes: HashMap<Key, (MinuteCounts, bool)>,
     last_prune: Option<DateTime<Utc>>,
+}
+
+fn bucket_key(k: &Key) -> BucketKey {
+    BucketKey { tenant_id: k.0, mcp_server_id: k.1, minute: k.2, source: k.3, outcome: k.4.to_owned() }
 }
 
 /// This process's counters.
@@ -55,18 +63,12 @@ impl Health {
         tenant: TenantId,
         server: McpServerId,
         source: Source,
-        outcome: &str,
+        outcome: &'static str,
         latency: Duration,
         detail: Option<&str>,
     ) {
         let at = now();
-        let key = BucketKey {
-            tenant_id: tenant,
-            mcp_server_id: server,
-            minute: health::minute_of(at),
-            source,
-            outcome: outcome.to_owned(),
-        };
+        let key = (tenant, server, health::minute_of(at), source, outcome);
         let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
         let detail = if outcome == health::OK { None } else { detail };
         if let Ok(mut p) = self.pending.lock() {
@@ -80,33 +82,35 @@ impl Health {
     /// once an hour prunes counts older than a day.
     pub async fn flush(&self) -> Result<(), DomainError> {
         let current = health::minute_of(now());
-        let (rows, prune) = {
+        let (written, rows, prune) = {
             let Ok(mut p) = self.pending.lock() else { return Ok(()) };
-            let rows: Vec<(BucketKey, MinuteCounts)> = p
-                .minutes
-                .iter_mut()
-                .filter(|(_, (_, dirty))| *dirty)
-                .map(|(k, (c, dirty))| {
-                    *dirty = false;
-                    (k.clone(), c.clone())
-                })
-                .collect();
-            p.minutes.retain(|k, (_, dirty)| *dirty || k.minute >= current);
+            let mut written = Vec::new();
+            let mut rows = Vec::new();
+            for (k, (c, dirty)) in p.minutes.iter_mut().filter(|(_, (_, dirty))| *dirty) {
+                *dirty = false;
+                written.push(*k);
+                rows.push((bucket_key(k), c.clone()));
+            }
             let prune = p.last_prune.is_none_or(|t| now() - t > chrono::Duration::hours(1));
             if prune {
                 p.last_prune = Some(now());
             }
-            (rows, prune)
+            (written, rows, prune)
         };
-        if let Err(e) = self.store.write_health(self.instance, &rows).await {
-            // Written again next time: marked changed so a later flush carries them.
-            if let Ok(mut p) = self.pending.lock() {
-                for (k, _) in rows {
-                    p.minutes.entry(k).or_default().1 = true;
+        let outcome = self.store.write_health(self.instance, &rows).await;
+        if let Ok(mut p) = self.pending.lock() {
+            if outcome.is_err() {
+                // Written again next time: the counts are kept, marked changed.
+                for k in &written {
+                    if let Some(entry) = p.minutes.get_mut(k) {
+                        entry.1 = true;
+                    }
                 }
             }
-            return Err(e);
+            // Minutes that are over and written are forgotten.
+            p.minutes.retain(|k, (_, dirty)| *dirty || k.2 >= current);
         }
+        outcome?;
         if prune {
             self.store.prune_health(now() - KEEP).await?;
         }
