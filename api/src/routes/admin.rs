@@ -259,6 +259,7 @@ pub async fn delete_api_key(
 pub struct CompareQuery {
     /// The MCP endpoint, as tenants registered it (`config.endpoint`; a trailing slash and the
     /// case of scheme and host do not matter).
+    #[param(min_length = 1, example = "https://mcp.linear.app/mcp")]
     pub endpoint: String,
 }
 

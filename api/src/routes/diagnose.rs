@@ -60,8 +60,16 @@ pub async fn diagnose_mcp_server(
     let target = target(super::optional_json(&body)?.as_ref())?;
     let server = tenant.store(&state.store).get_mcp_server(id).await?;
     if let Some(t) = &target {
-        // A user's connection through an agent of this tenant only.
-        tenant.store(&state.store).get_agent(t.agent_id).await?;
+        // A user's connection through an agent of this tenant only. The server exists, so an
+        // unknown agent is the body's fault: a 422 naming the field, not a 404 of the server.
+        match tenant.store(&state.store).get_agent(t.agent_id).await {
+            Ok(_) => {}
+            Err(DomainError::NotFound { .. }) => {
+                let detail = format!("agent `{}` not found: agent_id must be one of this tenant's agents", t.agent_id);
+                return Err(DomainError::invalid("agent_id", "not_found", detail).into());
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     let d = state.runtime.diagnose(tenant.tenant_id, &server, state.settings.policy(), target).await?;
     Ok(web::Json(DiagnoseResponse {

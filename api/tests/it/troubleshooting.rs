@@ -777,7 +777,10 @@ async fn diagnose_validates_its_input_and_keeps_tenants_apart() {
             Some(&json!({"user_id": "user-1", "agent_id": their_agent})),
         )
         .await;
-    res.problem(StatusCode::NOT_FOUND, "not_found");
+    // The server exists: the body names an agent this tenant does not have, a 422 on that field
+    // (saying nothing of whose agent it is).
+    res.problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(res.field_errors(), vec![("agent_id".into(), "not_found".into())]);
 }
 
 /// Client-credentials servers at oidc-provider with the grant on: a working client has no
