@@ -86,6 +86,7 @@ mod tests {
         ("connections.rs", include_str!("connections.rs")),
         ("erasure.rs", include_str!("erasure.rs")),
         ("events.rs", include_str!("events.rs")),
+        ("health.rs", include_str!("health.rs")),
         ("idempotency.rs", include_str!("idempotency.rs")),
         ("issuances.rs", include_str!("issuances.rs")),
         ("jobs.rs", include_str!("jobs.rs")),
