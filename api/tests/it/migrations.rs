@@ -38,10 +38,8 @@ async fn existing_agents_get_slugs_from_their_names() {
     let options = StoreOptions { max_connections: 1, ..StoreOptions::default() };
     let store = switchboard_api::bootstrap::open_store(&url, envelope, &options).await.expect("open");
     let db = store.connection();
-    let before_gateway = Migrator::migrations()
-        .iter()
-        .position(|m| m.name() == "m0012_gateway")
-        .expect("the gateway migration");
+    let before_gateway =
+        Migrator::migrations().iter().position(|m| m.name() == "m0012_gateway").expect("the gateway migration");
     Migrator::up(db, Some(u32::try_from(before_gateway).expect("count"))).await.expect("up to m0011");
     let backend = db.get_database_backend();
     let (t1, t2) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
