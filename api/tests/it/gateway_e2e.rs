@@ -23,13 +23,19 @@ use crate::peers::Peers;
 
 const MODERN: &str = "2026-07-28";
 
-async fn local_app() -> TestApp {
+pub(crate) async fn local_app() -> TestApp {
     TestApp::spawn_with(Options { allow_private_networks: true, ..Options::default() }).await
 }
 
 /// A server `body` created with `key`, attached to a new agent named `agent` with `filter`:
 /// (server id, agent id, gateway URL).
-async fn route(app: &TestApp, key: &str, body: Value, agent: &str, filter: Option<Value>) -> (String, String, String) {
+pub(crate) async fn route(
+    app: &TestApp,
+    key: &str,
+    body: Value,
+    agent: &str,
+    filter: Option<Value>,
+) -> (String, String, String) {
     let server = app.call(Method::POST, "/v1/mcp-servers", Some(key), Some(&body)).await;
     assert_eq!(server.status, StatusCode::CREATED, "{}", server.text);
     let server = server.id();

@@ -11,12 +11,9 @@ use switchboard_domain::connection::GrantKey;
 
 use crate::consent::consent_in_browser;
 use crate::gateway::{Upstream, ticket};
-use crate::helpers::{Options, Response, TestApp};
+use crate::gateway_e2e::local_app;
+use crate::helpers::{Response, TestApp};
 use crate::peers::Peers;
-
-async fn local_app() -> TestApp {
-    TestApp::spawn_with(Options { allow_private_networks: true, ..Options::default() }).await
-}
 
 /// Switchboard's exact redirect URI: the app's public URL and the consent callback.
 fn redirect_uri(app: &TestApp) -> String {

@@ -12,29 +12,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::gateway::{Upstream, initialize, mcp, ticket};
+use crate::gateway_e2e::{local_app, route};
 use crate::helpers::{Options, TestApp};
 
 const MODERN: &str = "2026-07-28";
-
-async fn local_app() -> TestApp {
-    TestApp::spawn_with(Options { allow_private_networks: true, ..Options::default() }).await
-}
-
-/// A server `body` created with `key`, attached to a new agent named `agent` with `filter`:
-/// (server id, agent id, gateway URL).
-async fn route(app: &TestApp, key: &str, body: Value, agent: &str, filter: Option<Value>) -> (String, String, String) {
-    let server = app.call(Method::POST, "/v1/mcp-servers", Some(key), Some(&body)).await;
-    assert_eq!(server.status, StatusCode::CREATED, "{}", server.text);
-    let server = server.id();
-    let created = app.call(Method::POST, "/v1/agents", Some(key), Some(&json!({"name": agent}))).await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-    let agent = created.id();
-    let attached =
-        app.call(Method::PUT, &format!("/v1/agents/{agent}/mcp-servers/{server}"), Some(key), filter.as_ref()).await;
-    assert!(attached.status.is_success(), "{}", attached.text);
-    let url = attached.json()["gateway_url"].as_str().expect("gateway_url").to_owned();
-    (server, agent, url)
-}
 
 /// A route to `upstream` (auth `none`) through a new agent, with an optional `tools` allow-list.
 async fn fixture_route(app: &TestApp, upstream: &Upstream, tools: Option<&[&str]>) -> (String, String, String) {
