@@ -841,3 +841,42 @@ async fn client_credentials_refused_at_the_token_endpoint_are_named_by_their_cod
         "{d:#}"
     );
 }
+
+/// The provider is down when a grant is due for refresh: the grant keeps its token and says when
+/// it retries (`refresh_failing`, a warning, with `retry_at`), beside what the endpoint's own
+/// silence says.
+#[tokio::test]
+async fn a_provider_down_at_refresh_time_is_refresh_failing() {
+    let peers = Peers::start();
+    let app = local_app().await;
+    let created = create(
+        &app,
+        "Peer",
+        json!({"endpoint": peers.mcp_url, "auth": {"type": "oauth_authorization_code_public_pkce"}}),
+    )
+    .await;
+    let server = id_of(&created);
+    let agent = attached_agent(&app, &server, "Bot").await;
+    let ticket = ticket(&app, "user-1", &[&agent]).await;
+    connect(&app, &ticket, &agent, &server).await;
+    let key = grant_key(&app, "user-1", &agent, &server);
+    let tokens = app.store().tenant(app.tenant_id).token_set(&key).await.expect("read").expect("tokens");
+    let refresh = tokens.refresh_token.clone().expect("a refresh token");
+    // The provider and its MCP servers stop (one process): the refresh cannot be asked.
+    drop(peers);
+    crate::refresh::make_due(&app).await;
+    app.worker().refresher().tick(100).await.expect("tick");
+    let secrets = [tokens.access_token.expose(), refresh.expose(), ticket.as_str()];
+
+    let d = diagnose(&app, &server, Some(&json!({"user_id": "user-1", "agent_id": agent})), &secrets).await;
+    let failing = all(&d, "refresh_failing");
+    let connection: Vec<&&Value> = failing.iter().filter(|f| f["evidence"]["status"].is_string()).collect();
+    assert_eq!(connection.len(), 1, "{d:#}");
+    let f = connection[0];
+    assert_eq!(f["severity"], "warning", "{f:#}");
+    assert_eq!(f["evidence"]["last_error_code"], "refresh_failed", "{f:#}");
+    assert!(f["evidence"]["retry_at"].is_string(), "{f:#}");
+    // The server's grants say so too, and the endpoint's silence is its own finding.
+    assert!(failing.iter().any(|f| f["evidence"]["grants"] == 1), "{d:#}");
+    assert!(codes(&d).contains(&"upstream_unavailable".to_owned()), "{d:#}");
+}

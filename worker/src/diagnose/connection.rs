@@ -62,6 +62,10 @@ pub fn findings(server: &McpServer, grant: Option<&Connection>, outcome: &CheckO
         Some(g) => {
             let evidence = |f: Finding| f.with("status", g.status.as_str()).with("connection_id", g.id.to_string());
             match (g.status, &g.last_error) {
+                // A connected grant whose refresh fails for now keeps its token, and says so.
+                (S::Connected | S::Refreshing | S::Expired, Some(e)) if e.code == "refresh_failed" => {
+                    out.push(evidence(from_last_error(e, &granted)));
+                }
                 (S::Connected | S::Refreshing, _) => {}
                 (S::NotConnected | S::Revoked, _) => out.push(evidence(Finding::new(
                     C::NotConnected,
@@ -123,6 +127,20 @@ pub fn findings(server: &McpServer, grant: Option<&Connection>, outcome: &CheckO
             }
             _ => {}
         }
+    }
+    if outcome.precondition.is_none() && outcome.verification.ok {
+        // The MCP server answers now: what the grant recorded of an earlier answer is superseded.
+        out.retain(|f| {
+            !matches!(
+                f.code,
+                C::UpstreamUnavailable
+                    | C::UpstreamTimeout
+                    | C::UpstreamInvalid
+                    | C::UpstreamUnauthorized
+                    | C::InsufficientScope
+                    | C::ResourceMismatch
+            ) || !f.evidence.contains_key("last_error_code")
+        });
     }
     if outcome.precondition.is_none() {
         let scopes = server.config.auth.scopes.clone().unwrap_or_default();

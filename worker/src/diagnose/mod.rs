@@ -86,24 +86,33 @@ impl Runtime {
     pub async fn check_with_findings(&self, key: &GrantKey) -> Result<(CheckOutcome, Vec<Finding>), DomainError> {
         let store = self.store.tenant(key.tenant_id);
         let server = store.get_mcp_server(key.mcp_server_id).await?;
-        let started = std::time::Instant::now();
-        let outcome = self.lifecycle.check(key).await?;
+        // The grant as it stood before this check (a failed check records its own error over a
+        // refresh's, which must still be told).
         let grant = store
             .user_connections(&key.user_id, key.agent_id)
             .await?
             .into_iter()
             .find(|c| c.key.mcp_server_id == key.mcp_server_id);
+        let started = std::time::Instant::now();
+        let outcome = self.lifecycle.check(key).await?;
         let findings = sorted(connection::findings(&server, grant.as_ref(), &outcome));
         if outcome.precondition.is_none() {
-            let code = findings.iter().find(|f| f.severity == switchboard_domain::finding::Severity::Error);
-            let outcome_code = code.map_or(switchboard_domain::health::OK, |f| f.code.as_str());
+            // Counted by what the live check itself showed.
+            let failed = (!outcome.verification.ok)
+                .then(|| {
+                    let scopes = server.config.auth.scopes.clone().unwrap_or_default();
+                    server::verification_findings(&outcome.verification, server.config.auth.kind, &scopes, &[])
+                        .into_iter()
+                        .next()
+                })
+                .flatten();
             self.health.record(
                 key.tenant_id,
                 key.mcp_server_id,
                 Source::Check,
-                outcome_code,
+                failed.as_ref().map_or(switchboard_domain::health::OK, |f| f.code.as_str()),
                 started.elapsed(),
-                code.map(|f| f.detail.as_str()),
+                failed.as_ref().map(|f| f.detail.as_str()),
             );
         }
         Ok((outcome, findings))
