@@ -127,15 +127,27 @@ async fn send(
                     .collect::<Vec<_>>()
                     .join(", ");
                 let challenge = crate::www_authenticate::bearer(&header).ok().flatten();
-                // What the challenge said (`invalid_token: audience …`) is what tells a wrong
-                // audience from a revoked token; kept short and printable.
+                // What the challenge said tells a wrong audience from a revoked token. Only its
+                // RFC 6750 `error` code is kept (letters and `_`), and whether its description
+                // speaks of the audience: the description itself may echo what was sent, a
+                // credential included, and this text is stored and shown.
                 let said = challenge.as_ref().and_then(|c| {
-                    let words = [c.error.as_deref(), c.error_description.as_deref()]
-                        .into_iter()
-                        .flatten()
-                        .collect::<Vec<_>>()
-                        .join(": ");
-                    (!words.is_empty()).then(|| words.chars().filter(|c| !c.is_control()).take(200).collect::<String>())
+                    let code: String = c
+                        .error
+                        .as_deref()
+                        .unwrap_or("")
+                        .chars()
+                        .filter(|ch| ch.is_ascii_alphanumeric() || *ch == '_')
+                        .take(40)
+                        .collect();
+                    let audience =
+                        c.error_description.as_deref().is_some_and(|d| d.to_ascii_lowercase().contains("audience"));
+                    match (code.is_empty(), audience) {
+                        (true, false) => None,
+                        (true, true) => Some("the token's audience was refused".to_owned()),
+                        (false, false) => Some(code),
+                        (false, true) => Some(format!("{code}: the token's audience was refused")),
+                    }
                 });
                 let required_scopes = match challenge {
                     Some(c) if f.status.as_u16() == 403 && c.error.as_deref() == Some("insufficient_scope") => {

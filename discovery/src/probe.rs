@@ -135,19 +135,32 @@ pub async fn authorize(
     verdict
 }
 
-/// Which refusal it is, from the error code first and the words second: providers that show an
-/// HTML page say "redirect_uri" or "client" in it.
+/// Which refusal it is. An explicit error code is trusted; the description is read only for
+/// `invalid_request` (which providers use for a bad redirect URI too). A page without a code is
+/// read for the phrases of an error, not for parameter names alone: error pages often echo the
+/// request (`redirect_uri=…`, `client_id=…`) whatever went wrong.
 fn classify(r: Refusal) -> AuthorizeVerdict {
-    let words =
-        format!("{} {}", r.error.as_deref().unwrap_or(""), r.description.as_deref().unwrap_or("")).to_ascii_lowercase();
+    let said = r.description.as_deref().unwrap_or("").to_ascii_lowercase();
+    let redirect_words = ["redirect_uri", "redirect uri", "callback url"];
+    let refused_words = ["mismatch", "did not match", "not registered", "not allowed", "invalid", "not valid"];
+    let about_redirect =
+        redirect_words.iter().any(|w| said.contains(w)) && refused_words.iter().any(|w| said.contains(w));
     match r.error.as_deref() {
-        Some("invalid_redirect_uri") => AuthorizeVerdict::RedirectRefused(r),
+        Some("invalid_redirect_uri" | "redirect_uri_mismatch") => AuthorizeVerdict::RedirectRefused(r),
         Some("invalid_client" | "unauthorized_client") => AuthorizeVerdict::ClientRefused(r),
         Some("invalid_target") => AuthorizeVerdict::ResourceRefused(r),
-        _ if words.contains("redirect_uri") || words.contains("redirect uri") => AuthorizeVerdict::RedirectRefused(r),
-        _ if words.contains("client") => AuthorizeVerdict::ClientRefused(r),
-        _ if words.contains("resource") => AuthorizeVerdict::ResourceRefused(r),
-        _ => AuthorizeVerdict::Refused(r),
+        Some("invalid_request") if about_redirect => AuthorizeVerdict::RedirectRefused(r),
+        Some(_) => AuthorizeVerdict::Refused(r),
+        None if about_redirect || said.contains("redirect_uri_mismatch") => AuthorizeVerdict::RedirectRefused(r),
+        None if said.contains("invalid_client")
+            || said.contains("unknown client")
+            || said.contains("client not found")
+            || said.contains("invalid client") =>
+        {
+            AuthorizeVerdict::ClientRefused(r)
+        }
+        None if said.contains("invalid_target") => AuthorizeVerdict::ResourceRefused(r),
+        None => AuthorizeVerdict::Refused(r),
     }
 }
 
@@ -265,6 +278,11 @@ mod tests {
         ));
         assert!(matches!(classify(r(Some("invalid_client"), "client is invalid")), AuthorizeVerdict::ClientRefused(_)));
         assert!(matches!(classify(r(None, "Unknown client")), AuthorizeVerdict::ClientRefused(_)));
+        // An explicit code wins over the words; an echoed parameter alone is not the error.
+        let scope = r(Some("invalid_scope"), "scope x not allowed for client y");
+        assert!(matches!(classify(scope), AuthorizeVerdict::Refused(_)));
+        let echoed = r(None, "Something went wrong. redirect_uri=https://a client_id=b");
+        assert!(matches!(classify(echoed), AuthorizeVerdict::Refused(_)));
         assert!(matches!(classify(r(Some("invalid_target"), "")), AuthorizeVerdict::ResourceRefused(_)));
         assert!(matches!(classify(r(Some("invalid_scope"), "")), AuthorizeVerdict::Refused(_)));
         assert_eq!(page_text(b"<html><h1>Error</h1><p>bad redirect_uri</p></html>"), "Error bad redirect_uri");

@@ -150,8 +150,8 @@ pub struct Window {
     pub calls: u64,
     /// Calls by outcome: `ok` or a finding code.
     pub outcomes: BTreeMap<String, u64>,
-    /// Share of calls that ended with a finding code (0 to 1; 0 with no calls): `client_error`
-    /// and `cancelled` are not counted as failures.
+    /// Share of calls that failed (0 to 1; 0 with no calls): those that ended with a finding code
+    /// other than the caller's own refusals (see [`is_failure`]).
     pub error_rate: f64,
     /// Upper bound of the latency bucket of the median call, in milliseconds.
     pub p50_ms: Option<u64>,
@@ -189,8 +189,19 @@ pub struct HealthReport {
     pub generated_at: DateTime<Utc>,
     pub last_hour: Window,
     pub last_day: Window,
-    /// The last failures (newest first, at most 20), one per minute and code.
+    /// The last calls that ended with a finding code (newest first, at most 20), one per minute
+    /// and code.
     pub last_failures: Vec<RecentFailure>,
+}
+
+/// Whether an outcome is a failure of the server or its configuration: a finding code, except
+/// the caller's own refusals (a ticket that does not cover the call, a tool the agent may not
+/// use, a cap, a user yet to connect). `ok`, `client_error` and `cancelled` are not failures.
+#[must_use]
+pub fn is_failure(outcome: &str) -> bool {
+    use crate::finding::FindingCode as C;
+    C::parse(outcome)
+        .is_some_and(|c| !matches!(c, C::TicketScope | C::ToolNotAllowed | C::ArgumentLimit | C::NotConnected))
 }
 
 /// Sums `buckets` into a report for `server` as of `now`.
@@ -209,10 +220,7 @@ pub fn report(server: McpServerId, buckets: &[StoredBucket], now: DateTime<Utc>)
             s.0.merge(&b.counts);
             *s.1.entry(b.key.outcome.clone()).or_default() += b.counts.calls;
         }
-        // Failures are the calls that ended with a finding; a client's own mistakes
-        // (`client_error`) and calls it abandoned (`cancelled`) are not the server's.
-        let failed: u64 =
-            outcomes.iter().filter(|(o, _)| crate::finding::FindingCode::parse(o).is_some()).map(|(_, n)| n).sum();
+        let failed: u64 = outcomes.iter().filter(|(o, _)| is_failure(o)).map(|(_, n)| n).sum();
         #[expect(clippy::cast_precision_loss, reason = "a rate")]
         let error_rate = if total.calls == 0 { 0.0 } else { failed as f64 / total.calls as f64 };
         Window {
@@ -237,7 +245,8 @@ pub fn report(server: McpServerId, buckets: &[StoredBucket], now: DateTime<Utc>)
         }
     };
     let mut failures: BTreeMap<(DateTime<Utc>, Source, String), MinuteCounts> = BTreeMap::new();
-    for b in buckets.iter().filter(|b| b.key.outcome != OK && b.key.minute + Duration::minutes(1) > day_ago) {
+    let coded = |o: &str| crate::finding::FindingCode::parse(o).is_some();
+    for b in buckets.iter().filter(|b| coded(&b.key.outcome) && b.key.minute + Duration::minutes(1) > day_ago) {
         failures.entry((b.key.minute, b.key.source, b.key.outcome.clone())).or_default().merge(&b.counts);
     }
     let mut last_failures: Vec<RecentFailure> = failures

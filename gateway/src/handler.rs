@@ -24,6 +24,8 @@ fn missing_finding(missing: &Missing) -> FindingCode {
             FindingCode::NeedsReauth
         }
         Missing::NotConnected { .. } => FindingCode::NotConnected,
+        // The provider refused the server's own client credentials.
+        Missing::Server(why) if why.contains("(invalid_client)") => FindingCode::InvalidClient,
         Missing::Server(_) => FindingCode::ServerNotReady,
         Missing::Unavailable => FindingCode::RefreshFailing,
     }
@@ -136,7 +138,8 @@ async fn post_inner(
             return inner.refusal(path, &Refusal::ScopeExplained(Box::new(finding)));
         }
         Err(r) => {
-            observed.outcome = "ticket_scope";
+            // An expired or invalid ticket: the caller's, counted as a client error.
+            observed.outcome = "refused";
             return inner.refusal(path, &r);
         }
     }
@@ -167,7 +170,15 @@ async fn post_inner(
         Ok(Ok(c)) => c,
         Ok(Err(missing)) => {
             let finding = missing_finding(&missing);
-            observed.failed(finding, missing.message());
+            // For a user yet to connect, `initialize` and notifications are answered here, as
+            // they should be.
+            let answered_here = matches!(missing, Missing::NotConnected { .. })
+                && (!message.is_request() || message.method() == "initialize");
+            if answered_here {
+                observed.outcome = "ok";
+            } else {
+                observed.failed(finding, missing.message());
+            }
             if matches!(missing, Missing::NotConnected { .. })
                 && message.is_request()
                 && message.method() != "initialize"
@@ -287,7 +298,19 @@ async fn post_inner(
     }
     match res.status().as_u16() {
         200..=299 => observed.outcome = "ok",
-        403 => observed.failed(FindingCode::InsufficientScope, "the MCP server refused the token (HTTP 403)"),
+        // Only a 403 whose challenge says so is a lack of scope (a WAF's or a tool's own 403
+        // is not).
+        403 if res
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.contains("insufficient_scope"))) =>
+        {
+            observed.failed(
+                FindingCode::InsufficientScope,
+                "the MCP server refused the token for lack of scope (HTTP 403)",
+            );
+        }
         _ => observed.outcome = "upstream_error",
     }
     if rewrite {

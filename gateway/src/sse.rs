@@ -284,8 +284,9 @@ pub(crate) fn watch(
             let next = tokio::time::timeout(wait, s.upstream.next()).await;
             match next {
                 Ok(Some(Ok(chunk))) => s.framer.buf.extend_from_slice(&chunk),
-                Ok(None) | Ok(Some(Err(_))) => {
+                Ok(end @ (None | Some(Err(_)))) => {
                     s.done = true;
+                    let broke = end.is_some();
                     // A last event without its blank line still counts when it is the answer.
                     if !s.answered && !s.framer.buf.is_empty() {
                         s.framer.buf.extend_from_slice(b"\n\n");
@@ -299,6 +300,14 @@ pub(crate) fn watch(
                         }
                     }
                     if s.answered || s.resumable {
+                        // The client may resume a resumable stream; one that broke (rather than
+                        // closed) before its answer is counted as the server's failure all the same.
+                        if broke && let Some(report) = s.on_answer.take() {
+                            report(Answer::Failed(
+                                FindingCode::UpstreamUnavailable,
+                                "the MCP server's stream broke before it answered",
+                            ));
+                        }
                         return None;
                     }
                     let e = s.fail(

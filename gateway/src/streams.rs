@@ -68,7 +68,7 @@ async fn stream_or_end(
             );
             return inner.refusal(path, &Refusal::ScopeExplained(Box::new(finding)));
         }
-        observed.outcome = "ticket_scope";
+        observed.outcome = "refused";
         return inner.refusal(path, &r);
     }
     let session = header(req, "mcp-session-id").map(str::to_owned);
@@ -132,7 +132,10 @@ async fn stream_or_end(
         inner.sessions.upstream.remove(&s.to_owned());
         upstream_session = match inner.upstream_session(&caller, &credential, s).await {
             Ok(u) => u,
-            Err(e) => return e.into_response(None),
+            Err(e) => {
+                observed.failed(e.finding(), "the upstream session could not be started again");
+                return e.into_response(None);
+            }
         };
         res = inner.send(client, &caller, credential, method, None, upstream_session.as_deref()).await;
     }
@@ -157,7 +160,10 @@ async fn stream_or_end(
     }
     match read_bounded(inner, res).await {
         Ok(b) => out.body(b),
-        Err(e) => e.into_response(None),
+        Err(e) => {
+            observed.failed(e.finding(), "the MCP server's answer could not be read");
+            e.into_response(None)
+        }
     }
 }
 

@@ -42,6 +42,9 @@ pub struct Health {
     store: Store,
     instance: uuid::Uuid,
     pending: Mutex<Pending>,
+    /// One flush at a time: two writing the same minute's whole counts could land out of order,
+    /// an older count over a newer one.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Health {
@@ -53,7 +56,7 @@ impl std::fmt::Debug for Health {
 impl Health {
     #[must_use]
     pub fn new(store: Store) -> Self {
-        Self { store, instance: uuid::Uuid::now_v7(), pending: Mutex::default() }
+        Self { store, instance: uuid::Uuid::now_v7(), pending: Mutex::default(), flushing: tokio::sync::Mutex::new(()) }
     }
 
     /// Counts one call of `server`: `outcome` is `ok` or a finding code, `detail` what a failure
@@ -81,7 +84,15 @@ impl Health {
     /// Writes what changed since the last write, forgets minutes that are over and written, and
     /// once an hour prunes counts older than a day.
     pub async fn flush(&self) -> Result<(), DomainError> {
+        let _one_at_a_time = self.flushing.lock().await;
         let current = health::minute_of(now());
+        // A minute is forgotten one flush after it ended and was written: a call that read the
+        // clock just before the minute turned still lands in its counts, not in a fresh entry
+        // that would overwrite them.
+        let forget_before = current - chrono::Duration::minutes(1);
+        // Counts that cannot be written (the database is away) are kept no longer than a report
+        // would show them.
+        let give_up_before = current - KEEP;
         let (written, rows, prune) = {
             let Ok(mut p) = self.pending.lock() else { return Ok(()) };
             let mut written = Vec::new();
@@ -108,7 +119,7 @@ impl Health {
                 }
             }
             // Minutes that are over and written are forgotten.
-            p.minutes.retain(|k, (_, dirty)| *dirty || k.2 >= current);
+            p.minutes.retain(|k, (_, dirty)| k.2 >= give_up_before && (*dirty || k.2 >= forget_before));
         }
         outcome?;
         if prune {

@@ -84,11 +84,20 @@ impl AdminStore<'_> {
     pub async fn servers_at_endpoint(&self, endpoint: &str) -> Result<Vec<McpServer>, DomainError> {
         let wanted = normalize_endpoint(endpoint);
         // The endpoint lives in the config JSON: narrow with a portable LIKE, then compare exactly.
-        let pattern = format!("%{}%", wanted.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        // Narrowed by the host (an explicit default port or other spellings of the same URL are
+        // caught by the exact comparison below).
+        let host = url::Url::parse(&wanted)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| wanted.clone());
+        let pattern = format!("%{}%", host.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        // Lowercased on both sides: the host's case must not matter on Postgres either.
         let rows = mcp_servers::Entity::find()
             .filter(
-                sea_orm::sea_query::Expr::col(mcp_servers::Column::Config)
-                    .like(sea_orm::sea_query::LikeExpr::new(pattern).escape('\\')),
+                sea_orm::sea_query::Expr::expr(sea_orm::sea_query::Func::lower(sea_orm::sea_query::Expr::col(
+                    mcp_servers::Column::Config,
+                )))
+                .like(sea_orm::sea_query::LikeExpr::new(pattern.to_lowercase()).escape('\\')),
             )
             .all(&self.0.db)
             .await
@@ -121,8 +130,7 @@ impl AdminStore<'_> {
             let (by_status, grant_errors) = store.grant_summary(server.id, since).await?;
             let mut failures = store.failure_codes(server.id, since).await?;
             // The clients' own mistakes say nothing about the tenant's configuration.
-            failures.remove("client_error");
-            failures.remove("cancelled");
+            failures.retain(|code, _| crate::health::is_failure(code));
             for (code, n) in grant_errors {
                 *failures.entry(code).or_default() += n;
             }

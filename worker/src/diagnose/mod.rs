@@ -53,7 +53,29 @@ impl Runtime {
         policy: Policy,
         target: Option<ConnectionTarget>,
     ) -> Result<Diagnosis, DomainError> {
-        let fresh = self.servers.probe(tenant, server, policy).await?;
+        let fresh = match self.servers.probe(tenant, server, policy).await {
+            Ok(fresh) => fresh,
+            // The stored configuration no longer passes the rules it was saved under (the network
+            // policy tightened since): that is the finding, not a 422 of this request.
+            Err(DomainError::Invalid(errors)) => {
+                let said = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+                let code = if errors.iter().any(|e| e.field.starts_with("config.endpoint")) {
+                    switchboard_domain::finding::FindingCode::BlockedByNetworkPolicy
+                } else {
+                    switchboard_domain::finding::FindingCode::ServerNotReady
+                };
+                let finding = Finding::new(code, format!("the stored configuration is refused now: {said}"))
+                    .with("errors", serde_json::to_value(&errors).unwrap_or_default());
+                let discovery_result = DiscoveryResult {
+                    endpoint: server.config.endpoint.clone(),
+                    message: said,
+                    ..DiscoveryResult::default()
+                };
+                let checked_at = switchboard_domain::clock::now();
+                return Ok(Diagnosis { server_id: server.id, checked_at, findings: vec![finding], discovery_result });
+            }
+            Err(e) => return Err(e),
+        };
         let redirect_uri = self.servers.redirect_uri();
         let mut findings = server::compare(server, &fresh, &redirect_uri, self.servers.client_metadata_url().is_some());
         let mut steps = Vec::new();
@@ -106,11 +128,21 @@ impl Runtime {
                         .next()
                 })
                 .flatten();
+            // A failed check that names no finding (a 401 from a server configured with no auth,
+            // which `diagnose` reports as the auth mode) still counts as a failure.
+            let failed_code = match (&failed, outcome.verification.ok) {
+                (Some(f), _) => f.code.as_str(),
+                (None, true) => switchboard_domain::health::OK,
+                (None, false) if outcome.verification.status == Some(401) => {
+                    switchboard_domain::finding::FindingCode::UpstreamUnauthorized.as_str()
+                }
+                (None, false) => switchboard_domain::finding::FindingCode::UpstreamInvalid.as_str(),
+            };
             self.health.record(
                 key.tenant_id,
                 key.mcp_server_id,
                 Source::Check,
-                failed.as_ref().map_or(switchboard_domain::health::OK, |f| f.code.as_str()),
+                failed_code,
                 started.elapsed(),
                 failed.as_ref().map(|f| f.detail.as_str()),
             );

@@ -332,9 +332,7 @@ pub fn verification_findings(
                 .with("missing", json!(missing))
                 .fix(fix)
         }
-        Some(401)
-            if said.to_ascii_lowercase().contains("audience") || said.to_ascii_lowercase().contains("resource") =>
-        {
+        Some(401) if said.contains("audience") && !matches!(kind, AuthType::None | AuthType::Token) => {
             Finding::new(C::ResourceMismatch, format!("the MCP server refuses the token's audience: {said}"))
                 .with("said", said)
         }
@@ -381,8 +379,12 @@ pub async fn probe_client(
         return Ok(out);
     }
     let Some(client_id) = auth.client_id.as_deref() else { return Ok(out) };
-    let resource =
-        auth.resource.clone().or_else(|| fresh.resource.clone()).unwrap_or_else(|| server.config.endpoint.clone());
+    // The resource a consent asks for (as `consent/connect.rs` computes it).
+    let resource = match (&auth.resource, Url::parse(&server.config.endpoint)) {
+        (Some(r), _) => r.clone(),
+        (None, Ok(endpoint)) => switchboard_discovery::urls::canonical_resource(&endpoint),
+        (None, Err(_)) => server.config.endpoint.clone(),
+    };
     let scopes = auth.scopes.clone().unwrap_or_default();
     let fetcher = &runtime.fetcher;
     if let Some(auth_url) = auth.auth_url.as_deref().and_then(|u| Url::parse(u).ok()) {
@@ -446,6 +448,17 @@ pub async fn probe_client(
         .await;
         match verdict {
             ClientVerdict::Accepted | ClientVerdict::Other(_) => {}
+            ClientVerdict::Refused(code) if code == "unauthorized_client" => out.push(
+                Finding::new(
+                    C::AuthModeMismatch,
+                    format!(
+                        "the token endpoint does not let client `{client_id}` use the authorization code grant ({code})"
+                    ),
+                )
+                .with("client_id", client_id)
+                .with("at", "token_endpoint")
+                .with("provider_error", code.as_str()),
+            ),
             ClientVerdict::Refused(code) => out.push(
                 Finding::new(C::InvalidClient, format!("the token endpoint refuses client `{client_id}` ({code})"))
                     .with("client_id", client_id)
