@@ -117,7 +117,7 @@ impl LastError {
     #[must_use]
     pub fn finding(&self) -> crate::finding::FindingCode {
         use crate::finding::FindingCode as C;
-        let provider_code = self.message.rsplit_once('(').and_then(|(_, c)| c.strip_suffix(')'));
+        let provider_code = crate::finding::provider_code(&self.message);
         match self.code.as_str() {
             "insufficient_scope" => C::InsufficientScope,
             "reauth_required" => C::NeedsReauth,

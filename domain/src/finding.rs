@@ -236,6 +236,15 @@ impl Finding {
     }
 }
 
+/// The provider's RFC 6749 error code at the end of a token-endpoint failure as Switchboard words
+/// it ("the token endpoint refused the client credentials (invalid_client)"): the one place that
+/// reads it back, for the findings a stored message stands for.
+#[must_use]
+pub fn provider_code(message: &str) -> Option<&str> {
+    let code = message.rsplit_once('(')?.1.strip_suffix(')')?;
+    (!code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')).then_some(code)
+}
+
 /// The worst severity of `findings` (`None` when there is none).
 #[must_use]
 pub fn worst(findings: &[Finding]) -> Option<Severity> {
@@ -327,6 +336,16 @@ mod tests {
             assert_eq!(serde_json::to_value(code).ok(), Some(Value::from(code.as_str())));
             assert!(!code.fix().is_empty() && !code.title().is_empty());
         }
+    }
+
+    #[test]
+    fn the_provider_code_is_read_from_the_end_of_a_message_only() {
+        assert_eq!(
+            provider_code("the token endpoint refused the client credentials (invalid_client)"),
+            Some("invalid_client")
+        );
+        assert_eq!(provider_code("the server refused the credentials (401) — invalid_token"), None);
+        assert_eq!(provider_code("no parentheses"), None);
     }
 
     #[test]

@@ -25,7 +25,9 @@ fn missing_finding(missing: &Missing) -> FindingCode {
         }
         Missing::NotConnected { .. } => FindingCode::NotConnected,
         // The provider refused the server's own client credentials.
-        Missing::Server(why) if why.contains("(invalid_client)") => FindingCode::InvalidClient,
+        Missing::Server(why) if switchboard_domain::finding::provider_code(why) == Some("invalid_client") => {
+            FindingCode::InvalidClient
+        }
         Missing::Server(_) => FindingCode::ServerNotReady,
         Missing::Unavailable => FindingCode::RefreshFailing,
     }

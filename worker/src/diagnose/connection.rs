@@ -24,7 +24,7 @@ pub fn from_last_error(e: &LastError, granted: &[String]) -> Finding {
     let base = |code: C, detail: String| {
         Finding::new(code, detail).with("last_error_code", e.code.as_str()).with("at", e.at.to_rfc3339())
     };
-    let provider_code = e.message.rsplit_once('(').and_then(|(_, c)| c.strip_suffix(')')).map(str::to_owned);
+    let provider_code = switchboard_domain::finding::provider_code(&e.message);
     let code = e.finding();
     match code {
         C::InsufficientScope => base(code, format!("the MCP server refused the token for lack of scope: {}", e.message))

@@ -165,7 +165,7 @@ pub fn compare(server: &McpServer, fresh: &DiscoveryResult, redirect_uri: &str, 
 /// What a token endpoint's refusal of client credentials means (the live check's words carry the
 /// RFC 6749 error code in parentheses).
 pub(crate) fn client_credentials_refusal(said: &str, token_url: Option<&str>) -> Finding {
-    let code = said.rsplit_once('(').and_then(|(_, c)| c.strip_suffix(')')).unwrap_or("");
+    let code = switchboard_domain::finding::provider_code(said).unwrap_or("");
     let base = |c: C, detail: String| {
         Finding::new(c, detail).with("token_url", json!(token_url)).with("said", said).with("at", "token_endpoint")
     };
