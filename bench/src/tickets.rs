@@ -23,6 +23,7 @@ pub(crate) fn run(runs: usize, max_depth: usize) -> anyhow::Result<()> {
         expires_at: SystemTime::now() + Duration::from_secs(3600),
         subject: Some("orchestrator".into()),
         max_delegation_depth: 8,
+        audience: None,
     };
     let (root, _) = ticket::mint(TenantId::new(), &key, &claims)?;
     let pk = key.public_hex();

@@ -20,6 +20,7 @@ pub mod job;
 pub mod mcp_server;
 pub mod oauth_client;
 pub mod page;
+pub mod sign_in;
 pub mod slug;
 pub mod store;
 pub mod tenant;

@@ -18,6 +18,7 @@ mod m0010_tenant_deletion;
 mod m0011_rediscovery;
 mod m0012_gateway;
 mod m0013_health;
+mod m0014_gateway_oauth;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0011_rediscovery::Migration),
             Box::new(m0012_gateway::Migration),
             Box::new(m0013_health::Migration),
+            Box::new(m0014_gateway_oauth::Migration),
         ]
     }
 }

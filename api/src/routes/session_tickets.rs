@@ -125,6 +125,7 @@ pub async fn create_session_ticket(
             expires_at,
             subject: mint.subject.clone(),
             max_delegation_depth: mint.max_delegation_depth,
+            audience: None,
         };
         let (ticket, ids) = ticket::mint(tenant.tenant_id, &key, &claims)
             .map_err(|e| DomainError::internal_from("minting a ticket failed", e))?;

@@ -235,6 +235,7 @@ fn tickets_are_narrowed_inspected_and_verified_offline() {
         expires_at: std::time::SystemTime::now() + Duration::from_secs(3600),
         subject: Some("orchestrator".into()),
         max_delegation_depth: 2,
+        audience: None,
     };
     let (root, _) = mint(switchboard_domain::TenantId::new(), &key, &claims).expect("mint");
     let pk = key.public_hex();

@@ -241,6 +241,7 @@ async fn blocks_from_another_library_are_honoured_and_forged_ones_refused() {
         expires_at: std::time::SystemTime::now() + Duration::from_secs(600),
         subject: None,
         max_delegation_depth: 3,
+        audience: None,
     };
     let (forged, _) = switchboard_domain::ticket::mint(s.app.tenant_id, &foreign, &claims).expect("mint");
     let r = s.call(&forged, "echo", json!({"text": "hi"})).await;

@@ -23,6 +23,7 @@ mod refresh;
 mod revocation;
 mod scoped;
 mod settings;
+mod sign_in;
 mod tenants;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -41,6 +42,7 @@ pub use idempotency::{Begin, IdempotencyKey};
 pub use jobs::{ClaimedJob, JobEnd, JobSummary};
 pub use rediscovery::REDISCOVER_EVERY;
 pub use refresh::{DueRefresh, ImportedGrant, RefreshFailure, RefreshRow};
+pub use sign_in::NewGatewayGrant;
 pub use webhooks::{StoredEvent, Webhook};
 
 use crate::crypto::Envelope;

@@ -42,6 +42,10 @@ tenant_owned!(
     issuances,
     tenant_settings,
     health_minutes,
+    identity_providers,
+    gateway_clients,
+    gateway_grants,
+    gateway_refresh_tokens,
 );
 
 /// The tenant's own row: its id is its tenant column.

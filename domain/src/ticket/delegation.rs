@@ -516,6 +516,7 @@ mod tests {
             expires_at: SystemTime::now() + Duration::from_secs(3600),
             subject: Some("orchestrator".into()),
             max_delegation_depth: max_depth,
+            audience: None,
         };
         let (root, _) = mint(TenantId::new(), &key, &claims).expect("mint");
         Fixture { key, agent, root }

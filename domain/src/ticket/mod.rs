@@ -65,6 +65,10 @@ pub struct TicketClaims {
     pub subject: Option<String>,
     /// How many times holders may attenuate it.
     pub max_delegation_depth: usize,
+    /// The one gateway URL it is good for (an OAuth access token's RFC 8707 resource); any
+    /// route when `None`. A ticket with an audience is refused everywhere else, the runtime
+    /// plane included.
+    pub audience: Option<String>,
 }
 
 /// The delegation depth a ticket is minted with when the request names none.
@@ -187,6 +191,9 @@ pub fn mint(tenant: TenantId, key: &SigningKey, claims: &TicketClaims) -> Result
         .map_err(|_| TicketError::Internal)?;
     for agent in &claims.agents {
         b = b.fact(fact("agent", &[string(&agent.to_string())])).map_err(|_| TicketError::Internal)?;
+    }
+    if let Some(audience) = &claims.audience {
+        b = b.fact(fact("audience", &[string(audience)])).map_err(|_| TicketError::Internal)?;
     }
     let params = std::iter::once(("exp".to_owned(), date(&claims.expires_at))).collect();
     b = b
@@ -382,6 +389,8 @@ pub struct Authority {
     pub depth: usize,
     /// How many it may carry.
     pub max_depth: usize,
+    /// The one gateway URL it is good for, when minted with one (see [`TicketClaims::audience`]).
+    pub audience: Option<String>,
 }
 
 /// Reads the authority block's facts. Only the authority block is trusted by these queries: a
@@ -393,6 +402,7 @@ pub fn authority(token: &Biscuit) -> Result<Authority, TicketError> {
     let expires: Vec<(SystemTime,)> = a.query("data($e) <- expires($e)").map_err(|_| TicketError::Internal)?;
     let subjects: Vec<(String,)> = a.query("data($s) <- subject($s)").map_err(|_| TicketError::Internal)?;
     let depths: Vec<(i64,)> = a.query("data($d) <- max_delegation_depth($d)").map_err(|_| TicketError::Internal)?;
+    let audiences: Vec<(String,)> = a.query("data($r) <- audience($r)").map_err(|_| TicketError::Internal)?;
     let user = users.into_iter().next().map(|(u,)| u).ok_or(TicketError::Malformed)?;
     let max_depth = depths
         .into_iter()
@@ -411,6 +421,7 @@ pub fn authority(token: &Biscuit) -> Result<Authority, TicketError> {
         expires_at: expires.into_iter().map(|(e,)| e).min(),
         depth,
         max_depth,
+        audience: audiences.into_iter().next().map(|(r,)| r),
     })
 }
 
@@ -445,6 +456,7 @@ mod tests {
             expires_at: SystemTime::now() + Duration::from_secs(600),
             subject: None,
             max_delegation_depth: DEFAULT_MAX_DELEGATION_DEPTH,
+            audience: None,
         };
         let (ticket, ids) = mint(tenant, &key, &claims).expect("mint");
         assert_eq!(ids.len(), 1);
@@ -535,6 +547,7 @@ mod tests {
             expires_at: SystemTime::now() - Duration::from_secs(1),
             subject: None,
             max_delegation_depth: DEFAULT_MAX_DELEGATION_DEPTH,
+            audience: None,
         };
         let (ticket, _) = mint(tenant, &key, &claims).expect("mint");
         assert_eq!(check(&ticket, &key, &req(agent)), Err(TicketError::Expired));
