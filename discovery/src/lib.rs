@@ -15,6 +15,7 @@ pub mod discover;
 pub mod http;
 pub mod mcp;
 pub mod oauth;
+pub mod oidc;
 pub mod policy;
 pub mod probe;
 pub mod register;

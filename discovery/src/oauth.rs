@@ -205,6 +205,9 @@ pub struct Tokens {
     pub token_type: String,
     pub expires_in: Option<u64>,
     pub scope: Option<String>,
+    /// An OpenID Connect ID token, when the provider issued one (verify it before trusting it:
+    /// [`crate::oidc::verify_id_token`]).
+    pub id_token: Option<String>,
     /// The client authentication method the endpoint accepted: the one asked for, or the other
     /// one after the first was refused (callers keep it for next time).
     pub client_auth: AuthMethod,
@@ -296,7 +299,7 @@ impl TokenError {
 /// A token-endpoint request with `auth`, and once more with the provider's other advertised
 /// method when it refuses the client (`invalid_client`) — servers disagree on Basic vs. the
 /// body, and their metadata does not always say which they mean.
-async fn token_request(
+pub(crate) async fn token_request(
     fetcher: &Fetcher,
     token_url: &Url,
     pairs: &[(&str, &str)],
@@ -580,6 +583,7 @@ fn validate(json: &Value) -> Result<Tokens, String> {
         token_type: "Bearer".into(),
         expires_in,
         scope: text("scope"),
+        id_token: text("id_token"),
         client_auth: AuthMethod::None,
     })
 }
