@@ -196,6 +196,13 @@ impl FromRequest for TicketContext {
                 }
                 _ => ApiError::from(TicketError::BadSignature),
             })?;
+            // An OAuth access token is good for its one gateway URL, never for the runtime plane.
+            if verified.authority.audience.is_some() {
+                return Err(ApiError::WrongCredential {
+                    detail: "an OAuth access token for a gateway URL cannot call runtime routes",
+                    hint: "runtime routes take a session ticket minted with POST /v1/session-tickets",
+                });
+            }
             let tenant_id = verified.tenant;
             tracing::Span::current().record("tenant.id", tracing::field::display(tenant_id));
             Ok(Self { tenant_id, ticket: verified })

@@ -90,6 +90,11 @@ impl Inner {
                 Some("invalid_token"),
             ),
             Refusal::Argument(why) => problem(StatusCode::FORBIDDEN, "ticket_scope", why),
+            Refusal::Audience => unauthorized(
+                "wrong_audience",
+                "this access token was issued for another MCP server URL (its resource); sign in for this one",
+                Some("invalid_token"),
+            ),
             Refusal::Ticket(T::Internal) => {
                 problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the session ticket could not be processed")
             }

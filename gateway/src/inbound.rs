@@ -169,6 +169,9 @@ pub enum Refusal {
     ScopeExplained(Box<switchboard_domain::finding::Finding>),
     /// A call's argument over a cap of the ticket (or missing): a JSON-RPC invalid-params error.
     Argument(String),
+    /// 401 `invalid_token`: an access token issued for another gateway URL (its RFC 8707
+    /// resource), or one presented outside the gateway.
+    Audience,
     /// 503: the database could not be asked.
     Unavailable,
     /// 403: an `Origin` the gateway does not serve, or a `Host` that is not its own.
@@ -207,6 +210,12 @@ impl crate::Inner {
             return Err(Refusal::ApiKey);
         }
         let verified = self.verify(presented).await?;
+        if let Some(audience) = &verified.authority.audience {
+            let here = format!("{}/mcp/{}/{}/{}", self.config.public_url, segments.0, segments.1, segments.2);
+            if *audience != here {
+                return Err(Refusal::Audience);
+            }
+        }
         let tenant = verified.tenant;
         let key = self.tenant_key(tenant).await?;
         // Another tenant's route: as if it did not exist.

@@ -15,6 +15,9 @@
 //!   answer relayed; `sse.rs`: the watch on a streamed answer (garbage, silence, an early end).
 //! - `connect.rs`: "connect first" as the client's protocol version says (URL elicitation,
 //!   `input_required`, or an error carrying the URL), and the sealed connect requests.
+//! - `oauth/`: the gateway as each tenant's OAuth authorization server (issuer
+//!   `{public_url}/oauth/{tenant}`), signing users in through the tenant's identity provider and
+//!   issuing route-bound session tickets as access tokens.
 //! - `sessions.rs`: the gateway's own session ids for sessions started before the user
 //!   connected, mapped lazily onto upstream sessions.
 
@@ -25,6 +28,7 @@ pub mod filter;
 mod handler;
 pub mod inbound;
 pub mod metrics;
+mod oauth;
 mod observe;
 mod origin;
 mod pages;
@@ -236,5 +240,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, gateway: &Gateway) {
             web::resource("/.well-known/oauth-protected-resource/mcp/{tenant}/{agent}/{server}")
                 .route(web::get().to(pages::resource_metadata)),
         )
-        .service(web::resource("/connect/{request}").route(web::get().to(pages::connect_page)));
+        .service(web::resource("/connect/{request}").route(web::get().to(pages::connect_page)))
+        .configure(oauth::configure);
 }

@@ -9,17 +9,27 @@ use crate::{Gateway, connect};
 
 /// `GET /.well-known/oauth-protected-resource/mcp/{tenant}/{agent}/{server}` (RFC 9728 §3.1:
 /// the well-known segment inserted before the route's path).
+///
+/// A tenant with an identity provider names its own authorization server
+/// (`{public_url}/oauth/{tenant}`), where any MCP client signs its user in; without one the list
+/// is empty and `switchboard.sign_in` says so: the route takes session tickets only.
 pub(crate) async fn resource_metadata(gw: web::Data<Gateway>, path: Segments) -> HttpResponse {
     let inner = &gw.inner;
+    let signs_in = inner.signs_in(&path.0).await;
+    let servers: Vec<String> = if signs_in { vec![inner.issuer_url(&path.0)] } else { vec![] };
     json_response(
         200,
         &json!({
             "resource": inner.route_url(&path),
-            "authorization_servers": [],
+            "authorization_servers": servers,
             "bearer_methods_supported": ["header"],
             "resource_name": "Switchboard MCP gateway",
             "resource_documentation": format!("{}/docs/", inner.config.public_url),
-            "switchboard": {"credential": "session_ticket", "mint": format!("{}/v1/session-tickets", inner.config.public_url)},
+            "switchboard": {
+                "credential": if signs_in { "oauth_or_session_ticket" } else { "session_ticket" },
+                "sign_in": if signs_in { "configured" } else { "not configured: the tenant has no identity provider (PUT /v1/settings/identity-provider)" },
+                "mint": format!("{}/v1/session-tickets", inner.config.public_url),
+            },
         }),
     )
 }

@@ -9,6 +9,7 @@ pub mod connections;
 pub mod consent;
 pub mod diagnose;
 pub mod idempotency;
+pub mod identity_provider;
 pub mod mcp_server_schema;
 pub mod mcp_servers;
 pub mod oauth;
@@ -41,6 +42,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(utoipa_actix_web::scope("/v1/connections").configure(connections::configure));
     connections::configure_issuances(cfg);
     settings::configure(cfg);
+    identity_provider::configure(cfg);
     users::configure(cfg);
     webhook::configure(cfg);
 }
@@ -109,6 +111,7 @@ mod tests {
         ("runtime_events.rs", include_str!("runtime_events.rs")),
         ("session_tickets.rs", include_str!("session_tickets.rs")),
         ("settings.rs", include_str!("settings.rs")),
+        ("identity_provider.rs", include_str!("identity_provider.rs")),
         ("users.rs", include_str!("users.rs")),
         ("webhook.rs", include_str!("webhook.rs")),
     ];

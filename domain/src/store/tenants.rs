@@ -114,6 +114,16 @@ impl AdminStore<'_> {
             .ok_or_else(|| DomainError::not_found("tenant", id))
     }
 
+    /// A live tenant by its slug or its id (the first segment of its public URLs).
+    pub async fn tenant_by_segment(&self, segment: &str) -> Result<Option<Tenant>, DomainError> {
+        let mut q = tenants::Entity::find().filter(tenants::Column::DeletedAt.is_null());
+        q = match uuid::Uuid::try_parse(segment) {
+            Ok(id) => q.filter(tenants::Column::Id.eq(id)),
+            Err(_) => q.filter(tenants::Column::Slug.eq(segment)),
+        };
+        Ok(q.one(&self.db).await.map_err(map_err)?.map(tenant))
+    }
+
     pub async fn count_tenants(&self) -> Result<u64, DomainError> {
         tenants::Entity::find().count(&self.db).await.map_err(map_err)
     }
