@@ -39,6 +39,7 @@ mod refresh;
 mod registration;
 mod revocation;
 mod secrets;
+mod sign_in;
 mod soak;
 mod strict_as;
 mod tenancy;

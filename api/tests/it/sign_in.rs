@@ -1,0 +1,383 @@
+//! Any MCP client, no SDK of ours: the gateway as its tenant's OAuth authorization server, with
+//! `oidc-provider` (tests/peers/peers.mjs) as the tenant's identity provider. The MCP TypeScript
+//! SDK's own client and OAuth provider interface (`oauth-client.mjs`) finds its way in from the
+//! route's 401 alone — DCR or a Client ID Metadata Document, sign-in, consent, token, tools,
+//! a call, refresh, reuse detection, revocation; a hand-driven flow checks what the SDK cannot
+//! show (audiences across routes and tenants, a code exchanged twice); an in-process provider
+//! makes the ID tokens a certified one never would (another issuer, a wrong nonce).
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::gateway::{Upstream, peers_dir};
+use crate::gateway_e2e::{local_app, route};
+use crate::helpers::TestApp;
+use crate::peers::Peers;
+
+/// The tenant slug in a gateway URL `…/mcp/{tenant}/{agent}/{server}`.
+fn tenant_segment(url: &str) -> String {
+    url.split("/mcp/").nth(1).and_then(|r| r.split('/').next()).expect("tenant segment").to_owned()
+}
+
+/// Registers Switchboard at the identity provider (DCR) and configures it as the tenant's.
+async fn configure_idp(app: &TestApp, key: &str, issuer: &str, slug: &str) -> Value {
+    let redirect = format!("{}/oauth/{slug}/callback", app.base);
+    let reg: Value = app
+        .client
+        .post(format!("{issuer}/reg"))
+        .json(&json!({"redirect_uris": [redirect], "grant_types": ["authorization_code"], "response_types": ["code"],
+            "token_endpoint_auth_method": "client_secret_basic", "client_name": "Switchboard"}))
+        .send()
+        .await
+        .expect("register at the idp")
+        .json()
+        .await
+        .expect("registration json");
+    let body = json!({"issuer": issuer, "client_id": reg["client_id"], "client_secret": reg["client_secret"]});
+    let put = app.call(Method::PUT, "/v1/settings/identity-provider", Some(key), Some(&body)).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text);
+    let shown = put.json();
+    assert_eq!(shown["redirect_uri"], redirect);
+    assert_eq!(shown["client_secret"]["set"], true);
+    assert!(!put.text.contains(reg["client_secret"].as_str().expect("secret")), "the secret is never shown");
+    shown
+}
+
+/// The SDK's OAuth client against `url` (see tests/peers/oauth-client.mjs).
+async fn oauth_client(url: &str, extra: &[&str]) -> Value {
+    let mut command = Command::new("node");
+    command.arg(format!("{}/oauth-client.mjs", peers_dir())).arg(url).args(extra);
+    let out =
+        tokio::task::spawn_blocking(move || command.output()).await.expect("join").expect("node oauth-client.mjs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or_default())
+        .unwrap_or_else(|_| panic!("oauth-client printed no JSON: {text} {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+struct Setup {
+    app: TestApp,
+    idp: Peers,
+    _upstream: Upstream,
+    url: String,
+    /// A second route of the same tenant.
+    other_url: String,
+    issuer: String,
+}
+
+async fn setup() -> Setup {
+    let app = local_app().await;
+    let idp = Peers::start();
+    let upstream = Upstream::start(&[]);
+    let body = |slug: &str| json!({"name": slug, "slug": slug, "config": {"endpoint": upstream.url, "auth": {"type": "none"}}});
+    let (_, _, url) = route(&app, &app.key, body("fixture-a"), "Bot", None).await;
+    let (_, _, other_url) = route(&app, &app.key, body("fixture-b"), "Other bot", None).await;
+    let slug = tenant_segment(&url);
+    configure_idp(&app, &app.key, &idp.issuer, &slug).await;
+    let issuer = format!("{}/oauth/{slug}", app.base);
+    Setup { app, idp, _upstream: upstream, url, other_url, issuer }
+}
+
+#[tokio::test]
+async fn a_stock_sdk_client_signs_in_from_the_401_and_uses_the_route() {
+    let s = setup().await;
+    // What the client finds first: a 401 naming the metadata, which names the tenant's issuer.
+    let bare = s.app.client.post(&s.url).json(&json!({})).send().await.expect("post");
+    assert_eq!(bare.status(), StatusCode::UNAUTHORIZED);
+    let prm_url =
+        bare.headers()["www-authenticate"].to_str().expect("header").split('"').nth(1).expect("url").to_owned();
+    let prm: Value = s.app.client.get(&prm_url).send().await.expect("prm").json().await.expect("json");
+    assert_eq!(prm["authorization_servers"], json!([s.issuer]));
+    assert_eq!(prm["resource"], s.url);
+
+    let out = oauth_client(&s.url, &["--call", "test_simple_text", "--reuse"]).await;
+    assert!(out["error"].is_null(), "{out}");
+    assert_eq!(out["registration"], "dcr", "{out}");
+    assert_eq!(out["authorization_server"], s.issuer);
+    assert_eq!(out["iss"], s.issuer, "RFC 9207 iss in the answer");
+    assert_eq!(out["state_ok"], true);
+    let visited = out["visited"].to_string();
+    assert!(visited.contains("/consent") && visited.contains("/callback"), "{out}");
+    assert!(out["tools"].as_array().is_some_and(|t| t.iter().any(|n| n == "test_simple_text")), "{out}");
+    assert_eq!(out["call"]["isError"], Value::Null, "{out}");
+    assert!(out["call"]["content"].to_string().contains("simple text"), "{out}");
+    // Refresh rotates; the spent token presented again kills the family, access tokens included.
+    assert_eq!(out["rotated"], true, "{out}");
+    assert!(out["tools_after_refresh"].as_array().is_some_and(|t| !t.is_empty()), "{out}");
+    assert_eq!(out["reuse_error"], "invalid_grant", "{out}");
+    assert_eq!(out["after_reuse_error"], "invalid_grant", "{out}");
+    assert_eq!(out["access_after_reuse_status"], 401, "{out}");
+}
+
+/// Serves one JSON document at `http://127.0.0.1:{port}/client.json` (a Client ID Metadata
+/// Document is hosted by the client, not by Switchboard).
+async fn serve_document(doc: impl Fn(&str) -> Value + Send + Sync + 'static) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/client.json", listener.local_addr().expect("addr"));
+    let body = doc(&url).to_string();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_client_id_metadata_document_client_signs_in_and_revocation_ends_its_tokens() {
+    let s = setup().await;
+    let cimd = serve_document(|url| {
+        json!({"client_id": url, "client_name": "CIMD test client", "redirect_uris": ["http://127.0.0.1:33418/callback"],
+            "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"], "token_endpoint_auth_method": "none"})
+    })
+    .await;
+    let out = oauth_client(&s.url, &["--cimd", &cimd, "--revoke"]).await;
+    assert!(out["error"].is_null(), "{out}");
+    assert_eq!(out["client_id"], cimd, "{out}");
+    assert!(out["tools"].as_array().is_some_and(|t| !t.is_empty()), "{out}");
+    assert_eq!(out["revoke_status"], 200, "{out}");
+    assert_eq!(out["access_after_revoke_status"], 401, "{out}");
+    assert_eq!(out["refresh_after_revoke_error"], "invalid_grant", "{out}");
+}
+
+/// A browser without a UI: follows redirects by hand, keeps Switchboard's cookies, submits the
+/// consent form's allow button.
+struct HandDriven<'a> {
+    app: &'a TestApp,
+    client: reqwest::Client,
+    cookies: HashMap<String, String>,
+}
+
+impl<'a> HandDriven<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        Self { app, client, cookies: HashMap::new() }
+    }
+
+    fn keep(&mut self, r: &reqwest::Response) {
+        for v in r.headers().get_all("set-cookie") {
+            let pair = v.to_str().unwrap_or_default().split(';').next().unwrap_or_default();
+            if let Some((k, v)) = pair.split_once('=') {
+                self.cookies.insert(k.to_owned(), v.to_owned());
+            }
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    /// Registers a client, authorizes for `resource`, approves, and returns (client id, code,
+    /// verifier, redirect URI).
+    async fn authorize(&mut self, issuer: &str, resource: &str) -> (String, String, String, String) {
+        let redirect = "http://127.0.0.1:9/cb".to_owned();
+        let reg = self
+            .client
+            .post(format!("{issuer}/register"))
+            .json(&json!({"redirect_uris": [redirect], "client_name": "Hand"}))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(reg.status(), StatusCode::CREATED);
+        let client_id = reg.json::<Value>().await.expect("json")["client_id"].as_str().expect("id").to_owned();
+        let verifier = "v".repeat(50);
+        let challenge = switchboard_discovery::oauth::s256_challenge(&verifier);
+        let mut url = reqwest::Url::parse(&format!("{issuer}/authorize")).expect("url");
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &client_id)
+            .append_pair("redirect_uri", &redirect)
+            .append_pair("state", "s-1")
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("resource", resource);
+        let mut next = url.to_string();
+        for _ in 0..20 {
+            if next.starts_with(&redirect) {
+                let u = reqwest::Url::parse(&next).expect("redirect");
+                let q: HashMap<String, String> = u.query_pairs().into_owned().collect();
+                assert_eq!(q.get("state").map(String::as_str), Some("s-1"));
+                assert_eq!(q.get("iss").map(String::as_str), Some(issuer));
+                return (client_id, q["code"].clone(), verifier, redirect);
+            }
+            let ours = next.starts_with(&self.app.base);
+            let mut req = self.client.get(&next);
+            if ours {
+                req = req.header("cookie", self.cookie_header());
+            }
+            let r = req.send().await.expect("step");
+            if ours {
+                self.keep(&r);
+            }
+            if r.status().is_redirection() {
+                let location = r.headers()["location"].to_str().expect("location").to_owned();
+                next = reqwest::Url::parse(&next).expect("base").join(&location).expect("join").to_string();
+                continue;
+            }
+            let status = r.status();
+            let page = r.text().await.expect("page");
+            assert_eq!(status, StatusCode::OK, "{next}: {page}");
+            let field = |name: &str| {
+                let marker = format!("name=\"{name}\" value=\"");
+                let start = page.find(&marker).expect("field") + marker.len();
+                page[start..].split('"').next().expect("value").replace("&amp;", "&")
+            };
+            let form = [("request", field("request")), ("csrf", field("csrf")), ("decision", "allow".to_owned())];
+            let r = self
+                .client
+                .post(next.split('?').next().expect("action"))
+                .header("cookie", self.cookie_header())
+                .form(&form)
+                .send()
+                .await
+                .expect("consent");
+            assert!(r.status().is_redirection(), "{}", r.status());
+            next = r.headers()["location"].to_str().expect("location").to_owned();
+        }
+        panic!("the flow did not come back to the client");
+    }
+
+    async fn token(&self, issuer: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
+        let r = self.client.post(format!("{issuer}/token")).form(form).send().await.expect("token");
+        (r.status(), r.json().await.unwrap_or_default())
+    }
+}
+
+async fn initialize_status(app: &TestApp, url: &str, token: &str) -> (StatusCode, Value) {
+    let r = app
+        .client
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+        .send()
+        .await
+        .expect("initialize");
+    let status = r.status();
+    (status, r.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn an_access_token_works_only_at_its_resource_and_a_code_works_once() {
+    let s = setup().await;
+    let mut browser = HandDriven::new(&s.app);
+    let (client_id, code, verifier, redirect) = browser.authorize(&s.issuer, &s.url).await;
+    let exchange = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect.as_str()),
+        ("code_verifier", verifier.as_str()),
+        ("client_id", client_id.as_str()),
+        ("resource", s.url.as_str()),
+    ];
+    // PKCE: another verifier is refused, and does not spend the code.
+    let wrong = "w".repeat(50);
+    let mut bad = exchange;
+    bad[3] = ("code_verifier", wrong.as_str());
+    assert_eq!(browser.token(&s.issuer, &bad).await.1["error"], "invalid_grant");
+    let (status, tokens) = browser.token(&s.issuer, &exchange).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let access = tokens["access_token"].as_str().expect("access").to_owned();
+    assert_eq!(initialize_status(&s.app, &s.url, &access).await.0, StatusCode::OK);
+
+    // Route B of the same tenant, the runtime plane, another tenant's route: all refuse it.
+    let (status, body) = initialize_status(&s.app, &s.other_url, &access).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("wrong_audience")), "{body}");
+    let runtime = s.app.call(Method::GET, "/v1/runtime/agents/x/mcp-servers", Some(&access), None).await;
+    runtime.problem(StatusCode::FORBIDDEN, "wrong_credential");
+    let (_, other_key) = s.app.other_tenant().await;
+    let body = json!({"name": "Theirs", "slug": "fixture-a", "config": {"endpoint": "http://127.0.0.1:9/mcp", "auth": {"type": "none"}}});
+    let (_, _, theirs) = route(&s.app, &other_key, body, "Bot", None).await;
+    assert!(initialize_status(&s.app, &theirs, &access).await.0.is_client_error());
+
+    // The same code again: refused, and what it gave is revoked.
+    assert_eq!(browser.token(&s.issuer, &exchange).await.1["error"], "invalid_grant");
+    assert_eq!(initialize_status(&s.app, &s.url, &access).await.0, StatusCode::UNAUTHORIZED);
+
+    // A second sign-in in the same browser skips the identity provider (one sign-in), and a
+    // resource of another tenant is refused at authorize.
+    let idp_before = s.idp.stats().await["authorization_requests"].as_u64().expect("count");
+    let (client_id, code, verifier, redirect) = browser.authorize(&s.issuer, &s.url).await;
+    assert_eq!(s.idp.stats().await["authorization_requests"].as_u64(), Some(idp_before), "signed in once");
+    let (status, tokens) = browser
+        .token(
+            &s.issuer,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &redirect),
+                ("code_verifier", &verifier),
+                ("client_id", &client_id),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let refreshed = browser
+        .token(
+            &s.issuer,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", tokens["refresh_token"].as_str().expect("rt")),
+                ("client_id", &client_id),
+            ],
+        )
+        .await;
+    assert_eq!(refreshed.0, StatusCode::OK, "{}", refreshed.1);
+    assert_eq!(
+        initialize_status(&s.app, &s.url, refreshed.1["access_token"].as_str().expect("at")).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn without_an_identity_provider_routes_keep_taking_tickets_and_say_so() {
+    let app = local_app().await;
+    let upstream = Upstream::start(&[]);
+    let body = json!({"name": "F", "slug": "fixture", "config": {"endpoint": upstream.url, "auth": {"type": "none"}}});
+    let (_, _, url) = route(&app, &app.key, body, "Bot", None).await;
+    let slug = tenant_segment(&url);
+    let prm: Value = app
+        .client
+        .get(url.replace("/mcp/", "/.well-known/oauth-protected-resource/mcp/"))
+        .send()
+        .await
+        .expect("prm")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(prm["authorization_servers"], json!([]));
+    assert!(prm["switchboard"]["sign_in"].as_str().is_some_and(|s| s.starts_with("not configured")), "{prm}");
+    let meta = app
+        .client
+        .get(format!("{}/.well-known/oauth-authorization-server/oauth/{slug}", app.base))
+        .send()
+        .await
+        .expect("meta");
+    assert_eq!(meta.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.call(Method::GET, "/v1/settings/identity-provider", Some(&app.key), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // A provider that is not one is refused on `issuer`, and nothing is stored.
+    let bad = json!({"issuer": upstream.url.trim_end_matches("/mcp"), "client_id": "x"});
+    let put = app.call(Method::PUT, "/v1/settings/identity-provider", Some(&app.key), Some(&bad)).await;
+    assert_eq!(put.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", put.text);
+    assert_eq!(put.field_errors().first().map(|(f, _)| f.as_str()), Some("issuer"), "{}", put.text);
+    assert_eq!(
+        app.call(Method::GET, "/v1/settings/identity-provider", Some(&app.key), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
