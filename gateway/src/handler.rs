@@ -9,7 +9,7 @@ use switchboard_domain::finding::FindingCode;
 use switchboard_worker::consent::{Missing, Source};
 use tracing::Instrument as _;
 
-use crate::answer::{Segments, bearer, header, json_response, respond_rewritten, respond_streaming};
+use crate::answer::{Segments, bearer, json_response, respond_rewritten, respond_streaming};
 use crate::connect::{self, ConnectRequest};
 use crate::filter::{self, Cursors};
 use crate::inbound::{Caller, Refusal};
@@ -79,7 +79,6 @@ async fn post_inner(
     body: Bytes,
     observed: &mut Observed,
 ) -> HttpResponse {
-    let span = observed.span.clone();
     if let Err(r) = inner.check_origin(req) {
         return inner.refusal(path, &r);
     }
@@ -87,8 +86,24 @@ async fn post_inner(
         Ok(c) => c,
         Err(r) => return inner.refusal(path, &r),
     };
-    observed.route(&caller);
-    observed.ticket(&caller);
+    serve(inner, req.headers(), path, &caller, body, observed).await
+}
+
+/// One client message on an authenticated route, with the client's `headers` (the agent
+/// endpoint, `agent.rs`, calls it per upstream with headers of its own): the ticket's checks,
+/// the filter, the credential, the upstream, the answer.
+pub(crate) async fn serve(
+    inner: &Inner,
+    headers: &actix_web::http::header::HeaderMap,
+    path: &(String, String, String),
+    caller: &Caller,
+    body: Bytes,
+    observed: &mut Observed,
+) -> HttpResponse {
+    let span = observed.span.clone();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    observed.route(caller);
+    observed.ticket(caller);
     let message = match Message::parse(&body) {
         Ok(m) => m,
         Err(BadMessage::Batch) => {
@@ -107,7 +122,7 @@ async fn post_inner(
     let method = message.method().to_owned();
     span.record("mcp.method", method.as_str());
     observed.method = crate::metrics::method_label(&method);
-    let era = message.era(header(req, "mcp-protocol-version"));
+    let era = message.era(header("mcp-protocol-version"));
     let target = message.target().map(str::to_owned);
     if method == "tools/call"
         && let Some(t) = &target
@@ -122,7 +137,7 @@ async fn post_inner(
         Err(Refusal::Argument(why)) => {
             observed.failed(FindingCode::ArgumentLimit, why.clone());
             inner.audit_refusal(
-                &caller,
+                caller,
                 "gateway.argument_limit",
                 json!({"code": FindingCode::ArgumentLimit, "method": method, "tool": tool, "reason": why}),
             );
@@ -133,7 +148,7 @@ async fn post_inner(
             let finding = caller.scope_finding(operation(&method), tool, arguments);
             observed.failed(FindingCode::TicketScope, finding.detail.clone());
             inner.audit_refusal(
-                &caller,
+                caller,
                 "gateway.ticket_scope",
                 json!({"code": FindingCode::TicketScope, "method": method, "tool": tool, "evidence": finding.evidence}),
             );
@@ -148,7 +163,7 @@ async fn post_inner(
     if let Err(refusal) = filter::check_call(&caller.route.filter, &method, target.as_deref()) {
         observed.failed(FindingCode::ToolNotAllowed, refusal.clone());
         inner.audit_refusal(
-            &caller,
+            caller,
             "gateway.not_allowed",
             json!({"code": FindingCode::ToolNotAllowed, "method": method, "name": target}),
         );
@@ -160,7 +175,7 @@ async fn post_inner(
         let error = rpc::finding_error(message.id.as_ref(), code, &refusal, FindingCode::ToolNotAllowed);
         return json_response(200, &error);
     }
-    let session = header(req, "mcp-session-id").map(str::to_owned);
+    let session = header("mcp-session-id").map(str::to_owned);
     // A gateway session that ended, expired or is another grant's: not found, as the spec says.
     if let Some(s) = session.as_deref().filter(|s| sessions::is_gateway_session(s))
         && inner.sessions.open(inner.runtime.store.envelope(), &caller.key, s).is_none()
@@ -168,7 +183,7 @@ async fn post_inner(
         observed.outcome = "session_not_found";
         return HttpResponse::NotFound().finish();
     }
-    let credential = match inner.credential(&caller, None).await {
+    let credential = match inner.credential(caller, None).await {
         Ok(Ok(c)) => c,
         Ok(Err(missing)) => {
             let finding = missing_finding(&missing);
@@ -185,9 +200,9 @@ async fn post_inner(
                 && message.is_request()
                 && message.method() != "initialize"
             {
-                inner.audit_refusal(&caller, "gateway.connect_required", json!({"code": finding, "method": method}));
+                inner.audit_refusal(caller, "gateway.connect_required", json!({"code": finding, "method": method}));
             }
-            return connect_first(inner, req, &caller, &message, era, session.as_deref(), &missing);
+            return connect_first(inner, caller, &message, era, session.as_deref(), &missing);
         }
         Err(r) => return inner.refusal(path, &r),
     };
@@ -197,7 +212,7 @@ async fn post_inner(
     if filter::list_of(&method).is_some()
         && let Some(cursor) = message.cursor()
     {
-        let Some(upstream_cursor) = inner.cursors(&caller).open(cursor) else {
+        let Some(upstream_cursor) = inner.cursors(caller).open(cursor) else {
             return json_response(200, &rpc::error(message.id.as_ref(), code::INVALID_PARAMS, "Invalid cursor", None));
         };
         let mut v = message.value.clone();
@@ -228,7 +243,7 @@ async fn post_inner(
     // The upstream session: the client's, or the one a gateway session maps onto.
     let gateway_session = session.as_deref().filter(|s| sessions::is_gateway_session(s));
     let upstream_session = match gateway_session {
-        Some(s) => match inner.upstream_session(&caller, &credential, s).await {
+        Some(s) => match inner.upstream_session(caller, &credential, s).await {
             Ok(u) => u,
             Err(e) => {
                 observed.failed(e.finding(), "the upstream session could not be started");
@@ -239,11 +254,11 @@ async fn post_inner(
     };
     let rewrite = filter::list_of(&method).is_some() && message.id.is_some();
     let grant = matches!(credential.source, Some(Source::Grant { .. }));
-    let client = req.headers();
+    let client = headers;
     let mut res = inner
         .send(
             client,
-            &caller,
+            caller,
             credential.clone(),
             reqwest::Method::POST,
             Some(body.clone()),
@@ -257,14 +272,14 @@ async fn post_inner(
         && r.status() == reqwest::StatusCode::NOT_FOUND
     {
         inner.sessions.upstream.remove(&s.to_owned());
-        let again = match inner.upstream_session(&caller, &credential, s).await {
+        let again = match inner.upstream_session(caller, &credential, s).await {
             Ok(u) => u,
             Err(e) => {
                 observed.failed(e.finding(), "the upstream session could not be started again");
                 return e.into_response(message.id.as_ref());
             }
         };
-        res = inner.send(client, &caller, credential, reqwest::Method::POST, Some(body), again.as_deref()).await;
+        res = inner.send(client, caller, credential, reqwest::Method::POST, Some(body), again.as_deref()).await;
     }
     let res = match res {
         Ok(r) => r,
@@ -281,7 +296,7 @@ async fn post_inner(
         if grant {
             let missing =
                 Missing::NotConnected { status: Some(switchboard_domain::connection::ConnectionStatus::NeedsReauth) };
-            return connect_first(inner, req, &caller, &message, era, session.as_deref(), &missing);
+            return connect_first(inner, caller, &message, era, session.as_deref(), &missing);
         }
         let detail = "the MCP server refused the credential Switchboard presented for it (HTTP 401): check the server's auth configuration";
         let error = rpc::finding_error(
@@ -316,7 +331,7 @@ async fn post_inner(
         _ => observed.outcome = "upstream_error",
     }
     if rewrite {
-        let cursors = inner.cursors(&caller);
+        let cursors = inner.cursors(caller);
         let id = message.id.clone().unwrap_or(Value::Null);
         let mut rewrite = |result: &mut Value| {
             filter::rewrite_list(&method, result, &caller.route.filter, &cursors, era);
@@ -333,7 +348,6 @@ async fn post_inner(
 /// notifications, and answer anything else with the connect-first answer of its era.
 fn connect_first(
     inner: &Inner,
-    req: &HttpRequest,
     caller: &Caller,
     message: &Message,
     era: Era,
@@ -385,7 +399,6 @@ fn connect_first(
     let Some(url) = inner.connect_url(&request) else {
         return json_response(500, &rpc::error(id, -32603, "the connect link could not be created", None));
     };
-    let _ = req;
     tracing::info!(tenant.id = %caller.key.tenant_id, elicitation = %request.id, "connect required");
     let a = connect::answer(envelope, message, era, url_capable, &request, &url, server_name);
     json_response(a.status, &a.body)

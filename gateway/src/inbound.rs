@@ -83,6 +83,8 @@ pub(crate) struct Views {
         Ttl<(TenantId, switchboard_domain::AgentId), Arc<Vec<switchboard_domain::agent::Attachment>>>,
     pub(crate) tickets: Ttl<[u8; 32], Arc<VerifiedTicket>>,
     pub(crate) routes: Ttl<(TenantId, String, String), Arc<Route>>,
+    /// Agents by the `{agent}` segment of an agent endpoint.
+    pub(crate) agents: Ttl<(TenantId, String), Arc<Agent>>,
     pub(crate) credentials: Ttl<GrantKey, Arc<Credential>>,
     /// A user's connections through an agent (the runtime list's statuses): every status write
     /// announces its grant (`Change::Grant`), bulk ones their tenant or all (`Statuses`).
@@ -96,6 +98,7 @@ impl Default for Views {
             attachments: Ttl::new(VIEW_LIFE, MAX_ENTRIES),
             tickets: Ttl::new(VIEW_LIFE, MAX_ENTRIES),
             routes: Ttl::new(VIEW_LIFE, MAX_ENTRIES),
+            agents: Ttl::new(VIEW_LIFE, MAX_ENTRIES),
             credentials: Ttl::new(Duration::from_secs(300), MAX_ENTRIES),
             connections: Ttl::new(VIEW_LIFE, MAX_ENTRIES),
         }
@@ -107,6 +110,7 @@ impl Views {
         match change {
             Change::Routes { tenant } => {
                 self.routes.retain(|(t, _, _), _| t != tenant);
+                self.agents.retain(|(t, _), _| t != tenant);
                 self.attachments.retain(|(t, _), _| t != tenant);
                 // A server's static token or client credentials may have changed with it.
                 self.credentials.retain(|k, _| k.tenant_id != *tenant);
@@ -136,6 +140,7 @@ impl Views {
                 self.attachments.retain(|(t, _), _| t != tenant);
                 self.tickets.retain(|_, v| v.tenant != *tenant);
                 self.routes.retain(|(t, _, _), _| t != tenant);
+                self.agents.retain(|(t, _), _| t != tenant);
                 self.credentials.retain(|k, _| k.tenant_id != *tenant);
                 self.connections.retain(|(t, _, _), _| t != tenant);
             }
@@ -147,6 +152,7 @@ impl Views {
         self.attachments.retain(|_, _| false);
         self.tickets.retain(|_, _| false);
         self.routes.retain(|_, _| false);
+        self.agents.retain(|_, _| false);
         self.credentials.retain(|_, _| false);
         self.connections.retain(|_, _| false);
     }
@@ -269,7 +275,7 @@ impl crate::Inner {
         Ok(v)
     }
 
-    async fn route(&self, tenant: TenantId, agent: &str, server: &str) -> Result<Arc<Route>, Refusal> {
+    pub(crate) async fn route(&self, tenant: TenantId, agent: &str, server: &str) -> Result<Arc<Route>, Refusal> {
         let cache_key = (tenant, agent.to_owned(), server.to_owned());
         if let Some(r) = self.views.routes.get(&cache_key) {
             return Ok(r);

@@ -18,9 +18,12 @@
 //! - `oauth/`: the gateway as each tenant's OAuth authorization server (issuer
 //!   `{public_url}/oauth/{tenant}`), signing users in through the tenant's identity provider and
 //!   issuing route-bound session tickets as access tokens.
+//! - `agent.rs`: `/mcp/{tenant}/{agent}`, every server of an agent as one MCP server (names
+//!   `<server_slug>__<name>`), each message served by the routes' own code.
 //! - `sessions.rs`: the gateway's own session ids for sessions started before the user
 //!   connected, mapped lazily onto upstream sessions.
 
+mod agent;
 mod answer;
 pub mod cache;
 pub mod connect;
@@ -235,6 +238,17 @@ pub fn configure(cfg: &mut web::ServiceConfig, gateway: &Gateway) {
                 .route(web::post().to(handler::post))
                 .route(web::get().to(streams::get))
                 .route(web::delete().to(streams::delete)),
+        )
+        .service(
+            web::resource("/mcp/{tenant}/{agent}")
+                .app_data(web::PayloadConfig::default().limit(limit))
+                .route(web::post().to(agent::post))
+                .route(web::get().to(agent::get))
+                .route(web::delete().to(agent::delete)),
+        )
+        .service(
+            web::resource("/.well-known/oauth-protected-resource/mcp/{tenant}/{agent}")
+                .route(web::get().to(agent::resource_metadata)),
         )
         .service(
             web::resource("/.well-known/oauth-protected-resource/mcp/{tenant}/{agent}/{server}")

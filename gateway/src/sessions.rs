@@ -48,12 +48,28 @@ pub(crate) struct Sessions {
     pub(crate) url_capable: Ttl<String, bool>,
     /// Gateway sessions ended by their client (by [`digest`]).
     pub(crate) ended: Ttl<String, ()>,
+    /// An agent session's gateway session with each of its servers: (agent session digest,
+    /// server id) → `sbs_…` (`agent.rs`).
+    pub(crate) per_server: Ttl<(String, uuid::Uuid), String>,
+    /// The last list of each kind a server gave through an agent endpoint (prefixed), shown for
+    /// users who have not connected it yet.
+    pub(crate) known_lists: Ttl<KnownList, std::sync::Arc<Vec<Value>>>,
 }
+
+/// (tenant, agent, server, list method).
+pub(crate) type KnownList =
+    (switchboard_domain::TenantId, switchboard_domain::AgentId, switchboard_domain::McpServerId, String);
 
 impl Default for Sessions {
     fn default() -> Self {
         let day = std::time::Duration::from_secs(24 * 3600);
-        Self { upstream: Ttl::new(day, 100_000), url_capable: Ttl::new(day, 100_000), ended: Ttl::new(LIFE, 1_000_000) }
+        Self {
+            upstream: Ttl::new(day, 100_000),
+            url_capable: Ttl::new(day, 100_000),
+            ended: Ttl::new(LIFE, 1_000_000),
+            per_server: Ttl::new(day, 100_000),
+            known_lists: Ttl::new(day, 10_000),
+        }
     }
 }
 

@@ -512,7 +512,7 @@ async fn another_tenants_valid_ticket_is_not_found_on_either_route() {
 }
 
 /// Connects `user` to `server` through the runtime `connect` call and the provider's consent.
-async fn connect(app: &TestApp, ticket: &str, agent: &str, server: &str) {
+pub(crate) async fn connect(app: &TestApp, ticket: &str, agent: &str, server: &str) {
     let path = format!("/v1/runtime/agents/{agent}/mcp-servers/{server}/connect");
     let res = app.call(Method::POST, &path, Some(ticket), None).await;
     finish_consent(app, res.json()["auth_url"].as_str().expect("auth_url")).await;

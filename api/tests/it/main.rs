@@ -10,6 +10,7 @@
 )]
 
 mod admin;
+mod agent_endpoint;
 mod agents;
 mod audience;
 mod audit;

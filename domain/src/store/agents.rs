@@ -97,6 +97,20 @@ impl TenantStore<'_> {
             .ok_or_else(|| DomainError::not_found("agent", id))
     }
 
+    /// An agent by its slug or its id (the `{agent}` segment of gateway URLs).
+    pub async fn agent_by_ref(&self, agent_ref: &str) -> Result<Agent, DomainError> {
+        let mut q = self.find::<agents::Entity>();
+        q = match uuid::Uuid::try_parse(agent_ref) {
+            Ok(id) => q.filter(agents::Column::Id.eq(id)),
+            Err(_) => q.filter(agents::Column::Slug.eq(agent_ref)),
+        };
+        q.one(&self.store.db)
+            .await
+            .map_err(map_err)?
+            .map(agent)
+            .ok_or_else(|| DomainError::not_found("agent", agent_ref))
+    }
+
     pub async fn get_agent(&self, id: AgentId) -> Result<Agent, DomainError> {
         self.find_agent(&self.store.db, id).await.map(agent)
     }

@@ -45,24 +45,34 @@ fn redirect_matches(client: &GatewayClient, presented: &str) -> bool {
 }
 
 impl Inner {
-    /// The agent and server a resource names: a gateway route URL of this tenant.
+    /// The agent (and the server, for a route) a resource names: a gateway route or agent
+    /// endpoint URL of this tenant; the server's name, or what the agent endpoint spans.
     async fn resource_route(
         &self,
         issuer: &Issuer,
         resource: &str,
-    ) -> Result<(switchboard_domain::agent::Agent, switchboard_domain::mcp_server::McpServer), String> {
+    ) -> Result<(switchboard_domain::agent::Agent, String), String> {
         let prefix = format!("{}/mcp/", self.config.public_url);
         let rest = resource.strip_prefix(&prefix).ok_or("the resource is not a URL of this gateway")?;
         let segments: Vec<&str> = rest.split('/').collect();
-        let [tenant, agent, server] = segments.as_slice() else {
-            return Err("the resource must be a gateway route, {public_url}/mcp/{tenant}/{agent}/{server}".into());
+        let (tenant, agent, server) = match segments.as_slice() {
+            [tenant, agent, server] => (*tenant, *agent, Some(*server)),
+            [tenant, agent] => (*tenant, *agent, None),
+            _ => {
+                return Err("the resource must be a gateway URL: {public_url}/mcp/{tenant}/{agent}[/{server}]".into());
+            }
         };
         let t = &issuer.tenant;
-        if *tenant != t.slug && *tenant != t.id.0.to_string() && *tenant != t.id.0.simple().to_string() {
+        if tenant != t.slug && tenant != t.id.0.to_string() && tenant != t.id.0.simple().to_string() {
             return Err("the resource belongs to another tenant".into());
         }
-        match self.runtime.store.tenant(t.id).resolve_route(agent, server).await {
-            Ok((agent, server, _)) => Ok((agent, server)),
+        let store = self.runtime.store.tenant(t.id);
+        let found = match server {
+            Some(server) => store.resolve_route(agent, server).await.map(|(a, s, _)| (a, s.name)),
+            None => store.agent_by_ref(agent).await.map(|a| (a, "every service of this agent".to_owned())),
+        };
+        match found {
+            Ok(found) => Ok(found),
             Err(switchboard_domain::DomainError::NotFound { .. }) => {
                 Err("the resource names no agent, server or attachment of this tenant".into())
             }
@@ -125,7 +135,7 @@ pub(super) async fn authorize(
     let Some(resource) = q.resource.clone() else {
         return fail("invalid_target", "resource is required (RFC 8707): the gateway URL the token is for");
     };
-    let (agent, server) = match inner.resource_route(&issuer, &resource).await {
+    let (agent, server_name) = match inner.resource_route(&issuer, &resource).await {
         Ok(r) => r,
         Err(why) => return fail("invalid_target", &why),
     };
@@ -144,7 +154,7 @@ pub(super) async fn authorize(
         resource,
         agent: agent.id,
         agent_name: agent.name.clone(),
-        server_name: server.name.clone(),
+        server_name,
         nonce,
         verifier,
         browser: browser.clone(),
