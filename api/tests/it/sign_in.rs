@@ -381,3 +381,37 @@ async fn without_an_identity_provider_routes_keep_taking_tickets_and_say_so() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn a_stock_client_signs_in_to_an_agent_endpoint_and_uses_every_server() {
+    let s = setup().await;
+    // The agent "Bot" of route A carries one more server.
+    let agent_url = s.url.rsplit_once('/').expect("route").0.to_owned();
+    let out = oauth_client(&agent_url, &["--call", "fixture-a__test_simple_text"]).await;
+    assert!(out["error"].is_null(), "{out}");
+    assert_eq!(out["authorization_server"], s.issuer);
+    assert!(out["tools"].as_array().is_some_and(|t| t.iter().any(|n| n == "fixture-a__test_simple_text")), "{out}");
+    assert!(out["call"]["content"].to_string().contains("simple text"), "{out}");
+
+    // Its token is for the agent endpoint only: the agent's own route refuses it.
+    let mut browser = HandDriven::new(&s.app);
+    let (client_id, code, verifier, redirect) = browser.authorize(&s.issuer, &agent_url).await;
+    let (status, tokens) = browser
+        .token(
+            &s.issuer,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &redirect),
+                ("code_verifier", &verifier),
+                ("client_id", &client_id),
+                ("resource", &agent_url),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let access = tokens["access_token"].as_str().expect("access");
+    assert_eq!(initialize_status(&s.app, &agent_url, access).await.0, StatusCode::OK);
+    let (status, body) = initialize_status(&s.app, &s.url, access).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("wrong_audience")), "{body}");
+}
