@@ -36,8 +36,22 @@ pub(crate) async fn resource_metadata(gw: web::Data<Gateway>, path: Segments) ->
 
 /// `GET /connect/{request}`: what a user who opened a connect link sees. It starts nothing: the
 /// tenant's app confirms the request with the user's ticket and sends the browser on.
+///
+/// For a tenant that signs its users in (an identity provider), the browser goes on to
+/// `/oauth/{tenant}/connect`, where the user's own sign-in proves who opened the link.
 pub(crate) async fn connect_page(gw: web::Data<Gateway>, path: web::Path<String>) -> HttpResponse {
-    let envelope = gw.inner.runtime.store.envelope();
+    let inner = &gw.inner;
+    let envelope = inner.runtime.store.envelope();
+    if let Ok(request) = connect::open(envelope, &path)
+        && let Ok(key) = inner.tenant_key(request.tenant).await
+        && inner.signs_in(&key.slug).await
+    {
+        let url = format!("{}/oauth/{}/connect?request={}", inner.config.public_url, key.slug, path.as_str());
+        return HttpResponse::Found()
+            .insert_header(("location", url))
+            .insert_header(("cache-control", "no-store"))
+            .finish();
+    }
     let (status, title, text) = match connect::open(envelope, &path) {
         Ok(_) => (
             StatusCode::OK,

@@ -249,6 +249,30 @@ impl<'a> HandDriven<'a> {
         panic!("the flow did not come back to the client");
     }
 
+    /// Follows redirects from `start` (keeping Switchboard's cookies) to the first page that is
+    /// not one: its status, URL and text.
+    async fn follow(&mut self, start: &str) -> (StatusCode, String, String) {
+        let mut next = start.to_owned();
+        for _ in 0..20 {
+            let ours = next.starts_with(&self.app.base);
+            let mut req = self.client.get(&next);
+            if ours {
+                req = req.header("cookie", self.cookie_header());
+            }
+            let r = req.send().await.expect("step");
+            if ours {
+                self.keep(&r);
+            }
+            if !r.status().is_redirection() {
+                let status = r.status();
+                return (status, next, r.text().await.unwrap_or_default());
+            }
+            let location = r.headers()["location"].to_str().expect("location").to_owned();
+            next = reqwest::Url::parse(&next).expect("base").join(&location).expect("join").to_string();
+        }
+        panic!("too many redirects from {start}");
+    }
+
     async fn token(&self, issuer: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
         let r = self.client.post(format!("{issuer}/token")).form(form).send().await.expect("token");
         (r.status(), r.json().await.unwrap_or_default())
@@ -414,4 +438,75 @@ async fn a_stock_client_signs_in_to_an_agent_endpoint_and_uses_every_server() {
     assert_eq!(initialize_status(&s.app, &agent_url, access).await.0, StatusCode::OK);
     let (status, body) = initialize_status(&s.app, &s.url, access).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("wrong_audience")), "{body}");
+}
+
+/// The connect URL in a gateway answer (whatever its form).
+fn connect_link(answer: &Value) -> String {
+    let text = answer.to_string();
+    let start = text.find("http").expect("a URL");
+    let url: String = text[start..].chars().take_while(|c| !matches!(c, '"' | ' ' | '\\')).collect();
+    assert!(url.contains("/connect/sbx_"), "{answer}");
+    url
+}
+
+#[tokio::test]
+async fn a_signed_in_user_connects_an_upstream_from_the_link_and_a_link_for_someone_else_is_refused() {
+    let s = setup().await;
+    // Gamma needs the user's own OAuth grant (the MCP server of the same peers).
+    let body = json!({"name": "Gamma", "slug": "gamma", "config": {"endpoint": s.idp.mcp_url, "auth": {"type": "oauth_authorization_code_public_pkce"}}});
+    let (_, agent, gamma) = route(&s.app, &s.app.key, body, "Gamma bot", None).await;
+    let mut browser = HandDriven::new(&s.app);
+    let (client_id, code, verifier, redirect) = browser.authorize(&s.issuer, &gamma).await;
+    let (_, tokens) = browser
+        .token(
+            &s.issuer,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &redirect),
+                ("code_verifier", &verifier),
+                ("client_id", &client_id),
+            ],
+        )
+        .await;
+    let access = tokens["access_token"].as_str().expect("access").to_owned();
+    let whoami =
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}});
+    let call = |token: String| {
+        let app = &s.app;
+        let gamma = gamma.clone();
+        let whoami = whoami.clone();
+        async move {
+            let session = crate::gateway::open_session(app, &gamma, &token).await;
+            crate::gateway::rpc_body(crate::gateway::mcp(app, &gamma, Some(&token), Some(&session), &whoami).await)
+                .await
+        }
+    };
+    let first = call(access.clone()).await;
+    let link = connect_link(&first);
+
+    // The same browser, signed in as user-1, opens the link: no app involved, straight to the
+    // provider's consent and back to Switchboard's result page.
+    let (status, landed, page) = browser.follow(&link).await;
+    assert_eq!(status, StatusCode::OK, "{landed}: {page}");
+    assert!(landed.contains("/service/mcp/consent/callback"), "{landed}");
+    let after = call(access.clone()).await;
+    assert_eq!(after["result"]["content"][0]["text"], "user-1", "{after}");
+
+    // A link made for user-2, opened in user-1's browser: refused, and nothing is connected.
+    let t2 = crate::gateway::ticket(&s.app, "user-2", &[&agent]).await;
+    let theirs = connect_link(&call(t2.clone()).await);
+    let (status, _, page) = browser.follow(&theirs).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    assert!(page.contains("made for another user"), "{page}");
+    assert!(call(t2).await.to_string().contains("/connect/sbx_"), "user-2 is still not connected");
+
+    // A browser that is not signed in is sent to sign in first, then on to the link: user-1 is
+    // connected already, which is what the page says.
+    let mut fresh = HandDriven::new(&s.app);
+    let idp_before = s.idp.stats().await["authorization_requests"].as_u64().expect("count");
+    let (status, landed, page) = fresh.follow(&link).await;
+    assert_eq!(status, StatusCode::OK, "{landed}");
+    assert!(landed.contains("/oauth/") && page.contains("is connected"), "{landed}: {page}");
+    assert_eq!(s.idp.stats().await["authorization_requests"].as_u64(), Some(idp_before + 1), "signed in once");
 }

@@ -144,7 +144,7 @@ pub(super) async fn authorize(
     else {
         return fail("server_error", "no randomness");
     };
-    let (verifier, idp_challenge) = pkce_pair(seed);
+    let (verifier, _) = pkce_pair(seed);
     let mut pending = Pending {
         client_id: client.client_id.clone(),
         client_name: client.client_name.clone(),
@@ -157,20 +157,34 @@ pub(super) async fn authorize(
         server_name,
         nonce,
         verifier,
-        browser: browser.clone(),
+        browser,
         user: None,
         expires_at: now() + PENDING_LIFE,
+        connect: None,
     };
     // Signed in already in this browser: straight to consent.
     if let Some(signed) = inner.signed_in(&req, issuer.tenant.id) {
         pending.user = Some(signed.user);
         return to_consent(inner, &path, &issuer, &pending);
     }
-    let Some(sealed) = inner.seal(issuer.tenant.id, "pending", PENDING_PREFIX, &pending) else {
-        return fail("server_error", "the request could not be sealed");
+    to_identity_provider(inner, &path, &issuer, &idp, &pending)
+}
+
+/// Sends the browser to the tenant's identity provider to sign in (PKCE, a nonce, the pending
+/// request sealed in `state` and bound to this browser by a cookie).
+pub(super) fn to_identity_provider(
+    inner: &Inner,
+    segment: &str,
+    issuer: &Issuer,
+    idp: &IdentityProvider,
+    pending: &Pending,
+) -> HttpResponse {
+    let failed = |why: &str| page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", why);
+    let Some(sealed) = inner.seal(issuer.tenant.id, "pending", PENDING_PREFIX, pending) else {
+        return failed("the request could not be sealed");
     };
     let Ok(auth_url) = url::Url::parse(&idp.metadata.authorization_endpoint) else {
-        return fail("server_error", "the identity provider's authorization endpoint is not valid");
+        return failed("the identity provider's authorization endpoint is not valid");
     };
     let redirect = format!("{}/callback", issuer.url);
     let mut url = switchboard_discovery::oauth::authorize_url(&AuthorizeRequest {
@@ -179,7 +193,7 @@ pub(super) async fn authorize(
         redirect_uri: &redirect,
         scopes: &idp.scopes,
         state: &sealed,
-        code_challenge: &idp_challenge,
+        code_challenge: &switchboard_discovery::oauth::s256_challenge(&pending.verifier),
         resource: "",
     });
     // The identity provider signs the user in for Switchboard itself: no resource, a nonce.
@@ -189,7 +203,7 @@ pub(super) async fn authorize(
     HttpResponse::Found()
         .insert_header(("location", url.to_string()))
         .insert_header(("cache-control", "no-store"))
-        .cookie(inner.cookie(&path, FLOW_COOKIE, browser, PENDING_LIFE))
+        .cookie(inner.cookie(segment, FLOW_COOKIE, pending.browser.clone(), PENDING_LIFE))
         .finish()
 }
 
@@ -268,7 +282,10 @@ pub(super) async fn callback(
     else {
         return failed("the sign-in could not be recorded");
     };
-    let mut r = to_consent(inner, &path, &issuer, &pending);
+    let mut r = match &pending.connect {
+        Some(request) => super::connect::to_connect(inner, &path, request),
+        None => to_consent(inner, &path, &issuer, &pending),
+    };
     let _ = r.add_cookie(&inner.cookie(&path, SIGN_IN_COOKIE, session, SIGN_IN_LIFE));
     let _ = r.add_cookie(&inner.cookie(&path, FLOW_COOKIE, String::new(), 0));
     r

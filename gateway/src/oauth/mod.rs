@@ -6,6 +6,9 @@
 //! - `metadata.rs`: RFC 8414 metadata and Dynamic Client Registration (RFC 7591);
 //! - `flow.rs`: `authorize` → the tenant's identity provider → `callback` (ID token verified) →
 //!   Switchboard's consent page → the client's redirect URI with `code`, `state` and `iss`;
+//! - `connect.rs`: a gateway connect link opened by a user of a tenant that signs users in: the
+//!   same sign-in proves the user is the one the link was made for (the MCP spec's phishing rule)
+//!   without the tenant's app;
 //! - `tokens.rs`: the token endpoint (authorization code with PKCE S256, refresh with rotation
 //!   and reuse detection) and revocation (RFC 7009).
 //!
@@ -16,6 +19,7 @@
 //! key (AES-256-GCM, bound to the tenant) and short-lived; what must be single-use (a code) or
 //! revocable (a refresh token's family) is recorded in the database.
 
+mod connect;
 mod flow;
 mod metadata;
 mod tokens;
@@ -64,6 +68,10 @@ struct Pending {
     /// Known once the user signed in.
     user: Option<String>,
     expires_at: i64,
+    /// A connect link the user opened (`sbx_…`): after signing in, the browser goes on to it
+    /// instead of a client's consent.
+    #[serde(default)]
+    connect: Option<String>,
 }
 
 /// A signed-in browser.
@@ -268,6 +276,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(flow::consent_page))
             .route(web::post().to(flow::consent_decision)),
     )
+    .service(web::resource("/oauth/{tenant}/connect").route(web::get().to(connect::connect)))
     .service(web::resource("/oauth/{tenant}/token").route(web::post().to(tokens::token)))
     .service(web::resource("/oauth/{tenant}/revoke").route(web::post().to(tokens::revoke)));
 }
