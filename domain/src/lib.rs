@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod api_key;
 pub mod audit;
+pub mod client_setup;
 pub mod clock;
 pub mod compare;
 pub mod connection;

@@ -22,7 +22,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(delete_agent)
         .service(list_agent_mcp_servers)
         .service(attach_mcp_server)
-        .service(detach_mcp_server);
+        .service(detach_mcp_server)
+        .service(super::client_setup::get_client_setup);
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

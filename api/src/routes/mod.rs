@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod agents;
 pub mod audit;
+pub mod client_setup;
 pub mod connections;
 pub mod consent;
 pub mod diagnose;
@@ -112,6 +113,7 @@ mod tests {
         ("session_tickets.rs", include_str!("session_tickets.rs")),
         ("settings.rs", include_str!("settings.rs")),
         ("identity_provider.rs", include_str!("identity_provider.rs")),
+        ("client_setup.rs", include_str!("client_setup.rs")),
         ("users.rs", include_str!("users.rs")),
         ("webhook.rs", include_str!("webhook.rs")),
     ];

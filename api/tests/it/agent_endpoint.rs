@@ -193,3 +193,26 @@ async fn a_ticket_for_another_agent_and_a_route_token_are_refused_at_the_agent_e
         .expect("json");
     assert_eq!(prm["resource"], endpoint);
 }
+
+#[tokio::test]
+async fn client_setup_gives_the_agent_endpoint_routes_and_snippets() {
+    let app = local_app().await;
+    let a = Upstream::start(&[]);
+    let (agent, endpoint, ids) = agent_with(&app, &[("Alpha", "alpha", &a.url, json!({"type": "none"}))]).await;
+    let setup = app.call(Method::GET, &format!("/v1/agents/{agent}/client-setup"), Some(&app.key), None).await;
+    assert_eq!(setup.status, StatusCode::OK, "{}", setup.text);
+    let setup = setup.json();
+    assert_eq!(setup["agent_endpoint"], endpoint);
+    assert_eq!(setup["routes"][0]["mcp_server_id"], ids[0]);
+    assert_eq!(setup["routes"][0]["url"], format!("{endpoint}/alpha"));
+    assert_eq!(setup["sign_in"], false);
+    let cursor =
+        setup["snippets"].as_array().expect("snippets").iter().find(|s| s["client"] == "cursor").expect("cursor");
+    let config: Value = serde_json::from_str(cursor["content"].as_str().expect("content")).expect("json");
+    assert_eq!(config["mcpServers"]["helper"]["url"], endpoint);
+    assert_eq!(config["mcpServers"]["helper"]["headers"]["Authorization"], "Bearer <SESSION_TICKET>");
+    // Another tenant's agent is not found.
+    let (_, other_key) = app.other_tenant().await;
+    let theirs = app.call(Method::GET, &format!("/v1/agents/{agent}/client-setup"), Some(&other_key), None).await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+}
