@@ -41,6 +41,7 @@ mod registration;
 mod revocation;
 mod secrets;
 mod sign_in;
+mod sign_in_faults;
 mod soak;
 mod strict_as;
 mod tenancy;
