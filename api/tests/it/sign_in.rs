@@ -510,3 +510,163 @@ async fn a_signed_in_user_connects_an_upstream_from_the_link_and_a_link_for_some
     assert!(landed.contains("/oauth/") && page.contains("is connected"), "{landed}: {page}");
     assert_eq!(s.idp.stats().await["authorization_requests"].as_u64(), Some(idp_before + 1), "signed in once");
 }
+
+/// A loopback listener standing in for an MCP client's redirect URI: it answers a page and hands
+/// over the query it was called with.
+async fn redirect_listener() -> (String, tokio::sync::oneshot::Receiver<HashMap<String, String>>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/callback", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut tx = Some(tx);
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 8192];
+            let n = socket.read(&mut buf).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).to_string();
+            let target = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            let page = "<!doctype html><title>Signed in</title><h1>Signed in: you can close this window</h1>";
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                page.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+            if target.starts_with("/callback")
+                && let Some(tx) = tx.take()
+            {
+                let q = reqwest::Url::parse(&format!("http://x{target}"))
+                    .expect("url")
+                    .query_pairs()
+                    .into_owned()
+                    .collect();
+                let _ = tx.send(q);
+            }
+        }
+    });
+    (url, rx)
+}
+
+/// What "done" means for issue 15, in a real browser: a person whose MCP client has nothing but
+/// the agent's URL signs in with their company account (the provider's own sign-in page),
+/// approves the client on Switchboard's consent page, uses a tool, and connects an upstream the
+/// first time it is used — from the connect link, with no app of the tenant involved.
+#[tokio::test]
+async fn in_a_real_browser_a_person_signs_in_approves_the_client_and_connects_an_upstream_on_first_use() {
+    let app = local_app().await;
+    let idp = Peers::start_with(&[("LOGIN_PAGE", "1")]);
+    let upstream = Upstream::start(&[]);
+    let none =
+        json!({"name": "Fixture", "slug": "fixture", "config": {"endpoint": upstream.url, "auth": {"type": "none"}}});
+    let (_, agent, route_url) = route(&app, &app.key, none, "Support bot", None).await;
+    let gamma = json!({"name": "Peer MCP", "slug": "peer", "config": {"endpoint": idp.mcp_url, "auth": {"type": "oauth_authorization_code_public_pkce"}}});
+    let server = app.call(Method::POST, "/v1/mcp-servers", Some(&app.key), Some(&gamma)).await.id();
+    assert!(
+        app.call(Method::PUT, &format!("/v1/agents/{agent}/mcp-servers/{server}"), Some(&app.key), None)
+            .await
+            .status
+            .is_success()
+    );
+    let slug = tenant_segment(&route_url);
+    configure_idp(&app, &app.key, &idp.issuer, &slug).await;
+    let issuer = format!("{}/oauth/{slug}", app.base);
+    let endpoint = route_url.rsplit_once('/').expect("route").0.to_owned();
+
+    // The client: DCR with a loopback redirect URI, then the authorization URL for the agent.
+    let (redirect, code_rx) = redirect_listener().await;
+    let reg: Value = app
+        .client
+        .post(format!("{issuer}/register"))
+        .json(&json!({"redirect_uris": [redirect], "client_name": "Acme Desktop"}))
+        .send()
+        .await
+        .expect("register")
+        .json()
+        .await
+        .expect("json");
+    let client_id = reg["client_id"].as_str().expect("client_id").to_owned();
+    let verifier = "q".repeat(64);
+    let mut authorize = reqwest::Url::parse(&format!("{issuer}/authorize")).expect("url");
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &client_id)
+        .append_pair("redirect_uri", &redirect)
+        .append_pair("state", "st")
+        .append_pair("code_challenge", &switchboard_discovery::oauth::s256_challenge(&verifier))
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("resource", &endpoint);
+
+    let browser = crate::browser::Browser::start().await;
+    browser.goto(authorize.as_str()).await;
+    browser.wait_for_path("/interaction/").await;
+    browser.screenshot("sign-in-provider.png").await;
+    browser.type_into("#login", "user-1").await;
+    browser.type_into("#password", "pass").await;
+    browser.click("#approve").await;
+    browser.wait_for_path(&format!("/oauth/{slug}/consent")).await;
+    let text = browser.wait_for_text("wants to use").await;
+    assert!(text.contains("Acme Desktop wants to use Support bot on your behalf"), "{text}");
+    assert!(text.contains("Signed in as user-1"), "{text}");
+    browser.screenshot("sign-in-consent.png").await;
+    browser.click("#allow").await;
+    browser.wait_for_text("you can close this window").await;
+    let back =
+        tokio::time::timeout(std::time::Duration::from_secs(10), code_rx).await.expect("in time").expect("query");
+    assert_eq!(back.get("iss"), Some(&issuer));
+    let (status, tokens) = HandDriven::new(&app)
+        .token(
+            &issuer,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &back["code"]),
+                ("redirect_uri", &redirect),
+                ("code_verifier", &verifier),
+                ("client_id", &client_id),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let token = tokens["access_token"].as_str().expect("access").to_owned();
+
+    // The client uses the agent: the fixture's tools work at once; the peer's tool asks to connect.
+    let session = crate::gateway::open_session(&app, &endpoint, &token).await;
+    let call = |id: u64, name: &str| json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": {}}});
+    let simple = crate::gateway::rpc_body(
+        crate::gateway::mcp(&app, &endpoint, Some(&token), Some(&session), &call(2, "fixture__test_simple_text")).await,
+    )
+    .await;
+    assert!(simple["result"]["content"].is_array(), "{simple}");
+    let list = crate::gateway::rpc_body(
+        crate::gateway::mcp(
+            &app,
+            &endpoint,
+            Some(&token),
+            Some(&session),
+            &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}),
+        )
+        .await,
+    )
+    .await;
+    assert!(list.to_string().contains("peer__connect"), "{list}");
+    let ask = crate::gateway::rpc_body(
+        crate::gateway::mcp(&app, &endpoint, Some(&token), Some(&session), &call(4, "peer__connect")).await,
+    )
+    .await;
+    let link = connect_link(&ask);
+
+    // The same browser opens the link: signed in already, it goes straight to the provider.
+    browser.goto(&link).await;
+    browser.wait_for_path("/interaction/").await;
+    browser.type_into("#login", "user-1").await;
+    browser.type_into("#password", "pass").await;
+    browser.click("#approve").await;
+    browser.wait_for_path("/service/mcp/consent/callback").await;
+    browser.wait_for_text("is now connected").await;
+    browser.screenshot("sign-in-connected.png").await;
+    browser.quit().await;
+    let whoami = crate::gateway::rpc_body(
+        crate::gateway::mcp(&app, &endpoint, Some(&token), Some(&session), &call(5, "peer__whoami")).await,
+    )
+    .await;
+    assert_eq!(whoami["result"]["content"][0]["text"], "user-1", "{whoami}");
+}

@@ -388,13 +388,20 @@ Services you have not connected yet will ask you to connect them the first time 
         request = e(&q.request),
         csrf = form_token(&q.request, &session),
     );
+    // The decision's answer redirects to the client: browsers hold that redirect to
+    // `form-action` too, so the client's origin (or its private-use scheme) is allowed with ours.
+    let client_origin = url::Url::parse(&pending.redirect_uri).ok().map(|u| match u.scheme() {
+        "http" | "https" => u.origin().ascii_serialization(),
+        scheme => format!("{scheme}:"),
+    });
+    let csp = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' {}; frame-ancestors 'none'",
+        client_origin.unwrap_or_default()
+    );
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header(("x-frame-options", "DENY"))
-        .insert_header((
-            "content-security-policy",
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ))
+        .insert_header(("content-security-policy", csp))
         .insert_header(("referrer-policy", "no-referrer"))
         .insert_header(("cache-control", "no-store"))
         .body(body)
