@@ -203,14 +203,21 @@ impl<'a> HandDriven<'a> {
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256")
             .append_pair("resource", resource);
-        let mut next = url.to_string();
+        let back = self.drive(url.as_str(), &redirect).await;
+        let u = reqwest::Url::parse(&back).expect("redirect");
+        let q: HashMap<String, String> = u.query_pairs().into_owned().collect();
+        assert_eq!(q.get("state").map(String::as_str), Some("s-1"));
+        assert_eq!(q.get("iss").map(String::as_str), Some(issuer));
+        (client_id, q["code"].clone(), verifier, redirect)
+    }
+
+    /// From an authorization URL through sign-in and consent (allowed) to the redirect back to
+    /// `redirect`: that URL, not followed.
+    async fn drive(&mut self, start: &str, redirect: &str) -> String {
+        let mut next = start.to_owned();
         for _ in 0..20 {
-            if next.starts_with(&redirect) {
-                let u = reqwest::Url::parse(&next).expect("redirect");
-                let q: HashMap<String, String> = u.query_pairs().into_owned().collect();
-                assert_eq!(q.get("state").map(String::as_str), Some("s-1"));
-                assert_eq!(q.get("iss").map(String::as_str), Some(issuer));
-                return (client_id, q["code"].clone(), verifier, redirect);
+            if next.starts_with(redirect) {
+                return next;
             }
             let ours = next.starts_with(&self.app.base);
             let mut req = self.client.get(&next);
@@ -669,4 +676,66 @@ async fn in_a_real_browser_a_person_signs_in_approves_the_client_and_connects_an
     )
     .await;
     assert_eq!(whoami["result"]["content"][0]["text"], "user-1", "{whoami}");
+}
+
+/// `switchboard client`, the command-line MCP client, against an agent endpoint of a tenant that
+/// signs users in: it registers, prints the authorization URL, the "browser" signs in and
+/// approves, and the command lists the merged tools and calls one.
+#[tokio::test]
+async fn switchboard_client_signs_in_to_an_agent_endpoint() {
+    use std::io::BufRead as _;
+    let s = setup().await;
+    let agent_url = s.url.rsplit_once('/').expect("route").0.to_owned();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "client",
+            &agent_url,
+            "--allow-private-network",
+            "--call",
+            "fixture-a__test_simple_text",
+            "--wait",
+            "60",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("switchboard client");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let line = line.trim().to_owned();
+            if line.starts_with("http")
+                && line.contains("/authorize?")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let url =
+        tokio::time::timeout(std::time::Duration::from_secs(30), rx).await.expect("the URL in time").expect("url");
+    assert!(url.starts_with(&s.issuer), "{url}");
+    let mut browser = HandDriven::new(&s.app);
+    let redirect = reqwest::Url::parse(&url)
+        .expect("url")
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .expect("redirect_uri")
+        .1
+        .into_owned();
+    let back = browser.drive(&url, &redirect).await;
+    assert!(
+        back.contains(&format!(
+            "iss={}",
+            url::form_urlencoded::byte_serialize(s.issuer.as_bytes()).collect::<String>()
+        )),
+        "{back}"
+    );
+    reqwest::get(&back).await.expect("deliver the code to the command");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("OK: Bot answered with") && stdout.contains("call result"), "{stdout}");
 }
