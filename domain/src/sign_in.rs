@@ -35,8 +35,55 @@ pub struct IdentityProvider {
     pub scopes: Vec<String>,
     /// The ID-token claim whose value is the `user_id` (`sub` by default; `email` is common).
     pub user_claim: String,
+    /// Who may sign in at all (beyond holding an account at the provider).
+    pub rules: SignInRules,
     pub metadata: IdpMetadata,
     pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Who of the provider's users may sign in: an ID token must carry every required claim (a
+/// string equal to the value, or an array containing it — `groups`), and, when domains are
+/// listed, a verified `email` in one of them. Without rules every account of the provider may
+/// use every agent of the tenant.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInRules {
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub required_claims: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_email_domains: Vec<String>,
+}
+
+impl IdentityProvider {
+    /// Whether the verified ID-token `claims` may sign in; the refusal says why, for the page.
+    pub fn admits(&self, claims: &serde_json::Map<String, Value>) -> Result<(), String> {
+        for (name, wanted) in &self.rules.required_claims {
+            let ok = match claims.get(name) {
+                Some(Value::String(s)) => s == wanted,
+                Some(Value::Array(items)) => items.iter().any(|i| i.as_str() == Some(wanted)),
+                Some(Value::Bool(b)) => wanted == if *b { "true" } else { "false" },
+                _ => false,
+            };
+            if !ok {
+                return Err(format!("your account is not allowed to sign in here (`{name}` must be `{wanted}`)"));
+            }
+        }
+        let email_needed = !self.rules.allowed_email_domains.is_empty() || self.user_claim == "email";
+        if email_needed {
+            let verified = matches!(claims.get("email_verified"), Some(Value::Bool(true)))
+                || claims.get("email_verified").and_then(Value::as_str) == Some("true");
+            let email = claims.get("email").and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
+            if email.is_empty() || !verified {
+                return Err("your account's email address is not verified at the identity provider".into());
+            }
+            let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+            if !self.rules.allowed_email_domains.is_empty()
+                && !self.rules.allowed_email_domains.iter().any(|d| d == domain)
+            {
+                return Err(format!("accounts of `{domain}` are not allowed to sign in here"));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for IdentityProvider {
@@ -59,6 +106,7 @@ pub struct IdentityProviderSpec {
     pub client_secret: SecretChange,
     pub scopes: Vec<String>,
     pub user_claim: String,
+    pub rules: SignInRules,
 }
 
 /// What a write does to a stored secret.
@@ -79,7 +127,7 @@ pub fn validate_identity_provider(policy: Policy, body: &Value) -> Result<Identi
         &mut errs,
         map,
         "",
-        &["issuer", "client_id", "client_secret", "scopes", "user_claim"],
+        &["issuer", "client_id", "client_secret", "scopes", "user_claim", "required_claims", "allowed_email_domains"],
         &[
             ("discovery_url", "give the issuer (e.g. https://login.example.com); its metadata is discovered"),
             ("secret", "the field is client_secret"),
@@ -150,12 +198,62 @@ pub fn validate_identity_provider(policy: Policy, body: &Value) -> Result<Identi
     };
     let user_claim =
         validate::opt_string(&mut errs, map, "", "user_claim", 128).unwrap_or_else(|| DEFAULT_USER_CLAIM.to_owned());
+    let rules = sign_in_rules(&mut errs, map);
     match (issuer, client_id) {
         (Some(issuer), Some(client_id)) if errs.0.is_empty() => {
-            Ok(IdentityProviderSpec { issuer, client_id, client_secret, scopes, user_claim })
+            Ok(IdentityProviderSpec { issuer, client_id, client_secret, scopes, user_claim, rules })
         }
         _ => Err(DomainError::Invalid(errs.0)),
     }
+}
+
+/// `required_claims` and `allowed_email_domains`.
+fn sign_in_rules(errs: &mut Errors, map: &serde_json::Map<String, Value>) -> SignInRules {
+    let mut rules = SignInRules::default();
+    match map.get("required_claims") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(o)) if o.len() <= 10 => {
+            for (k, v) in o {
+                match v.as_str().filter(|v| !v.is_empty() && v.len() <= 256 && !k.is_empty() && k.len() <= 128) {
+                    Some(v) => {
+                        rules.required_claims.insert(k.clone(), v.to_owned());
+                    }
+                    None => errs.push(FieldError::new(
+                        format!("required_claims.{k}"),
+                        "invalid",
+                        "each required claim is a non-empty string value, e.g. {\"hd\": \"acme.com\"}",
+                    )),
+                }
+            }
+        }
+        Some(_) => errs.push(FieldError::new(
+            "required_claims",
+            "invalid",
+            "required_claims is an object of at most 10 claim names to string values, e.g. {\"hd\": \"acme.com\"}",
+        )),
+    }
+    match map.get("allowed_email_domains") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) if items.len() <= 20 => {
+            for (i, item) in items.iter().enumerate() {
+                let domain = item.as_str().map(str::to_ascii_lowercase).filter(|d| {
+                    d.contains('.')
+                        && d.len() <= 253
+                        && d.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+                });
+                match domain {
+                    Some(d) => rules.allowed_email_domains.push(d),
+                    None => errs.push(FieldError::new(
+                        format!("allowed_email_domains[{i}]"),
+                        "invalid",
+                        "a domain such as acme.com (no @, no wildcard)",
+                    )),
+                }
+            }
+        }
+        Some(_) => errs.push(FieldError::new("allowed_email_domains", "invalid", "an array of at most 20 domains")),
+    }
+    rules
 }
 
 /// An MCP client registered with a tenant's authorization server (Dynamic Client Registration),
@@ -312,6 +410,38 @@ mod tests {
             .0,
             "invalid_client_metadata"
         );
+    }
+
+    #[test]
+    fn sign_in_rules_admit_only_the_tenants_people() {
+        let idp = |rules: SignInRules, claim: &str| IdentityProvider {
+            issuer: "https://idp".into(),
+            client_id: "c".into(),
+            client_secret: None,
+            scopes: vec![],
+            user_claim: claim.into(),
+            rules,
+            metadata: IdpMetadata::default(),
+            updated_at: crate::clock::now(),
+        };
+        let claims = |v: Value| v.as_object().unwrap().clone();
+        let open = idp(SignInRules::default(), "sub");
+        assert!(open.admits(&claims(json!({"sub": "x"}))).is_ok());
+        // `email` as the user id needs a verified email.
+        let by_email = idp(SignInRules::default(), "email");
+        assert!(by_email.admits(&claims(json!({"email": "a@acme.com", "email_verified": false}))).is_err());
+        assert!(by_email.admits(&claims(json!({"email": "a@acme.com", "email_verified": true}))).is_ok());
+        let rules = SignInRules {
+            required_claims: [("groups".to_owned(), "mcp-users".to_owned())].into_iter().collect(),
+            allowed_email_domains: vec!["acme.com".into()],
+        };
+        let strict = idp(rules, "sub");
+        let ok = json!({"sub": "x", "groups": ["staff", "mcp-users"], "email": "A@Acme.com", "email_verified": true});
+        assert!(strict.admits(&claims(ok)).is_ok());
+        let other_domain = json!({"sub": "x", "groups": ["mcp-users"], "email": "a@evil.com", "email_verified": true});
+        assert!(strict.admits(&claims(other_domain)).unwrap_err().contains("evil.com"));
+        let no_group = json!({"sub": "x", "groups": ["staff"], "email": "a@acme.com", "email_verified": true});
+        assert!(strict.admits(&claims(no_group)).unwrap_err().contains("groups"));
     }
 
     #[test]

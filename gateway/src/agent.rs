@@ -11,8 +11,9 @@
 //! are merged; a call goes to the one server its name names. The client's session (`sba_…`,
 //! answered here) maps onto one gateway session per upstream (`sbs_…`), which maps lazily onto
 //! the upstream's own and is initialized again when the upstream forgets it. A server the user
-//! has not connected keeps its tools listed (the last list anyone got through this agent, or one
-//! `<slug>__connect` tool), and calling one answers with the connect elicitation. A server that
+//! has not connected keeps its tools listed (the last tool list anyone got through this agent —
+//! never resources or prompts, which may be someone's data — or one `<slug>__connect` tool), and
+//! calling one answers with the connect elicitation. A server that
 //! is down is left out of lists while the others answer.
 
 use std::sync::Arc;
@@ -104,7 +105,15 @@ async fn authenticate(gw: &Gateway, presented: Option<&str>, path: &(String, Str
     let attachments = gw.agent_attachments(tenant, agent.id).await?;
     let mut servers = Vec::with_capacity(attachments.len());
     for a in attachments.iter() {
-        let route = inner.route(tenant, &agent.slug, &a.server_slug).await?;
+        // One server that cannot be resolved (detached meanwhile, a failing read) is left out;
+        // the others still answer.
+        let route = match inner.route(tenant, &agent.slug, &a.server_slug).await {
+            Ok(r) => r,
+            Err(r) => {
+                tracing::warn!(tenant.id = %tenant, server = %a.server_slug, refusal = ?r, "left out of the agent endpoint");
+                continue;
+            }
+        };
         let key = GrantKey {
             tenant_id: tenant,
             user_id: ticket.authority.user.clone(),
@@ -443,7 +452,11 @@ async fn merged_list(
         match part {
             Part::Items(items) => {
                 let items: Vec<Value> = items.into_iter().map(|i| prefixed(method, slug, i)).collect();
-                inner.sessions.known_lists.put(known_key, Arc::new(items.clone()));
+                // Only tool lists are kept for users yet to connect: what a server offers, not a
+                // user's data (resources and prompts may be someone's files and text).
+                if method == "tools/list" {
+                    inner.sessions.known_lists.put(known_key, Arc::new(items.clone()));
+                }
                 merged.extend(items);
             }
             Part::NotConnected => match inner.sessions.known_lists.get(&known_key) {
@@ -500,8 +513,12 @@ async fn routed(
     let Some((slug, upstream_name)) = split else { return refused() };
     let Some(server) = caller.servers.iter().find(|c| c.route.server.slug == slug) else { return refused() };
     // The stand-in tool of a server not yet connected: "connect first" if still so.
+    let known = (caller.tenant, caller.agent.id, server.route.server.id, "tools/list".to_owned());
+    let real_tool =
+        inner.sessions.known_lists.get(&known).is_some_and(|l| l.iter().any(|t| t.get("name") == Some(&json!(asked))));
     if method == "tools/call"
         && upstream_name == CONNECT_TOOL
+        && !real_tool
         && let Ok(Ok(_)) = inner.credential(server, None).await
     {
         let text = format!("{} is connected: list the tools again to see its own.", server.route.server.name);

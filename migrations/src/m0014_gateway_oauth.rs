@@ -20,6 +20,7 @@ enum IdentityProviders {
     ClientSecret,
     Scopes,
     UserClaim,
+    Rules,
     Metadata,
     UpdatedAt,
 }
@@ -85,6 +86,7 @@ impl MigrationTrait for Migration {
                 .col(ColumnDef::new(IdentityProviders::ClientSecret).blob().null())
                 .col(ColumnDef::new(IdentityProviders::Scopes).text().not_null())
                 .col(ColumnDef::new(IdentityProviders::UserClaim).text().not_null())
+                .col(ColumnDef::new(IdentityProviders::Rules).text().not_null())
                 .col(ColumnDef::new(IdentityProviders::Metadata).text().not_null())
                 .col(ColumnDef::new(IdentityProviders::UpdatedAt).timestamp_with_time_zone().not_null())
                 .foreign_key(&mut tenant_fk(IdentityProviders::Table, IdentityProviders::TenantId))

@@ -40,6 +40,10 @@ pub struct IdentityProviderResponse {
     pub scopes: Vec<String>,
     /// The ID-token claim that becomes the `user_id` of grants and tickets.
     pub user_claim: String,
+    /// Claims an ID token must carry to sign in.
+    pub required_claims: std::collections::BTreeMap<String, String>,
+    /// Only verified emails of these domains may sign in (empty: any).
+    pub allowed_email_domains: Vec<String>,
     /// Register this exact redirect URI for the client at the provider.
     pub redirect_uri: String,
     /// The issuer MCP clients see: the gateway's authorization server for this tenant.
@@ -61,8 +65,14 @@ pub struct IdentityProviderRequest {
     /// `openid` is always included. Default `["openid"]`.
     #[schema(max_items = 20)]
     scopes: Option<Vec<String>>,
-    /// The claim naming the user (default `sub`; `email` or `preferred_username` are common).
+    /// The claim naming the user (default `sub`; `email` — which must then be verified — or
+    /// `preferred_username` are common).
     user_claim: Option<String>,
+    /// Claims an ID token must carry to sign in: a string equal to the value, or an array
+    /// containing it (`{"groups": "mcp-users"}`, `{"hd": "acme.com"}`, `{"tid": "…"}`).
+    required_claims: Option<std::collections::BTreeMap<String, String>>,
+    /// Only verified emails of these domains may sign in.
+    allowed_email_domains: Option<Vec<String>>,
 }
 
 async fn response(
@@ -79,6 +89,8 @@ async fn response(
         client_id: idp.client_id,
         scopes: idp.scopes,
         user_claim: idp.user_claim,
+        required_claims: idp.rules.required_claims,
+        allowed_email_domains: idp.rules.allowed_email_domains,
         redirect_uri: format!("{public}/oauth/{slug}/callback"),
         authorization_server: format!("{public}/oauth/{slug}"),
         discovered: DiscoveredProvider {
@@ -129,10 +141,22 @@ pub async fn put_identity_provider(
             "give the issuer URL whose /.well-known/openid-configuration describes the provider, e.g. https://accounts.google.com",
         )])
     })?;
+    let old = store.identity_provider().await?;
+    let same_provider = old.as_ref().is_some_and(|o| o.issuer == found.issuer && o.client_id == spec.client_id);
     let client_secret = match spec.client_secret {
         SecretChange::Set(s) => Some(s),
         SecretChange::Remove => None,
-        SecretChange::Keep => store.identity_provider().await?.and_then(|old| old.client_secret),
+        // The stored secret goes only to the provider it was given for.
+        SecretChange::Keep if same_provider => old.as_ref().and_then(|o| o.client_secret.clone()),
+        SecretChange::Keep if old.as_ref().is_some_and(|o| o.client_secret.is_some()) => {
+            return Err(DomainError::Invalid(vec![FieldError::new(
+                "client_secret",
+                "required",
+                "the issuer or client_id changed: give the client_secret for the new one (or null for a public client)",
+            )])
+            .into());
+        }
+        SecretChange::Keep => None,
     };
     let idp = IdentityProvider {
         issuer: found.issuer,
@@ -140,6 +164,7 @@ pub async fn put_identity_provider(
         client_secret,
         scopes: spec.scopes,
         user_claim: spec.user_claim,
+        rules: spec.rules,
         metadata: IdpMetadata {
             authorization_endpoint: found.authorization_endpoint.to_string(),
             token_endpoint: found.token_endpoint.to_string(),
@@ -150,11 +175,16 @@ pub async fn put_identity_provider(
         updated_at: switchboard_domain::clock::now(),
     };
     store.put_identity_provider(&tenant.actor(), &idp).await?;
+    // Another provider or another claim names users differently: what the old one signed in ends.
+    if old.is_some_and(|o| o.issuer != idp.issuer || o.user_claim != idp.user_claim) {
+        store.revoke_gateway_families(None, "identity_provider_changed").await?;
+        state.changed(switchboard_worker::changes::Change::Tickets { tenant: tenant.tenant_id });
+    }
     Ok(web::Json(response(&state, &tenant, idp).await?))
 }
 
-/// Stop signing users in: MCP clients can no longer get tokens (those issued keep working until
-/// they expire or are revoked); gateway routes take session tickets only.
+/// Stop signing users in: every token issued to MCP clients is revoked at once; gateway routes
+/// take session tickets only.
 #[utoipa::path(tag = "settings", responses((status = 204)), security(("api_key" = [])))]
 #[delete("/v1/settings/identity-provider")]
 #[tracing::instrument(skip_all, fields(tenant.id = %tenant.tenant_id))]
@@ -162,8 +192,11 @@ pub async fn delete_identity_provider(
     state: web::Data<AppState>,
     tenant: TenantContext,
 ) -> Result<HttpResponse, ApiError> {
-    if !tenant.store(&state.store).delete_identity_provider(&tenant.actor()).await? {
+    let store = tenant.store(&state.store);
+    if !store.delete_identity_provider(&tenant.actor()).await? {
         return Err(DomainError::not_found("identity provider", "settings").into());
     }
+    store.revoke_gateway_families(None, "identity_provider_deleted").await?;
+    state.changed(switchboard_worker::changes::Change::Tickets { tenant: tenant.tenant_id });
     Ok(HttpResponse::NoContent().finish())
 }

@@ -41,6 +41,8 @@ pub async fn delete_user_data(
     let done = tenant.store(&state.store).delete_user_data(&tenant.actor(), &user_id).await?;
     // The gateway's views drop the user's tokens and statuses before this answers.
     state.changed(switchboard_worker::changes::Change::Grants { tenant: tenant.tenant_id });
+    // And the access tokens of the user's MCP clients (revoked with their families).
+    state.changed(switchboard_worker::changes::Change::Tickets { tenant: tenant.tenant_id });
     state.runtime.wakeups.wake();
     Ok(HttpResponse::Ok().json(UserDeletionResponse {
         user_id,

@@ -739,3 +739,71 @@ async fn switchboard_client_signs_in_to_an_agent_endpoint() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("OK: Bot answered with") && stdout.contains("call result"), "{stdout}");
 }
+
+/// A full sign-in for `url`: (client id, access token, refresh token).
+async fn sign_in_tokens(browser: &mut HandDriven<'_>, issuer: &str, url: &str) -> (String, String, String) {
+    let (client_id, code, verifier, redirect) = browser.authorize(issuer, url).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect.as_str()),
+        ("code_verifier", verifier.as_str()),
+        ("client_id", client_id.as_str()),
+    ];
+    let (status, tokens) = browser.token(issuer, &form).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    (
+        client_id,
+        tokens["access_token"].as_str().expect("at").to_owned(),
+        tokens["refresh_token"].as_str().expect("rt").to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn offboarding_revokes_what_mcp_clients_hold_and_a_provider_change_needs_its_own_secret() {
+    let s = setup().await;
+    // A request refused before the user did anything is a page, never a redirect to whatever
+    // redirect URI the (openly registered) client named.
+    let mut browser = HandDriven::new(&s.app);
+    let (client_id, access, refresh) = sign_in_tokens(&mut browser, &s.issuer, &s.url).await;
+    let bad = browser
+        .client
+        .get(format!(
+            "{}/authorize?response_type=token&client_id={client_id}&redirect_uri=http://127.0.0.1:9/cb",
+            s.issuer
+        ))
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(bad.headers().get("location").is_none());
+
+    // Deleting the user's data revokes their MCP clients' tokens at once.
+    assert_eq!(s.app.call(Method::DELETE, "/v1/users/user-1", Some(&s.app.key), None).await.status, StatusCode::OK);
+    assert_eq!(initialize_status(&s.app, &s.url, &access).await.0, StatusCode::UNAUTHORIZED);
+    let again = browser
+        .token(&s.issuer, &[("grant_type", "refresh_token"), ("refresh_token", &refresh), ("client_id", &client_id)])
+        .await;
+    assert_eq!(again.1["error"], "invalid_grant", "{}", again.1);
+
+    // Saving the same provider again keeps its secret; another provider needs its own.
+    let shown = s.app.call(Method::GET, "/v1/settings/identity-provider", Some(&s.app.key), None).await.json();
+    let same = json!({"issuer": shown["issuer"], "client_id": shown["client_id"]});
+    let put = s.app.call(Method::PUT, "/v1/settings/identity-provider", Some(&s.app.key), Some(&same)).await;
+    assert_eq!((put.status, put.json()["client_secret"]["set"].clone()), (StatusCode::OK, json!(true)), "{}", put.text);
+    let other = Peers::start();
+    let moved = json!({"issuer": other.issuer, "client_id": shown["client_id"]});
+    let put = s.app.call(Method::PUT, "/v1/settings/identity-provider", Some(&s.app.key), Some(&moved)).await;
+    assert_eq!(put.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", put.text);
+    assert_eq!(put.field_errors().first().map(|(f, _)| f.as_str()), Some("client_secret"), "{}", put.text);
+
+    // Turning sign-in off revokes every token MCP clients hold.
+    let mut browser = HandDriven::new(&s.app);
+    let (_, access, _) = sign_in_tokens(&mut browser, &s.issuer, &s.url).await;
+    assert_eq!(initialize_status(&s.app, &s.url, &access).await.0, StatusCode::OK);
+    assert_eq!(
+        s.app.call(Method::DELETE, "/v1/settings/identity-provider", Some(&s.app.key), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(initialize_status(&s.app, &s.url, &access).await.0, StatusCode::UNAUTHORIZED);
+}

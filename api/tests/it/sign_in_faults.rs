@@ -190,4 +190,13 @@ async fn id_tokens_from_another_issuer_key_or_client_or_with_another_nonce_are_r
     let (status, page) = attempt("").await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(page.contains(r#"id="user">alice<"#), "{page}");
+
+    // Rules of who may sign in: alice lacks the group, so she is turned away.
+    let strict =
+        json!({"issuer": provider.base, "client_id": "switchboard", "required_claims": {"groups": "mcp-users"}});
+    let put = app.call(Method::PUT, "/v1/settings/identity-provider", Some(&app.key), Some(&strict)).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text);
+    let (status, page) = attempt("").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("not allowed to sign in here"), "{page}");
 }

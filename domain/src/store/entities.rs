@@ -448,6 +448,7 @@ pub mod identity_providers {
         pub client_secret: Option<Vec<u8>>,
         pub scopes: String,
         pub user_claim: String,
+        pub rules: String,
         pub metadata: String,
         pub updated_at: DateTimeUtc,
     }

@@ -173,7 +173,7 @@ impl TenantStore<'_> {
     /// deliveries may be under way) and audit entries keep naming the user id, the tenant's own
     /// identifier; one more audit entry records the deletion.
     pub async fn delete_user_data(&self, actor: &Actor, user_id: &str) -> Result<UserDeletion, DomainError> {
-        let (_write, txn) = self.store.begin_write().await?;
+        let (write, txn) = self.store.begin_write().await?;
         let grants_revoked = self.revoke_all(&txn, None, None, Some(user_id), actor).await?;
         let connections_deleted = self
             .delete::<connections::Entity>()
@@ -205,6 +205,10 @@ impl TenantStore<'_> {
         )
         .await?;
         txn.commit().await.map_err(map_err)?;
+        drop(write);
+        // The tokens the gateway's own authorization server issued to the user's MCP clients:
+        // revoked (their access tokens at once), then forgotten.
+        self.delete_gateway_families(user_id).await?;
         Ok(UserDeletion { grants_revoked, connections_deleted })
     }
 }

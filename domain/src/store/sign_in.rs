@@ -19,6 +19,9 @@ use crate::sign_in::{GatewayClient, GatewayGrant, IdentityProvider, IdpMetadata,
 use crate::tenant::Actor;
 use crate::{AgentId, DomainError};
 
+/// How long a family lives in all, however often it is refreshed: the user signs in again after.
+pub const FAMILY_LIFE_DAYS: i64 = 30;
+
 /// A new family's first tokens.
 #[derive(Clone, Debug)]
 pub struct NewGatewayGrant<'a> {
@@ -72,6 +75,7 @@ impl TenantStore<'_> {
             client_secret,
             scopes: serde_json::from_str(&m.scopes).map_err(json_err("identity provider scopes"))?,
             user_claim: m.user_claim,
+            rules: serde_json::from_str(&m.rules).map_err(json_err("identity provider rules"))?,
             metadata: serde_json::from_str::<IdpMetadata>(&m.metadata)
                 .map_err(json_err("identity provider metadata"))?,
             updated_at: m.updated_at,
@@ -95,6 +99,7 @@ impl TenantStore<'_> {
             client_secret: Set(sealed),
             scopes: Set(serde_json::to_string(&idp.scopes).map_err(json_err("scopes"))?),
             user_claim: Set(idp.user_claim.clone()),
+            rules: Set(serde_json::to_string(&idp.rules).map_err(json_err("rules"))?),
             metadata: Set(serde_json::to_string(&idp.metadata).map_err(json_err("metadata"))?),
             updated_at: Set(idp.updated_at),
         }
@@ -236,9 +241,11 @@ impl TenantStore<'_> {
         if token.expires_at <= crate::clock::now() {
             return Ok(None);
         }
+        let born_after = crate::clock::now() - chrono::TimeDelta::days(FAMILY_LIFE_DAYS);
         let grant = self
             .find_by_id::<gateway_grants::Entity, _>(token.grant_id)
             .filter(gateway_grants::Column::RevokedAt.is_null())
+            .filter(gateway_grants::Column::CreatedAt.gt(born_after))
             .one(&self.store.db)
             .await
             .map_err(map_err)?;
@@ -263,6 +270,21 @@ impl TenantStore<'_> {
     ) -> Result<Rotation, DomainError> {
         let (write, txn) = self.store.begin_write().await?;
         let now = crate::clock::now();
+        // The family's row first, with a write that locks it (Postgres) until this commits: a
+        // revocation running meanwhile waits, then sees the new token's access id; one that ran
+        // before leaves nothing to lock.
+        let live = self
+            .update::<gateway_grants::Entity>()
+            .col_expr(gateway_grants::Column::RevokedAt, Expr::col(gateway_grants::Column::RevokedAt).into())
+            .filter(gateway_grants::Column::Id.eq(grant))
+            .filter(gateway_grants::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await
+            .map_err(map_err)?
+            .rows_affected;
+        if live == 0 {
+            return Ok(Rotation::Invalid);
+        }
         let spent = self
             .update::<gateway_refresh_tokens::Entity>()
             .col_expr(gateway_refresh_tokens::Column::UsedAt, Expr::value(now))
@@ -322,16 +344,9 @@ impl TenantStore<'_> {
     /// Revokes a family: the grant is marked, every access token issued in it is added to the
     /// ticket revocation set (so the gateway refuses them at once), and an audit entry says why.
     pub async fn revoke_gateway_family(&self, grant: uuid::Uuid, why: &str) -> Result<Vec<String>, DomainError> {
-        let ids: Vec<String> = self
-            .find::<gateway_refresh_tokens::Entity>()
-            .filter(gateway_refresh_tokens::Column::GrantId.eq(grant))
-            .all(&self.store.db)
-            .await
-            .map_err(map_err)?
-            .into_iter()
-            .map(|t| t.access_revocation_id)
-            .collect();
-        {
+        // Marked first, then read, in one transaction: a rotation either committed before (its
+        // token is read here) or finds the family revoked.
+        let ids: Vec<String> = {
             let (_write, txn) = self.store.begin_write().await?;
             self.update::<gateway_grants::Entity>()
                 .col_expr(gateway_grants::Column::RevokedAt, Expr::value(crate::clock::now()))
@@ -340,12 +355,64 @@ impl TenantStore<'_> {
                 .exec(&txn)
                 .await
                 .map_err(map_err)?;
+            let ids = self
+                .find::<gateway_refresh_tokens::Entity>()
+                .filter(gateway_refresh_tokens::Column::GrantId.eq(grant))
+                .all(&txn)
+                .await
+                .map_err(map_err)?
+                .into_iter()
+                .map(|t| t.access_revocation_id)
+                .collect();
             txn.commit().await.map_err(map_err)?;
-        }
-        let actor = Actor::System;
-        self.revoke_tickets(&actor, &ids).await?;
+            ids
+        };
+        self.revoke_tickets(&Actor::System, &ids).await?;
         tracing::info!(tenant.id = %self.tenant_id, grant = %grant, why, tokens = ids.len(), "gateway token family revoked");
         Ok(ids)
+    }
+
+    /// Revokes every live family of the tenant — or of one user — (the identity provider changed
+    /// or went, the user was deleted); how many.
+    pub async fn revoke_gateway_families(&self, user: Option<&str>, why: &str) -> Result<usize, DomainError> {
+        let mut q = self.find::<gateway_grants::Entity>().filter(gateway_grants::Column::RevokedAt.is_null());
+        if let Some(u) = user {
+            q = q.filter(gateway_grants::Column::UserId.eq(u));
+        }
+        let live = q.all(&self.store.db).await.map_err(map_err)?;
+        for g in &live {
+            self.revoke_gateway_family(g.id, why).await?;
+        }
+        Ok(live.len())
+    }
+
+    /// Deletes one user's families and their tokens (after revoking them): what erasure leaves.
+    pub async fn delete_gateway_families(&self, user: &str) -> Result<u64, DomainError> {
+        self.revoke_gateway_families(Some(user), "user_deleted").await?;
+        let grants: Vec<uuid::Uuid> = self
+            .find::<gateway_grants::Entity>()
+            .filter(gateway_grants::Column::UserId.eq(user))
+            .all(&self.store.db)
+            .await
+            .map_err(map_err)?
+            .into_iter()
+            .map(|g| g.id)
+            .collect();
+        let (_write, txn) = self.store.begin_write().await?;
+        self.delete::<gateway_refresh_tokens::Entity>()
+            .filter(gateway_refresh_tokens::Column::GrantId.is_in(grants.clone()))
+            .exec(&txn)
+            .await
+            .map_err(map_err)?;
+        let n = self
+            .delete::<gateway_grants::Entity>()
+            .filter(gateway_grants::Column::Id.is_in(grants))
+            .exec(&txn)
+            .await
+            .map_err(map_err)?
+            .rows_affected;
+        txn.commit().await.map_err(map_err)?;
+        Ok(n)
     }
 }
 

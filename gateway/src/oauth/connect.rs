@@ -13,18 +13,11 @@ use switchboard_worker::consent::ConnectOutcome;
 
 use super::flow::to_identity_provider;
 use super::{Data, PENDING_LIFE, Pending, now, page, random_token};
-use crate::Inner;
 use crate::connect::{self, RequestError};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct ConnectQuery {
     request: String,
-}
-
-/// Where the browser goes on to, once signed in, for connect link `request`.
-pub(super) fn to_connect(inner: &Inner, segment: &str, request: &str) -> HttpResponse {
-    let url = format!("{}/oauth/{segment}/connect?request={request}", inner.config.public_url);
-    HttpResponse::Found().insert_header(("location", url)).insert_header(("cache-control", "no-store")).finish()
 }
 
 pub(super) async fn connect(
@@ -53,7 +46,7 @@ pub(super) async fn connect(
             "This link connects a service for your agent. For your safety it only works from the app you use the agent in: go back to it and confirm there.",
         );
     };
-    match inner.signed_in(&req, issuer.tenant.id) {
+    match inner.signed_in(&req, issuer.tenant.id, &idp) {
         Some(s) if s.user == request.user => {}
         Some(_) => {
             tracing::warn!(tenant.id = %issuer.tenant.id, "a connect link opened by another signed-in user was refused");

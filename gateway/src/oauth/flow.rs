@@ -13,8 +13,8 @@ use switchboard_discovery::oidc;
 use switchboard_domain::sign_in::{GatewayClient, IdentityProvider};
 
 use super::{
-    CODE_LIFE, CODE_PREFIX, Code, Data, FLOW_COOKIE, Issuer, PENDING_LIFE, PENDING_PREFIX, Pending, SIGN_IN_COOKIE,
-    SIGN_IN_LIFE, SIGN_IN_PREFIX, SignIn, back_to_client, html_escape, now, page, random_token,
+    CODE_LIFE, CODE_PREFIX, Code, Data, Issuer, PENDING_LIFE, PENDING_PREFIX, Pending, SIGN_IN_COOKIE, SIGN_IN_LIFE,
+    SIGN_IN_PREFIX, SignIn, back_to_client, flow_cookie, html_escape, now, page, provider_id, random_token,
 };
 use crate::Inner;
 
@@ -116,13 +116,13 @@ pub(super) async fn authorize(
         return page(StatusCode::BAD_REQUEST, "Sign-in failed", "the redirect_uri is not one the client registered");
     };
     let state = q.state.clone();
-    let fail = |error: &str, why: &str| {
-        let mut pairs = vec![("error", error), ("error_description", why)];
-        if let Some(s) = &state {
-            pairs.push(("state", s.as_str()));
-        }
-        back_to_client(&redirect_uri, &pairs, &issuer.url)
-    };
+    // Registration is open (and a metadata document needs none), so a redirect URI proves
+    // nothing yet: a request refused before the user did anything gets a page, never a redirect
+    // (which would make this an open redirector, RFC 9700 §4.11.2).
+    let fail = |error: &str, why: &str| page(StatusCode::BAD_REQUEST, "Sign-in failed", &format!("{why} ({error})"));
+    if state.as_ref().is_some_and(|s| s.len() > 512) {
+        return fail("invalid_request", "state is longer than 512 characters");
+    }
     if q.response_type.as_deref() != Some("code") {
         return fail("unsupported_response_type", "only response_type=code is supported");
     }
@@ -163,7 +163,7 @@ pub(super) async fn authorize(
         connect: None,
     };
     // Signed in already in this browser: straight to consent.
-    if let Some(signed) = inner.signed_in(&req, issuer.tenant.id) {
+    if let Some(signed) = inner.signed_in(&req, issuer.tenant.id, &idp) {
         pending.user = Some(signed.user);
         return to_consent(inner, &path, &issuer, &pending);
     }
@@ -203,7 +203,7 @@ pub(super) fn to_identity_provider(
     HttpResponse::Found()
         .insert_header(("location", url.to_string()))
         .insert_header(("cache-control", "no-store"))
-        .cookie(inner.cookie(segment, FLOW_COOKIE, pending.browser.clone(), PENDING_LIFE))
+        .cookie(inner.cookie(segment, flow_cookie(&pending.browser), pending.browser.clone(), PENDING_LIFE))
         .finish()
 }
 
@@ -251,7 +251,9 @@ pub(super) async fn callback(
         return failed("this sign-in link is not valid or has expired; start again from your MCP client");
     };
     // The answer must come to the browser that asked (login CSRF).
-    if req.cookie(FLOW_COOKIE).map(|c| c.value().to_owned()).as_deref() != Some(pending.browser.as_str()) {
+    if req.cookie(&flow_cookie(&pending.browser)).map(|c| c.value().to_owned()).as_deref()
+        != Some(pending.browser.as_str())
+    {
         return failed("this sign-in was started in another browser; start again from your MCP client");
     }
     // RFC 9207, before anything else of the answer is used.
@@ -277,17 +279,16 @@ pub(super) async fn callback(
     };
     tracing::info!(tenant.id = %issuer.tenant.id, user.id = %user, "signed in through the identity provider");
     pending.user = Some(user.clone());
-    let Some(session) =
-        inner.seal(issuer.tenant.id, "sign_in", SIGN_IN_PREFIX, &SignIn { user, expires_at: now() + SIGN_IN_LIFE })
-    else {
+    let signed = SignIn { user, expires_at: now() + SIGN_IN_LIFE, provider: provider_id(&idp) };
+    let Some(session) = inner.seal(issuer.tenant.id, "sign_in", SIGN_IN_PREFIX, &signed) else {
         return failed("the sign-in could not be recorded");
     };
     let mut r = match &pending.connect {
-        Some(request) => super::connect::to_connect(inner, &path, request),
+        Some(request) => super::to_connect(inner, &path, request),
         None => to_consent(inner, &path, &issuer, &pending),
     };
     let _ = r.add_cookie(&inner.cookie(&path, SIGN_IN_COOKIE, session, SIGN_IN_LIFE));
-    let _ = r.add_cookie(&inner.cookie(&path, FLOW_COOKIE, String::new(), 0));
+    let _ = r.add_cookie(&inner.cookie(&path, flow_cookie(&pending.browser), String::new(), 0));
     r
 }
 
@@ -328,6 +329,7 @@ async fn sign_in(
         now: std::time::SystemTime::now(),
     };
     let claims = oidc::verify_id_token(&id_token, &keys, &expected).map_err(|e| e.to_string())?;
+    idp.admits(&claims)?;
     match claims.get(&idp.user_claim) {
         Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 256 => Ok(s.clone()),
         _ => Err(format!("the ID token has no `{}` claim to name the user by", idp.user_claim)),
@@ -430,7 +432,14 @@ async fn consent_context(
                 "this request is not valid or has expired; start again from your MCP client",
             )
         })?;
-    let signed = inner.signed_in(req, issuer.tenant.id);
+    let Some(idp) = issuer.idp.as_ref() else {
+        return Err(page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in not available",
+            "this organisation no longer signs users in here",
+        ));
+    };
+    let signed = inner.signed_in(req, issuer.tenant.id, idp);
     let session = req.cookie(SIGN_IN_COOKIE).map(|c| c.value().to_owned()).unwrap_or_default();
     match (&pending.user, signed) {
         (Some(user), Some(s)) if *user == s.user => Ok((issuer, pending, session)),

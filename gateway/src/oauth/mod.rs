@@ -79,6 +79,20 @@ struct Pending {
 struct SignIn {
     user: String,
     expires_at: i64,
+    /// The provider and claim that named the user ([`provider_id`]): a sign-in outlives neither.
+    provider: String,
+}
+
+/// What a sign-in is bound to: the provider's issuer and the claim naming users.
+fn provider_id(idp: &IdentityProvider) -> String {
+    format!("{} {}", idp.issuer, idp.user_claim)
+}
+
+/// The cookie binding one authorization to the browser that started it (one per flow, so that
+/// several at once in one browser do not undo each other).
+fn flow_cookie(browser: &str) -> String {
+    let digest = switchboard_domain::crypto::hex_digest(browser.as_bytes());
+    format!("{FLOW_COOKIE}_{}", digest.get(..16).unwrap_or(&digest))
 }
 
 /// An authorization code's content.
@@ -96,7 +110,7 @@ struct Code {
 }
 
 const PENDING_PREFIX: &str = "sbp_";
-const SIGN_IN_PREFIX: &str = "sbs_";
+const SIGN_IN_PREFIX: &str = "sbsi_";
 const CODE_PREFIX: &str = "sbac_";
 const REFRESH_PREFIX: &str = "sbrt_";
 
@@ -184,17 +198,25 @@ impl Inner {
             .map(|(_, v)| v)
     }
 
-    /// The browser's sign-in for `tenant`, if it has a live one.
-    fn signed_in(&self, req: &HttpRequest, tenant: TenantId) -> Option<SignIn> {
+    /// The browser's sign-in for `tenant`, if it has a live one by the provider configured now.
+    fn signed_in(&self, req: &HttpRequest, tenant: TenantId, idp: &IdentityProvider) -> Option<SignIn> {
         let cookie = req.cookie(SIGN_IN_COOKIE)?;
-        self.open::<SignIn>(tenant, "sign_in", SIGN_IN_PREFIX, cookie.value()).filter(|s| s.expires_at > now())
+        self.open::<SignIn>(tenant, "sign_in", SIGN_IN_PREFIX, cookie.value())
+            .filter(|s| s.expires_at > now() && s.provider == provider_id(idp))
     }
 
     fn secure_cookies(&self) -> bool {
         self.config.public_url.starts_with("https://")
     }
 
-    fn cookie<'c>(&self, segment: &str, name: &'c str, value: String, max_age: i64) -> actix_web::cookie::Cookie<'c> {
+    fn cookie(
+        &self,
+        segment: &str,
+        name: impl Into<String>,
+        value: String,
+        max_age: i64,
+    ) -> actix_web::cookie::Cookie<'static> {
+        let name: String = name.into();
         actix_web::cookie::Cookie::build(name, value)
             .path(format!("/oauth/{segment}"))
             .http_only(true)
@@ -258,6 +280,12 @@ fn back_to_client(redirect_uri: &str, pairs: &[(&str, &str)], issuer: &str) -> H
         .insert_header(("location", url.to_string()))
         .insert_header(("cache-control", "no-store"))
         .finish()
+}
+
+/// Where the browser goes on to, once signed in, for connect link `request` (`connect.rs`).
+fn to_connect(inner: &Inner, segment: &str, request: &str) -> HttpResponse {
+    let url = format!("{}/oauth/{segment}/connect?request={request}", inner.config.public_url);
+    HttpResponse::Found().insert_header(("location", url)).insert_header(("cache-control", "no-store")).finish()
 }
 
 /// Registers the authorization server's routes.
