@@ -58,15 +58,19 @@ pub struct IdentityProviderResponse {
 pub struct IdentityProviderRequest {
     /// The provider's issuer, exactly as its metadata states it (https; http only for loopback in
     /// development).
+    #[schema(value_type = super::settings::HttpsUrl)]
     issuer: String,
+    #[schema(min_length = 1, max_length = 512)]
     client_id: String,
     /// Omit to keep the stored secret; `null` removes it (a public client).
+    #[schema(min_length = 1, max_length = 4096)]
     client_secret: Option<String>,
     /// `openid` is always included. Default `["openid"]`.
     #[schema(max_items = 20)]
     scopes: Option<Vec<String>>,
     /// The claim naming the user (default `sub`; `email` — which must then be verified — or
     /// `preferred_username` are common).
+    #[schema(min_length = 1, max_length = 128)]
     user_claim: Option<String>,
     /// Claims an ID token must carry to sign in: a string equal to the value, or an array
     /// containing it (`{"groups": "mcp-users"}`, `{"hd": "acme.com"}`, `{"tid": "…"}`).

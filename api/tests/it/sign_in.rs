@@ -807,3 +807,32 @@ async fn offboarding_revokes_what_mcp_clients_hold_and_a_provider_change_needs_i
     );
     assert_eq!(initialize_status(&s.app, &s.url, &access).await.0, StatusCode::UNAUTHORIZED);
 }
+
+/// An access token is a session ticket: its holder narrows it offline like any other, and the
+/// gateway enforces the narrowing (the audience stays, being the authority block's).
+#[tokio::test]
+async fn an_access_token_narrows_offline_like_any_ticket() {
+    let s = setup().await;
+    let mut browser = HandDriven::new(&s.app);
+    let (_, access, _) = sign_in_tokens(&mut browser, &s.issuer, &s.url).await;
+    let key = s.app.get("/v1/session-tickets/public-key").await.json()["public_key"].as_str().expect("key").to_owned();
+    let narrowed = switchboard_domain::ticket::attenuate(
+        &access,
+        &key,
+        r#"check if operation($o), $o != "call" or requested_tool($t), {"test_simple_text"}.contains($t);"#,
+    )
+    .expect("attenuate");
+    let session = crate::gateway::open_session(&s.app, &s.url, &narrowed).await;
+    let call = |name: &str| json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": name, "arguments": {}}});
+    let allowed = crate::gateway::rpc_body(
+        crate::gateway::mcp(&s.app, &s.url, Some(&narrowed), Some(&session), &call("test_simple_text")).await,
+    )
+    .await;
+    assert!(allowed["result"]["content"].is_array(), "{allowed}");
+    let refused =
+        crate::gateway::mcp(&s.app, &s.url, Some(&narrowed), Some(&session), &call("test_image_content")).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    // Narrowed or not, it stays bound to its URL.
+    let (status, body) = initialize_status(&s.app, &s.other_url, &narrowed).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("wrong_audience")), "{body}");
+}
