@@ -100,6 +100,7 @@ mod tests {
         ("refresh.rs", include_str!("refresh.rs")),
         ("revocation.rs", include_str!("revocation.rs")),
         ("settings.rs", include_str!("settings.rs")),
+        ("sign_in.rs", include_str!("sign_in.rs")),
         ("tenants.rs", include_str!("tenants.rs")),
         ("tickets.rs", include_str!("tickets.rs")),
         ("webhooks.rs", include_str!("webhooks.rs")),
