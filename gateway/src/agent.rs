@@ -31,7 +31,7 @@ use switchboard_worker::changes::Change;
 use crate::answer::{bearer, header, json_response};
 use crate::inbound::{Caller, Refusal, VerifiedTicket};
 use crate::observe::Observed;
-use crate::rpc::{self, BadMessage, Era, Message, code};
+use crate::rpc::{self, Era, Message, code};
 use crate::{Gateway, Inner, handler, sessions};
 
 const SESSION_PREFIX: &str = "sba_";
@@ -158,18 +158,7 @@ pub(crate) async fn post(gw: web::Data<Gateway>, req: HttpRequest, path: AgentSe
     };
     let message = match Message::parse(&body) {
         Ok(m) => m,
-        Err(BadMessage::Batch) => {
-            return json_response(
-                400,
-                &rpc::error(None, code::INVALID_REQUEST, "JSON-RPC batches are not supported", None),
-            );
-        }
-        Err(_) => {
-            return json_response(
-                400,
-                &rpc::error(None, code::PARSE_ERROR, "the body is not one JSON-RPC message", None),
-            );
-        }
+        Err(e) => return crate::answer::bad_message(&e),
     };
     let era = message.era(header(&req, "mcp-protocol-version"));
     let id = message.id.clone();

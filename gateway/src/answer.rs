@@ -34,6 +34,16 @@ pub(crate) fn json_response(status: u16, body: &Value) -> HttpResponse {
         .body(body.to_string())
 }
 
+/// The answer to a body that is not one JSON-RPC message (a batch, or not JSON at all).
+pub(crate) fn bad_message(e: &rpc::BadMessage) -> HttpResponse {
+    match e {
+        rpc::BadMessage::Batch => {
+            json_response(400, &rpc::error(None, code::INVALID_REQUEST, "JSON-RPC batches are not supported", None))
+        }
+        _ => json_response(400, &rpc::error(None, code::PARSE_ERROR, "the body is not one JSON-RPC message", None)),
+    }
+}
+
 pub(crate) fn problem(status: StatusCode, code: &str, detail: &str) -> HttpResponse {
     HttpResponse::build(status).content_type("application/problem+json").body(
         json!({"type": "about:blank", "title": status.canonical_reason(), "status": status.as_u16(), "code": code, "detail": detail})

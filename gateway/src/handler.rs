@@ -14,7 +14,7 @@ use crate::connect::{self, ConnectRequest};
 use crate::filter::{self, Cursors};
 use crate::inbound::{Caller, Refusal};
 use crate::observe::Observed;
-use crate::rpc::{self, BadMessage, Era, Message, code};
+use crate::rpc::{self, Era, Message, code};
 use crate::{Gateway, Inner, sessions};
 
 /// The finding of a grant the gateway cannot use.
@@ -106,18 +106,7 @@ pub(crate) async fn serve(
     observed.ticket(caller);
     let message = match Message::parse(&body) {
         Ok(m) => m,
-        Err(BadMessage::Batch) => {
-            return json_response(
-                400,
-                &rpc::error(None, code::INVALID_REQUEST, "JSON-RPC batches are not supported", None),
-            );
-        }
-        Err(_) => {
-            return json_response(
-                400,
-                &rpc::error(None, code::PARSE_ERROR, "the body is not one JSON-RPC message", None),
-            );
-        }
+        Err(e) => return crate::answer::bad_message(&e),
     };
     let method = message.method().to_owned();
     span.record("mcp.method", method.as_str());
