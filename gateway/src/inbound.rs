@@ -85,6 +85,9 @@ pub(crate) struct Views {
     pub(crate) routes: Ttl<(TenantId, String, String), Arc<Route>>,
     /// Agents by the `{agent}` segment of an agent endpoint.
     pub(crate) agents: Ttl<(TenantId, String), Arc<Agent>>,
+    /// Client ID Metadata Documents by URL (the authorization server's `client_id`s that are
+    /// URLs): fetched once per five minutes, not once per authorization request.
+    pub(crate) client_documents: Ttl<String, Arc<switchboard_domain::sign_in::GatewayClient>>,
     pub(crate) credentials: Ttl<GrantKey, Arc<Credential>>,
     /// A user's connections through an agent (the runtime list's statuses): every status write
     /// announces its grant (`Change::Grant`), bulk ones their tenant or all (`Statuses`).
@@ -99,6 +102,7 @@ impl Default for Views {
             tickets: Ttl::new(VIEW_LIFE, MAX_ENTRIES),
             routes: Ttl::new(VIEW_LIFE, MAX_ENTRIES),
             agents: Ttl::new(VIEW_LIFE, MAX_ENTRIES),
+            client_documents: Ttl::new(Duration::from_secs(300), 10_000),
             credentials: Ttl::new(Duration::from_secs(300), MAX_ENTRIES),
             connections: Ttl::new(VIEW_LIFE, MAX_ENTRIES),
         }

@@ -113,13 +113,18 @@ async fn a_stock_sdk_client_signs_in_from_the_401_and_uses_the_route() {
 
 /// Serves one JSON document at `http://127.0.0.1:{port}/client.json` (a Client ID Metadata
 /// Document is hosted by the client, not by Switchboard).
-async fn serve_document(doc: impl Fn(&str) -> Value + Send + Sync + 'static) -> String {
+async fn serve_document(
+    doc: impl Fn(&str) -> Value + Send + Sync + 'static,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/client.json", listener.local_addr().expect("addr"));
     let body = doc(&url).to_string();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let body = body.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
@@ -132,13 +137,13 @@ async fn serve_document(doc: impl Fn(&str) -> Value + Send + Sync + 'static) -> 
             });
         }
     });
-    url
+    (url, hits)
 }
 
 #[tokio::test]
 async fn a_client_id_metadata_document_client_signs_in_and_revocation_ends_its_tokens() {
     let s = setup().await;
-    let cimd = serve_document(|url| {
+    let (cimd, fetched) = serve_document(|url| {
         json!({"client_id": url, "client_name": "CIMD test client", "redirect_uris": ["http://127.0.0.1:33418/callback"],
             "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"], "token_endpoint_auth_method": "none"})
     })
@@ -150,6 +155,26 @@ async fn a_client_id_metadata_document_client_signs_in_and_revocation_ends_its_t
     assert_eq!(out["revoke_status"], 200, "{out}");
     assert_eq!(out["access_after_revoke_status"], 401, "{out}");
     assert_eq!(out["refresh_after_revoke_error"], "invalid_grant", "{out}");
+    // The document is kept a while: further authorization requests do not fetch it again.
+    let before = fetched.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(before >= 1);
+    for _ in 0..3 {
+        let page = s
+            .app
+            .client
+            .get(format!("{}/authorize", s.issuer))
+            .query(&[
+                ("client_id", cimd.as_str()),
+                ("redirect_uri", "http://127.0.0.1:33418/callback"),
+                ("response_type", "token"),
+            ])
+            .send()
+            .await
+            .expect("authorize");
+        assert_eq!(page.status(), StatusCode::BAD_REQUEST);
+        assert!(page.text().await.expect("page").contains("response_type"), "the client resolved, the request refused");
+    }
+    assert_eq!(fetched.load(std::sync::atomic::Ordering::SeqCst), before);
 }
 
 /// A browser without a UI: follows redirects by hand, keeps Switchboard's cookies, submits the

@@ -156,6 +156,7 @@ impl Inner {
     /// A client by its id: one registered by DCR, or — an `https` URL (`http` on loopback when
     /// private networks are allowed) — a Client ID Metadata Document, fetched through the guarded
     /// client and held to the spec: `client_id` equal to its URL, redirect URIs that are allowed.
+    /// A document is kept five minutes (a client that changes it waits that long).
     async fn client(&self, tenant: TenantId, client_id: &str) -> Result<Option<GatewayClient>, String> {
         if !(client_id.starts_with("https://") || client_id.starts_with("http://")) {
             return self
@@ -165,6 +166,9 @@ impl Inner {
                 .gateway_client(client_id)
                 .await
                 .map_err(|e| switchboard_domain::error::chain(&e));
+        }
+        if let Some(known) = self.views.client_documents.get(&client_id.to_owned()) {
+            return Ok(Some((*known).clone()));
         }
         let url = url::Url::parse(client_id).map_err(|_| "the client_id is not a URL".to_owned())?;
         if url.path() == "/" || url.fragment().is_some() {
@@ -185,7 +189,9 @@ impl Inner {
         }
         let (client_name, redirect_uris) =
             switchboard_domain::sign_in::validate_registration(&doc).map_err(|(_, why)| why)?;
-        Ok(Some(GatewayClient { client_id: client_id.to_owned(), client_name, redirect_uris }))
+        let client = GatewayClient { client_id: client_id.to_owned(), client_name, redirect_uris };
+        self.views.client_documents.put(client_id.to_owned(), std::sync::Arc::new(client.clone()));
+        Ok(Some(client))
     }
 
     fn seal<T: Serialize>(&self, tenant: TenantId, column: &str, prefix: &str, v: &T) -> Option<String> {
