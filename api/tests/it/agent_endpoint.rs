@@ -216,3 +216,46 @@ async fn client_setup_gives_the_agent_endpoint_routes_and_snippets() {
     let theirs = app.call(Method::GET, &format!("/v1/agents/{agent}/client-setup"), Some(&other_key), None).await;
     assert_eq!(theirs.status, StatusCode::NOT_FOUND);
 }
+
+/// The agent endpoint in the 2026-07-28 era: no session, `server/discover` answered here, lists
+/// merged with the era's result fields, and a call sent upstream with the upstream's name in both
+/// the body and `Mcp-Name` (the upstream checks they agree).
+#[tokio::test]
+async fn the_agent_endpoint_serves_2026_07_28_requests() {
+    use crate::gateway_e2e::{modern, post_modern};
+    let app = local_app().await;
+    let a = Upstream::start(&[]);
+    let b = Upstream::start(&[]);
+    let none = json!({"type": "none"});
+    let (agent, endpoint, _) =
+        agent_with(&app, &[("Alpha", "alpha", &a.url, none.clone()), ("Beta", "beta", &b.url, none)]).await;
+    let t = ticket(&app, "user-1", &[&agent]).await;
+    let caps = json!({});
+    let discover =
+        post_modern(&app, &endpoint, &t, &modern(json!(1), "server/discover", json!({}), caps.clone())).await;
+    assert_eq!(discover.status(), StatusCode::OK);
+    assert!(discover.headers().get("mcp-session-id").is_none(), "no session in this era");
+    let discover = rpc_body(discover).await;
+    assert_eq!(discover["result"]["supportedVersions"], json!(["2026-07-28"]), "{discover}");
+    let list =
+        rpc_body(post_modern(&app, &endpoint, &t, &modern(json!(2), "tools/list", json!({}), caps.clone())).await)
+            .await;
+    assert_eq!(list["result"]["resultType"], "complete", "{list}");
+    assert_eq!(list["result"]["cacheScope"], "private", "{list}");
+    let tools = names(&list, "tools");
+    assert!(
+        tools.contains(&"alpha__test_simple_text".to_owned()) && tools.contains(&"beta__test_simple_text".to_owned()),
+        "{list}"
+    );
+    let called = post_modern(
+        &app,
+        &endpoint,
+        &t,
+        &modern(json!(3), "tools/call", json!({"name": "beta__test_simple_text", "arguments": {}}), caps),
+    )
+    .await;
+    assert_eq!(called.status(), StatusCode::OK);
+    let called = rpc_body(called).await;
+    assert!(called["result"]["content"].to_string().contains("simple text"), "{called}");
+    assert_eq!(b.seen().await["by_era"]["modern"].as_u64().map(|n| n >= 2), Some(true), "beta saw modern requests");
+}

@@ -60,14 +60,14 @@ fn upstream_base(upstream: &Upstream) -> String {
 }
 
 /// A 2026-07-28 request: version and capabilities in `_meta`.
-fn modern(id: Value, method: &str, mut params: Value, capabilities: Value) -> Value {
+pub(crate) fn modern(id: Value, method: &str, mut params: Value, capabilities: Value) -> Value {
     params["_meta"]["io.modelcontextprotocol/protocolVersion"] = json!(MODERN);
     params["_meta"]["io.modelcontextprotocol/clientCapabilities"] = capabilities;
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
 }
 
 /// POSTs a 2026-07-28 request with the headers that era requires (`Mcp-Method`, `Mcp-Name`).
-async fn post_modern(app: &TestApp, url: &str, ticket: &str, body: &Value) -> reqwest::Response {
+pub(crate) async fn post_modern(app: &TestApp, url: &str, ticket: &str, body: &Value) -> reqwest::Response {
     let method = body["method"].as_str().expect("method");
     let mut req = app
         .client
