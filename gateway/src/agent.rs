@@ -66,7 +66,7 @@ struct AgentCaller {
 
 impl Inner {
     fn agent_url(&self, tenant: &str, agent: &str) -> String {
-        format!("{}/mcp/{tenant}/{agent}", self.config.public_url)
+        self.route_url(&(tenant.to_owned(), agent.to_owned(), String::new()))
     }
 
     async fn agent(&self, tenant: TenantId, agent: &str) -> Result<Arc<Agent>, Refusal> {
@@ -93,7 +93,7 @@ async fn authenticate(gw: &Gateway, presented: Option<&str>, path: &(String, Str
     }
     let tenant = ticket.tenant;
     let key = inner.tenant_key(tenant).await?;
-    if path.0 != key.slug && path.0 != tenant.0.to_string() && path.0 != tenant.0.simple().to_string() {
+    if !crate::inbound::names_tenant(&path.0, tenant, &key.slug) {
         return Err(Refusal::NotFound(format!("no gateway route /mcp/{}/…", path.0)));
     }
     let agent = inner.agent(tenant, &path.1).await?;
@@ -148,9 +148,8 @@ fn upstream_headers(client: &HeaderMap, session: Option<&str>, name: Option<&str
 /// `POST /mcp/{tenant}/{agent}`.
 pub(crate) async fn post(gw: web::Data<Gateway>, req: HttpRequest, path: AgentSegments, body: Bytes) -> HttpResponse {
     let inner = &gw.inner;
-    let route_path = (path.0.clone(), path.1.clone(), String::new());
     if let Err(r) = inner.check_origin(&req) {
-        return inner.refusal(&route_path, &r);
+        return agent_refusal(inner, &path, &r);
     }
     let caller = match authenticate(&gw, bearer(&req), &path).await {
         Ok(c) => c,
@@ -203,20 +202,7 @@ pub(crate) async fn post(gw: web::Data<Gateway>, req: HttpRequest, path: AgentSe
 }
 
 fn agent_refusal(inner: &Inner, path: &(String, String), r: &Refusal) -> HttpResponse {
-    let mut res = inner.refusal(&(path.0.clone(), path.1.clone(), String::new()), r);
-    // 401s name the agent endpoint's own metadata.
-    if res.status() == actix_web::http::StatusCode::UNAUTHORIZED
-        && let Some(v) = res.headers().get("www-authenticate").and_then(|v| v.to_str().ok())
-    {
-        let fixed = v.replace(
-            &format!("/.well-known/oauth-protected-resource/mcp/{}/{}/\"", path.0, path.1),
-            &format!("/.well-known/oauth-protected-resource/mcp/{}/{}\"", path.0, path.1),
-        );
-        if let Ok(h) = HeaderValue::from_str(&fixed) {
-            res.headers_mut().insert(actix_web::http::header::WWW_AUTHENTICATE, h);
-        }
-    }
-    res
+    inner.refusal(&(path.0.clone(), path.1.clone(), String::new()), r)
 }
 
 fn capabilities() -> Value {
@@ -239,10 +225,8 @@ fn instructions(caller: &AgentCaller) -> String {
 fn open_session(inner: &Inner, caller: &AgentCaller, id: &str) -> Option<AgentSession> {
     let (tenant, s): (TenantId, AgentSession) =
         crate::connect::open_json(inner.runtime.store.envelope(), "agent_session", SESSION_PREFIX, id)?;
-    let age = switchboard_domain::clock::now().timestamp().saturating_sub(s.at);
-    let live = (-300..i64::try_from(sessions::LIFE.as_secs()).unwrap_or(i64::MAX)).contains(&age);
     let ours = tenant == caller.tenant && s.user == caller.ticket.authority.user && s.agent == caller.agent.id.0;
-    (ours && live && inner.sessions.ended.get(&sessions::digest(id)).is_none()).then_some(s)
+    (ours && inner.sessions.live(id, s.at)).then_some(s)
 }
 
 fn initialize(inner: &Inner, caller: &AgentCaller, message: &Message) -> HttpResponse {
@@ -313,29 +297,6 @@ async fn on_server(
     res
 }
 
-/// The JSON-RPC response to `id` in a body (JSON, or the events of an SSE stream).
-fn response_in(bytes: &[u8], id: &Value) -> Option<Value> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    if let Ok(v) = serde_json::from_str::<Value>(text.trim()) {
-        return Some(v);
-    }
-    let mut data = String::new();
-    let mut found = None;
-    for line in text.lines().chain(std::iter::once("")) {
-        if let Some(d) = line.strip_prefix("data:") {
-            data.push_str(d.strip_prefix(' ').unwrap_or(d));
-        } else if line.is_empty() && !data.is_empty() {
-            if let Ok(v) = serde_json::from_str::<Value>(&data)
-                && v.get("id") == Some(id)
-            {
-                found = Some(v);
-            }
-            data.clear();
-        }
-    }
-    found
-}
-
 /// What one server gave a merged list.
 enum Part {
     Items(Vec<Value>),
@@ -371,7 +332,7 @@ async fn list_from(
         let Ok(bytes) = actix_web::body::to_bytes(res.into_body()).await else {
             return Part::Down("the answer could not be read".into());
         };
-        let Some(answer) = response_in(&bytes, &id) else {
+        let Some(answer) = crate::filter::response_in(&bytes, &id) else {
             return Part::Down(format!("HTTP {}", status.as_u16()));
         };
         if let Some(error) = answer.get("error") {
@@ -551,17 +512,5 @@ pub(crate) async fn get() -> HttpResponse {
 
 /// `GET /.well-known/oauth-protected-resource/mcp/{tenant}/{agent}`.
 pub(crate) async fn resource_metadata(gw: web::Data<Gateway>, path: AgentSegments) -> HttpResponse {
-    let inner = &gw.inner;
-    let signs_in = inner.signs_in(&path.0).await;
-    let servers: Vec<String> = if signs_in { vec![inner.issuer_url(&path.0)] } else { vec![] };
-    json_response(
-        200,
-        &json!({
-            "resource": inner.agent_url(&path.0, &path.1),
-            "authorization_servers": servers,
-            "bearer_methods_supported": ["header"],
-            "resource_name": "Switchboard MCP gateway (agent endpoint)",
-            "resource_documentation": format!("{}/docs/", inner.config.public_url),
-        }),
-    )
+    crate::pages::metadata_document(&gw.inner, &(path.0.clone(), path.1.clone(), String::new())).await
 }

@@ -34,6 +34,11 @@ pub(crate) fn json_response(status: u16, body: &Value) -> HttpResponse {
         .body(body.to_string())
 }
 
+/// `tenant/agent/server`, or `tenant/agent` for an agent endpoint (no server segment).
+fn route_path(s: &(String, String, String)) -> String {
+    if s.2.is_empty() { format!("{}/{}", s.0, s.1) } else { format!("{}/{}/{}", s.0, s.1, s.2) }
+}
+
 /// The answer to a body that is not one JSON-RPC message (a batch, or not JSON at all).
 pub(crate) fn bad_message(e: &rpc::BadMessage) -> HttpResponse {
     match e {
@@ -52,12 +57,13 @@ pub(crate) fn problem(status: StatusCode, code: &str, detail: &str) -> HttpRespo
 }
 
 impl Inner {
+    /// A route's URL; with an empty server segment, the agent endpoint's.
     pub(crate) fn route_url(&self, s: &(String, String, String)) -> String {
-        format!("{}/mcp/{}/{}/{}", self.config.public_url, s.0, s.1, s.2)
+        format!("{}/mcp/{}", self.config.public_url, route_path(s))
     }
 
     pub(crate) fn metadata_url(&self, s: &(String, String, String)) -> String {
-        format!("{}/.well-known/oauth-protected-resource/mcp/{}/{}/{}", self.config.public_url, s.0, s.1, s.2)
+        format!("{}/.well-known/oauth-protected-resource/mcp/{}", self.config.public_url, route_path(s))
     }
 
     /// The HTTP answer to a refusal. 401s name the route's resource metadata (RFC 9728).

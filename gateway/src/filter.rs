@@ -96,6 +96,23 @@ pub fn rewrite_list(method: &str, result: &mut Value, filter: &Filter, cursors: 
     }
 }
 
+/// The JSON message of one SSE event (its `data:` lines joined), if it is one.
+fn event_json(event: &str) -> Option<Value> {
+    let data: Vec<&str> =
+        event.lines().filter_map(|l| l.strip_prefix("data:").map(|d| d.strip_prefix(' ').unwrap_or(d))).collect();
+    (!data.is_empty()).then(|| serde_json::from_str::<Value>(&data.join("\n")).ok()).flatten()
+}
+
+/// The JSON-RPC response to `id` in a body: one JSON object, or the matching event of an SSE
+/// stream.
+pub fn response_in(body: &[u8], id: &Value) -> Option<Value> {
+    let text = std::str::from_utf8(body).ok()?;
+    if let Ok(v) = serde_json::from_str::<Value>(text.trim()) {
+        return Some(v);
+    }
+    text.replace("\r\n", "\n").split("\n\n").filter_map(event_json).find(|v| v.get("id") == Some(id))
+}
+
 /// Applies `rewrite` to the response to `id` inside an upstream body: one JSON object, or the
 /// matching `data:` event of an SSE stream (other events and fields kept as they were).
 pub fn rewrite_body(body: &[u8], sse: bool, id: &Value, rewrite: &mut dyn FnMut(&mut Value)) -> Option<Vec<u8>> {
@@ -110,10 +127,7 @@ pub fn rewrite_body(body: &[u8], sse: bool, id: &Value, rewrite: &mut dyn FnMut(
     let normalized = text.replace("\r\n", "\n");
     let mut out = String::with_capacity(normalized.len());
     for event in normalized.split_inclusive("\n\n") {
-        let data: Vec<&str> =
-            event.lines().filter_map(|l| l.strip_prefix("data:").map(|d| d.strip_prefix(' ').unwrap_or(d))).collect();
-        let parsed = (!data.is_empty()).then(|| serde_json::from_str::<Value>(&data.join("\n")).ok()).flatten();
-        match parsed {
+        match event_json(event) {
             Some(mut v) if v.get("id") == Some(id) && v.get("result").is_some() => {
                 if let Some(result) = v.get_mut("result") {
                     rewrite(result);

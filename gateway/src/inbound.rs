@@ -200,6 +200,12 @@ impl From<DomainError> for Refusal {
     }
 }
 
+/// Whether the `{tenant}` segment of a public URL names `tenant`: its slug, or its id in either
+/// spelling.
+pub(crate) fn names_tenant(segment: &str, tenant: TenantId, slug: &str) -> bool {
+    segment == slug || segment == tenant.0.to_string() || segment == tenant.0.simple().to_string()
+}
+
 /// The verified caller of a route.
 pub(crate) struct Caller {
     pub(crate) ticket: Arc<VerifiedTicket>,
@@ -221,7 +227,7 @@ impl crate::Inner {
         }
         let verified = self.verify(presented).await?;
         if let Some(audience) = &verified.authority.audience {
-            let here = format!("{}/mcp/{}/{}/{}", self.config.public_url, segments.0, segments.1, segments.2);
+            let here = self.route_url(&(segments.0.to_owned(), segments.1.to_owned(), segments.2.to_owned()));
             if *audience != here {
                 return Err(Refusal::Audience);
             }
@@ -229,7 +235,7 @@ impl crate::Inner {
         let tenant = verified.tenant;
         let key = self.tenant_key(tenant).await?;
         // Another tenant's route: as if it did not exist.
-        if segments.0 != key.slug && segments.0 != tenant.0.to_string() && segments.0 != tenant.0.simple().to_string() {
+        if !names_tenant(segments.0, tenant, &key.slug) {
             return Err(Refusal::NotFound(format!("no gateway route /mcp/{}/…", segments.0)));
         }
         let route = self.route(tenant, segments.1, segments.2).await?;

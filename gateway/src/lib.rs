@@ -41,6 +41,8 @@ mod sse;
 mod streams;
 pub mod upstream;
 
+pub use pages::html_escape;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -7,6 +7,12 @@ use serde_json::json;
 use crate::answer::{Segments, json_response};
 use crate::{Gateway, connect};
 
+/// Text made safe for HTML content and attribute values.
+#[must_use]
+pub fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
 /// `GET /.well-known/oauth-protected-resource/mcp/{tenant}/{agent}/{server}` (RFC 9728 §3.1:
 /// the well-known segment inserted before the route's path).
 ///
@@ -14,16 +20,21 @@ use crate::{Gateway, connect};
 /// (`{public_url}/oauth/{tenant}`), where any MCP client signs its user in; without one the list
 /// is empty and `switchboard.sign_in` says so: the route takes session tickets only.
 pub(crate) async fn resource_metadata(gw: web::Data<Gateway>, path: Segments) -> HttpResponse {
-    let inner = &gw.inner;
+    metadata_document(&gw.inner, &path).await
+}
+
+/// The protected resource metadata of a route, or — with an empty server segment — of an agent
+/// endpoint (`agent.rs`).
+pub(crate) async fn metadata_document(inner: &crate::Inner, path: &(String, String, String)) -> HttpResponse {
     let signs_in = inner.signs_in(&path.0).await;
     let servers: Vec<String> = if signs_in { vec![inner.issuer_url(&path.0)] } else { vec![] };
     json_response(
         200,
         &json!({
-            "resource": inner.route_url(&path),
+            "resource": inner.route_url(path),
             "authorization_servers": servers,
             "bearer_methods_supported": ["header"],
-            "resource_name": "Switchboard MCP gateway",
+            "resource_name": if path.2.is_empty() { "Switchboard MCP gateway (agent endpoint)" } else { "Switchboard MCP gateway" },
             "resource_documentation": format!("{}/docs/", inner.config.public_url),
             "switchboard": {
                 "credential": if signs_in { "oauth_or_session_ticket" } else { "session_ticket" },

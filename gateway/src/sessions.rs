@@ -111,14 +111,20 @@ impl Sessions {
     /// The gateway session `id` of `key`'s grant, unless it was never one, expired or ended.
     pub(crate) fn open(&self, envelope: &Envelope, key: &GrantKey, id: &str) -> Option<Pending> {
         let (tenant, p): (_, Pending) = crate::connect::open_json(envelope, "session", PREFIX, id)?;
-        let age = switchboard_domain::clock::now().timestamp().saturating_sub(p.at);
         let ours = tenant == key.tenant_id
             && p.user == key.user_id
             && p.agent == key.agent_id.0
             && p.server == key.mcp_server_id.0;
+        (ours && self.live(id, p.at)).then_some(p)
+    }
+
+    /// Whether session `id`, begun at `at` (Unix seconds), is within its life and not ended —
+    /// a gateway session's or an agent session's (`agent.rs`).
+    pub(crate) fn live(&self, id: &str, at: i64) -> bool {
+        let age = switchboard_domain::clock::now().timestamp().saturating_sub(at);
         // Another process's clock may run a little ahead of this one's.
-        let live = (-CLOCK_SKEW..i64::try_from(LIFE.as_secs()).unwrap_or(i64::MAX)).contains(&age);
-        (ours && live && self.ended.get(&digest(id)).is_none()).then_some(p)
+        let within = (-CLOCK_SKEW..i64::try_from(LIFE.as_secs()).unwrap_or(i64::MAX)).contains(&age);
+        within && self.ended.get(&digest(id)).is_none()
     }
 
     /// Ends gateway session `id` in this process (the caller announces it to the others).

@@ -24,18 +24,7 @@ pub struct CallbackQuery {
     pub error: Option<String>,
 }
 
-fn escape(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '&' => "&amp;".into(),
-            '<' => "&lt;".into(),
-            '>' => "&gt;".into(),
-            '"' => "&quot;".into(),
-            '\'' => "&#39;".into(),
-            c => c.to_string(),
-        })
-        .collect()
-}
+use switchboard_gateway::html_escape as escape;
 
 /// The consent callback (browser). Renders what happened in plain words.
 #[utoipa::path(tag = "runtime", params(CallbackQuery), responses((status = 200, content_type = "text/html", body = String), (status = 400, description = "The link is incomplete or not valid (a page), or its query string cannot be read (a problem)", content((String = "text/html"), (crate::error::Problem = "application/problem+json"))), (status = 404, description = "No consent in progress has this state (expired, already used, or never started)", content_type = "text/html", body = String)))]

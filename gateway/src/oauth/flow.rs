@@ -63,7 +63,7 @@ impl Inner {
             }
         };
         let t = &issuer.tenant;
-        if tenant != t.slug && tenant != t.id.0.to_string() && tenant != t.id.0.simple().to_string() {
+        if !crate::inbound::names_tenant(tenant, t.id, &t.slug) {
             return Err("the resource belongs to another tenant".into());
         }
         let store = self.runtime.store.tenant(t.id);

@@ -31,6 +31,7 @@ use switchboard_domain::sign_in::{GatewayClient, IdentityProvider};
 use switchboard_domain::tenant::Tenant;
 use switchboard_domain::{AgentId, TenantId};
 
+use crate::pages::html_escape;
 use crate::{Gateway, Inner};
 
 /// How long a sign-in lasts in the browser (the user is not asked again within it).
@@ -264,10 +265,6 @@ fn page(status: StatusCode, title: &str, text: &str) -> HttpResponse {
             t = esc(title),
             m = esc(text)
         ))
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
 /// Sends the browser back to the client with `pairs` and the issuer (RFC 9207).
